@@ -1,0 +1,22 @@
+import type { OnGatewayConnection } from '@nestjs/websockets';
+import type { Connection } from '../connection/connection';
+import { AllowRoles, UpgradeGuards } from '../gateway/gateway-metadata';
+import { RealtimeGateway } from '../gateway/realtime-gateway.decorator';
+import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
+import { CapacityGuard } from '../upgrade/guards/capacity.guard';
+import { OriginGuard } from '../upgrade/guards/origin.guard';
+import { RolesGuard } from '../upgrade/guards/roles.guard';
+import { AlertsService } from './alerts.service';
+import { ResumeGuard } from './resume.guard';
+
+/** `/api/alerts/subscribe`: live alerts for authorities and admins, resumable with `?since=<id>`. */
+@RealtimeGateway({ name: 'alerts', path: '/api/alerts/subscribe' })
+@UpgradeGuards(OriginGuard, AuthenticateGuard, RolesGuard, ResumeGuard, CapacityGuard)
+@AllowRoles('authority', 'admin')
+export class AlertsGateway implements OnGatewayConnection {
+  constructor(private readonly alerts: AlertsService) {}
+
+  handleConnection(conn: Connection): void {
+    this.alerts.attach(conn, conn.attributes.since as string | undefined);
+  }
+}

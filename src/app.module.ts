@@ -1,0 +1,32 @@
+import { Module, type DynamicModule } from '@nestjs/common';
+import { AlertsModule } from './alerts/alerts.module';
+import { AuthModule } from './auth/auth.module';
+import { BusModule } from './bus/bus.module';
+import { ConfigModule } from './config/config.module';
+import type { AppConfig } from './config/config';
+import { ConnectionModule } from './connection/connection.module';
+import { HealthModule } from './health/health.module';
+import type { Logger } from './logging/logger';
+import { LoggingModule } from './logging/logging.module';
+import { MetricsModule } from './metrics/metrics.module';
+import { UpgradeModule } from './upgrade/upgrade.module';
+
+@Module({})
+export class AppModule {
+  static forRoot(config: AppConfig, logger: Logger): DynamicModule {
+    return {
+      module: AppModule,
+      imports: [
+        ConfigModule.forRoot(config),
+        LoggingModule.forRoot(logger),
+        MetricsModule,
+        AuthModule,
+        BusModule,
+        ConnectionModule,
+        UpgradeModule,
+        HealthModule,
+        AlertsModule,
+      ],
+    };
+  }
+}

@@ -1,0 +1,39 @@
+import 'reflect-metadata';
+import type { INestApplication } from '@nestjs/common';
+import { NestFactory } from '@nestjs/core';
+import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { AddressInfo } from 'node:net';
+import { AppModule } from './app.module';
+import type { AppConfig } from './config/config';
+import { ConnectionManager } from './connection/connection-manager';
+import { HttpExceptionFilter } from './http/http-exception.filter';
+import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
+import { Metrics } from './metrics/metrics';
+import { GatewayAdapter } from './upgrade/gateway-adapter';
+
+export interface RunningGateway {
+  app: INestApplication;
+  /** The port actually bound (PORT=0 picks a free one). */
+  port: number;
+  log: Logger;
+  connections: ConnectionManager;
+  /** Drain (1012) and stop. */
+  close(): Promise<void>;
+}
+
+/** Builds and starts the service on config.host:config.port. Used by main.ts and by the tests alike. */
+export async function startGateway(config: AppConfig, log: Logger = createLogger(config.logLevel, config.nodeId)) {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, log), {
+    logger: new NestPinoLogger(log),
+    bodyParser: false,
+    forceCloseConnections: true, // keep-alive HTTP clients must not hold the shutdown
+  });
+  app.useBodyParser('json', { limit: '256kb' });
+  app.useGlobalFilters(new HttpExceptionFilter(log));
+  const connections = app.get(ConnectionManager);
+  app.useWebSocketAdapter(new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics) }));
+  await app.listen(config.port, config.host);
+  const port = (app.getHttpServer().address() as AddressInfo).port;
+  const running: RunningGateway = { app, port, log, connections, close: () => app.close() };
+  return running;
+}

@@ -1,0 +1,59 @@
+import { parseArgs } from 'node:util';
+import jwt from 'jsonwebtoken';
+import { ConfigError, loadConfig } from '../config/config';
+
+const USAGE = `Usage: npm run token -- --role <role> [--sub <id>] [--email <e>] [--ttl <seconds>]
+
+Prints a JWT signed with the configured key (JWT_SECRET, or the development key when unset).
+Roles: authority | admin (alerts), service (POST /api/alerts), doctor | patient (signaling), any (chat).`;
+
+function fail(message: string): never {
+  process.stderr.write(`token: ${message}\n\n${USAGE}\n`);
+  process.exit(2);
+}
+
+function main(): void {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      options: {
+        role: { type: 'string' },
+        sub: { type: 'string' },
+        email: { type: 'string' },
+        ttl: { type: 'string', default: '3600' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }));
+  } catch (error) {
+    fail((error as Error).message);
+  }
+  if (values.help) {
+    process.stdout.write(`${USAGE}\n`);
+    return;
+  }
+  const role = values.role as string | undefined;
+  if (!role) fail('--role is required');
+  const ttl = Number(values.ttl);
+  if (!Number.isInteger(ttl) || ttl <= 0) fail('--ttl must be a positive number of seconds');
+  let config;
+  try {
+    ({ config } = loadConfig());
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`invalid configuration: ${error.message}`);
+    throw error;
+  }
+  const secret = config.jwt.signingSecret;
+  if (!secret) fail('JWT_PUBLIC_KEY is set: sign tokens with your identity provider\'s private key instead');
+  if (config.jwt.usingDevKey) process.stderr.write('token: signed with the development key (JWT_SECRET is not set)\n');
+  const claims: Record<string, unknown> = { sub: (values.sub as string | undefined) ?? `dev-${role}`, role };
+  if (values.email) claims.email = values.email;
+  const token = jwt.sign(claims, secret, {
+    algorithm: 'HS256',
+    expiresIn: ttl,
+    ...(config.jwt.issuer ? { issuer: config.jwt.issuer } : {}),
+    ...(config.jwt.audience ? { audience: config.jwt.audience } : {}),
+  });
+  process.stdout.write(`${token}\n`);
+}
+
+main();

@@ -1,0 +1,211 @@
+import { createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
+import { hostname } from 'node:os';
+import { z } from 'zod';
+
+/**
+ * The documented development key. Tokens signed with it are worthless outside a laptop: the service refuses
+ * to start with it when NODE_ENV=production.
+ */
+export const DEV_JWT_SECRET = 'realtime-gateway-dev-secret-change-me';
+
+export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
+
+export interface JwtConfig {
+  /** Pre-built key: jsonwebtoken re-derives a string key on every verify (~50x slower). */
+  key: KeyObject;
+  algorithms: ('HS256' | 'HS384' | 'HS512' | 'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512')[];
+  issuer?: string;
+  audience?: string;
+  /** True when no key was configured and the documented dev key is in use. */
+  usingDevKey: boolean;
+  /** Only for the dev token command; undefined with a public key. */
+  signingSecret?: string;
+}
+
+export interface AppConfig {
+  port: number;
+  host: string;
+  nodeEnv: string;
+  nodeId: string;
+  jwt: JwtConfig;
+  redisUrl?: string;
+  redisPrefix: string;
+  allowedOrigins: string[];
+  heartbeatIntervalMs: number;
+  idleTimeoutMs: number;
+  maxMessageBytes: number;
+  rateLimitPerSec: number;
+  rateLimitBurst: number;
+  maxConnections: number;
+  maxConnectionsPerUser: number;
+  slowConsumerBytes: number;
+  shutdownGraceMs: number;
+  logLevel: (typeof LOG_LEVELS)[number];
+  alertHistorySize: number;
+}
+
+export class ConfigError extends Error {
+  constructor(readonly variable: string, problem: string) {
+    super(`${variable}: ${problem}`);
+  }
+}
+
+const blankIsUnset = (v: unknown) => (typeof v === 'string' && v.trim() === '' ? undefined : v);
+
+const int = (min: number, max: number, fallback: number) =>
+  z.preprocess(
+    (v) => {
+      const value = blankIsUnset(v);
+      if (value === undefined) return fallback;
+      return typeof value === 'string' && /^\d+$/.test(value.trim()) ? Number(value) : value;
+    },
+    z
+      .number({ message: `must be a whole number between ${min} and ${max}` })
+      .int()
+      .min(min, `must be at least ${min}`)
+      .max(max, `must be at most ${max}`),
+  );
+
+const optionalString = z.preprocess(blankIsUnset, z.string().optional());
+
+const envSchema = z.object({
+  PORT: int(0, 65535, 8080),
+  HOST: z.preprocess(blankIsUnset, z.string().default('0.0.0.0')),
+  NODE_ENV: z.preprocess(blankIsUnset, z.string().default('development')),
+  NODE_ID: z.preprocess(
+    blankIsUnset,
+    z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'may only hold letters, digits and . _ : - (at most 128)').optional(),
+  ),
+  JWT_SECRET: optionalString,
+  JWT_PUBLIC_KEY: optionalString,
+  JWT_ISSUER: optionalString,
+  JWT_AUDIENCE: optionalString,
+  REDIS_URL: z.preprocess(
+    blankIsUnset,
+    z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must look like redis://host:6379/0 (or rediss://)').optional(),
+  ),
+  REDIS_PREFIX: z.preprocess(
+    blankIsUnset,
+    z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'may only hold letters, digits and _ . : - (at most 64)').default('rt'),
+  ),
+  ALLOWED_ORIGINS: z.preprocess(blankIsUnset, z.string().optional()),
+  HEARTBEAT_INTERVAL_MS: int(100, 3_600_000, 30_000),
+  IDLE_TIMEOUT_MS: int(0, 86_400_000, 0),
+  MAX_MESSAGE_BYTES: int(16, 100 * 1024 * 1024, 65_536),
+  RATE_LIMIT_PER_SEC: int(1, 1_000_000, 20),
+  RATE_LIMIT_BURST: int(1, 1_000_000, 40),
+  MAX_CONNECTIONS: int(0, 10_000_000, 0),
+  MAX_CONNECTIONS_PER_USER: int(0, 1_000_000, 0),
+  SLOW_CONSUMER_BYTES: int(1024, 1024 * 1024 * 1024, 1_048_576),
+  SHUTDOWN_GRACE_MS: int(0, 3_600_000, 10_000),
+  LOG_LEVEL: z.preprocess(
+    (v) => (typeof blankIsUnset(v) === 'string' ? String(v).toLowerCase() : undefined),
+    z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
+  ),
+  ALERT_HISTORY_SIZE: int(1, 10_000_000, 10_000),
+});
+
+function parseOrigins(raw: string | undefined): string[] {
+  if (!raw) return [];
+  return raw
+    .split(',')
+    .map((o) => o.trim())
+    .filter(Boolean)
+    .map((o) => {
+      if (o === '*') return o;
+      let url: URL;
+      try {
+        url = new URL(o);
+      } catch {
+        throw new ConfigError('ALLOWED_ORIGINS', `"${o}" is not an origin such as https://app.example.com`);
+      }
+      if (url.origin === 'null' || url.pathname !== '/' || url.search || url.hash) {
+        throw new ConfigError('ALLOWED_ORIGINS', `"${o}" is not an origin such as https://app.example.com`);
+      }
+      return url.origin;
+    });
+}
+
+function buildJwt(env: z.infer<typeof envSchema>): { jwt: JwtConfig; warnings: string[] } {
+  const warnings: string[] = [];
+  const common = { issuer: env.JWT_ISSUER, audience: env.JWT_AUDIENCE };
+  if (env.JWT_SECRET && env.JWT_PUBLIC_KEY) {
+    throw new ConfigError('JWT_SECRET', 'set either JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256/ES256), not both');
+  }
+  if (env.JWT_PUBLIC_KEY) {
+    // PEMs in env files often arrive with literal "\n".
+    const pem = env.JWT_PUBLIC_KEY.replace(/\\n/g, '\n');
+    let key: KeyObject;
+    try {
+      key = createPublicKey(pem);
+    } catch {
+      throw new ConfigError('JWT_PUBLIC_KEY', 'is not a PEM public key (-----BEGIN PUBLIC KEY-----)');
+    }
+    if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') {
+      return { jwt: { key, algorithms: ['RS256', 'RS384', 'RS512'], usingDevKey: false, ...common }, warnings };
+    }
+    if (key.asymmetricKeyType === 'ec') {
+      return { jwt: { key, algorithms: ['ES256', 'ES384', 'ES512'], usingDevKey: false, ...common }, warnings };
+    }
+    throw new ConfigError('JWT_PUBLIC_KEY', `key type ${key.asymmetricKeyType} is not supported (use RSA or EC)`);
+  }
+  let secret = env.JWT_SECRET;
+  let usingDevKey = false;
+  if (!secret) {
+    if (env.NODE_ENV === 'production') {
+      throw new ConfigError('JWT_SECRET', 'is required when NODE_ENV=production (or set JWT_PUBLIC_KEY)');
+    }
+    secret = DEV_JWT_SECRET;
+    usingDevKey = true;
+    warnings.push(
+      'JWT_SECRET is not set: using the public development key. Anyone can forge tokens for this instance. ' +
+        'Set JWT_SECRET (or JWT_PUBLIC_KEY) before exposing it.',
+    );
+  } else if (Buffer.byteLength(secret) < 32) {
+    warnings.push('JWT_SECRET is shorter than 32 bytes: HS256 keys that short can be brute-forced.');
+  }
+  const key = createSecretKey(Buffer.from(secret, 'utf8'));
+  return { jwt: { key, algorithms: ['HS256'], usingDevKey, signingSecret: secret, ...common }, warnings };
+}
+
+/**
+ * Parses and validates the whole environment once. Throws ConfigError naming the first bad variable; never
+ * echoes a secret value.
+ */
+export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: AppConfig; warnings: string[] } {
+  const parsed = envSchema.safeParse(source);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const variable = String(issue.path[0] ?? 'environment');
+    const raw = source[variable];
+    const shown = raw === undefined || /SECRET|KEY|URL/.test(variable) ? '' : ` (got "${raw}")`;
+    throw new ConfigError(variable, `${issue.message}${shown}`);
+  }
+  const env = parsed.data;
+  const { jwt, warnings } = buildJwt(env);
+  const config: AppConfig = {
+    port: env.PORT,
+    host: env.HOST,
+    nodeEnv: env.NODE_ENV,
+    nodeId: env.NODE_ID ?? `${hostname()}-${process.pid}`,
+    jwt,
+    redisUrl: env.REDIS_URL,
+    redisPrefix: env.REDIS_PREFIX,
+    allowedOrigins: parseOrigins(env.ALLOWED_ORIGINS),
+    heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,
+    idleTimeoutMs: env.IDLE_TIMEOUT_MS,
+    maxMessageBytes: env.MAX_MESSAGE_BYTES,
+    rateLimitPerSec: env.RATE_LIMIT_PER_SEC,
+    rateLimitBurst: env.RATE_LIMIT_BURST,
+    maxConnections: env.MAX_CONNECTIONS,
+    maxConnectionsPerUser: env.MAX_CONNECTIONS_PER_USER,
+    slowConsumerBytes: env.SLOW_CONSUMER_BYTES,
+    shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    logLevel: env.LOG_LEVEL,
+    alertHistorySize: env.ALERT_HISTORY_SIZE,
+  };
+  return { config, warnings };
+}
+
+/** Nest injection token for AppConfig. */
+export const APP_CONFIG = Symbol('APP_CONFIG');

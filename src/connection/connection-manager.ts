@@ -1,0 +1,331 @@
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import type { Counter } from 'prom-client';
+import type { RawData, WebSocket } from 'ws';
+import type { ZodType } from 'zod';
+import { APP_CONFIG, type AppConfig } from '../config/config';
+import type { GatewayName } from '../gateway/gateway-metadata';
+import { LOGGER, type Logger } from '../logging/logger';
+import { Metrics } from '../metrics/metrics';
+import type { UpgradeContext } from '../upgrade/upgrade-guard';
+import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
+import { Connection, type ConnectionHost } from './connection';
+import { ConnectionRegistry } from './connection-registry';
+import { PONG_TEXT } from './frames';
+import { Outbox } from './outbox';
+import { TokenBucket } from './token-bucket';
+
+const CONNECTION = Symbol('connection');
+type TaggedSocket = WebSocket & { [CONNECTION]?: Connection };
+
+const PING_TEXT = Buffer.from('ping');
+/** Beyond this many refused frames (× burst) a client is abusive, not bursty: close 1008. */
+const ABUSE_FACTOR = 3;
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+function describeIssue(error: { issues: { path: PropertyKey[]; message: string }[] }): string {
+  const issue = error.issues[0];
+  const where = issue.path.length ? issue.path.map(String).join('.') : 'frame';
+  return `${where}: ${issue.message}`;
+}
+
+/**
+ * Owns every accepted socket on this node: registry, inbound frame pipeline, heartbeat, idle and token-expiry
+ * checks, write coalescing and closing with the right code. Gateways only see Connection objects.
+ */
+@Injectable()
+export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
+  readonly registry = new ConnectionRegistry();
+  private readonly outbox: Outbox;
+  private readonly schemas = new Map<GatewayName, Record<string, ZodType>>();
+  private readonly received = new Map<string, Counter.Internal>();
+  private readonly heartbeat: NodeJS.Timeout;
+  private readonly sweeper: NodeJS.Timeout;
+  private readonly emptyWaiters: (() => void)[] = [];
+  private nextId = 0;
+  private drainPromise: Promise<void> | undefined;
+  // ws calls listeners with `this` bound to the socket: one function per event for all sockets, not a
+  // closure per socket.
+  private readonly onMessage: (this: TaggedSocket, data: RawData, isBinary: boolean) => void;
+  private readonly onPong: (this: TaggedSocket) => void;
+  private readonly onError: (this: TaggedSocket, error: Error & { code?: string }) => void;
+  private readonly onClose: (this: TaggedSocket, code: number, reason: Buffer) => void;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly metrics: Metrics,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {
+    this.outbox = new Outbox({
+      slowConsumerBytes: config.slowConsumerBytes,
+      onSlowConsumer: (conn) => conn.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer'),
+      onWritten: (gateway, frames) => metrics.messagesSent.labels(gateway).inc(frames),
+      onWriteError: (conn, error) => {
+        this.log.debug({ conn: conn.id, gateway: conn.gateway, err: error }, 'write failed');
+        conn.terminate(CloseCode.ABNORMAL, 'write failed');
+      },
+    });
+    const manager = this;
+    this.onMessage = function (data, isBinary) {
+      const conn = this[CONNECTION];
+      if (conn) manager.handleFrame(conn, data as Buffer, isBinary);
+    };
+    this.onPong = function () {
+      const conn = this[CONNECTION];
+      if (conn) conn.alive = true;
+    };
+    this.onError = function (error) {
+      const conn = this[CONNECTION];
+      if (conn) manager.socketError(conn, error);
+    };
+    this.onClose = function (code, reason) {
+      const conn = this[CONNECTION];
+      if (conn) manager.closed(conn, code, reason);
+    };
+    this.heartbeat = setInterval(() => this.pingAll(), config.heartbeatIntervalMs).unref();
+    const sweepEvery = config.idleTimeoutMs ? Math.min(1000, Math.max(25, config.idleTimeoutMs / 4)) : 1000;
+    this.sweeper = setInterval(() => this.sweep(), sweepEvery).unref();
+  }
+
+  get draining(): boolean {
+    return this.drainPromise !== undefined;
+  }
+
+  /** Frame schemas of a gateway, declared in @RealtimeGateway({ frames }). */
+  registerFrames(gateway: GatewayName, frames: Record<string, ZodType> | undefined): void {
+    this.schemas.set(gateway, frames ?? {});
+  }
+
+  /** Called by the adapter once the handshake is done; every guard has passed. */
+  accept(ws: WebSocket, ctx: UpgradeContext): Connection {
+    const now = Date.now();
+    const conn = new Connection(ws, this, {
+      id: (++this.nextId).toString(36),
+      gateway: ctx.gateway,
+      user: ctx.user!,
+      params: ctx.params,
+      attributes: ctx.attributes,
+      bucket: new TokenBucket(this.config.rateLimitPerSec, this.config.rateLimitBurst, now),
+      now,
+    });
+    (ws as TaggedSocket)[CONNECTION] = conn;
+    ws.on('message', this.onMessage);
+    ws.on('pong', this.onPong);
+    ws.on('error', this.onError);
+    ws.on('close', this.onClose);
+    this.registry.add(conn);
+    this.metrics.connectionsActive.labels(conn.gateway).inc();
+    this.metrics.connectionsTotal.labels(conn.gateway).inc();
+    this.log.info(
+      { event: 'connect', conn: conn.id, gateway: conn.gateway, sub: conn.user.sub, role: conn.user.role },
+      'connection opened',
+    );
+    return conn;
+  }
+
+  /** The inbound pipeline: binary, rate limit, text ping, JSON, type, schema, handler. */
+  private handleFrame(conn: Connection, data: Buffer, isBinary: boolean): void {
+    const now = Date.now();
+    conn.lastFrameAt = now;
+    conn.alive = true;
+    this.receivedCounter(conn.gateway).inc();
+    if (!conn.isOpen) return;
+    if (isBinary) {
+      this.frameError(conn, 'binary');
+      conn.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not accepted');
+      return;
+    }
+    if (!conn.bucket.take(now)) {
+      if (conn.bucket.dropped >= ABUSE_FACTOR * this.config.rateLimitBurst) {
+        this.frameError(conn, 'rate_limit_abuse');
+        conn.close(CloseCode.POLICY_VIOLATION, 'rate limit exceeded');
+      } else {
+        conn.sendError(
+          'rate_limited',
+          `too many frames: at most ${this.config.rateLimitPerSec}/s (burst ${this.config.rateLimitBurst}); this one was dropped`,
+        );
+      }
+      return;
+    }
+    if (data.length === 4 && data.equals(PING_TEXT)) {
+      conn.sendEncoded(PONG_TEXT);
+      return;
+    }
+    let frame: unknown;
+    try {
+      frame = JSON.parse(data.toString('utf8'));
+    } catch {
+      conn.sendError('invalid_json', 'frame is not valid JSON');
+      return;
+    }
+    if (!isPlainObject(frame) || typeof frame.type !== 'string') {
+      conn.sendError('invalid_message', 'a frame is a JSON object with a string "type"');
+      return;
+    }
+    const type = frame.type;
+    if (type === 'ping') {
+      conn.send({ type: 'pong', ts: now });
+      return;
+    }
+    const handler = conn.handlers?.get(type);
+    if (!handler) {
+      const known = ['ping', ...(conn.handlers?.keys() ?? [])].join(', ');
+      conn.sendError('unknown_type', `unknown type "${type.slice(0, 64)}" (this endpoint accepts: ${known})`);
+      return;
+    }
+    const schema = this.schemas.get(conn.gateway)?.[type];
+    if (schema) {
+      const parsed = schema.safeParse(frame);
+      if (!parsed.success) {
+        conn.sendError('invalid_message', `invalid "${type}" frame: ${describeIssue(parsed.error)}`);
+        return;
+      }
+      frame = parsed.data;
+    }
+    try {
+      const result = handler(frame as Record<string, unknown>, type);
+      if (result && typeof (result as Promise<unknown>).then === 'function') {
+        (result as Promise<unknown>).then(
+          (reply) => this.reply(conn, reply),
+          (error) => conn.fail(error),
+        );
+      } else {
+        this.reply(conn, result);
+      }
+    } catch (error) {
+      conn.fail(error);
+    }
+  }
+
+  /** A handler's return value, when it is a frame, goes back to the sender. */
+  private reply(conn: Connection, reply: unknown): void {
+    if (isPlainObject(reply) && typeof reply.type === 'string') conn.send(reply);
+  }
+
+  private socketError(conn: Connection, error: Error & { code?: string }): void {
+    const code = error.code ? WS_ERROR_CLOSE_CODES[error.code] : undefined;
+    if (code !== undefined || error.code?.startsWith('WS_ERR_')) {
+      this.frameError(conn, code === CloseCode.MESSAGE_TOO_BIG ? 'too_big' : code ? 'invalid_utf8' : 'protocol');
+      if (conn.closeCode === undefined) {
+        conn.closeCode = code ?? CloseCode.PROTOCOL_ERROR;
+        conn.closeReason = error.message;
+      }
+    }
+    // A misbehaving client can produce these at will: debug, not error.
+    this.log.debug({ conn: conn.id, gateway: conn.gateway, code: error.code }, 'socket error');
+  }
+
+  private closed(conn: Connection, wireCode: number, reason: Buffer): void {
+    if (conn.closeCode === undefined) {
+      conn.closeCode = wireCode;
+      conn.closeReason = reason.length ? reason.toString('utf8').slice(0, 123) : '';
+    }
+    conn.pending = undefined;
+    conn.pendingBytes = 0;
+    conn.handlers = undefined;
+    this.registry.remove(conn);
+    this.metrics.connectionsActive.labels(conn.gateway).dec();
+    this.metrics.closes.labels(conn.gateway, closeCodeLabel(conn.closeCode)).inc();
+    this.log.info(
+      {
+        event: 'close',
+        conn: conn.id,
+        gateway: conn.gateway,
+        sub: conn.user.sub,
+        code: conn.closeCode,
+        reason: conn.closeReason,
+        durationMs: Date.now() - conn.openedAt,
+      },
+      'connection closed',
+    );
+    conn.runCloseListeners((error) =>
+      this.log.error({ conn: conn.id, gateway: conn.gateway, err: error }, 'error in a close handler'),
+    );
+    if (this.registry.size === 0 && this.emptyWaiters.length) {
+      for (const resolve of this.emptyWaiters.splice(0)) resolve();
+    }
+  }
+
+  // ConnectionHost
+  enqueue(conn: Connection, data: Buffer): boolean {
+    return this.outbox.enqueue(conn, data);
+  }
+
+  flushNow(conn: Connection): void {
+    this.outbox.flushNow(conn);
+  }
+
+  /** Runs `callback` once the frames queued so far are written (for delivery-latency metrics). */
+  whenFlushed(callback: () => void): void {
+    this.outbox.whenFlushed(callback);
+  }
+
+  frameError(conn: Connection, code: string): void {
+    this.metrics.frameErrors.labels(conn.gateway, code).inc();
+  }
+
+  fail(conn: Connection, error: unknown): void {
+    this.log.error(
+      { conn: conn.id, gateway: conn.gateway, sub: conn.user.sub, err: error },
+      'unexpected error in a gateway handler; closing this connection with 1011',
+    );
+    conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
+  }
+
+  private receivedCounter(gateway: string): Counter.Internal {
+    let counter = this.received.get(gateway);
+    if (!counter) this.received.set(gateway, (counter = this.metrics.messagesReceived.labels(gateway)));
+    return counter;
+  }
+
+  /** Terminates sockets that did not answer the previous ping (counted 1006), pings the rest. */
+  private pingAll(): void {
+    for (const conn of this.registry.all()) {
+      if (!conn.alive) {
+        conn.terminate(CloseCode.ABNORMAL, 'missed heartbeat');
+        continue;
+      }
+      conn.alive = false;
+      if (conn.ws.readyState === 1) conn.ws.ping();
+    }
+  }
+
+  /** Token expiry (4001) and idle timeout (1001), checked in one pass. */
+  private sweep(): void {
+    const now = Date.now();
+    const idle = this.config.idleTimeoutMs;
+    for (const conn of this.registry.all()) {
+      if (!conn.isOpen) continue;
+      const exp = conn.user.exp;
+      if (exp !== undefined && now >= exp * 1000) conn.close(CloseCode.TOKEN_EXPIRED, 'token expired');
+      else if (idle > 0 && now - conn.lastFrameAt >= idle) conn.close(CloseCode.GOING_AWAY, 'idle timeout');
+    }
+  }
+
+  /**
+   * Closes every socket with `code` and resolves when all are gone or after `graceMs`, terminating the
+   * stragglers. Idempotent: later calls share the first drain.
+   */
+  drain(code: number = CloseCode.SERVICE_RESTART, reason = 'server restarting', graceMs = this.config.shutdownGraceMs) {
+    this.drainPromise ??= (async () => {
+      for (const conn of [...this.registry.all()]) conn.close(code, reason);
+      if (this.registry.size > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          new Promise<void>((resolve) => this.emptyWaiters.push(resolve)),
+          new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
+        ]);
+        clearTimeout(timer);
+      }
+      for (const conn of [...this.registry.all()]) conn.terminate(code, reason);
+    })();
+    return this.drainPromise;
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.heartbeat);
+    clearInterval(this.sweeper);
+  }
+}

@@ -1,0 +1,57 @@
+import { startGateway } from './app';
+import { ConfigError, loadConfig } from './config/config';
+import { createLogger } from './logging/logger';
+
+async function main(): Promise<void> {
+  let loaded: ReturnType<typeof loadConfig>;
+  try {
+    loaded = loadConfig();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    process.stderr.write(`realtime-gateway: invalid configuration: ${error.message}\n`);
+    process.exit(1);
+  }
+  const { config, warnings } = loaded;
+  const log = createLogger(config.logLevel, config.nodeId);
+  for (const warning of warnings) {
+    log.warn({ event: 'config_warning' }, warning);
+    process.stderr.write(`\n  WARNING: ${warning}\n\n`);
+  }
+
+  const gateway = await startGateway(config, log);
+  log.info(
+    { event: 'listening', host: config.host, port: gateway.port, mode: config.redisUrl ? 'cluster' : 'embedded' },
+    `realtime-gateway listening on http://${config.host}:${gateway.port} (${config.redisUrl ? 'cluster' : 'embedded'} mode)`,
+  );
+
+  let stopping = false;
+  const stop = (signal: NodeJS.Signals) => {
+    if (stopping) {
+      log.warn({ event: 'shutdown_forced', signal }, 'second signal: exiting now');
+      process.exit(1);
+    }
+    stopping = true;
+    log.info({ event: 'shutdown', signal, connections: gateway.connections.registry.size }, 'draining');
+    // Readiness and new upgrades flip at once; Nest's close then waits for the same drain.
+    void gateway.connections.drain();
+    gateway.close().then(
+      () => {
+        log.info({ event: 'stopped' }, 'stopped');
+        log.flush();
+        process.exit(0);
+      },
+      (error) => {
+        log.error({ err: error }, 'error during shutdown');
+        log.flush();
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+}
+
+main().catch((error) => {
+  process.stderr.write(`realtime-gateway: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,91 @@
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** Label values are closed sets: never a room, a user, a raw path or a token. */
+export type GatewayLabel = 'alerts' | 'signaling' | 'chat' | 'unknown';
+
+/**
+ * Every SPEC metric, on a registry of its own (not prom-client's global one) so that several app instances
+ * can live in one test process.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+
+  readonly connectionsActive = new Gauge({
+    name: 'ws_connections_active',
+    help: 'Open WebSocket connections on this node',
+    labelNames: ['gateway'] as const,
+    registers: [this.registry],
+  });
+  readonly connectionsTotal = new Counter({
+    name: 'ws_connections_total',
+    help: 'WebSocket connections accepted since start',
+    labelNames: ['gateway'] as const,
+    registers: [this.registry],
+  });
+  readonly upgradesRejected = new Counter({
+    name: 'ws_upgrades_rejected_total',
+    help: 'Upgrade requests refused with an HTTP status before the handshake',
+    labelNames: ['gateway', 'status', 'error'] as const,
+    registers: [this.registry],
+  });
+  readonly closes = new Counter({
+    name: 'ws_closes_total',
+    help: 'Closed connections by close code, whoever closed (1006: peer vanished or missed heartbeat)',
+    labelNames: ['gateway', 'code'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesReceived = new Counter({
+    name: 'ws_messages_received_total',
+    help: 'Frames received from clients',
+    labelNames: ['gateway'] as const,
+    registers: [this.registry],
+  });
+  readonly messagesSent = new Counter({
+    name: 'ws_messages_sent_total',
+    help: 'Frames sent to clients (one per socket per message)',
+    labelNames: ['gateway'] as const,
+    registers: [this.registry],
+  });
+  readonly frameErrors = new Counter({
+    name: 'ws_frame_errors_total',
+    help: 'Client frames answered with an error frame or a protocol close, by error',
+    labelNames: ['gateway', 'error'] as const,
+    registers: [this.registry],
+  });
+  readonly busPublished = new Counter({
+    name: 'ws_bus_published_total',
+    help: 'Messages this node published on the bus, by channel kind',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  readonly busReceived = new Counter({
+    name: 'ws_bus_received_total',
+    help: 'Messages this node received from the bus, by channel kind',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  readonly busInvalid = new Counter({
+    name: 'ws_bus_invalid_total',
+    help: 'Malformed bus messages dropped, by channel kind',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
+  readonly deliverySeconds = new Histogram({
+    name: 'ws_delivery_seconds',
+    help: 'Time from publish to the message being written to the local sockets',
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+    registers: [this.registry],
+  });
+
+  constructor() {
+    collectDefaultMetrics({ register: this.registry });
+  }
+
+  /** Series that must be visible at zero before the first event, so dashboards and alerts have a baseline. */
+  initGateway(gateway: GatewayLabel): void {
+    this.connectionsActive.labels(gateway).set(0);
+    this.connectionsTotal.labels(gateway).inc(0);
+    this.messagesReceived.labels(gateway).inc(0);
+    this.messagesSent.labels(gateway).inc(0);
+  }
+}

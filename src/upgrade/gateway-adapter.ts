@@ -1,0 +1,175 @@
+import type { INestApplicationContext, Type } from '@nestjs/common';
+import { WsAdapter } from '@nestjs/platform-ws';
+import type { MessageMappingProperties } from '@nestjs/websockets';
+import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { Duplex } from 'node:stream';
+import { WebSocketServer, type WebSocket } from 'ws';
+import { BEARER_PROTOCOL, parseProtocols } from '../auth/token-extractor';
+import type { AppConfig } from '../config/config';
+import type { Connection, FrameHandler } from '../connection/connection';
+import type { ConnectionManager } from '../connection/connection-manager';
+import { GATEWAY_CLASS_OPTION, getGatewayMetadata, type GatewayMetadata } from '../gateway/gateway-metadata';
+import type { Logger } from '../logging/logger';
+import type { Metrics } from '../metrics/metrics';
+import { parseTarget, validateHandshake } from './handshake';
+import { RouteTable } from './route-table';
+import type { UpgradeContext, UpgradeGuard } from './upgrade-guard';
+import { UpgradeRefusal, writeRefusal } from './upgrade-refusal';
+
+interface GatewayRoute {
+  wss: WebSocketServer;
+  meta: GatewayMetadata;
+  guards: UpgradeGuard[];
+}
+
+export interface GatewayAdapterDeps {
+  config: AppConfig;
+  metrics: Metrics;
+  log: Logger;
+  connections: ConnectionManager;
+}
+
+/** A peer that closes while we verify its token must not crash anything. */
+const ignoreSocketError = () => undefined;
+
+/** Echo the `bearer` subprotocol when offered (browsers fail the handshake unless one is selected). */
+function selectProtocol(protocols: Set<string>): string | false {
+  for (const protocol of protocols) if (protocol.toLowerCase() === BEARER_PROTOCOL) return protocol;
+  return false;
+}
+
+/**
+ * Owns the HTTP `upgrade` event for every @RealtimeGateway: routes by path pattern, runs the gateway's guard
+ * chain, and answers refusals with an HTTP status and a JSON body before any handshake. Accepted sockets are
+ * handed to the ConnectionManager, and gateways receive its Connection objects instead of raw sockets.
+ *
+ * The stock WsAdapter matches exact paths only, destroys unknown-path sockets without a status, and
+ * terminates clients with 1006 on shutdown; this replaces those parts.
+ */
+export class GatewayAdapter extends WsAdapter {
+  private readonly routes = new RouteTable<GatewayRoute>();
+  private upgradeServer: HttpServer | undefined;
+
+  constructor(
+    private readonly app: INestApplicationContext,
+    private readonly deps: GatewayAdapterDeps,
+  ) {
+    super(app);
+  }
+
+  override create(port: number, options: Record<string, unknown> = {}): WebSocketServer {
+    const gatewayClass = options[GATEWAY_CLASS_OPTION] as Type | undefined;
+    if (!gatewayClass) throw new Error('WebSocket gateways must be declared with @RealtimeGateway');
+    if (port !== 0 || !this.httpServer) throw new Error('@RealtimeGateway gateways share the HTTP port; set no port');
+    const meta = getGatewayMetadata(gatewayClass);
+    // closeTimeout is a ws >= 8.21 option that @types/ws does not list yet.
+    const wss = new WebSocketServer({
+      noServer: true,
+      clientTracking: false, // the ConnectionManager's registry tracks sockets
+      perMessageDeflate: false, // per-socket compression would defeat serialise-once broadcasts
+      maxPayload: this.deps.config.maxMessageBytes,
+      closeTimeout: 5000, // a peer that ignores our close frame is dropped after this
+      handleProtocols: selectProtocol,
+    } as ConstructorParameters<typeof WebSocketServer>[0]);
+    wss.on('error', (error) => this.deps.log.error({ err: error, gateway: meta.name }, 'WebSocket server error'));
+    const guards = meta.guards.map((guard) => this.app.get<UpgradeGuard>(guard, { strict: false }));
+    this.routes.add(meta.path, { wss, meta, guards });
+    this.deps.connections.registerFrames(meta.name, meta.frames);
+    this.deps.metrics.initGateway(meta.name);
+    this.listen(this.httpServer as HttpServer);
+    return wss;
+  }
+
+  override bindMessageHandlers(conn: Connection, handlers: MessageMappingProperties[]): void {
+    if (!handlers.length) return;
+    const map = new Map<string, FrameHandler>();
+    for (const { message, callback } of handlers) {
+      if (typeof message === 'string') map.set(message, callback as FrameHandler);
+    }
+    conn.handlers = map;
+  }
+
+  override bindClientDisconnect(conn: Connection, callback: () => void): void {
+    conn.onClose(callback);
+  }
+
+  /** Nest calls this per gateway server on shutdown: close sockets with 1012, not the stock 1006 terminate. */
+  override async close(server: WebSocketServer): Promise<void> {
+    await this.deps.connections.drain();
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+  }
+
+  override async dispose(): Promise<void> {
+    this.upgradeServer?.off('upgrade', this.onUpgrade);
+    this.upgradeServer = undefined;
+    await super.dispose();
+  }
+
+  /** Known WebSocket path patterns (for the 404 message and docs). */
+  patterns(): string[] {
+    return this.routes.patterns();
+  }
+
+  private listen(server: HttpServer): void {
+    if (this.upgradeServer) return;
+    this.upgradeServer = server;
+    server.on('upgrade', this.onUpgrade);
+  }
+
+  private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    socket.on('error', ignoreSocketError);
+    this.handleUpgrade(req, socket, head).catch((error) => {
+      this.deps.log.error({ err: error }, 'unexpected error during an upgrade');
+      writeRefusal(socket, new UpgradeRefusal(500, 'internal_error', 'unexpected server error'));
+    });
+  };
+
+  private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    let gateway = 'unknown';
+    try {
+      if (this.deps.connections.draining) throw this.drainingRefusal();
+      const url = parseTarget(req.url);
+      const match = this.routes.match(url.pathname);
+      if (!match) throw new UpgradeRefusal(404, 'unknown_path', this.routes.explainMiss(url.pathname));
+      const { wss, meta, guards } = match.target;
+      gateway = meta.name;
+      validateHandshake(req);
+      const ctx: UpgradeContext = {
+        req,
+        gateway: meta.name,
+        pattern: match.pattern,
+        params: match.params,
+        query: url.searchParams,
+        protocols: parseProtocols(req.headers['sec-websocket-protocol']),
+        allowedRoles: meta.roles,
+        attributes: {},
+      };
+      for (const guard of guards) {
+        const pending = guard.canUpgrade(ctx);
+        if (pending) await pending;
+      }
+      if (!ctx.user) throw new Error(`gateway ${meta.name} has no authentication guard`);
+      if (socket.destroyed) return; // the client gave up while we checked
+      if (this.deps.connections.draining) throw this.drainingRefusal();
+      wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+        socket.off('error', ignoreSocketError);
+        const conn = this.deps.connections.accept(ws, ctx);
+        wss.emit('connection', conn, req);
+      });
+    } catch (error) {
+      if (!(error instanceof UpgradeRefusal)) throw error;
+      this.deps.metrics.upgradesRejected.labels(gateway, String(error.status), error.error).inc();
+      this.deps.log.info(
+        { event: 'upgrade_refused', gateway, status: error.status, error: error.error },
+        'upgrade refused',
+      );
+      writeRefusal(socket, error);
+    }
+  }
+
+  private drainingRefusal(): UpgradeRefusal {
+    return new UpgradeRefusal(503, 'draining', 'this node is shutting down; reconnect (another node will answer)', {
+      'Retry-After': '1',
+    });
+  }
+}

@@ -1,0 +1,81 @@
+export interface RouteMatch<T> {
+  target: T;
+  pattern: string;
+  params: Record<string, string>;
+}
+
+interface Route<T> {
+  pattern: string;
+  segments: string[];
+  statics: number;
+  target: T;
+}
+
+function split(path: string): string[] {
+  return path.split('/').filter(Boolean);
+}
+
+function matchSegments(segments: string[], parts: string[]): Record<string, string> | undefined {
+  if (parts.length !== segments.length) return undefined;
+  const params: Record<string, string> = {};
+  for (let i = 0; i < segments.length; i++) {
+    const segment = segments[i];
+    if (segment.startsWith(':')) {
+      let value: string;
+      try {
+        value = decodeURIComponent(parts[i]);
+      } catch {
+        value = parts[i];
+      }
+      params[segment.slice(1)] = value;
+    } else if (segment !== parts[i]) {
+      return undefined;
+    }
+  }
+  return params;
+}
+
+/**
+ * Path patterns with `:param` segments (`/ws/chat/:room`). A pattern with more literal segments wins over a
+ * more generic one. Also explains misses: the known paths, and a doubled prefix such as `/api/api/...`.
+ */
+export class RouteTable<T> {
+  private readonly routes: Route<T>[] = [];
+
+  add(pattern: string, target: T): void {
+    const segments = split(pattern);
+    if (!pattern.startsWith('/') || segments.length === 0) throw new Error(`invalid route pattern "${pattern}"`);
+    const normalised = `/${segments.join('/')}`;
+    if (this.routes.some((r) => r.pattern === normalised)) throw new Error(`duplicate route "${normalised}"`);
+    this.routes.push({ pattern: normalised, segments, statics: segments.filter((s) => !s.startsWith(':')).length, target });
+    this.routes.sort((a, b) => b.statics - a.statics);
+  }
+
+  match(pathname: string): RouteMatch<T> | undefined {
+    const parts = split(pathname);
+    for (const route of this.routes) {
+      const params = matchSegments(route.segments, parts);
+      if (params) return { target: route.target, pattern: route.pattern, params };
+    }
+    return undefined;
+  }
+
+  patterns(): string[] {
+    return this.routes.map((r) => r.pattern).sort();
+  }
+
+  /** Human explanation for a path that matched nothing. */
+  explainMiss(pathname: string): string {
+    const known = `known WebSocket paths: ${this.patterns().join(', ')}`;
+    const parts = split(pathname);
+    for (let i = 0; i + 1 < parts.length; i++) {
+      if (parts[i] !== parts[i + 1]) continue;
+      const fixed = [...parts.slice(0, i), ...parts.slice(i + 1)];
+      if (this.match(`/${fixed.join('/')}`)) {
+        const prefix = `/${parts.slice(0, i + 1).join('/')}`;
+        return `the path repeats the prefix ${prefix} (${prefix}${prefix}/...): did you mean /${fixed.join('/')}? (${known})`;
+      }
+    }
+    return `no WebSocket endpoint at this path; ${known}`;
+  }
+}

@@ -1,0 +1,29 @@
+import type { IncomingMessage } from 'node:http';
+import type { Principal } from '../auth/principal';
+import type { GatewayName } from '../gateway/gateway-metadata';
+
+/** What the guard chain knows about an upgrade request; it becomes the Connection when all guards pass. */
+export interface UpgradeContext {
+  readonly req: IncomingMessage;
+  readonly gateway: GatewayName;
+  /** The matched path pattern, e.g. `/ws/chat/:room`. */
+  readonly pattern: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly query: URLSearchParams;
+  /** Subprotocols the client offered, in order. */
+  readonly protocols: readonly string[];
+  /** Roles declared with @AllowRoles on the gateway (empty: any role). */
+  readonly allowedRoles: readonly string[];
+  /** Set by the authentication guard; every later guard may rely on it. */
+  user?: Principal;
+  /** Values for the gateway (e.g. a resume id); handed over as `connection.attributes`. */
+  readonly attributes: Record<string, unknown>;
+}
+
+/**
+ * One check of the upgrade chain. Refuse by throwing UpgradeRefusal; return (or resolve) to let the request
+ * through. Guards are Nest providers, so they get their dependencies injected.
+ */
+export interface UpgradeGuard {
+  canUpgrade(ctx: UpgradeContext): void | Promise<void>;
+}

@@ -1,0 +1,12 @@
+import { Global, Module } from '@nestjs/common';
+import { AuthenticateGuard } from './guards/authenticate.guard';
+import { CapacityGuard } from './guards/capacity.guard';
+import { OriginGuard } from './guards/origin.guard';
+import { RolesGuard } from './guards/roles.guard';
+
+const guards = [OriginGuard, AuthenticateGuard, RolesGuard, CapacityGuard];
+
+/** The reusable upgrade guards; gateways list them with @UpgradeGuards. */
+@Global()
+@Module({ providers: guards, exports: guards })
+export class UpgradeModule {}
