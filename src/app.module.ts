@@ -1,4 +1,4 @@
-import { Module, type DynamicModule } from '@nestjs/common';
+import { Module, type DynamicModule, type Type } from '@nestjs/common';
 import { AlertsModule } from './alerts/alerts.module';
 import { AuthModule } from './auth/auth.module';
 import { BusModule } from './bus/bus.module';
@@ -13,7 +13,7 @@ import { UpgradeModule } from './upgrade/upgrade.module';
 
 @Module({})
 export class AppModule {
-  static forRoot(config: AppConfig, logger: Logger): DynamicModule {
+  static forRoot(config: AppConfig, logger: Logger, extra: (Type | DynamicModule)[] = []): DynamicModule {
     return {
       module: AppModule,
       imports: [
@@ -26,6 +26,7 @@ export class AppModule {
         UpgradeModule,
         HealthModule,
         AlertsModule,
+        ...extra,
       ],
     };
   }

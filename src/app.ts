@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import type { INestApplication } from '@nestjs/common';
+import type { DynamicModule, INestApplication, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
 import type { AddressInfo } from 'node:net';
@@ -21,9 +21,18 @@ export interface RunningGateway {
   close(): Promise<void>;
 }
 
+export interface StartOptions {
+  /** Extra feature modules (more gateways) served by the same core. */
+  imports?: (Type | DynamicModule)[];
+}
+
 /** Builds and starts the service on config.host:config.port. Used by main.ts and by the tests alike. */
-export async function startGateway(config: AppConfig, log: Logger = createLogger(config.logLevel, config.nodeId)) {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, log), {
+export async function startGateway(
+  config: AppConfig,
+  log: Logger = createLogger(config.logLevel, config.nodeId),
+  options: StartOptions = {},
+): Promise<RunningGateway> {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, log, options.imports), {
     logger: new NestPinoLogger(log),
     bodyParser: false,
     forceCloseConnections: true, // keep-alive HTTP clients must not hold the shutdown

@@ -3,7 +3,6 @@ import type { Counter } from 'prom-client';
 import type { RawData, WebSocket } from 'ws';
 import type { ZodType } from 'zod';
 import { APP_CONFIG, type AppConfig } from '../config/config';
-import type { GatewayName } from '../gateway/gateway-metadata';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import type { UpgradeContext } from '../upgrade/upgrade-guard';
@@ -39,7 +38,6 @@ function describeIssue(error: { issues: { path: PropertyKey[]; message: string }
 export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   readonly registry = new ConnectionRegistry();
   private readonly outbox: Outbox;
-  private readonly schemas = new Map<GatewayName, Record<string, ZodType>>();
   private readonly received = new Map<string, Counter.Internal>();
   private readonly heartbeat: NodeJS.Timeout;
   private readonly sweeper: NodeJS.Timeout;
@@ -93,13 +91,11 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     return this.drainPromise !== undefined;
   }
 
-  /** Frame schemas of a gateway, declared in @RealtimeGateway({ frames }). */
-  registerFrames(gateway: GatewayName, frames: Record<string, ZodType> | undefined): void {
-    this.schemas.set(gateway, frames ?? {});
-  }
-
-  /** Called by the adapter once the handshake is done; every guard has passed. */
-  accept(ws: WebSocket, ctx: UpgradeContext): Connection {
+  /**
+   * Called by the adapter once the handshake is done and every guard has passed. `frames` are the gateway's
+   * schemas from @RealtimeGateway({ frames }).
+   */
+  accept(ws: WebSocket, ctx: UpgradeContext, frames?: Readonly<Record<string, ZodType>>): Connection {
     const now = Date.now();
     const conn = new Connection(ws, this, {
       id: (++this.nextId).toString(36),
@@ -108,6 +104,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       params: ctx.params,
       attributes: ctx.attributes,
       bucket: new TokenBucket(this.config.rateLimitPerSec, this.config.rateLimitBurst, now),
+      frames,
       now,
     });
     (ws as TaggedSocket)[CONNECTION] = conn;
@@ -175,7 +172,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       conn.sendError('unknown_type', `unknown type "${type.slice(0, 64)}" (this endpoint accepts: ${known})`);
       return;
     }
-    const schema = this.schemas.get(conn.gateway)?.[type];
+    const schema = conn.frames?.[type];
     if (schema) {
       const parsed = schema.safeParse(frame);
       if (!parsed.success) {

@@ -1,4 +1,5 @@
 import type { WebSocket } from 'ws';
+import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
 import type { GatewayName } from '../gateway/gateway-metadata';
 import { CloseCode } from './close-codes';
@@ -23,6 +24,7 @@ export interface ConnectionInit {
   params: Readonly<Record<string, string>>;
   attributes: Readonly<Record<string, unknown>>;
   bucket: TokenBucket;
+  frames?: Readonly<Record<string, ZodType>>;
   now: number;
 }
 
@@ -40,6 +42,8 @@ export class Connection {
   readonly attributes: Readonly<Record<string, unknown>>;
   readonly openedAt: number;
   readonly bucket: TokenBucket;
+  /** Schemas of the client frame types this gateway declared. */
+  readonly frames: Readonly<Record<string, ZodType>> | undefined;
   lastFrameAt: number;
   /** Cleared on each heartbeat ping, set by the pong (or by any frame). */
   alive = true;
@@ -65,6 +69,7 @@ export class Connection {
     this.params = init.params;
     this.attributes = init.attributes;
     this.bucket = init.bucket;
+    this.frames = init.frames;
     this.openedAt = init.now;
     this.lastFrameAt = init.now;
   }

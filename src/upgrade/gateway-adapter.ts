@@ -74,7 +74,6 @@ export class GatewayAdapter extends WsAdapter {
     wss.on('error', (error) => this.deps.log.error({ err: error, gateway: meta.name }, 'WebSocket server error'));
     const guards = meta.guards.map((guard) => this.app.get<UpgradeGuard>(guard, { strict: false }));
     this.routes.add(meta.path, { wss, meta, guards });
-    this.deps.connections.registerFrames(meta.name, meta.frames);
     this.deps.metrics.initGateway(meta.name);
     this.listen(this.httpServer as HttpServer);
     return wss;
@@ -153,7 +152,7 @@ export class GatewayAdapter extends WsAdapter {
       if (this.deps.connections.draining) throw this.drainingRefusal();
       wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
         socket.off('error', ignoreSocketError);
-        const conn = this.deps.connections.accept(ws, ctx);
+        const conn = this.deps.connections.accept(ws, ctx, meta.frames);
         wss.emit('connection', conn, req);
       });
     } catch (error) {
