@@ -31,6 +31,12 @@ export class HttpExceptionFilter implements ExceptionFilter {
     }
     if (exception instanceof HttpException) {
       const status = exception.getStatus();
+      // Our handlers throw ApiError; a bare 400 is Nest wrapping a body-parser SyntaxError, whose text
+      // would only echo parser internals.
+      if (status === 400) {
+        res.status(400).json({ error: 'bad_request', message: 'request body is not valid JSON' });
+        return;
+      }
       const body = exception.getResponse();
       const raw = typeof body === 'string' ? body : (body as { message?: unknown }).message;
       const message = Array.isArray(raw) ? raw.join('; ') : String(raw ?? exception.message);

@@ -10,6 +10,6 @@ export class MetricsController {
   @Header('Cache-Control', 'no-store')
   async scrape(@Res() res: Response): Promise<void> {
     res.setHeader('Content-Type', this.metrics.registry.contentType);
-    res.send(await this.metrics.registry.metrics());
+    res.end(await this.metrics.registry.metrics());
   }
 }

@@ -1,0 +1,86 @@
+import { connect, refusal } from '../support/clients';
+import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
+import { token, unsignedToken } from '../support/tokens';
+
+describe('health, readiness, metrics and logs', () => {
+  let gw: TestGateway;
+  const secrets: string[] = [];
+  beforeAll(async () => {
+    gw = await startTestGateway();
+  });
+  afterAll(() => gw.close());
+
+  it('answers /healthz and /readyz with 200', async () => {
+    expect((await fetch(gw.http('/healthz'))).status).toBe(200);
+    const ready = await fetch(gw.http('/readyz'));
+    expect(ready.status).toBe(200);
+    expect(await ready.json()).toMatchObject({ status: 'ready', mode: 'embedded' });
+  });
+
+  it('exposes every SPEC metric of the core with bounded labels', async () => {
+    const good = token({ sub: 'metrics-user', role: 'authority' });
+    secrets.push(good);
+    const client = await connect(gw.ws(`/api/alerts/subscribe?token=${good}`));
+    client.send({ type: 'ping' });
+    await client.ofType('pong');
+    const publisher = token({ role: 'service' });
+    secrets.push(publisher);
+    await fetch(gw.http('/api/alerts'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${publisher}`, 'content-type': 'application/json' },
+      body: '{"data":{"x":1}}',
+    });
+    await client.ofType('alert');
+    const text = await gw.metrics();
+    expect((await fetch(gw.http('/metrics'))).headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    for (const name of [
+      'ws_connections_active',
+      'ws_connections_total',
+      'ws_upgrades_rejected_total',
+      'ws_closes_total',
+      'ws_messages_received_total',
+      'ws_messages_sent_total',
+      'ws_frame_errors_total',
+      'ws_bus_published_total',
+      'ws_bus_received_total',
+      'ws_bus_invalid_total',
+      'ws_delivery_seconds',
+      'process_resident_memory_bytes',
+      'nodejs_eventloop_lag_seconds',
+    ]) {
+      expect(text).toContain(`# TYPE ${name} `);
+    }
+    expect(await gw.metric('ws_connections_active', { gateway: 'alerts' })).toBe(1);
+    expect(await gw.metric('ws_messages_received_total', { gateway: 'alerts' })).toBeGreaterThanOrEqual(1);
+    expect(await gw.metric('ws_messages_sent_total', { gateway: 'alerts' })).toBeGreaterThanOrEqual(2);
+    expect(await gw.metric('ws_bus_published_total', { channel: 'alerts' })).toBeGreaterThanOrEqual(1);
+    expect(await gw.metric('ws_delivery_seconds_count')).toBeGreaterThanOrEqual(1);
+    await client.close();
+    await eventually(async () => (await gw.metric('ws_closes_total', { gateway: 'alerts', code: '1000' })) === 1);
+    // Only the documented label names ever appear on ws_* series.
+    for (const line of text.split('\n').filter((l) => l.startsWith('ws_') && l.includes('{'))) {
+      const labels = [...line.matchAll(/(\w+)="/g)].map((m) => m[1]);
+      for (const label of labels) expect(['gateway', 'code', 'status', 'error', 'channel', 'le']).toContain(label);
+    }
+  });
+
+  it('logs one JSON line per connect and per close, and never a token', async () => {
+    const expired = token({ sub: 'late' }, { ttl: -10 });
+    const none = unsignedToken();
+    secrets.push(expired, none);
+    await refusal(gw.ws(`/api/alerts/subscribe?token=${expired}`));
+    await refusal(gw.ws('/api/alerts/subscribe'), { headers: { Authorization: `Bearer ${none}` } });
+    await refusal(gw.ws('/api/api/alerts/subscribe'), { protocols: ['bearer', expired] });
+    const connectLine = gw.logs.find((l) => l.event === 'connect' && l.sub === 'metrics-user');
+    expect(connectLine).toMatchObject({ gateway: 'alerts', role: 'authority', conn: expect.any(String) });
+    const closeLine = gw.logs.find((l) => l.event === 'close' && l.sub === 'metrics-user');
+    expect(closeLine).toMatchObject({ gateway: 'alerts', code: 1000, conn: connectLine!.conn });
+    const refusals = gw.logs.filter((l) => l.event === 'upgrade_refused');
+    expect(refusals.map((l) => [l.status, l.error])).toEqual(expect.arrayContaining([[401, 'token_expired'], [401, 'token_invalid'], [404, 'unknown_path']]));
+    const all = gw.rawLogs.join('\n');
+    for (const secret of secrets) {
+      expect(all).not.toContain(secret);
+      expect(all).not.toContain(secret.split('.')[2] || secret.split('.')[1]);
+    }
+  });
+});

@@ -1,0 +1,77 @@
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import jwt from 'jsonwebtoken';
+import { DEV_JWT_SECRET } from '../../src/config/config';
+import { connect } from '../support/clients';
+import { freePort, MAIN, ROOT, spawnGateway } from '../support/process';
+import { TEST_SECRET, token } from '../support/tokens';
+
+const run = promisify(execFile);
+
+describe('the service as a process (node dist/main.js)', () => {
+  it('starts in embedded mode with no configuration at all, warning loudly about the dev key', async () => {
+    const gw = await spawnGateway({});
+    try {
+      expect(gw.stderr()).toMatch(/WARNING: JWT_SECRET is not set/);
+      const ready = await fetch(`http://127.0.0.1:${gw.port}/readyz`);
+      expect(await ready.json()).toMatchObject({ status: 'ready', mode: 'embedded' });
+      const devToken = jwt.sign({ sub: 'x', role: 'authority' }, DEV_JWT_SECRET, { expiresIn: 60 });
+      const client = await connect(`ws://127.0.0.1:${gw.port}/api/alerts/subscribe?token=${devToken}`);
+      await client.close();
+    } finally {
+      gw.child.kill('SIGKILL');
+    }
+  });
+
+  it.each([
+    [{ PORT: 'eighty' }, /^realtime-gateway: invalid configuration: PORT: must be a whole number/],
+    [{ HEARTBEAT_INTERVAL_MS: '-5' }, /HEARTBEAT_INTERVAL_MS/],
+    [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL: must be one of/],
+    [{ REDIS_URL: 'localhost:6379' }, /REDIS_URL: must look like redis:\/\//],
+    [{ ALLOWED_ORIGINS: 'not a url' }, /ALLOWED_ORIGINS/],
+    [{ NODE_ENV: 'production' }, /JWT_SECRET: is required when NODE_ENV=production/],
+    [{ JWT_PUBLIC_KEY: 'garbage' }, /JWT_PUBLIC_KEY: is not a PEM public key/],
+  ])('refuses to start with %j, in one line naming the variable', async (env, message) => {
+    const gw = await spawnGateway({ PORT: String(await freePort()), ...env }, { waitForListening: false });
+    expect(await gw.exited).toBe(1);
+    const lines = gw.stderr().trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(message);
+  });
+
+  it('never echoes a secret in a configuration error', async () => {
+    const gw = await spawnGateway({ JWT_SECRET: 'sup3r-s3cret-value-sup3r-s3cret-value', JWT_PUBLIC_KEY: 'also-secret' }, { waitForListening: false });
+    expect(await gw.exited).toBe(1);
+    expect(gw.stderr()).not.toMatch(/sup3r|also-secret/);
+  });
+
+  it('drains on SIGTERM: readiness 503, new upgrades 503 draining, open sockets closed 1012, exit 0', async () => {
+    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, SHUTDOWN_GRACE_MS: '3000' });
+    const url = `ws://127.0.0.1:${gw.port}/api/alerts/subscribe?token=${token()}`;
+    const clients = await Promise.all([connect(url), connect(url), connect(url)]);
+    gw.child.kill('SIGTERM');
+    const closes = await Promise.all(clients.map((c) => c.closed));
+    expect(closes).toEqual(Array(3).fill({ code: 1012, reason: 'server restarting' }));
+    expect(await gw.exited).toBe(0);
+    const logs = gw.stdout.join('\n');
+    expect(logs).toContain('"event":"shutdown"');
+    expect(logs).toContain('"code":1012');
+  });
+
+  it('prints a dev token with npm run token', async () => {
+    const { stdout } = await run('node', [`${ROOT}/dist/cli/token.js`, '--role', 'authority', '--sub', 'alice'], {
+      env: { PATH: process.env.PATH, JWT_SECRET: TEST_SECRET },
+    });
+    const claims = jwt.verify(stdout.trim(), TEST_SECRET) as jwt.JwtPayload;
+    expect(claims).toMatchObject({ sub: 'alice', role: 'authority' });
+    expect(claims.exp! - claims.iat!).toBe(3600);
+    expect(MAIN).toMatch(/dist\/main\.js$/);
+  });
+
+  it('explains how to call the token command when --role is missing', async () => {
+    await expect(run('node', [`${ROOT}/dist/cli/token.js`], { env: { PATH: process.env.PATH } })).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--role is required'),
+    });
+  });
+});

@@ -1,0 +1,85 @@
+import { generateKeyPairSync } from 'node:crypto';
+import { ConfigError, DEV_JWT_SECRET, loadConfig } from '../../src/config/config';
+
+const fails = (env: Record<string, string>) => {
+  try {
+    loadConfig(env);
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigError);
+    return (error as ConfigError).message;
+  }
+  throw new Error('expected a ConfigError');
+};
+
+describe('configuration', () => {
+  it('has the SPEC defaults with an empty environment', () => {
+    const { config, warnings } = loadConfig({});
+    expect(config).toMatchObject({
+      port: 8080,
+      host: '0.0.0.0',
+      redisPrefix: 'rt',
+      allowedOrigins: [],
+      heartbeatIntervalMs: 30000,
+      idleTimeoutMs: 0,
+      maxMessageBytes: 65536,
+      rateLimitPerSec: 20,
+      rateLimitBurst: 40,
+      maxConnections: 0,
+      maxConnectionsPerUser: 0,
+      slowConsumerBytes: 1048576,
+      shutdownGraceMs: 10000,
+      logLevel: 'info',
+      alertHistorySize: 10000,
+    });
+    expect(config.redisUrl).toBeUndefined();
+    expect(config.nodeId).toMatch(/-\d+$/);
+    expect(config.jwt).toMatchObject({ usingDevKey: true, algorithms: ['HS256'], signingSecret: DEV_JWT_SECRET });
+    expect(warnings.join()).toMatch(/JWT_SECRET is not set/);
+  });
+
+  it('refuses to start in production without a key', () => {
+    expect(fails({ NODE_ENV: 'production' })).toMatch(/^JWT_SECRET: is required when NODE_ENV=production/);
+  });
+
+  it('accepts a secret without warnings when it is long enough, and warns when it is short', () => {
+    expect(loadConfig({ JWT_SECRET: 'x'.repeat(32) }).warnings).toEqual([]);
+    expect(loadConfig({ JWT_SECRET: 'short' }).warnings.join()).toMatch(/shorter than 32 bytes/);
+  });
+
+  it('builds a KeyObject once, so verification never re-derives the key', () => {
+    const { config } = loadConfig({ JWT_SECRET: 'x'.repeat(32) });
+    expect(config.jwt.key.type).toBe('secret');
+  });
+
+  it('takes an RSA or EC public key (also with literal \\n) and picks the algorithms from it', () => {
+    const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(loadConfig({ JWT_PUBLIC_KEY: rsa.replace(/\n/g, '\\n') }).config.jwt.algorithms).toEqual(['RS256', 'RS384', 'RS512']);
+    const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(loadConfig({ JWT_PUBLIC_KEY: ec }).config.jwt).toMatchObject({ algorithms: ['ES256', 'ES384', 'ES512'], usingDevKey: false });
+    expect(fails({ JWT_PUBLIC_KEY: ec, JWT_SECRET: 'x'.repeat(32) })).toMatch(/not both/);
+  });
+
+  it.each([
+    ['PORT', '70000', /^PORT: must be at most 65535 \(got "70000"\)/],
+    ['PORT', '8o8o', /^PORT: must be a whole number/],
+    ['MAX_MESSAGE_BYTES', '1.5', /^MAX_MESSAGE_BYTES: must be a whole number/],
+    ['RATE_LIMIT_BURST', '0', /^RATE_LIMIT_BURST: must be at least 1/],
+    ['LOG_LEVEL', 'verbose', /^LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent/],
+    ['REDIS_PREFIX', 'has space', /^REDIS_PREFIX:/],
+    ['NODE_ID', 'a/b', /^NODE_ID:/],
+    ['ALLOWED_ORIGINS', 'https://ok.example, https://x.example/path', /^ALLOWED_ORIGINS: "https:\/\/x.example\/path"/],
+  ])('names %s when its value %s is bad', (name, value, message) => {
+    expect(fails({ [name]: value })).toMatch(message);
+  });
+
+  it('never shows the value of a secret-bearing variable', () => {
+    expect(fails({ REDIS_URL: 'http://user:pa55word@host' })).not.toContain('pa55word');
+  });
+
+  it('treats blank values as unset and normalises origins', () => {
+    const { config } = loadConfig({ PORT: ' ', ALLOWED_ORIGINS: 'https://App.Example.com , http://localhost:3000', LOG_LEVEL: 'DEBUG' });
+    expect(config.port).toBe(8080);
+    expect(config.allowedOrigins).toEqual(['https://app.example.com', 'http://localhost:3000']);
+    expect(config.logLevel).toBe('debug');
+  });
+});

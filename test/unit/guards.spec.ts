@@ -1,0 +1,131 @@
+import { JwtService } from '@nestjs/jwt';
+import type { IncomingMessage } from 'node:http';
+import pino from 'pino';
+import { ResumeGuard } from '../../src/alerts/resume.guard';
+import { JwtVerifier } from '../../src/auth/jwt-verifier';
+import { loadConfig, type AppConfig } from '../../src/config/config';
+import type { Connection } from '../../src/connection/connection';
+import { ConnectionManager } from '../../src/connection/connection-manager';
+import { Metrics } from '../../src/metrics/metrics';
+import { AuthenticateGuard } from '../../src/upgrade/guards/authenticate.guard';
+import { CapacityGuard } from '../../src/upgrade/guards/capacity.guard';
+import { OriginGuard } from '../../src/upgrade/guards/origin.guard';
+import { RolesGuard } from '../../src/upgrade/guards/roles.guard';
+import type { UpgradeContext } from '../../src/upgrade/upgrade-guard';
+import { UpgradeRefusal } from '../../src/upgrade/upgrade-refusal';
+import { TEST_SECRET, token, unsignedToken } from '../support/tokens';
+
+function context(overrides: Partial<UpgradeContext> & { headers?: Record<string, string>; search?: string } = {}): UpgradeContext {
+  const { headers = {}, search = '', ...rest } = overrides;
+  return {
+    req: { headers } as unknown as IncomingMessage,
+    gateway: 'alerts',
+    pattern: '/api/alerts/subscribe',
+    params: {},
+    query: new URLSearchParams(search),
+    protocols: [],
+    allowedRoles: [],
+    attributes: {},
+    ...rest,
+  };
+}
+
+function refusalOf(run: () => unknown): Pick<UpgradeRefusal, 'status' | 'error' | 'headers'> & { message: string } {
+  try {
+    run();
+  } catch (error) {
+    expect(error).toBeInstanceOf(UpgradeRefusal);
+    const r = error as UpgradeRefusal;
+    return { status: r.status, error: r.error, headers: r.headers, message: r.message };
+  }
+  throw new Error('expected a refusal');
+}
+
+function verifier(config: AppConfig): JwtVerifier {
+  const service = new JwtService({ secret: config.jwt.key, verifyOptions: { algorithms: config.jwt.algorithms } });
+  return new JwtVerifier(service, config);
+}
+
+describe('OriginGuard', () => {
+  const guard = new OriginGuard(loadConfig({ ALLOWED_ORIGINS: 'https://app.example.com' }).config);
+  it('lets listed origins and origin-less (non-browser) clients through', () => {
+    expect(() => guard.canUpgrade(context({ headers: { origin: 'https://app.example.com' } }))).not.toThrow();
+    expect(() => guard.canUpgrade(context())).not.toThrow();
+  });
+  it('refuses other origins with 403 forbidden_origin', () => {
+    expect(refusalOf(() => guard.canUpgrade(context({ headers: { origin: 'https://evil.example' } })))).toMatchObject({ status: 403, error: 'forbidden_origin' });
+  });
+  it('allows everything when the list is empty', () => {
+    const open = new OriginGuard(loadConfig({}).config);
+    expect(() => open.canUpgrade(context({ headers: { origin: 'https://any' } }))).not.toThrow();
+  });
+});
+
+describe('AuthenticateGuard', () => {
+  const config = loadConfig({ JWT_SECRET: TEST_SECRET }).config;
+  const guard = new AuthenticateGuard(verifier(config));
+
+  it('sets the verified user', () => {
+    const ctx = context({ search: `token=${token({ sub: 'u1', role: 'admin', email: 'u1@x' })}` });
+    guard.canUpgrade(ctx);
+    expect(ctx.user).toMatchObject({ sub: 'u1', role: 'admin', email: 'u1@x', exp: expect.any(Number) });
+  });
+
+  it.each([
+    ['missing', context(), 'token_missing'],
+    ['expired', context({ search: `token=${token({}, { ttl: -1 })}` }), 'token_expired'],
+    ['unsigned', context({ search: `token=${unsignedToken()}` }), 'token_invalid'],
+    ['wrongly signed', context({ protocols: ['bearer', token({}, { secret: 'y'.repeat(40) })] }), 'token_invalid'],
+  ])('refuses a %s token with 401 and WWW-Authenticate', (_what, ctx, error) => {
+    const r = refusalOf(() => guard.canUpgrade(ctx));
+    expect(r).toMatchObject({ status: 401, error, headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' } });
+    expect(ctx.user).toBeUndefined();
+  });
+});
+
+describe('RolesGuard', () => {
+  const guard = new RolesGuard();
+  it('checks the role against @AllowRoles', () => {
+    const user = { sub: 'a', role: 'authority' };
+    expect(() => guard.canUpgrade(context({ user, allowedRoles: ['authority', 'admin'] }))).not.toThrow();
+    expect(() => guard.canUpgrade(context({ user, allowedRoles: [] }))).not.toThrow();
+    expect(refusalOf(() => guard.canUpgrade(context({ user, allowedRoles: ['admin'] })))).toMatchObject({
+      status: 403,
+      error: 'forbidden_role',
+      message: 'role "authority" may not connect to /api/alerts/subscribe (allowed: admin)',
+    });
+  });
+  it('is a programming error without an authenticated user', () => {
+    expect(() => guard.canUpgrade(context({ allowedRoles: ['admin'] }))).toThrow(/after AuthenticateGuard/);
+  });
+});
+
+describe('CapacityGuard', () => {
+  const config = loadConfig({ MAX_CONNECTIONS: '2', MAX_CONNECTIONS_PER_USER: '1' }).config;
+  const manager = new ConnectionManager(config, new Metrics(), pino({ level: 'silent' }));
+  afterAll(() => manager.onModuleDestroy());
+  const guard = new CapacityGuard(config, manager);
+  const fake = (id: string, sub: string) => ({ id, gateway: 'alerts', user: { sub, role: 'r' } }) as unknown as Connection;
+
+  it('admits under the limits, answers 429 per user and 503 at_capacity per node', () => {
+    const user = (sub: string) => context({ user: { sub, role: 'r' } });
+    expect(() => guard.canUpgrade(user('a'))).not.toThrow();
+    manager.registry.add(fake('1', 'a'));
+    expect(refusalOf(() => guard.canUpgrade(user('a')))).toMatchObject({ status: 429, error: 'too_many_connections' });
+    manager.registry.add(fake('2', 'b'));
+    expect(refusalOf(() => guard.canUpgrade(user('c')))).toMatchObject({ status: 503, error: 'at_capacity', headers: { 'Retry-After': '5' } });
+  });
+});
+
+describe('ResumeGuard', () => {
+  const guard = new ResumeGuard();
+  it('hands a valid since to the gateway and refuses a malformed one with 400', () => {
+    const ctx = context({ search: 'since=1700000000000-3' });
+    guard.canUpgrade(ctx);
+    expect(ctx.attributes.since).toBe('1700000000000-3');
+    expect(refusalOf(() => guard.canUpgrade(context({ search: 'since=abc' })))).toMatchObject({ status: 400, error: 'bad_request' });
+    const none = context();
+    guard.canUpgrade(none);
+    expect(none.attributes).toEqual({});
+  });
+});
