@@ -12,13 +12,22 @@ export function createLogger(level: string, nodeId: string, destination?: Destin
       base: { node: nodeId },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
-      redact: {
-        paths: ['token', '*.token', 'authorization', '*.authorization', 'headers', '*.headers', 'url', '*.url'],
-        censor: '[redacted]',
-      },
+      // Top-level keys only: wildcard paths cost ~15 µs per line, on every connect and close.
+      redact: { paths: ['token', 'authorization', 'headers', 'url', 'req'], censor: '[redacted]' },
     },
-    destination ?? pino.destination({ fd: 1, sync: false }),
+    destination ?? bufferedStdout(),
   );
+}
+
+/**
+ * stdout in 4 KB batches instead of one write syscall per line (a busy node logs a line per connect and per
+ * close), flushed at least every second so a quiet node's logs are never held back, and on exit.
+ */
+function bufferedStdout(): DestinationStream {
+  const stream = pino.destination({ fd: 1, sync: false, minLength: 4096 });
+  setInterval(() => stream.flush(), 1000).unref();
+  process.once('exit', () => stream.flushSync());
+  return stream;
 }
 
 /** Routes Nest's own log lines (bootstrap, route mapping, exceptions) into the same JSON stream. */
