@@ -1,0 +1,23 @@
+# Build with dev dependencies, run with production dependencies only, as a non-root user.
+# Not built in CI here (no Docker engine on these machines); kept conventional on purpose.
+FROM node:20-bookworm-slim AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npm run build
+
+FROM node:20-bookworm-slim AS runtime
+ENV NODE_ENV=production PORT=8080
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+USER node
+EXPOSE 8080
+HEALTHCHECK --interval=10s --timeout=3s --start-period=10s \
+  CMD node -e "fetch('http://127.0.0.1:'+(process.env.PORT||8080)+'/healthz').then(r=>process.exit(r.ok?0:1),()=>process.exit(1))"
+# Node is PID 1 and receives SIGTERM directly (exec form): the gateway drains with 1012.
+# JWT_SECRET (or JWT_PUBLIC_KEY) must come from the environment: no key is baked in.
+CMD ["node", "dist/main.js"]
