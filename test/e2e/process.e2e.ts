@@ -75,3 +75,15 @@ describe('the service as a process (node dist/main.js)', () => {
     });
   });
 });
+
+describe('REDIS_URL before cluster mode is wired in', () => {
+  it('warns and reports the mode it really runs', async () => {
+    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, REDIS_URL: 'redis://127.0.0.1:1/0' });
+    try {
+      expect(gw.stderr()).toMatch(/REDIS_URL is set, but this version runs embedded mode only/);
+      expect(gw.stdout.find((l) => l.includes('"event":"listening"'))).toContain('"mode":"embedded"');
+    } finally {
+      gw.child.kill('SIGKILL');
+    }
+  });
+});
