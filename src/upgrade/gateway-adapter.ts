@@ -104,11 +104,6 @@ export class GatewayAdapter extends WsAdapter {
     await super.dispose();
   }
 
-  /** Known WebSocket path patterns (for the 404 message and docs). */
-  patterns(): string[] {
-    return this.routes.patterns();
-  }
-
   private listen(server: HttpServer): void {
     if (this.upgradeServer) return;
     this.upgradeServer = server;
