@@ -2,8 +2,8 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
-import { channelKind, preciseNow, type BusEnvelope, type BusHandler, type MessageBus } from './message-bus';
-import { formatStreamId, StreamIdGenerator } from './stream-id';
+import { channelKind, createEnvelope, type BusEnvelope, type BusHandler, type MessageBus } from './message-bus';
+import { StreamIdGenerator } from './stream-id';
 
 /** Embedded-mode bus: one process, delivery in a microtask so publishers never run subscriber code inline. */
 @Injectable()
@@ -19,13 +19,7 @@ export class InMemoryBus implements MessageBus {
   ) {}
 
   async publish<T>(channel: string, data: T): Promise<BusEnvelope<T>> {
-    const envelope: BusEnvelope<T> = {
-      id: formatStreamId(this.ids.next()),
-      channel,
-      origin: this.config.nodeId,
-      ts: preciseNow(),
-      data,
-    };
+    const envelope = createEnvelope(this.ids, this.config.nodeId, channel, data);
     const kind = channelKind(channel);
     this.metrics.busPublished.labels(kind).inc();
     queueMicrotask(() => {

@@ -1,3 +1,5 @@
+import { formatStreamId, type StreamIdGenerator } from './stream-id';
+
 /**
  * What travels on the bus: the payload plus what every receiver needs to order, deduplicate and time it.
  * The Redis implementation serialises exactly this object once per publish.
@@ -46,4 +48,9 @@ export function prefixed(prefix: string, name: string): string {
 /** Wall-clock ms with sub-ms precision, comparable across processes on one host. */
 export function preciseNow(): number {
   return performance.timeOrigin + performance.now();
+}
+
+/** The envelope every bus implementation publishes: a fresh id from this node, its name, and the time. */
+export function createEnvelope<T>(ids: StreamIdGenerator, origin: string, channel: string, data: T): BusEnvelope<T> {
+  return { id: formatStreamId(ids.next()), channel, origin, ts: preciseNow(), data };
 }

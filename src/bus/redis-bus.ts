@@ -4,8 +4,8 @@ import { Gauge } from 'prom-client';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
-import { channelKind, prefixed, preciseNow, type BusEnvelope, type BusHandler, type MessageBus } from './message-bus';
-import { formatStreamId, StreamIdGenerator } from './stream-id';
+import { channelKind, createEnvelope, prefixed, preciseNow, type BusEnvelope, type BusHandler, type MessageBus } from './message-bus';
+import { StreamIdGenerator } from './stream-id';
 
 /** Marks envelopes written by a gateway; anything else on a channel came from another service. */
 const ENVELOPE_VERSION = 1;
@@ -75,13 +75,7 @@ export class RedisBus implements MessageBus, OnModuleDestroy {
 
   async publish<T>(channel: string, data: T): Promise<BusEnvelope<T>> {
     if (this.pub.status !== 'ready') throw new BusUnavailableError();
-    const envelope: BusEnvelope<T> = {
-      id: formatStreamId(this.ids.next()),
-      channel,
-      origin: this.config.nodeId,
-      ts: preciseNow(),
-      data,
-    };
+    const envelope = createEnvelope(this.ids, this.config.nodeId, channel, data);
     try {
       await this.pub.publish(prefixed(this.prefix, channel), JSON.stringify({ v: ENVELOPE_VERSION, ...envelope }));
     } catch {
