@@ -1,7 +1,6 @@
 import { Module, type DynamicModule, type Type } from '@nestjs/common';
 import { AlertsModule } from './alerts/alerts.module';
 import { AuthModule } from './auth/auth.module';
-import { BusModule } from './bus/bus.module';
 import { ConfigModule } from './config/config.module';
 import type { AppConfig } from './config/config';
 import { ConnectionModule } from './connection/connection.module';
@@ -9,6 +8,8 @@ import { HealthModule } from './health/health.module';
 import type { Logger } from './logging/logger';
 import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
+import { ClusterModule } from './mode/cluster.module';
+import { EmbeddedModule } from './mode/embedded.module';
 import { UpgradeModule } from './upgrade/upgrade.module';
 
 @Module({})
@@ -21,7 +22,7 @@ export class AppModule {
         LoggingModule.forRoot(logger),
         MetricsModule,
         AuthModule,
-        BusModule,
+        config.redisUrl ? ClusterModule : EmbeddedModule,
         ConnectionModule,
         UpgradeModule,
         HealthModule,

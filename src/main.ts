@@ -19,12 +19,6 @@ async function main(): Promise<void> {
     process.stderr.write(`\n  WARNING: ${warning}\n\n`);
   }
 
-  if (config.redisUrl) {
-    // The Redis bus exists (src/bus/redis-bus.ts) but cluster mode is not wired in yet: say so, don't pretend.
-    const warning = 'REDIS_URL is set, but this version runs embedded mode only (cluster mode is in progress)';
-    log.warn({ event: 'config_warning' }, warning);
-    process.stderr.write(`\n  WARNING: ${warning}\n\n`);
-  }
   const gateway = await startGateway(config, log);
   const mode = gateway.app.get<MessageBus>(MESSAGE_BUS).mode;
   log.info(

@@ -1,17 +1,5 @@
-import { compareStreamIds, parseStreamId, type StreamId } from '../bus/stream-id';
-import type { Alert } from './alert';
-
-export interface StoredAlert {
-  alert: Alert;
-  key: StreamId;
-  frame: Buffer;
-}
-
-export interface Replay {
-  alerts: StoredAlert[];
-  /** False when alerts after the requested id may be gone (evicted, or published before this process). */
-  recovered: boolean;
-}
+import { compareStreamIds, type StreamId } from '../bus/stream-id';
+import type { LoggedAlert as StoredAlert, Replay } from './alert-log';
 
 /**
  * The last `capacity` alerts in a ring buffer (embedded mode's stand-in for the Redis stream). Alerts are
@@ -51,10 +39,8 @@ export class AlertHistory {
     return this.items[(this.head + i) % this.capacity]!;
   }
 
-  /** Alerts strictly after `sinceId`, oldest first. */
-  since(sinceId: string): Replay {
-    const since = parseStreamId(sinceId);
-    if (!since) throw new Error(`invalid alert id ${sinceId}`);
+  /** Alerts strictly after `since`, oldest first; not recovered when some may have been evicted. */
+  since(since: StreamId): Replay {
     let lo = 0;
     let hi = this.count;
     while (lo < hi) {

@@ -2,6 +2,7 @@ import { Body, Controller, HttpCode, Post, UseGuards } from '@nestjs/common';
 import { HttpAuthGuard } from '../auth/http-auth.guard';
 import { AllowRoles } from '../gateway/gateway-metadata';
 import { ApiError } from '../http/api-error';
+import { RedisUnavailableError } from '../redis/redis-connections';
 import { AlertInputSchema } from './alert';
 import { AlertsService } from './alerts.service';
 
@@ -21,7 +22,17 @@ export class AlertsController {
       const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
       throw new ApiError(400, 'bad_request', `${where}${issue.message} (expected {"data": {...}, "roles"?: [...], "users"?: [...]})`);
     }
-    const alert = await this.alerts.publish(parsed.data);
-    return { id: alert.id, ts: alert.ts };
+    try {
+      const alert = await this.alerts.publish(parsed.data);
+      return { id: alert.id, ts: alert.ts };
+    } catch (error) {
+      // Fail fast: an alert we cannot store durably is refused, never queued in memory.
+      if (error instanceof RedisUnavailableError) {
+        throw new ApiError(503, 'redis_unavailable', 'the alert could not be stored: Redis is unreachable; retry shortly', {
+          'Retry-After': '2',
+        });
+      }
+      throw error;
+    }
   }
 }

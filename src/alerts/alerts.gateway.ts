@@ -1,4 +1,5 @@
 import type { OnGatewayConnection } from '@nestjs/websockets';
+import type { StreamId } from '../bus/stream-id';
 import type { Connection } from '../connection/connection';
 import { AllowRoles, UpgradeGuards } from '../gateway/gateway-metadata';
 import { RealtimeGateway } from '../gateway/realtime-gateway.decorator';
@@ -16,7 +17,7 @@ import { ResumeGuard } from './resume.guard';
 export class AlertsGateway implements OnGatewayConnection {
   constructor(private readonly alerts: AlertsService) {}
 
-  handleConnection(conn: Connection): void {
-    this.alerts.attach(conn, conn.attributes.since as string | undefined);
+  handleConnection(conn: Connection): Promise<void> {
+    return this.alerts.attach(conn, conn.attributes.since as StreamId | undefined);
   }
 }

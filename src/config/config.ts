@@ -42,6 +42,8 @@ export interface AppConfig {
   shutdownGraceMs: number;
   logLevel: (typeof LOG_LEVELS)[number];
   alertHistorySize: number;
+  /** Cluster mode: a crashed node's presence entries vanish after about this long. */
+  presenceTtlMs: number;
 }
 
 export class ConfigError extends Error {
@@ -103,6 +105,7 @@ const envSchema = z.object({
     z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   ),
   ALERT_HISTORY_SIZE: int(1, 10_000_000, 10_000),
+  PRESENCE_TTL_MS: int(1000, 600_000, 15_000),
 });
 
 function parseOrigins(raw: string | undefined): string[] {
@@ -203,6 +206,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     logLevel: env.LOG_LEVEL,
     alertHistorySize: env.ALERT_HISTORY_SIZE,
+    presenceTtlMs: env.PRESENCE_TTL_MS,
   };
   return { config, warnings };
 }

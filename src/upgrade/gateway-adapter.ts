@@ -29,6 +29,11 @@ export interface GatewayAdapterDeps {
   connections: ConnectionManager;
 }
 
+/** Runs and forgets each release (a reservation is given back exactly once). */
+function runAll(releases: (() => void)[]): void {
+  for (const release of releases.splice(0)) release();
+}
+
 /** A peer that closes while we verify its token must not crash anything. */
 const ignoreSocketError = () => undefined;
 
@@ -120,6 +125,8 @@ export class GatewayAdapter extends WsAdapter {
 
   private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
     let gateway = 'unknown';
+    const releases: (() => void)[] = [];
+    let handedOver = false;
     try {
       if (this.deps.connections.draining) throw this.drainingRefusal();
       const url = parseTarget(req.url);
@@ -137,6 +144,7 @@ export class GatewayAdapter extends WsAdapter {
         protocols: parseProtocols(req.headers['sec-websocket-protocol']),
         allowedRoles: meta.roles,
         attributes: {},
+        releases,
       };
       for (const guard of guards) {
         const pending = guard.canUpgrade(ctx);
@@ -145,9 +153,15 @@ export class GatewayAdapter extends WsAdapter {
       if (!ctx.user) throw new Error(`gateway ${meta.name} has no authentication guard`);
       if (socket.destroyed) return; // the client gave up while we checked
       if (this.deps.connections.draining) throw this.drainingRefusal();
+      handedOver = true;
+      // ws destroys the socket without calling back when the handshake cannot complete.
+      const abandoned = () => runAll(releases);
+      socket.once('close', abandoned);
       wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
         socket.off('error', ignoreSocketError);
+        socket.off('close', abandoned);
         const conn = this.deps.connections.accept(ws, ctx, meta.frames);
+        conn.onClose(() => runAll(releases));
         wss.emit('connection', conn, req);
       });
     } catch (error) {
@@ -158,6 +172,8 @@ export class GatewayAdapter extends WsAdapter {
         'upgrade refused',
       );
       writeRefusal(socket, error);
+    } finally {
+      if (!handedOver) runAll(releases);
     }
   }
 

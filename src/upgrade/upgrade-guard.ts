@@ -18,6 +18,11 @@ export interface UpgradeContext {
   user?: Principal;
   /** Values for the gateway (e.g. a resume id); handed over as `connection.attributes`. */
   readonly attributes: Record<string, unknown>;
+  /**
+   * What guards reserved for this connection (a per-user slot, a seat): run once, when the upgrade fails after
+   * the reservation or when the connection closes.
+   */
+  readonly releases: (() => void)[];
 }
 
 /**

@@ -76,12 +76,24 @@ describe('the service as a process (node dist/main.js)', () => {
   });
 });
 
-describe('REDIS_URL before cluster mode is wired in', () => {
-  it('warns and reports the mode it really runs', async () => {
-    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, REDIS_URL: 'redis://127.0.0.1:1/0' });
+describe('cluster mode while Redis cannot be reached at all', () => {
+  it('starts anyway, stays alive, is not ready, and refuses alerts it cannot store with 503', async () => {
+    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, REDIS_URL: `redis://127.0.0.1:${await freePort()}/0` });
     try {
-      expect(gw.stderr()).toMatch(/REDIS_URL is set, but this version runs embedded mode only/);
-      expect(gw.stdout.find((l) => l.includes('"event":"listening"'))).toContain('"mode":"embedded"');
+      expect(gw.stdout.find((l) => l.includes('"event":"listening"'))).toContain('"mode":"cluster"');
+      const base = `http://127.0.0.1:${gw.port}`;
+      expect((await fetch(`${base}/healthz`)).status).toBe(200);
+      const ready = await fetch(`${base}/readyz`);
+      expect(ready.status).toBe(503);
+      expect(await ready.json()).toEqual({ status: 'redis_unavailable' });
+      const post = await fetch(`${base}/api/alerts`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ data: { level: 'red' } }),
+      });
+      expect(post.status).toBe(503);
+      expect(post.headers.get('retry-after')).toBe('2');
+      expect(await post.json()).toMatchObject({ error: 'redis_unavailable' });
     } finally {
       gw.child.kill('SIGKILL');
     }

@@ -1,9 +1,10 @@
 import Redis from 'ioredis';
 import pino from 'pino';
 import type { BusEnvelope } from '../../src/bus/message-bus';
-import { BusUnavailableError, RedisBus } from '../../src/bus/redis-bus';
+import { RedisBus } from '../../src/bus/redis-bus';
 import { loadConfig } from '../../src/config/config';
 import { Metrics } from '../../src/metrics/metrics';
+import { RedisConnections, RedisUnavailableError } from '../../src/redis/redis-connections';
 import { eventually } from '../support/gateway';
 import { RedisProcess } from '../support/redis';
 
@@ -11,7 +12,9 @@ import { RedisProcess } from '../support/redis';
 function bus(redis: RedisProcess, nodeId: string) {
   const { config } = loadConfig({ REDIS_URL: redis.url, REDIS_PREFIX: 'tst', NODE_ID: nodeId, JWT_SECRET: 'x'.repeat(32) });
   const metrics = new Metrics();
-  return { bus: new RedisBus(config, metrics, pino({ level: 'silent' })), metrics };
+  const log = pino({ level: 'silent' });
+  const connections = new RedisConnections(config, metrics, log);
+  return { bus: new RedisBus(config, connections, metrics, log), connections, metrics };
 }
 
 async function metric(metrics: Metrics, name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
@@ -44,7 +47,7 @@ describe('RedisBus (real redis-server on a free port)', () => {
   });
   afterAll(async () => {
     raw.disconnect();
-    await Promise.all([a.bus.onModuleDestroy(), b.bus.onModuleDestroy()]);
+    await Promise.all([a.connections.onModuleDestroy(), b.connections.onModuleDestroy()]);
     await redis.stop();
   });
 
@@ -95,7 +98,7 @@ describe('RedisBus (real redis-server on a free port)', () => {
     const off = b.bus.subscribe('alerts', onB.handler);
     await redis.kill();
     await eventually(() => !a.bus.isReady() && !b.bus.isReady(), 5000, 'the buses to notice');
-    await expect(a.bus.publish('alerts', { during: 'outage' })).rejects.toBeInstanceOf(BusUnavailableError);
+    await expect(a.bus.publish('alerts', { during: 'outage' })).rejects.toBeInstanceOf(RedisUnavailableError);
     expect(await metric(a.metrics, 'ws_redis_up')).toBe(0);
     await redis.restart();
     await eventually(() => a.bus.isReady() && b.bus.isReady(), 10_000, 'reconnect');

@@ -37,14 +37,14 @@ describe('AlertHistory', () => {
   const store = (history: AlertHistory, ms: number) => {
     const key = { ms, seq: 0 };
     const alert: Alert = { id: formatStreamId(key), ts: ms, data: { ms } };
-    history.append({ alert, key, frame: encodeAlertFrame(alert) });
+    history.append({ alert, key, frame: encodeAlertFrame(alert), publishedAt: ms });
   };
 
   it('returns the alerts after an id, oldest first, and says whether the history covered it', () => {
     const history = new AlertHistory(3, 1000);
     for (const ms of [1001, 1002, 1003, 1004]) store(history, ms); // 1001 is evicted
     expect(history.size).toBe(3);
-    const after = (id: string) => history.since(id);
+    const after = (id: string) => history.since(parseStreamId(id)!);
     expect(after('1002-0')).toMatchObject({ recovered: true });
     expect(after('1002-0').alerts.map((a) => a.alert.id)).toEqual(['1003-0', '1004-0']);
     expect(after('1001-0').alerts.map((a) => a.alert.id)).toEqual(['1002-0', '1003-0', '1004-0']);

@@ -1,12 +1,14 @@
 import { JwtService } from '@nestjs/jwt';
 import type { IncomingMessage } from 'node:http';
 import pino from 'pino';
+import { MemoryAlertLog } from '../../src/alerts/memory-alert-log';
 import { ResumeGuard } from '../../src/alerts/resume.guard';
 import { JwtVerifier } from '../../src/auth/jwt-verifier';
 import { loadConfig, type AppConfig } from '../../src/config/config';
 import type { Connection } from '../../src/connection/connection';
 import { ConnectionManager } from '../../src/connection/connection-manager';
 import { Metrics } from '../../src/metrics/metrics';
+import { LocalPresence } from '../../src/presence/local-presence';
 import { AuthenticateGuard } from '../../src/upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../../src/upgrade/guards/capacity.guard';
 import { OriginGuard } from '../../src/upgrade/guards/origin.guard';
@@ -26,6 +28,7 @@ function context(overrides: Partial<UpgradeContext> & { headers?: Record<string,
     protocols: [],
     allowedRoles: [],
     attributes: {},
+    releases: [],
     ...rest,
   };
 }
@@ -104,25 +107,34 @@ describe('CapacityGuard', () => {
   const config = loadConfig({ MAX_CONNECTIONS: '2', MAX_CONNECTIONS_PER_USER: '1' }).config;
   const manager = new ConnectionManager(config, new Metrics(), pino({ level: 'silent' }));
   afterAll(() => manager.onModuleDestroy());
-  const guard = new CapacityGuard(config, manager);
+  const guard = new CapacityGuard(config, manager, new LocalPresence(config));
   const fake = (id: string, sub: string) => ({ id, gateway: 'alerts', user: { sub, role: 'r' } }) as unknown as Connection;
+  const refusal = (ctx: UpgradeContext) =>
+    guard.canUpgrade(ctx).then(
+      () => undefined,
+      (error: UpgradeRefusal) => ({ status: error.status, error: error.error, headers: error.headers }),
+    );
 
-  it('admits under the limits, answers 429 per user and 503 at_capacity per node', () => {
+  it('admits under the limits, answers 429 per user and 503 at_capacity per node', async () => {
     const user = (sub: string) => context({ user: { sub, role: 'r' } });
-    expect(() => guard.canUpgrade(user('a'))).not.toThrow();
+    const first = user('a');
+    expect(await refusal(first)).toBeUndefined();
+    expect(first.releases).toHaveLength(1); // the user's slot, given back when the connection closes
+    expect(await refusal(user('a'))).toMatchObject({ status: 429, error: 'too_many_connections' });
+    first.releases[0]();
+    expect(await refusal(user('a'))).toBeUndefined();
     manager.registry.add(fake('1', 'a'));
-    expect(refusalOf(() => guard.canUpgrade(user('a')))).toMatchObject({ status: 429, error: 'too_many_connections' });
     manager.registry.add(fake('2', 'b'));
-    expect(refusalOf(() => guard.canUpgrade(user('c')))).toMatchObject({ status: 503, error: 'at_capacity', headers: { 'Retry-After': '5' } });
+    expect(await refusal(user('c'))).toMatchObject({ status: 503, error: 'at_capacity', headers: { 'Retry-After': '5' } });
   });
 });
 
 describe('ResumeGuard', () => {
-  const guard = new ResumeGuard();
+  const guard = new ResumeGuard(new MemoryAlertLog(loadConfig({}).config));
   it('hands a valid since to the gateway and refuses a malformed one with 400', () => {
     const ctx = context({ search: 'since=1700000000000-3' });
     guard.canUpgrade(ctx);
-    expect(ctx.attributes.since).toBe('1700000000000-3');
+    expect(ctx.attributes.since).toEqual({ ms: 1700000000000, seq: 3 });
     expect(refusalOf(() => guard.canUpgrade(context({ search: 'since=abc' })))).toMatchObject({ status: 400, error: 'bad_request' });
     const none = context();
     guard.canUpgrade(none);

@@ -1,0 +1,55 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { APP_CONFIG, type AppConfig } from '../config/config';
+import { ownerOf, type ClaimResult, type Presence, type SlotResult } from './presence';
+
+/** Embedded mode: one process is the whole deployment, so presence is a few maps (and no node ever dies). */
+@Injectable()
+export class LocalPresence implements Presence {
+  private readonly slots = new Map<string, number>();
+  private readonly groups = new Map<string, Map<string, string>>();
+
+  constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+
+  async acquireUserSlot(user: string, limit: number): Promise<SlotResult> {
+    const open = this.slots.get(user) ?? 0;
+    if (open >= limit) return { ok: false, open };
+    this.slots.set(user, open + 1);
+    let released = false;
+    return {
+      ok: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        const left = (this.slots.get(user) ?? 1) - 1;
+        if (left > 0) this.slots.set(user, left);
+        else this.slots.delete(user);
+      },
+    };
+  }
+
+  async claim(group: string, member: string, connectionId: string): Promise<ClaimResult> {
+    let members = this.groups.get(group);
+    const holder = members?.get(member);
+    if (holder !== undefined) return { ok: false, holder };
+    if (!members) this.groups.set(group, (members = new Map()));
+    const owner = ownerOf(this.config.nodeId, connectionId);
+    members.set(member, owner);
+    return {
+      ok: true,
+      release: () => {
+        const current = this.groups.get(group);
+        if (current?.get(member) !== owner) return;
+        current.delete(member);
+        if (current.size === 0) this.groups.delete(group);
+      },
+    };
+  }
+
+  async members(group: string): Promise<Map<string, string>> {
+    return new Map(this.groups.get(group));
+  }
+
+  onNodeGone(): () => void {
+    return () => undefined;
+  }
+}

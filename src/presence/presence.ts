@@ -1,0 +1,36 @@
+/** An exclusive registration, e.g. group `seat:c42`, member `doctor`, held by one connection somewhere. */
+export interface Claim {
+  group: string;
+  member: string;
+  /** `<nodeId>|<connectionId>` of the holder. */
+  owner: string;
+}
+
+export type ClaimResult = { ok: true; release: () => void } | { ok: false; holder: string };
+export type SlotResult = { ok: true; release: () => void } | { ok: false; open: number };
+
+/**
+ * Who is connected where, across the deployment. Embedded mode: this process. Cluster mode: Redis, with
+ * every registration tied to its node's liveness key, so a crashed node's registrations vanish after about
+ * PRESENCE_TTL_MS.
+ */
+export interface Presence {
+  /** Counts one more connection of `user` unless it already has `limit` open (cluster-wide). */
+  acquireUserSlot(user: string, limit: number): Promise<SlotResult>;
+  /**
+   * Atomically claims `member` in `group` for a connection, unless a live connection holds it. `onLost` runs if
+   * the claim is later taken away (this node was presumed dead during a Redis partition and someone else
+   * claimed it meanwhile). Rejects with RedisUnavailableError while Redis is down.
+   */
+  claim(group: string, member: string, connectionId: string, onLost?: () => void): Promise<ClaimResult>;
+  /** The members of a group and their holders. Rejects while Redis is down. */
+  members(group: string): Promise<Map<string, string>>;
+  /** Claims that vanished because their node died (after about the TTL), delivered on every node. */
+  onNodeGone(listener: (node: string, claims: Claim[]) => void): () => void;
+}
+
+export const PRESENCE = Symbol('PRESENCE');
+
+export function ownerOf(nodeId: string, connectionId: string): string {
+  return `${nodeId}|${connectionId}`;
+}

@@ -1,0 +1,289 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { MESSAGE_BUS, prefixed, type MessageBus } from '../bus/message-bus';
+import { APP_CONFIG, type AppConfig } from '../config/config';
+import { LOGGER, type Logger } from '../logging/logger';
+import { RedisConnections, RedisUnavailableError } from '../redis/redis-connections';
+import { ownerOf, type Claim, type ClaimResult, type Presence, type SlotResult } from './presence';
+import { ACQUIRE_SLOT, CLAIM, HEARTBEAT, MEMBERS, REAP, RELEASE, RELEASE_SLOT, SET_SLOTS } from './presence-scripts';
+
+/** Bus channel on which the node that reaped a dead node tells every node what vanished. */
+export const PRESENCE_CHANNEL = 'presence';
+
+interface NodeGone {
+  node: string;
+  claims: [group: string, member: string, owner: string][];
+}
+
+interface Held extends Claim {
+  onLost?: () => void;
+}
+
+const SEP = '\0';
+
+/**
+ * Cluster-mode presence in Redis (layout in presence-scripts.ts). A timer refreshes this node's liveness key
+ * every TTL/3 and reaps nodes whose key expired: their claims and connection counts are removed atomically
+ * and the reaper announces them on the bus. After a Redis outage (or a restart that lost everything) this
+ * node writes back what it still holds; while Redis is down, per-user limits hold per node.
+ */
+@Injectable()
+export class RedisPresence implements Presence, OnApplicationBootstrap, OnModuleDestroy {
+  private readonly prefix: string;
+  private readonly nodeId: string;
+  private readonly ttlMs: number;
+  /** This node's open connections per user: the truth that Redis is resynchronised to. */
+  private readonly slots = new Map<string, number>();
+  /** Users whose count in Redis may be stale because a write failed. */
+  private readonly unsynced = new Set<string>();
+  private readonly held = new Map<string, Held>();
+  /** Claims released while Redis was unreachable: they must not linger there and block others. */
+  private readonly unreleased = new Map<string, Claim>();
+  private readonly listeners = new Set<(node: string, claims: Claim[]) => void>();
+  private timer: NodeJS.Timeout | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private clearedPreviousIncarnation = false;
+  private syncing: Promise<void> | undefined;
+
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    private readonly redis: RedisConnections,
+    @Inject(MESSAGE_BUS) private readonly bus: MessageBus,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {
+    this.prefix = config.redisPrefix;
+    this.nodeId = config.nodeId;
+    this.ttlMs = config.presenceTtlMs;
+  }
+
+  onApplicationBootstrap(): void {
+    this.unsubscribe = this.bus.subscribe<NodeGone>(PRESENCE_CHANNEL, (envelope) => this.announce(envelope.data));
+    this.redis.onReady(() => void this.resync());
+    this.timer = setInterval(() => void this.beat(), Math.max(250, Math.floor(this.ttlMs / 3)));
+    this.timer.unref();
+    if (this.redis.command.status === 'ready') void this.resync();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.timer);
+    this.unsubscribe?.();
+  }
+
+  async acquireUserSlot(user: string, limit: number): Promise<SlotResult> {
+    const local = this.slots.get(user) ?? 0;
+    let reply: [number, number] | undefined;
+    if (this.up()) {
+      try {
+        reply = (await ACQUIRE_SLOT.run(this.redis.command, [this.key('conns', user), this.holdsKey(this.nodeId)], [
+          this.nodeId,
+          limit,
+          this.prefix,
+          `u${SEP}${user}`,
+        ])) as [number, number];
+      } catch {
+        reply = undefined;
+      }
+    }
+    if (reply && reply[0] === 0) return { ok: false, open: reply[1] };
+    if (!reply) {
+      // Redis is unreachable: enforce the limit on this node alone; the count is written back on recovery.
+      if (local >= limit) return { ok: false, open: local };
+      this.unsynced.add(user);
+    }
+    this.slots.set(user, (this.slots.get(user) ?? 0) + 1);
+    let released = false;
+    return {
+      ok: true,
+      release: () => {
+        if (released) return;
+        released = true;
+        this.releaseSlot(user);
+      },
+    };
+  }
+
+  async claim(group: string, member: string, connectionId: string, onLost?: () => void): Promise<ClaimResult> {
+    if (!this.up()) throw new RedisUnavailableError();
+    const owner = ownerOf(this.nodeId, connectionId);
+    let holder: unknown;
+    try {
+      holder = await CLAIM.run(this.redis.command, [this.key('claims', group), this.holdsKey(this.nodeId)], [
+        member,
+        owner,
+        this.prefix,
+        `c${SEP}${group}${SEP}${member}`,
+      ]);
+    } catch {
+      throw new RedisUnavailableError();
+    }
+    if (typeof holder === 'string') return { ok: false, holder };
+    const id = `${group}${SEP}${member}`;
+    this.held.set(id, { group, member, owner, onLost });
+    return {
+      ok: true,
+      release: () => {
+        if (this.held.get(id)?.owner !== owner) return;
+        this.held.delete(id);
+        void this.release({ group, member, owner });
+      },
+    };
+  }
+
+  async members(group: string): Promise<Map<string, string>> {
+    if (!this.up()) throw new RedisUnavailableError();
+    let flat: string[];
+    try {
+      flat = (await MEMBERS.run(this.redis.command, [this.key('claims', group)], [this.prefix])) as string[];
+    } catch {
+      throw new RedisUnavailableError();
+    }
+    const members = new Map<string, string>();
+    for (let i = 0; i + 1 < flat.length; i += 2) members.set(flat[i], flat[i + 1]);
+    return members;
+  }
+
+  onNodeGone(listener: (node: string, claims: Claim[]) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  private up(): boolean {
+    return this.redis.command.status === 'ready';
+  }
+
+  private key(kind: 'conns' | 'claims', name: string): string {
+    return prefixed(this.prefix, `${kind}:${name}`);
+  }
+
+  private nodeKey(node: string): string {
+    return prefixed(this.prefix, `node:${node}`);
+  }
+
+  private holdsKey(node: string): string {
+    return `${this.nodeKey(node)}:holds`;
+  }
+
+  private releaseSlot(user: string): void {
+    const left = (this.slots.get(user) ?? 1) - 1;
+    if (left > 0) this.slots.set(user, left);
+    else this.slots.delete(user);
+    if (!this.up()) {
+      this.unsynced.add(user);
+      return;
+    }
+    RELEASE_SLOT.run(this.redis.command, [this.key('conns', user), this.holdsKey(this.nodeId)], [this.nodeId, `u${SEP}${user}`]).catch(
+      () => this.unsynced.add(user),
+    );
+  }
+
+  private async release(claim: Claim): Promise<void> {
+    const id = `${claim.group}${SEP}${claim.member}`;
+    try {
+      if (!this.up()) throw new RedisUnavailableError();
+      await RELEASE.run(this.redis.command, [this.key('claims', claim.group), this.holdsKey(this.nodeId)], [
+        claim.member,
+        claim.owner,
+        `c${SEP}${id}`,
+      ]);
+      this.unreleased.delete(id);
+    } catch {
+      this.unreleased.set(id, claim);
+    }
+  }
+
+  /** Refreshes this node's liveness, and reaps nodes whose liveness expired. */
+  private async beat(): Promise<void> {
+    if (!this.up()) return;
+    let dead: string[];
+    try {
+      dead = (await HEARTBEAT.run(this.redis.command, [this.nodeKey(this.nodeId), prefixed(this.prefix, 'nodes')], [
+        this.ttlMs,
+        this.nodeId,
+        this.prefix,
+      ])) as string[];
+    } catch (error) {
+      this.log.debug({ err: (error as Error).message }, 'presence heartbeat failed');
+      return;
+    }
+    for (const node of dead) if (node !== this.nodeId) await this.reap(node, false);
+  }
+
+  private async reap(node: string, force: boolean): Promise<void> {
+    let reply: string[];
+    try {
+      reply = (await REAP.run(
+        this.redis.command,
+        [this.holdsKey(node), prefixed(this.prefix, 'nodes'), this.nodeKey(node)],
+        [node, this.prefix, force ? '1' : '0'],
+      )) as string[];
+    } catch (error) {
+      this.log.debug({ err: (error as Error).message, node }, 'presence reap failed');
+      return;
+    }
+    if (Number(reply[0]) !== 1) return;
+    const claims: NodeGone['claims'] = [];
+    for (let i = 1; i + 2 < reply.length; i += 3) claims.push([reply[i], reply[i + 1], reply[i + 2]]);
+    this.log.info({ event: 'node_gone', node, claims: claims.length, previousIncarnation: force }, 'removed the presence of a node that stopped');
+    try {
+      await this.bus.publish<NodeGone>(PRESENCE_CHANNEL, { node, claims });
+    } catch {
+      this.log.warn({ event: 'node_gone_unannounced', node }, 'could not announce a dead node (Redis unreachable)');
+    }
+  }
+
+  private announce(gone: NodeGone): void {
+    if (!gone || typeof gone.node !== 'string' || !Array.isArray(gone.claims)) return;
+    const claims = gone.claims.map(([group, member, owner]) => ({ group, member, owner }));
+    for (const listener of this.listeners) {
+      try {
+        listener(gone.node, claims);
+      } catch (error) {
+        this.log.error({ err: error }, 'node-gone listener failed');
+      }
+    }
+  }
+
+  /** After start and after every outage: liveness first, then everything this node still holds. */
+  private resync(): Promise<void> {
+    this.syncing ??= this.doResync().finally(() => (this.syncing = undefined));
+    return this.syncing;
+  }
+
+  private async doResync(): Promise<void> {
+    try {
+      if (!this.clearedPreviousIncarnation) {
+        // A restarted process may reuse its NODE_ID: whatever the previous one registered is gone now.
+        await this.reap(this.nodeId, true);
+        this.clearedPreviousIncarnation = true;
+      }
+      await this.beat();
+      for (const [id, held] of this.held) {
+        const holder = await CLAIM.run(this.redis.command, [this.key('claims', held.group), this.holdsKey(this.nodeId)], [
+          held.member,
+          held.owner,
+          this.prefix,
+          `c${SEP}${id}`,
+        ]);
+        if (typeof holder === 'string') {
+          this.held.delete(id);
+          this.log.warn({ event: 'claim_lost', group: held.group }, 'a claim was taken over while Redis was unreachable');
+          held.onLost?.();
+        }
+      }
+      for (const [id, claim] of this.unreleased) {
+        await RELEASE.run(this.redis.command, [this.key('claims', claim.group), this.holdsKey(this.nodeId)], [claim.member, claim.owner, `c${SEP}${id}`]);
+        this.unreleased.delete(id);
+      }
+      // Every count, not only the ones whose writes failed: a restarted Redis may have lost them all.
+      for (const user of new Set([...this.slots.keys(), ...this.unsynced])) {
+        await SET_SLOTS.run(this.redis.command, [this.key('conns', user), this.holdsKey(this.nodeId)], [
+          this.nodeId,
+          this.slots.get(user) ?? 0,
+          `u${SEP}${user}`,
+        ]);
+        this.unsynced.delete(user);
+      }
+    } catch (error) {
+      this.log.warn({ err: (error as Error).message }, 'presence resync failed; retried when Redis is ready again');
+    }
+  }
+}
