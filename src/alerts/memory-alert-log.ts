@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { formatStreamId, StreamIdGenerator, type StreamId } from '../bus/stream-id';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { preciseNow } from '../bus/message-bus';
+import { Metrics } from '../metrics/metrics';
 import { encodeAlertFrame, type Alert, type AlertInput } from './alert';
 import { AlertHistory } from './alert-history';
 import type { AlertLog, LoggedAlert, Replay } from './alert-log';
@@ -13,7 +14,10 @@ export class MemoryAlertLog implements AlertLog {
   private readonly ids = new StreamIdGenerator();
   private readonly handlers: ((entry: LoggedAlert) => void)[] = [];
 
-  constructor(@Inject(APP_CONFIG) config: AppConfig) {
+  constructor(
+    @Inject(APP_CONFIG) config: AppConfig,
+    private readonly metrics: Metrics,
+  ) {
     this.history = new AlertHistory(config.alertHistorySize);
   }
 
@@ -22,7 +26,9 @@ export class MemoryAlertLog implements AlertLog {
     const alert: Alert = { id: formatStreamId(key), ts: key.ms, ...input };
     const entry: LoggedAlert = { alert, key, frame: encodeAlertFrame(alert), publishedAt: preciseNow() };
     this.history.append(entry);
+    this.metrics.busPublished.labels('alerts').inc();
     queueMicrotask(() => {
+      this.metrics.busReceived.labels('alerts').inc();
       for (const handler of this.handlers) handler(entry);
     });
     return alert;

@@ -42,17 +42,19 @@ export async function startTestGateway(
     ws: (path) => `ws://${base}${path}`,
     http: (path) => `http://${base}${path}`,
     metrics: async () => (await fetch(`http://${base}/metrics`)).text(),
-    metric: async (name, labels = {}) => {
-      const text = await gateway.metrics();
-      for (const line of text.split('\n')) {
-        if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
-        const ok = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
-        if (ok) return Number(line.slice(line.lastIndexOf(' ') + 1));
-      }
-      return undefined;
-    },
+    metric: async (name, labels = {}) => metricValue(await gateway.metrics(), name, labels),
   };
   return gateway;
+}
+
+/** Value of one series in a Prometheus exposition, or undefined when absent. */
+export function metricValue(exposition: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  for (const line of exposition.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const ok = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (ok) return Number(line.slice(line.lastIndexOf(' ') + 1));
+  }
+  return undefined;
 }
 
 /** Polls `check` until it holds (for server-side state that has no event to await), failing after `ms`. */

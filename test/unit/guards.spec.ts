@@ -130,7 +130,7 @@ describe('CapacityGuard', () => {
 });
 
 describe('ResumeGuard', () => {
-  const guard = new ResumeGuard(new MemoryAlertLog(loadConfig({}).config));
+  const guard = new ResumeGuard(new MemoryAlertLog(loadConfig({}).config, new Metrics()));
   it('hands a valid since to the gateway and refuses a malformed one with 400', () => {
     const ctx = context({ search: 'since=1700000000000-3' });
     guard.canUpgrade(ctx);
