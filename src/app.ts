@@ -43,6 +43,16 @@ export async function startGateway(
   app.useWebSocketAdapter(new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics) }));
   await app.listen(config.port, config.host);
   const port = (app.getHttpServer().address() as AddressInfo).port;
-  const running: RunningGateway = { app, port, log, connections, close: () => app.close() };
+  const running: RunningGateway = {
+    app,
+    port,
+    log,
+    connections,
+    // Sockets first, then Nest's hooks: the alert tail and presence keep working while clients are drained.
+    close: async () => {
+      await connections.drain();
+      await app.close();
+    },
+  };
   return running;
 }

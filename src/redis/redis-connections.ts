@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import Redis, { type RedisOptions } from 'ioredis';
 import { Gauge } from 'prom-client';
 import { APP_CONFIG, type AppConfig } from '../config/config';
@@ -22,7 +22,7 @@ type Role = 'command' | 'subscriber' | 'blocking';
  * - `blocking`: the alert stream tail (XREAD BLOCK would stall everything else on a shared connection).
  */
 @Injectable()
-export class RedisConnections implements OnModuleDestroy {
+export class RedisConnections implements OnApplicationShutdown {
   readonly command: Redis;
   readonly subscriber: Redis;
   readonly blocking: Redis;
@@ -72,7 +72,12 @@ export class RedisConnections implements OnModuleDestroy {
     return () => this.readyListeners.delete(listener);
   }
 
-  async onModuleDestroy(): Promise<void> {
+  /** Last of the shutdown hooks, so that features can still write their goodbyes in onModuleDestroy. */
+  onApplicationShutdown(): Promise<void> {
+    return this.close();
+  }
+
+  async close(): Promise<void> {
     this.closing = true;
     await Promise.allSettled([this.command.quit(), this.subscriber.quit()]);
     // A pending XREAD BLOCK would delay QUIT; the tail stops on its own when the connection ends.

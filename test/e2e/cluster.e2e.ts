@@ -241,4 +241,16 @@ describe('cluster mode: three replicas, one redis-server', () => {
     for (const client of [onA, onB]) expect((await alerts(client, 1))[0].data).toEqual({ live: 'after restart' });
     expect([onA, onB].every((client) => client.ws.readyState === client.ws.OPEN)).toBe(true);
   });
+
+  it('drains a replica on SIGTERM: 1012 to its clients, exit 0, and its presence removed at once', async () => {
+    const onB = await subscriber(b, 'leaving');
+    expect(await raw.hget('rt:conns:leaving', 'node-b')).toBe('1');
+    expect(await b.stop()).toBe(0);
+    expect(await onB.closed).toEqual({ code: 1012, reason: 'server restarting' });
+    // No waiting for the TTL after a clean stop.
+    expect(await raw.exists('rt:node:node-b', 'rt:node:node-b:holds')).toBe(0);
+    expect(await raw.sismember('rt:nodes', 'node-b')).toBe(0);
+    expect(await raw.hget('rt:conns:leaving', 'node-b')).toBeNull();
+    expect(await a.readyStatus()).toBe(200);
+  });
 });

@@ -27,12 +27,12 @@ async function node(redis: RedisProcess | TcpProxy, nodeId: string) {
     presence,
     /** Gone without a goodbye: no release, no heartbeat, links dropped. */
     crash: () => {
-      presence.onModuleDestroy();
+      presence.stopHeartbeat();
       for (const c of [connections.command, connections.subscriber, connections.blocking]) c.disconnect();
     },
     stop: async () => {
-      presence.onModuleDestroy();
-      await connections.onModuleDestroy();
+      await presence.onModuleDestroy();
+      await connections.close();
     },
   };
 }

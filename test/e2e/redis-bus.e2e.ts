@@ -47,7 +47,7 @@ describe('RedisBus (real redis-server on a free port)', () => {
   });
   afterAll(async () => {
     raw.disconnect();
-    await Promise.all([a.connections.onModuleDestroy(), b.connections.onModuleDestroy()]);
+    await Promise.all([a.connections.close(), b.connections.close()]);
     await redis.stop();
   });
 
