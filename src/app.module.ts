@@ -1,6 +1,7 @@
 import { Module, type DynamicModule, type Type } from '@nestjs/common';
 import { AlertsModule } from './alerts/alerts.module';
 import { AuthModule } from './auth/auth.module';
+import { ChatModule } from './chat/chat.module';
 import { ConfigModule } from './config/config.module';
 import type { AppConfig } from './config/config';
 import { ConnectionModule } from './connection/connection.module';
@@ -10,6 +11,7 @@ import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { ClusterModule } from './mode/cluster.module';
 import { EmbeddedModule } from './mode/embedded.module';
+import { SignalingModule } from './signaling/signaling.module';
 import { UpgradeModule } from './upgrade/upgrade.module';
 
 @Module({})
@@ -27,6 +29,8 @@ export class AppModule {
         UpgradeModule,
         HealthModule,
         AlertsModule,
+        SignalingModule,
+        ChatModule,
         ...extra,
       ],
     };

@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
-import { channelKind, createEnvelope, type BusEnvelope, type BusHandler, type MessageBus } from './message-bus';
+import { channelKind, createEnvelope, type BusEnvelope, type BusHandler, type MessageBus, type Subscription } from './message-bus';
 import { StreamIdGenerator } from './stream-id';
 
 /** Embedded-mode bus: one process, delivery in a microtask so publishers never run subscriber code inline. */
@@ -37,14 +37,15 @@ export class InMemoryBus implements MessageBus {
     return envelope;
   }
 
-  subscribe<T>(channel: string, handler: BusHandler<T>): () => void {
+  subscribe<T>(channel: string, handler: BusHandler<T>): Subscription {
     let handlers = this.channels.get(channel);
     if (!handlers) this.channels.set(channel, (handlers = new Set()));
     handlers.add(handler as BusHandler);
-    return () => {
+    const unsubscribe = () => {
       handlers.delete(handler as BusHandler);
       if (handlers.size === 0 && this.channels.get(channel) === handlers) this.channels.delete(channel);
     };
+    return Object.assign(unsubscribe, { ready: Promise.resolve() });
   }
 
   isReady(): boolean {

@@ -18,6 +18,9 @@ export interface BusEnvelope<T = unknown> {
 
 export type BusHandler<T = unknown> = (envelope: BusEnvelope<T>) => void;
 
+/** Call it to unsubscribe; `ready` resolves once messages published from now on will arrive. */
+export type Subscription = (() => void) & { ready: Promise<void> };
+
 /**
  * Fan-out between the nodes of a deployment. Embedded mode: in-process. Cluster mode: Redis pub/sub, with
  * each node subscribed to a channel only while it has a local listener for it.
@@ -26,8 +29,8 @@ export interface MessageBus {
   readonly mode: 'embedded' | 'cluster';
   /** Resolves once the message is handed to the transport; rejects when the transport is down. */
   publish<T>(channel: string, data: T): Promise<BusEnvelope<T>>;
-  /** Returns the unsubscribe function; the first handler of a channel subscribes it, the last one leaves. */
-  subscribe<T>(channel: string, handler: BusHandler<T>): () => void;
+  /** The first handler of a channel subscribes it, the last one to unsubscribe leaves it. */
+  subscribe<T>(channel: string, handler: BusHandler<T>): Subscription;
   /** False while the transport is unreachable (drives /readyz). */
   isReady(): boolean;
 }

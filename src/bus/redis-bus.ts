@@ -4,7 +4,16 @@ import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import { RedisConnections, RedisUnavailableError } from '../redis/redis-connections';
 import { InvalidMessages } from './invalid-messages';
-import { channelKind, createEnvelope, prefixed, preciseNow, type BusEnvelope, type BusHandler, type MessageBus } from './message-bus';
+import {
+  channelKind,
+  createEnvelope,
+  prefixed,
+  preciseNow,
+  type BusEnvelope,
+  type BusHandler,
+  type MessageBus,
+  type Subscription,
+} from './message-bus';
 import { StreamIdGenerator } from './stream-id';
 
 /** Marks envelopes written by a gateway; anything else on a channel came from another service. */
@@ -27,6 +36,8 @@ export function isObject(value: unknown): value is Record<string, unknown> {
 export class RedisBus implements MessageBus {
   readonly mode = 'cluster' as const;
   private readonly handlers = new Map<string, Set<BusHandler>>();
+  /** Per subscribed channel: settles when Redis confirmed the SUBSCRIBE. */
+  private readonly subscribed = new Map<string, Promise<void>>();
   private readonly ids = new StreamIdGenerator();
   private readonly invalid: InvalidMessages;
   private readonly prefix: string;
@@ -58,21 +69,25 @@ export class RedisBus implements MessageBus {
     return envelope;
   }
 
-  subscribe<T>(channel: string, handler: BusHandler<T>): () => void {
+  subscribe<T>(channel: string, handler: BusHandler<T>): Subscription {
     let handlers = this.handlers.get(channel);
     if (!handlers) {
       this.handlers.set(channel, (handlers = new Set()));
-      this.redis.subscriber.subscribe(prefixed(this.prefix, channel)).catch((error: Error) =>
-        this.log.warn({ channel: channelKind(channel), err: error.message }, 'subscribe failed; retried on reconnect'),
+      const subscribing = this.redis.subscriber.subscribe(prefixed(this.prefix, channel)).then(
+        () => undefined,
+        (error: Error) => this.log.warn({ channel: channelKind(channel), err: error.message }, 'subscribe failed; retried on reconnect'),
       );
+      this.subscribed.set(channel, subscribing);
     }
     handlers.add(handler as BusHandler);
-    return () => {
+    const unsubscribe = () => {
       handlers.delete(handler as BusHandler);
       if (handlers.size > 0 || this.handlers.get(channel) !== handlers) return;
       this.handlers.delete(channel);
+      this.subscribed.delete(channel);
       this.redis.subscriber.unsubscribe(prefixed(this.prefix, channel)).catch(() => undefined);
     };
+    return Object.assign(unsubscribe, { ready: this.subscribed.get(channel)! });
   }
 
   private receive(redisChannel: string, payload: Buffer): void {

@@ -9,7 +9,7 @@ import type { UpgradeContext } from '../upgrade/upgrade-guard';
 import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
 import { Connection, type ConnectionHost } from './connection';
 import { ConnectionRegistry } from './connection-registry';
-import { PONG_TEXT } from './frames';
+import { FrameError, PONG_TEXT } from './frames';
 import { Outbox } from './outbox';
 import { TokenBucket } from './token-bucket';
 
@@ -95,10 +95,15 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
    * Called by the adapter once the handshake is done and every guard has passed. `frames` are the gateway's
    * schemas from @RealtimeGateway({ frames }).
    */
+  /** Unique on this node; the upgrade context gets it before the guards run. */
+  newConnectionId(): string {
+    return (++this.nextId).toString(36);
+  }
+
   accept(ws: WebSocket, ctx: UpgradeContext, frames?: Readonly<Record<string, ZodType>>): Connection {
     const now = Date.now();
     const conn = new Connection(ws, this, {
-      id: (++this.nextId).toString(36),
+      id: ctx.connectionId,
       gateway: ctx.gateway,
       user: ctx.user!,
       params: ctx.params,
@@ -264,6 +269,10 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   }
 
   fail(conn: Connection, error: unknown): void {
+    if (error instanceof FrameError) {
+      conn.sendError(error.code, error.message);
+      return;
+    }
     this.log.error(
       { conn: conn.id, gateway: conn.gateway, sub: conn.user.sub, err: error },
       'unexpected error in a gateway handler; closing this connection with 1011',

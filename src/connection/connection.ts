@@ -57,6 +57,7 @@ export class Connection {
   pending: Buffer | Buffer[] | undefined;
   pendingBytes = 0;
   private closeListeners: (() => void)[] | undefined;
+  private closeTasks: Promise<unknown>[] | undefined;
 
   constructor(
     readonly ws: WebSocket,
@@ -121,6 +122,20 @@ export class Connection {
   /** Runs after the socket is closed and removed from the registry. */
   onClose(listener: () => void): void {
     (this.closeListeners ??= []).push(listener);
+  }
+
+  /**
+   * From a close listener: work the gateway still does for this connection (telling its room it left). What the
+   * upgrade guards reserved (a seat, a room membership) is released only after it, so that a successor cannot
+   * announce itself before this connection's departure was announced.
+   */
+  finishing(task: Promise<unknown>): void {
+    (this.closeTasks ??= []).push(task.catch(() => undefined));
+  }
+
+  /** @internal resolves when every `finishing` task has settled. */
+  async finished(): Promise<void> {
+    if (this.closeTasks) await Promise.all(this.closeTasks);
   }
 
   /** @internal called once by the manager. */

@@ -6,7 +6,9 @@ export type ErrorCode =
   | 'message_too_long'
   | 'rate_limited'
   | 'user_not_found'
-  | 'peer_not_connected';
+  | 'peer_not_connected'
+  /** Not in the SPEC list (an addition): the frame could not be delivered because Redis is unreachable. */
+  | 'unavailable';
 
 export function encodeFrame(frame: object): Buffer {
   return Buffer.from(JSON.stringify(frame));

@@ -136,6 +136,7 @@ export class GatewayAdapter extends WsAdapter {
       gateway = meta.name;
       validateHandshake(req);
       const ctx: UpgradeContext = {
+        connectionId: this.deps.connections.newConnectionId(),
         req,
         gateway: meta.name,
         pattern: match.pattern,
@@ -161,8 +162,10 @@ export class GatewayAdapter extends WsAdapter {
         socket.off('error', ignoreSocketError);
         socket.off('close', abandoned);
         const conn = this.deps.connections.accept(ws, ctx, meta.frames);
-        conn.onClose(() => runAll(releases));
         wss.emit('connection', conn, req);
+        // Registered after the gateway's own close listeners (handleConnection runs inside emit), so their
+        // `finishing` work is known when this runs.
+        conn.onClose(() => void conn.finished().then(() => runAll(releases)));
       });
     } catch (error) {
       if (!(error instanceof UpgradeRefusal)) throw error;

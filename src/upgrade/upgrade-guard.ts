@@ -4,6 +4,8 @@ import type { GatewayName } from '../gateway/gateway-metadata';
 
 /** What the guard chain knows about an upgrade request; it becomes the Connection when all guards pass. */
 export interface UpgradeContext {
+  /** The id the connection will have once accepted (guards may register it, e.g. as a seat holder). */
+  readonly connectionId: string;
   readonly req: IncomingMessage;
   readonly gateway: GatewayName;
   /** The matched path pattern, e.g. `/ws/chat/:room`. */

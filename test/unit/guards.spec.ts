@@ -20,6 +20,7 @@ import { TEST_SECRET, token, unsignedToken } from '../support/tokens';
 function context(overrides: Partial<UpgradeContext> & { headers?: Record<string, string>; search?: string } = {}): UpgradeContext {
   const { headers = {}, search = '', ...rest } = overrides;
   return {
+    connectionId: 'c1',
     req: { headers } as unknown as IncomingMessage,
     gateway: 'alerts',
     pattern: '/api/alerts/subscribe',

@@ -25,6 +25,7 @@ describe('Outbox write coalescing', () => {
     const [serverSocket] = (await once(wss, 'connection')) as [WebSocket];
     await once(client, 'open');
     const conn = manager.accept(serverSocket, {
+      connectionId: manager.newConnectionId(),
       gateway: 'chat',
       user: { sub: 'u', role: 'r' },
       params: {},

@@ -1,0 +1,34 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { ConnectionManager } from '../connection/connection-manager';
+import { claimForUpgrade } from '../presence/claim-guard';
+import { PRESENCE, type Presence } from '../presence/presence';
+import type { UpgradeContext, UpgradeGuard } from '../upgrade/upgrade-guard';
+import { UpgradeRefusal } from '../upgrade/upgrade-refusal';
+import { ROOM_NAME } from './chat.frames';
+
+export const roomGroup = (room: string) => `chat:${room}`;
+
+/** A well-formed room name (400). */
+@Injectable()
+export class ChatRoomGuard implements UpgradeGuard {
+  canUpgrade(ctx: UpgradeContext): void {
+    if (!ROOM_NAME.test(ctx.params.room)) {
+      throw new UpgradeRefusal(400, 'bad_request', 'room must be 1-64 letters, digits, _ . or -');
+    }
+  }
+}
+
+/** One connection per user per room, across all replicas: the same `sub` again gets 409 `duplicate_user`. */
+@Injectable()
+export class ChatMemberGuard implements UpgradeGuard {
+  constructor(
+    @Inject(PRESENCE) private readonly presence: Presence,
+    private readonly connections: ConnectionManager,
+  ) {}
+
+  canUpgrade(ctx: UpgradeContext): Promise<void> {
+    return claimForUpgrade(this.presence, this.connections.registry, ctx, roomGroup(ctx.params.room), ctx.user!.sub, () =>
+      new UpgradeRefusal(409, 'duplicate_user', 'this user is already connected to this room (one connection per user per room)'),
+    );
+  }
+}

@@ -1,0 +1,24 @@
+import { Inject, Injectable } from '@nestjs/common';
+import { ConnectionManager } from '../connection/connection-manager';
+import { claimForUpgrade } from '../presence/claim-guard';
+import { PRESENCE, type Presence } from '../presence/presence';
+import type { UpgradeContext, UpgradeGuard } from '../upgrade/upgrade-guard';
+import { UpgradeRefusal } from '../upgrade/upgrade-refusal';
+
+export const seatGroup = (consultationId: string) => `signaling:${consultationId}`;
+
+/** One seat per role per consultation, across all replicas: a second doctor gets 409 `role_taken`. */
+@Injectable()
+export class SeatGuard implements UpgradeGuard {
+  constructor(
+    @Inject(PRESENCE) private readonly presence: Presence,
+    private readonly connections: ConnectionManager,
+  ) {}
+
+  canUpgrade(ctx: UpgradeContext): Promise<void> {
+    const { consultationId, userType } = ctx.params;
+    return claimForUpgrade(this.presence, this.connections.registry, ctx, seatGroup(consultationId), userType, () =>
+      new UpgradeRefusal(409, 'role_taken', `the ${userType} seat of this consultation is taken (one connection per role)`),
+    );
+  }
+}
