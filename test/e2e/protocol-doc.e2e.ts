@@ -1,0 +1,136 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { AlertInputSchema } from '../../src/alerts/alert';
+import { CHAT_FRAMES } from '../../src/chat/chat.frames';
+import { SIGNALING_FRAMES } from '../../src/signaling/signaling.frames';
+import { connect, type TestClient } from '../support/clients';
+import { startTestGateway, type TestGateway } from '../support/gateway';
+import { ROOT } from '../support/process';
+import { token } from '../support/tokens';
+
+/**
+ * docs/protocol.md is checked against the code: every client example validates against the gateway's
+ * schemas, and every server example has the shape (keys and value types) of a frame the gateway really sent
+ * in the scenario below, which itself sends the documented client examples.
+ */
+interface Example {
+  direction: 'client' | 'server';
+  endpoint: string;
+  frame: Record<string, unknown>;
+}
+
+const examples: Example[] = [...readFileSync(join(ROOT, 'docs', 'protocol.md'), 'utf8').matchAll(/```json (client|server) (\w+)\n([\s\S]*?)```/g)].map(
+  ([, direction, endpoint, body]) => ({ direction: direction as Example['direction'], endpoint, frame: JSON.parse(body) }),
+);
+const clientExample = (endpoint: string, type: string) => examples.find((e) => e.direction === 'client' && e.endpoint === endpoint && e.frame.type === type)!.frame;
+
+function shape(value: unknown): unknown {
+  if (Array.isArray(value)) return value.length ? [shape(value[0])] : [];
+  if (value && typeof value === 'object') return Object.fromEntries(Object.keys(value).sort().map((k) => [k, shape((value as Record<string, unknown>)[k])]));
+  return typeof value;
+}
+
+/** What identifies a kind of server frame: its type, plus the error code, system event or relay sender. */
+function kind(frame: Record<string, unknown>): string {
+  const payload = frame.payload as { code?: string } | undefined;
+  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? ''].join('/');
+}
+
+describe('docs/protocol.md', () => {
+  let gw: TestGateway;
+  const seen: Record<string, unknown>[] = [];
+  const clients: TestClient[] = [];
+
+  async function open(path: string, sub: string, role: string): Promise<TestClient> {
+    const client = await connect(gw.ws(path), { protocols: ['bearer', token({ sub, role })] });
+    clients.push(client);
+    return client;
+  }
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ LOG_LEVEL: 'warn' });
+    const collect = async (client: TestClient, count: number) => {
+      for (let i = 0; i < count; i++) seen.push(await client.next());
+    };
+
+    // Every endpoint: ping and a broken frame.
+    const any = await open('/ws/chat/doc-any', 'pinger', 'user');
+    await any.ofType('system');
+    any.send(clientExample('any', 'ping'));
+    any.send('{broken');
+    await collect(any, 2);
+
+    // Alerts: one published with the documented body, then a resume.
+    const subscriber = await open('/api/alerts/subscribe', 'auth', 'authority');
+    const res = await fetch(gw.http('/api/alerts'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ ...examples.find((e) => e.endpoint === 'http')!.frame, users: ['auth'] }),
+    });
+    expect(res.status).toBe(202);
+    const alert = await subscriber.ofType<{ id: string }>('alert');
+    seen.push(alert);
+    const resumed = await open(`/api/alerts/subscribe?since=${alert.id}`, 'auth', 'authority');
+    seen.push(await resumed.ofType('resumed'));
+
+    // Signaling: the documented offer, answer and candidate, relayed; then the peer leaves.
+    const doctor = await open('/ws/signaling/doc-1/doctor', 'd', 'doctor');
+    doctor.send(clientExample('signaling', 'offer'));
+    seen.push(await doctor.ofType('error'));
+    const patient = await open('/ws/signaling/doc-1/patient', 'p', 'patient');
+    seen.push(await patient.ofType('peer-joined'), await doctor.ofType('peer-joined'));
+    doctor.send(clientExample('signaling', 'offer'));
+    seen.push(await patient.ofType('offer'));
+    patient.send(clientExample('signaling', 'answer'));
+    patient.send(clientExample('signaling', 'ice-candidate'));
+    seen.push(await doctor.ofType('answer'), await doctor.ofType('ice-candidate'));
+    await patient.close();
+    seen.push(await doctor.ofType('peer-left'));
+
+    // Chat: the documented message and private message, the errors, a leave.
+    const alice = await open('/ws/chat/doc-room', 'alice', 'user');
+    await alice.ofType('system');
+    const bob = await open('/ws/chat/doc-room', 'bob', 'user');
+    seen.push(await alice.ofType('system'));
+    alice.send(clientExample('chat', 'message'));
+    seen.push(await bob.ofType('message'));
+    alice.send(clientExample('chat', 'private'));
+    seen.push(await bob.ofType('private'));
+    alice.send({ type: 'message', message: 'x'.repeat(501) });
+    alice.send({ type: 'private', to: 'dave', message: 'hi' });
+    seen.push(await alice.ofType('error'), await alice.ofType('error'));
+    await bob.close();
+    seen.push(await alice.take((f) => f.type === 'system' && f.event === 'leave'));
+  });
+
+  afterAll(async () => {
+    for (const client of clients) client.ws.terminate();
+    await gw.close();
+  });
+
+  it('has examples for every endpoint', () => {
+    expect(new Set(examples.map((e) => `${e.direction} ${e.endpoint}`))).toEqual(
+      new Set(['client any', 'server any', 'server alerts', 'client http', 'client signaling', 'server signaling', 'client chat', 'server chat']),
+    );
+  });
+
+  it('shows client frames that the schemas accept', () => {
+    for (const { direction, endpoint, frame } of examples) {
+      if (direction !== 'client') continue;
+      const type = frame.type as string;
+      const schema =
+        endpoint === 'signaling' ? SIGNALING_FRAMES[type as keyof typeof SIGNALING_FRAMES] : endpoint === 'chat' ? CHAT_FRAMES[type as keyof typeof CHAT_FRAMES] : endpoint === 'http' ? AlertInputSchema : undefined;
+      if (endpoint === 'any') expect(frame).toEqual({ type: 'ping' });
+      else expect([endpoint, type, schema?.safeParse(frame).success]).toEqual([endpoint, type, true]);
+    }
+  });
+
+  it('shows server frames with the shape of what the gateway sends', () => {
+    const real = new Map(seen.map((frame) => [kind(frame), frame]));
+    for (const { direction, frame } of examples) {
+      if (direction !== 'server') continue;
+      const match = real.get(kind(frame));
+      expect([kind(frame), match && shape(match)]).toEqual([kind(frame), shape(frame)]);
+    }
+  });
+});
