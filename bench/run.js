@@ -30,7 +30,7 @@ function child(core, argv, env = {}) {
 
 async function round(peer) {
   const server = child(0, [process.execPath, '--expose-gc', join(__dirname, 'peers', 'server.js'), peer], {
-    JWT_SECRET: SECRET, LOG_LEVEL: 'info', MAX_MESSAGE_BYTES: '65536',
+    JWT_SECRET: SECRET, LOG_LEVEL: 'info', MAX_MESSAGE_BYTES: '65536', MAX_UPGRADES_PER_SEC: '0',
   });
   const { port } = await server.next('ready');
   server.send({ type: 'memory' });

@@ -40,6 +40,10 @@ export interface AppConfig {
   maxConnectionsPerUser: number;
   slowConsumerBytes: number;
   shutdownGraceMs: number;
+  /** Closes on SIGTERM are spread over this long, so clients do not all reconnect in the same instant. */
+  drainWindowMs: number;
+  /** New upgrades accepted per second on this node (0: no limit); beyond it 503 at_capacity. */
+  maxUpgradesPerSec: number;
   logLevel: (typeof LOG_LEVELS)[number];
   alertHistorySize: number;
   /** Cluster mode: a crashed node's presence entries vanish after about this long. */
@@ -100,6 +104,8 @@ const envSchema = z.object({
   MAX_CONNECTIONS_PER_USER: int(0, 1_000_000, 0),
   SLOW_CONSUMER_BYTES: int(1024, 1024 * 1024 * 1024, 1_048_576),
   SHUTDOWN_GRACE_MS: int(0, 3_600_000, 10_000),
+  DRAIN_WINDOW_MS: int(0, 3_600_000, 5_000),
+  MAX_UPGRADES_PER_SEC: int(0, 1_000_000, 1_000),
   LOG_LEVEL: z.preprocess(
     (v) => (typeof blankIsUnset(v) === 'string' ? String(v).toLowerCase() : undefined),
     z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
@@ -204,6 +210,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     maxConnectionsPerUser: env.MAX_CONNECTIONS_PER_USER,
     slowConsumerBytes: env.SLOW_CONSUMER_BYTES,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    drainWindowMs: env.DRAIN_WINDOW_MS,
+    maxUpgradesPerSec: env.MAX_UPGRADES_PER_SEC,
     logLevel: env.LOG_LEVEL,
     alertHistorySize: env.ALERT_HISTORY_SIZE,
     presenceTtlMs: env.PRESENCE_TTL_MS,

@@ -17,6 +17,11 @@ const CONNECTION = Symbol('connection');
 type TaggedSocket = WebSocket & { [CONNECTION]?: Connection };
 
 const PING_TEXT = Buffer.from('ping');
+
+/** A drain closes at least this many sockets per second, however long DRAIN_WINDOW_MS is. */
+const MIN_DRAIN_RATE = 100;
+/** Granularity of a spread drain. */
+const DRAIN_TICK_MS = 10;
 /** Beyond this many refused frames (× burst) a client is abusive, not bursty: close 1008. */
 const ABUSE_FACTOR = 3;
 
@@ -311,23 +316,41 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   }
 
   /**
-   * Closes every socket with `code` and resolves when all are gone or after `graceMs`, terminating the
-   * stragglers. Idempotent: later calls share the first drain.
+   * Closes every socket with `code`, spread over up to DRAIN_WINDOW_MS (at least MIN_DRAIN_RATE per second,
+   * so a small node drains fast) so that clients do not all reconnect to the other replicas in the same
+   * instant; then waits up to `graceMs` for the close handshakes and terminates the stragglers. Idempotent:
+   * later calls share the first drain.
    */
   drain(code: number = CloseCode.SERVICE_RESTART, reason = 'server restarting', graceMs = this.config.shutdownGraceMs) {
     this.drainPromise ??= (async () => {
-      for (const conn of [...this.registry.all()]) conn.close(code, reason);
-      if (this.registry.size > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          new Promise<void>((resolve) => this.emptyWaiters.push(resolve)),
-          new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))),
-        ]);
-        clearTimeout(timer);
-      }
+      await this.closeSpread([...this.registry.all()], code, reason, this.config.drainWindowMs);
+      await this.untilEmpty(graceMs);
+      if (this.registry.size === 0) return;
       for (const conn of [...this.registry.all()]) conn.terminate(code, reason);
+      // Their close events (log line, ws_closes_total) come a tick later; let them land before exit.
+      await this.untilEmpty(1000);
     })();
     return this.drainPromise;
+  }
+
+  private async untilEmpty(timeoutMs: number): Promise<void> {
+    if (this.registry.size === 0) return;
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([
+      new Promise<void>((resolve) => this.emptyWaiters.push(resolve)),
+      new Promise<void>((resolve) => (timer = setTimeout(resolve, timeoutMs))),
+    ]);
+    clearTimeout(timer);
+  }
+
+  private async closeSpread(conns: Connection[], code: number, reason: string, windowMs: number): Promise<void> {
+    const spanMs = Math.min(windowMs, (conns.length / MIN_DRAIN_RATE) * 1000);
+    const steps = Math.max(1, Math.min(conns.length, Math.floor(spanMs / DRAIN_TICK_MS)));
+    const perStep = Math.ceil(conns.length / steps);
+    for (let step = 0, i = 0; i < conns.length; step++) {
+      if (step > 0) await new Promise((resolve) => setTimeout(resolve, spanMs / steps));
+      for (const end = Math.min(conns.length, i + perStep); i < end; i++) conns[i].close(code, reason);
+    }
   }
 
   onModuleDestroy(): void {

@@ -8,6 +8,7 @@ import { BEARER_PROTOCOL, parseProtocols } from '../auth/token-extractor';
 import type { AppConfig } from '../config/config';
 import type { Connection, FrameHandler } from '../connection/connection';
 import type { ConnectionManager } from '../connection/connection-manager';
+import { TokenBucket } from '../connection/token-bucket';
 import { GATEWAY_CLASS_OPTION, getGatewayMetadata, type GatewayMetadata } from '../gateway/gateway-metadata';
 import type { Logger } from '../logging/logger';
 import type { Metrics } from '../metrics/metrics';
@@ -54,12 +55,16 @@ function selectProtocol(protocols: Set<string>): string | false {
 export class GatewayAdapter extends WsAdapter {
   private readonly routes = new RouteTable<GatewayRoute>();
   private upgradeServer: HttpServer | undefined;
+  /** MAX_UPGRADES_PER_SEC: a reconnect storm is shed with 503 before it costs a token verification. */
+  private readonly admission: TokenBucket | undefined;
 
   constructor(
     private readonly app: INestApplicationContext,
     private readonly deps: GatewayAdapterDeps,
   ) {
     super(app);
+    const rate = deps.config.maxUpgradesPerSec;
+    if (rate > 0) this.admission = new TokenBucket(rate, rate, Date.now());
   }
 
   override create(port: number, options: Record<string, unknown> = {}): WebSocketServer {
@@ -135,6 +140,11 @@ export class GatewayAdapter extends WsAdapter {
       const { wss, meta, guards } = match.target;
       gateway = meta.name;
       validateHandshake(req);
+      if (this.admission && !this.admission.take(Date.now())) {
+        throw new UpgradeRefusal(503, 'at_capacity', 'this node is taking too many new connections right now; retry shortly', {
+          'Retry-After': '1',
+        });
+      }
       const ctx: UpgradeContext = {
         connectionId: this.deps.connections.newConnectionId(),
         req,

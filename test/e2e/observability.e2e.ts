@@ -1,5 +1,6 @@
 import { connect, refusal } from '../support/clients';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
+import { hasPromtool, promtool } from '../support/promtool';
 import { token, unsignedToken } from '../support/tokens';
 
 describe('health, readiness, metrics and logs', () => {
@@ -62,6 +63,11 @@ describe('health, readiness, metrics and logs', () => {
       const labels = [...line.matchAll(/(\w+)="/g)].map((m) => m[1]);
       for (const label of labels) expect(['gateway', 'code', 'status', 'error', 'channel', 'le']).toContain(label);
     }
+  });
+
+  (hasPromtool ? it : it.skip)('serves an exposition that passes promtool check metrics', async () => {
+    const { status, output } = promtool(['check', 'metrics'], await gw.metrics());
+    expect([status, output.trim()]).toEqual([0, '']);
   });
 
   it('logs one JSON line per connect and per close, and never a token', async () => {

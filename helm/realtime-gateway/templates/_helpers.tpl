@@ -1,0 +1,56 @@
+{{/* Chart name, overridable. */}}
+{{- define "realtime-gateway.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: release-chart unless the release name already contains the chart name. */}}
+{{- define "realtime-gateway.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "realtime-gateway.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Standard labels on every object. */}}
+{{- define "realtime-gateway.labels" -}}
+helm.sh/chart: {{ include "realtime-gateway.chart" . }}
+{{ include "realtime-gateway.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: realtime-gateway
+{{- end }}
+
+{{- define "realtime-gateway.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "realtime-gateway.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* The Secret the chart creates for values given inline. */}}
+{{- define "realtime-gateway.secretName" -}}
+{{- include "realtime-gateway.fullname" . }}
+{{- end }}
+
+{{/* True when a Redis URL is configured (inline or from an existing Secret): cluster mode. */}}
+{{- define "realtime-gateway.clusterMode" -}}
+{{- if or .Values.redis.url .Values.redis.existingSecret }}true{{- end }}
+{{- end }}
+
+{{/* True when the chart must create its Secret. */}}
+{{- define "realtime-gateway.createSecret" -}}
+{{- if or (and (or .Values.jwt.secret .Values.jwt.publicKey) (not .Values.jwt.existingSecret)) (and .Values.redis.url (not .Values.redis.existingSecret)) }}true{{- end }}
+{{- end }}
+
+{{/* terminationGracePeriodSeconds: preStop sleep + drain window + grace + a margin. */}}
+{{- define "realtime-gateway.terminationGracePeriod" -}}
+{{- add .Values.preStopSleepSeconds (div .Values.gateway.drainWindowMs 1000) (div .Values.gateway.shutdownGraceMs 1000) 5 }}
+{{- end }}

@@ -1,0 +1,38 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ROOT } from '../support/process';
+import { hasPromtool, promtool } from '../support/promtool';
+
+describe('example alerting rules (docs/alerts.yml)', () => {
+  (hasPromtool ? it : it.skip)('pass promtool check rules and fire in promtool test rules', () => {
+    expect(promtool(['check', 'rules', join(ROOT, 'docs', 'alerts.yml')]).status).toBe(0);
+    const tested = promtool(['test', 'rules', join(ROOT, 'docs', 'alerts.test.yml')]);
+    expect([tested.status, tested.output]).toEqual([0, expect.stringContaining('SUCCESS')]);
+  });
+
+  it('cover Redis down, delivery p99, 1011/1013 closes and no ready replicas', () => {
+    const rules = readFileSync(join(ROOT, 'docs', 'alerts.yml'), 'utf8');
+    for (const needle of ['ws_redis_up', 'ws_delivery_seconds_bucket', 'code="1011"', 'code="1013"', 'replicas_available']) expect(rules).toContain(needle);
+  });
+});
+
+describe('Dockerfile (not built here: no Docker engine)', () => {
+  const dockerfile = readFileSync(join(ROOT, 'Dockerfile'), 'utf8');
+  const ignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n');
+
+  it('builds in one stage and runs production dependencies as a non-root user in another', () => {
+    expect(dockerfile.match(/^FROM /gm)).toHaveLength(2);
+    expect(dockerfile).toMatch(/^FROM .* AS build$/m);
+    expect(dockerfile).toContain('npm ci --omit=dev');
+    expect(dockerfile).toContain('COPY --from=build /app/dist ./dist');
+    expect(dockerfile).toMatch(/^USER node$/m);
+  });
+
+  it('exposes the port, checks /healthz, lets SIGTERM reach node, and bakes in no key', () => {
+    expect(dockerfile).toMatch(/^EXPOSE 8080$/m);
+    expect(dockerfile).toMatch(/^HEALTHCHECK[\s\S]*\/healthz/m);
+    expect(dockerfile).toMatch(/^CMD \["node", "dist\/main.js"\]$/m); // exec form: node is PID 1 and gets the signal
+    expect(dockerfile).not.toMatch(/JWT_SECRET=|REDIS_URL=|JWT_PUBLIC_KEY=/);
+    for (const entry of ['node_modules', '.git', '.env', 'test']) expect(ignore).toContain(entry);
+  });
+});
