@@ -58,10 +58,27 @@ describe('health, readiness, metrics and logs', () => {
     expect(await gw.metric('ws_delivery_seconds_count')).toBeGreaterThanOrEqual(1);
     await client.close();
     await eventually(async () => (await gw.metric('ws_closes_total', { gateway: 'alerts', code: '1000' })) === 1);
-    // Only the documented label names ever appear on ws_* series.
-    for (const line of text.split('\n').filter((l) => l.startsWith('ws_') && l.includes('{'))) {
-      const labels = [...line.matchAll(/(\w+)="/g)].map((m) => m[1]);
-      for (const label of labels) expect(['gateway', 'code', 'status', 'error', 'channel', 'le']).toContain(label);
+    // Each ws_* series carries exactly the SPEC's label set (histogram buckets add `le`).
+    const specLabels: Record<string, string[]> = {
+      ws_connections_active: ['gateway'],
+      ws_connections_total: ['gateway'],
+      ws_upgrades_rejected_total: ['error', 'gateway', 'status'],
+      ws_closes_total: ['code', 'gateway'],
+      ws_messages_received_total: ['gateway'],
+      ws_messages_sent_total: ['gateway'],
+      ws_frame_errors_total: ['error', 'gateway'],
+      ws_bus_published_total: ['channel'],
+      ws_bus_received_total: ['channel'],
+      ws_bus_invalid_total: ['channel'],
+      ws_delivery_seconds_bucket: ['le'],
+    };
+    for (const line of text.split('\n').filter((l) => l.startsWith('ws_'))) {
+      const name = line.slice(0, line.search(/[{ ]/));
+      const labels = [...line.matchAll(/(\w+)="/g)].map((m) => m[1]).sort();
+      expect([name, labels]).toEqual([name, specLabels[name] ?? []]);
+    }
+    for (const line of text.split('\n').filter((l) => /^ws_\w+\{/.test(l))) {
+      expect(line).toMatch(/gateway="(alerts|signaling|chat|unknown)"|channel="\w+"|le="/);
     }
   });
 
