@@ -1,102 +1,170 @@
 #!/usr/bin/env node
 // npm run bench [-- --quick] [-- --write]
-// Interleaved rounds (W, G, W, G, ...): bare `ws` (W, no auth) against this gateway (G, JWT on every upgrade).
-// Server pinned to core 0, load to core 1. Prints medians with min–max and the G/W ratios; --write also
-// records the run in docs/benchmarks.md.
+// The gateway (G, embedded; Gc, cluster mode on one Redis) against bare `ws` (W: serialise once, one write per
+// message per socket; W8: the same with a burst's writes coalesced per socket) and Socket.IO 4.8 with the
+// Redis adapter (S), in interleaved rounds (W G S W G S ...). Servers are pinned to core 0, load to core 1.
+// Medians with min–max; --write records the run in docs/benchmarks.md.
 'use strict';
 const { spawn } = require('node:child_process');
 const { cpus, totalmem } = require('node:os');
 const { writeFileSync, readFileSync } = require('node:fs');
 const { join } = require('node:path');
+const { createServer } = require('node:net');
 const jwt = require('jsonwebtoken');
+const { measureFanout, startServer, startSink } = require('./fanout');
+const { measureLatency } = require('./cluster-latency');
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
 const ROUNDS = quick ? 1 : 3;
-const SOCKETS = quick ? 2000 : 5000;
-const CONCURRENCY = 200;
+const IDLE_SOCKETS = quick ? 2000 : 10_000;
+const FANOUT_SIZES = quick ? [1000] : [1000, 10_000];
+const FANOUT_DELIVERIES = quick ? 100_000 : 300_000;
+const LATENCY = quick ? [{ rate: 1000, seconds: 3 }] : [{ rate: 1000, seconds: 8 }, { rate: 5000, seconds: 8 }];
 const SECRET = 'bench-secret-bench-secret-bench-secret!!';
-const pinned = (core, argv) => (process.platform === 'linux' ? ['taskset', ['-c', String(core), ...argv]] : [argv[0], argv.slice(1)]);
 
-function child(core, argv, env = {}) {
-  const [cmd, rest] = pinned(core, argv);
-  const proc = spawn(cmd, rest, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, ...env } });
-  const next = (type) => new Promise((resolve) => {
-    const on = (msg) => { if (msg.type === type) { proc.off('message', on); resolve(msg); } };
-    proc.on('message', on);
+function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
   });
-  return { proc, next, send: (msg) => proc.send(msg) };
 }
 
-async function round(peer) {
-  const server = child(0, [process.execPath, '--expose-gc', join(__dirname, 'peers', 'server.js'), peer], {
-    JWT_SECRET: SECRET, LOG_LEVEL: 'info', MAX_MESSAGE_BYTES: '65536', MAX_UPGRADES_PER_SEC: '0',
-  });
-  const { port } = await server.next('ready');
-  server.send({ type: 'memory' });
-  const before = await server.next('memory');
-  const token = jwt.sign({ sub: 'bench', role: 'authority' }, SECRET, { expiresIn: 3600 });
-  const url = peer === 'gateway' ? `ws://127.0.0.1:${port}/api/alerts/subscribe?token=${token}` : `ws://127.0.0.1:${port}/`;
-  const dialer = child(1, [process.execPath, join(__dirname, 'load', 'dial.js'), url, String(SOCKETS), String(CONCURRENCY)]);
-  await dialer.next('ready');
-  dialer.send({ type: 'dial' });
-  const dialed = await dialer.next('dialed');
-  server.send({ type: 'memory' });
-  const after = await server.next('memory');
-  dialer.send({ type: 'close' });
-  await dialer.next('closed');
-  server.proc.kill('SIGKILL');
-  if (dialed.failed) throw new Error(`${peer}: ${dialed.failed} of ${SOCKETS} handshakes failed: ${JSON.stringify(dialed.statuses)}`);
-  const cpuSeconds = (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1e6;
-  return {
-    upgradesPerSec: dialed.open / dialed.seconds,
-    upgradesPerCpuSec: dialed.open / cpuSeconds,
-    rssPerConn: (after.rss - before.rss) / dialed.open,
-    heapPerConn: (after.heapUsed - before.heapUsed) / dialed.open,
-  };
+async function startRedis() {
+  const port = await freePort();
+  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  for (let i = 0; i < 200; i++) {
+    const up = await new Promise((resolve) => {
+      const s = require('node:net').connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return { proc, url: `redis://127.0.0.1:${port}/0` };
+}
+
+/** Opens IDLE_SOCKETS (upgrade rate, server CPU per upgrade, idle memory per socket after GC). */
+async function idle(peer, redisUrl) {
+  const server = await startServer(peer, redisUrl);
+  try {
+    server.send({ type: 'memory' });
+    const before = await server.next('memory');
+    const sink = await startSink(peer, server.port, IDLE_SOCKETS);
+    const t0 = process.hrtime.bigint();
+    await sink.dial();
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    server.send({ type: 'memory' });
+    const after = await server.next('memory');
+    await sink.close();
+    const cpuSeconds = (after.cpu.user + after.cpu.system - before.cpu.user - before.cpu.system) / 1e6;
+    return {
+      upgradesPerSec: IDLE_SOCKETS / seconds,
+      upgradesPerCpuSec: IDLE_SOCKETS / cpuSeconds,
+      rssPerConn: (after.rss - before.rss) / IDLE_SOCKETS,
+      heapPerConn: (after.heapUsed - before.heapUsed) / IDLE_SOCKETS,
+    };
+  } finally {
+    server.kill();
+  }
 }
 
 const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fmt = (xs, unit, digits = 0) => {
+const fmt = (xs, digits = 0, unit = '') => {
   const m = median(xs).toFixed(digits);
   return xs.length > 1 ? `${m}${unit} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : `${m}${unit}`;
 };
+const k = (xs) => fmt(xs.map((x) => x / 1000), 0, 'k');
 
 async function main() {
-  console.error(`bench: ${ROUNDS} round(s), ${SOCKETS} sockets, ${CONCURRENCY} concurrent handshakes; server on core 0, load on core 1`);
+  const started = Date.now();
+  console.error(`bench: ${ROUNDS} round(s); idle ${IDLE_SOCKETS} sockets; fan-out to ${FANOUT_SIZES.join(' and ')}; servers on core 0, load on core 1`);
   const { main: jwtBench } = require('./jwt-verify');
   const jwtResults = jwtBench();
-  const results = { ws: [], gateway: [] };
-  for (let r = 1; r <= ROUNDS; r++) {
-    for (const peer of ['ws', 'gateway']) {
-      process.stderr.write(`  round ${r}/${ROUNDS}: ${peer}… `);
-      const res = await round(peer);
-      results[peer].push(res);
-      console.error(`${Math.round(res.upgradesPerSec)} upgrades/s, ${(res.rssPerConn / 1024).toFixed(1)} KB RSS/conn`);
+  const redis = await startRedis();
+  process.on('exit', () => redis.proc.kill('SIGKILL'));
+  const idleResults = { ws: [], gateway: [], socketio: [] };
+  const fanout = {};
+  try {
+    for (let r = 1; r <= ROUNDS; r++) {
+      for (const peer of ['ws', 'gateway', 'socketio']) {
+        process.stderr.write(`  round ${r}/${ROUNDS} idle ${peer}… `);
+        const res = await idle(peer, redis.url);
+        idleResults[peer].push(res);
+        console.error(`${Math.round(res.upgradesPerSec)} upgrades/s, ${(res.rssPerConn / 1024).toFixed(1)} KB RSS/conn`);
+      }
+      for (const size of FANOUT_SIZES) {
+        for (const peer of ['ws', 'ws8', 'gateway', 'gateway-cluster', 'socketio']) {
+          process.stderr.write(`  round ${r}/${ROUNDS} fan-out ${peer} × ${size}… `);
+          const res = await measureFanout(peer, size, { redisUrl: redis.url, targetDeliveries: FANOUT_DELIVERIES });
+          for (const [mode, value] of Object.entries(res)) ((fanout[`${mode}/${size}`] ??= {})[peer] ??= []).push(value.perCpuSec);
+          console.error(`${Math.round(res.single.perCpuSec / 1000)}k single, ${Math.round(res.burst8.perCpuSec / 1000)}k burst8 per CPU-s`);
+        }
+      }
     }
-  }
-  const col = (peer, key) => results[peer].map((x) => x[key]);
-  const ratio = (key) => median(col('gateway', key)) / median(col('ws', key));
-  const rows = [
-    ['JWT verifications/s (one core, in-process)', jwtResults.map((r) => `${r.name}: ${Math.round(r.perSec)}/s (${r.usPerOp.toFixed(1)} µs)`).join('; '), '', ''],
-    ['upgrades/s (G: JWT-verified)', fmt(col('ws', 'upgradesPerSec'), ''), fmt(col('gateway', 'upgradesPerSec'), ''), ratio('upgradesPerSec').toFixed(2)],
-    ['upgrades per server CPU-second', fmt(col('ws', 'upgradesPerCpuSec'), ''), fmt(col('gateway', 'upgradesPerCpuSec'), ''), ratio('upgradesPerCpuSec').toFixed(2)],
-    [`idle RSS per connection at ${SOCKETS}`, fmt(col('ws', 'rssPerConn').map((b) => b / 1024), ' KB', 1), fmt(col('gateway', 'rssPerConn').map((b) => b / 1024), ' KB', 1), ratio('rssPerConn').toFixed(2)],
-    [`idle heap per connection at ${SOCKETS} (after GC)`, fmt(col('ws', 'heapPerConn').map((b) => b / 1024), ' KB', 2), fmt(col('gateway', 'heapPerConn').map((b) => b / 1024), ' KB', 2), ratio('heapPerConn').toFixed(2)],
-  ];
-  const table = ['| measure | W (bare ws, no auth) | G (gateway) | G/W |', '|---|---|---|---|', ...rows.slice(1).map((r) => `| ${r.join(' | ')} |`)].join('\n');
-  const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
-  console.log(`\n${rows[0][0]}: ${rows[0][1]}\n\n${table}\n\nmachine: ${machine}`);
-  if (args.has('--write')) {
-    const doc = join(__dirname, '..', 'docs', 'benchmarks.md');
-    const text = readFileSync(doc, 'utf8');
-    const block = `<!-- bench:start -->\nCommand: \`npm run bench${quick ? ' -- --quick' : ''} -- --write\` · ${new Date().toISOString().slice(0, 10)} · ${machine}\n\n${rows[0][0]}: ${rows[0][1]}\n\n${table}\n<!-- bench:end -->`;
-    writeFileSync(doc, text.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, block));
-    console.error(`bench: wrote ${doc}`);
+    const latency = [];
+    for (const { rate, seconds } of LATENCY) {
+      for (const peer of ['gateway', 'socketio']) {
+        process.stderr.write(`  latency ${peer} ${rate}/s… `);
+        const res = await measureLatency({ peer, rate, seconds, subscribers: 10, redisUrl: redis.url });
+        latency.push({ peer, rate, ...res });
+        console.error(`p50 ${res.p50.toFixed(2)} ms, p99 ${res.p99.toFixed(2)} ms`);
+      }
+    }
+
+    const col = (peer, key) => idleResults[peer].map((x) => x[key]);
+    const ratio = (a, b) => (median(a) / median(b)).toFixed(2);
+    const idleRows = [
+      ['upgrades/s (G: JWT-verified; W, S: no auth)', fmt(col('ws', 'upgradesPerSec')), fmt(col('gateway', 'upgradesPerSec')), fmt(col('socketio', 'upgradesPerSec')), ratio(col('gateway', 'upgradesPerSec'), col('ws', 'upgradesPerSec')), ratio(col('gateway', 'upgradesPerSec'), col('socketio', 'upgradesPerSec'))],
+      ['upgrades per server CPU-second', fmt(col('ws', 'upgradesPerCpuSec')), fmt(col('gateway', 'upgradesPerCpuSec')), fmt(col('socketio', 'upgradesPerCpuSec')), ratio(col('gateway', 'upgradesPerCpuSec'), col('ws', 'upgradesPerCpuSec')), ratio(col('gateway', 'upgradesPerCpuSec'), col('socketio', 'upgradesPerCpuSec'))],
+      [`idle RSS per connection at ${IDLE_SOCKETS}`, fmt(col('ws', 'rssPerConn').map((b) => b / 1024), 1, ' KB'), fmt(col('gateway', 'rssPerConn').map((b) => b / 1024), 1, ' KB'), fmt(col('socketio', 'rssPerConn').map((b) => b / 1024), 1, ' KB'), ratio(col('gateway', 'rssPerConn'), col('ws', 'rssPerConn')), ratio(col('gateway', 'rssPerConn'), col('socketio', 'rssPerConn'))],
+      [`idle heap per connection at ${IDLE_SOCKETS} (after GC)`, fmt(col('ws', 'heapPerConn').map((b) => b / 1024), 2, ' KB'), fmt(col('gateway', 'heapPerConn').map((b) => b / 1024), 2, ' KB'), fmt(col('socketio', 'heapPerConn').map((b) => b / 1024), 2, ' KB'), ratio(col('gateway', 'heapPerConn'), col('ws', 'heapPerConn')), ratio(col('gateway', 'heapPerConn'), col('socketio', 'heapPerConn'))],
+    ];
+    const idleTable = ['| measure | W | G | S | G/W | G/S |', '|---|---|---|---|---|---|', ...idleRows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+
+    const fanRows = Object.entries(fanout).map(([key, peers]) => {
+      const [mode, size] = key.split('/');
+      const ref = mode === 'burst8' ? peers.ws8 : peers.ws;
+      return [
+        `${mode === 'burst8' ? 'bursts of 8' : 'single broadcasts'}, ${Number(size).toLocaleString('en')} subscribers`,
+        k(peers.ws), k(peers.ws8), k(peers.gateway), k(peers['gateway-cluster']), k(peers.socketio),
+        `${ratio(peers.gateway, ref)} (vs ${mode === 'burst8' ? 'W8' : 'W'})`,
+        ratio(peers.gateway, peers.socketio),
+      ];
+    });
+    const fanTable = ['| deliveries per server CPU-second, 1 KB | W | W8 | G | Gc (cluster) | S | G/ref | G/S |', '|---|---|---|---|---|---|---|---|', ...fanRows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+
+    const latRows = LATENCY.map(({ rate }) => {
+      const g = latency.find((l) => l.peer === 'gateway' && l.rate === rate);
+      const s = latency.find((l) => l.peer === 'socketio' && l.rate === rate);
+      const ms = (v) => `${v.toFixed(2)} ms`;
+      return [`${rate.toLocaleString('en')}/s`, `${ms(g.p50)} / ${ms(g.p99)} / ${ms(g.p999)}`, `${ms(s.p50)} / ${ms(s.p99)} / ${ms(s.p999)}`, (g.p99 / s.p99).toFixed(2), `${g.deliveries}/${g.expected}, ${s.deliveries}/${s.expected}`];
+    });
+    const latTable = ['| cross-replica publish → deliver, 2 replicas | G p50 / p99 / p99.9 | S p50 / p99 / p99.9 | G/S p99 | delivered (G, S) |', '|---|---|---|---|---|', ...latRows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+
+    const jwtLine = `JWT verifications/s (one core, in-process): ${jwtResults.map((r) => `${r.name}: ${Math.round(r.perSec)}/s (${r.usPerOp.toFixed(1)} µs)`).join('; ')}`;
+    const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
+    const minutes = ((Date.now() - started) / 60000).toFixed(1);
+    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}`;
+    console.log(`\n${report}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
+    if (args.has('--write')) {
+      const doc = join(__dirname, '..', 'docs', 'benchmarks.md');
+      const text = readFileSync(doc, 'utf8');
+      const block = `<!-- bench:start -->\nCommand: \`npm run bench${quick ? ' -- --quick' : ''} -- --write\` · ${new Date().toISOString().slice(0, 10)} · ${machine} · ${ROUNDS} interleaved round(s), ${minutes} min\n\n${report}\n<!-- bench:end -->`;
+      writeFileSync(doc, text.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, block));
+      console.error(`bench: wrote ${doc}`);
+    }
+  } finally {
+    redis.proc.kill('SIGKILL');
   }
 }
 
-main().catch((error) => {
-  console.error(`bench: ${error.message}`);
-  process.exit(1);
-});
+main().then(
+  () => process.exit(0),
+  (error) => {
+    console.error(`bench: ${error.message}`);
+    process.exit(1);
+  },
+);

@@ -1,25 +1,84 @@
 // A server under test, run in its own process (pinned by the runner) with --expose-gc, driven over IPC:
-//   gateway: the real service (dist/), embedded mode;  ws: a bare `ws` server, no auth (the reference).
+//   gateway:  the real service (dist/), embedded mode;  gateway-cluster: the same with REDIS_URL (XADD, tail)
+//   ws:       a bare `ws` server, no auth, serialise once and one write per message per socket (W)
+//   ws8:      the same, but the messages of a burst go out in one write per socket (W8, the Node limit)
+//   socketio: Socket.IO 4.8 with @socket.io/redis-adapter, websocket transport only, no compression (S)
+// IPC: memory -> memory; cpu -> cpu; broadcast {count, burst} -> broadcasted (after the last burst is queued).
 'use strict';
 const kind = process.argv[2];
+const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
+
+let broadcast; // (burst: number) => void, one burst of messages to every subscriber
 
 async function start() {
-  if (kind === 'gateway') {
+  if (kind === 'gateway' || kind === 'gateway-cluster') {
     const { startGateway } = require('../../dist/app');
     const { loadConfig } = require('../../dist/config/config');
     const { createLogger } = require('../../dist/logging/logger');
+    const { AlertsService } = require('../../dist/alerts/alerts.service');
     const { config } = loadConfig({ ...process.env, PORT: '0', HOST: '127.0.0.1' });
     const pino = require('pino');
     // Logs are part of the product cost: keep them on, written to /dev/null.
     const log = createLogger(config.logLevel, config.nodeId, pino.destination({ dest: '/dev/null', sync: false, minLength: 4096 }));
     const gw = await startGateway(config, log);
+    const alerts = gw.app.get(AlertsService);
+    let n = 0;
+    broadcast = (burst) => {
+      for (let i = 0; i < burst; i++) void alerts.publish({ data: { n: n++, text: TEXT } });
+    };
     return gw.port;
   }
-  if (kind === 'ws') {
+  if (kind === 'ws' || kind === 'ws8') {
     const { WebSocketServer } = require('ws');
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
     await new Promise((resolve) => wss.on('listening', resolve));
+    let n = 0;
+    const encode = () => Buffer.from(JSON.stringify({ type: 'alert', id: `${Date.now()}-${n}`, data: { n: n++, text: TEXT }, ts: Date.now() }));
+    broadcast = (burst) => {
+      const frames = Array.from({ length: burst }, encode); // serialise once per message
+      for (const client of wss.clients) {
+        if (kind === 'ws8') client._socket.cork();
+        for (const frame of frames) client.send(frame, { binary: false }); // text, like every peer
+        if (kind === 'ws8') client._socket.uncork();
+      }
+    };
     return wss.address().port;
+  }
+  if (kind === 'socketio') {
+    const { createServer } = require('node:http');
+    const { Server } = require('socket.io');
+    const { createAdapter } = require('@socket.io/redis-adapter');
+    const Redis = require('ioredis');
+    const pub = new Redis(process.env.REDIS_URL);
+    const sub = pub.duplicate();
+    const jwt = require('jsonwebtoken');
+    const { createSecretKey } = require('node:crypto');
+    const key = createSecretKey(Buffer.from(process.env.JWT_SECRET));
+    let n = 0;
+    // What a Socket.IO user would write to let other services publish: POST /api/alerts, JWT-checked, io.emit.
+    const http = createServer((req, res) => {
+      if (req.method !== 'POST' || req.url !== '/api/alerts') return res.writeHead(404).end();
+      let body = '';
+      req.on('data', (chunk) => (body += chunk));
+      req.on('end', () => {
+        try {
+          const claims = jwt.verify(String(req.headers.authorization).slice(7), key, { algorithms: ['HS256'] });
+          if (claims.role !== 'service' && claims.role !== 'admin') return res.writeHead(403).end();
+          const { data } = JSON.parse(body);
+          const alert = { id: `${Date.now()}-${n++}`, data, ts: Date.now() };
+          io.emit('alert', alert);
+          res.writeHead(202, { 'content-type': 'application/json' }).end(JSON.stringify({ id: alert.id, ts: alert.ts }));
+        } catch {
+          res.writeHead(400).end();
+        }
+      });
+    });
+    const io = new Server(http, { transports: ['websocket'], perMessageDeflate: false, adapter: createAdapter(pub, sub) });
+    await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
+    broadcast = (burst) => {
+      for (let i = 0; i < burst; i++) io.emit('alert', { id: `${Date.now()}-${n}`, data: { n: n++, text: TEXT }, ts: Date.now() });
+    };
+    return http.address().port;
   }
   throw new Error(`unknown peer ${kind}`);
 }
@@ -38,5 +97,14 @@ start().then((port) => {
   process.on('message', (msg) => {
     if (msg.type === 'memory') process.send({ type: 'memory', ...memory() });
     if (msg.type === 'cpu') process.send({ type: 'cpu', cpu: process.cpuUsage() });
+    if (msg.type === 'broadcast') {
+      let left = msg.count;
+      const next = () => {
+        broadcast(msg.burst);
+        if (--left > 0) setImmediate(next);
+        else process.send({ type: 'broadcasted' });
+      };
+      next();
+    }
   });
 });

@@ -1,0 +1,109 @@
+// Fan-out: deliveries per server CPU-second of ~1 KB messages to N subscribers, single broadcasts and bursts
+// of 8, for each peer in interleaved rounds. The server is pinned to core 0, the sink (bench/load/sink.js) to
+// core 1. Closed loop: a batch of broadcasts is sent, the sink reports when every frame of it arrived, repeat;
+// the server's CPU time over the batches is the cost.
+'use strict';
+const { spawn } = require('node:child_process');
+const { join } = require('node:path');
+const jwt = require('jsonwebtoken');
+
+const SECRET = 'bench-secret-bench-secret-bench-secret!!';
+const pinned = (core, argv) => (process.platform === 'linux' ? ['taskset', ['-c', String(core), ...argv]] : [argv[0], argv.slice(1)]);
+
+function child(core, argv, env = {}) {
+  const [cmd, rest] = pinned(core, argv);
+  const proc = spawn(cmd, rest, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, ...env } });
+  const next = (type) =>
+    new Promise((resolve, reject) => {
+      const on = (msg) => {
+        if (msg.type === type) {
+          proc.off('message', on);
+          proc.off('exit', exit);
+          resolve(msg);
+        }
+      };
+      const exit = (code) => reject(new Error(`${argv.slice(-1)[0]} exited with ${code} while waiting for ${type}`));
+      proc.on('message', on);
+      proc.once('exit', exit);
+    });
+  return { proc, next, send: (msg) => proc.send(msg) };
+}
+
+const PATHS = {
+  gateway: (token) => `/api/alerts/subscribe?token=${token}`,
+  'gateway-cluster': (token) => `/api/alerts/subscribe?token=${token}`,
+  ws: () => '/',
+  ws8: () => '/',
+  socketio: () => '/socket.io/?EIO=4&transport=websocket',
+};
+
+/** A server under test (bench/peers/server.js) pinned to core 0, once it listens. */
+async function startServer(peer, redisUrl, core = 0) {
+  const server = child(core, [process.execPath, '--expose-gc', join(__dirname, 'peers', 'server.js'), peer], {
+    JWT_SECRET: SECRET, LOG_LEVEL: 'info', MAX_UPGRADES_PER_SEC: '0', REDIS_URL: peer === 'gateway' ? '' : redisUrl,
+    NODE_ID: `bench-${peer}-${process.hrtime.bigint()}`,
+  });
+  const { port } = await server.next('ready');
+  return { ...server, port, kill: () => server.proc.kill('SIGKILL') };
+}
+
+/** The counting sink (bench/load/sink.js) pinned to core 1, with `subscribers` sockets to the server. */
+async function startSink(peer, port, subscribers) {
+  const token = jwt.sign({ sub: 'bench', role: 'authority' }, SECRET, { expiresIn: 3600 });
+  const url = `ws://127.0.0.1:${port}${PATHS[peer](token)}`;
+  const sink = child(1, [process.execPath, join(__dirname, 'load', 'sink.js'), url, String(subscribers), peer === 'socketio' ? 'socketio' : 'ws']);
+  await sink.next('ready');
+  return {
+    ...sink,
+    async dial() {
+      sink.send({ type: 'dial' });
+      const dialed = await sink.next('dialed');
+      if (dialed.failed) throw new Error(`${peer}: ${dialed.failed} of ${subscribers} sockets failed to open`);
+    },
+    async close() {
+      sink.send({ type: 'close' });
+      await sink.next('closed').catch(() => undefined);
+    },
+  };
+}
+
+/** One peer at one size: fresh server and sink; single broadcasts, then bursts of 8. */
+async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries }) {
+  const server = await startServer(peer, redisUrl);
+  const sink = await startSink(peer, server.port, subscribers);
+  const results = {};
+  let expected = 0;
+  try {
+    await sink.dial();
+    // One broadcast (or one burst) per batch: the next starts only when every frame of this one arrived, so no
+    // peer can merge separate broadcasts into one write; a burst's 8 messages are published together.
+    for (const [name, burst] of [['single', 1], ['burst8', 8]]) {
+      const perBatch = subscribers * burst;
+      const batch = async () => {
+        expected += perBatch;
+        sink.send({ type: 'expect', total: expected, timeoutMs: 60_000 });
+        server.send({ type: 'broadcast', count: 1, burst });
+        const got = await sink.next('got');
+        if (got.timedOut) throw new Error(`${peer}: not every frame arrived (${name}, ${subscribers} subscribers: ${got.frames} frames)`);
+      };
+      for (let w = 0; w < 3; w++) await batch(); // warm-up
+      const batches = Math.max(3, Math.ceil(targetDeliveries / perBatch));
+      server.send({ type: 'cpu' });
+      const before = (await server.next('cpu')).cpu;
+      const t0 = process.hrtime.bigint();
+      for (let b = 0; b < batches; b++) await batch();
+      const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+      server.send({ type: 'cpu' });
+      const after = (await server.next('cpu')).cpu;
+      const cpuSeconds = (after.user + after.system - before.user - before.system) / 1e6;
+      const deliveries = perBatch * batches;
+      results[name] = { perCpuSec: deliveries / cpuSeconds, perSec: deliveries / seconds };
+    }
+  } finally {
+    await sink.close();
+    server.kill();
+  }
+  return results;
+}
+
+module.exports = { measureFanout, startServer, startSink, SECRET };

@@ -1,0 +1,113 @@
+// The fan-out sink: opens `total` WebSockets over raw TCP and then only parses frame headers to count the
+// text frames each socket receives (no unmasking, no UTF-8 check, no JSON), so it stays cheaper than any
+// server it measures. For Socket.IO it also joins the default namespace ("40") after the engine.io open.
+// IPC: dial -> dialed; expect {total} -> got (once that many frames arrived since the dial); close.
+'use strict';
+const net = require('node:net');
+const [target, total, mode] = [new URL(process.argv[2]), Number(process.argv[3]), process.argv[4] || 'ws'];
+const CONCURRENCY = 200;
+const request = Buffer.from(
+  `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+);
+// A masked client text frame "40" (Socket.IO: connect to the "/" namespace); mask key 0.
+const JOIN_NAMESPACE = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x34, 0x30]);
+
+const sockets = [];
+let frames = 0;
+let target_ = Infinity;
+let onTarget;
+let started = 0;
+let ready = 0;
+let failed = 0;
+
+/** Counts text frames in a server byte stream: headers are read byte by byte, payloads skipped by chunk. */
+function counter(onFrame) {
+  const header = Buffer.alloc(10);
+  let have = 0;
+  let needed = 2;
+  let skip = 0;
+  return (chunk) => {
+    let i = 0;
+    while (i < chunk.length) {
+      if (skip > 0) {
+        const n = Math.min(skip, chunk.length - i);
+        skip -= n;
+        i += n;
+        continue;
+      }
+      header[have++] = chunk[i++];
+      if (have === 2) {
+        const len = header[1] & 0x7f;
+        needed = len === 126 ? 4 : len === 127 ? 10 : 2;
+      }
+      if (have < needed) continue;
+      let len = header[1] & 0x7f;
+      if (len === 126) len = header.readUInt16BE(2);
+      else if (len === 127) len = Number(header.readBigUInt64BE(2));
+      const opcode = header[0] & 0x0f;
+      have = 0;
+      needed = 2;
+      skip = len;
+      if (opcode === 1) onFrame();
+    }
+  };
+}
+
+function dialOne(done) {
+  if (started >= total) return;
+  const i = started++;
+  const socket = net.connect({ host: target.hostname, port: Number(target.port), localAddress: `127.0.0.${2 + (i % 8)}` });
+  let head = '';
+  let upgraded = false;
+  let handshakeFrames = 0;
+  const settle = (ok) => {
+    if (ok) { ready++; sockets.push(socket); } else { failed++; socket.destroy(); }
+    if (ready + failed === total) done();
+    else dialOne(done);
+  };
+  const count = counter(() => {
+    if (mode === 'socketio' && handshakeFrames < 2) {
+      // engine.io open ("0{...}"), then our namespace ack ("40{...}")
+      handshakeFrames++;
+      if (handshakeFrames === 1) socket.write(JOIN_NAMESPACE);
+      if (handshakeFrames === 2) settle(true);
+      return;
+    }
+    frames++;
+    if (frames >= target_ && onTarget) { const f = onTarget; onTarget = undefined; f(); }
+  });
+  socket.on('connect', () => socket.write(request));
+  socket.on('data', (chunk) => {
+    if (upgraded) return count(chunk);
+    head += chunk.toString('latin1');
+    const end = head.indexOf('\r\n\r\n');
+    if (end === -1) return;
+    if (!head.startsWith('HTTP/1.1 101')) return settle(false);
+    upgraded = true;
+    if (mode !== 'socketio') settle(true);
+    const rest = chunk.subarray(chunk.length - (head.length - end - 4));
+    if (rest.length) count(rest);
+  });
+  socket.on('error', () => { if (!upgraded) settle(false); });
+}
+
+process.on('message', async (msg) => {
+  if (msg.type === 'dial') {
+    await new Promise((resolve) => { for (let i = 0; i < Math.min(CONCURRENCY, total); i++) dialOne(resolve); });
+    process.send({ type: 'dialed', open: ready, failed });
+  }
+  if (msg.type === 'expect') {
+    // An absolute total: frames of this batch may arrive before this message does.
+    target_ = msg.total;
+    const deadline = setTimeout(() => { onTarget = undefined; process.send({ type: 'got', frames, timedOut: true }); }, msg.timeoutMs ?? 30_000);
+    onTarget = () => { clearTimeout(deadline); process.send({ type: 'got', frames }); };
+    if (frames >= target_) onTarget();
+  }
+  if (msg.type === 'close') {
+    for (const socket of sockets) socket.destroy();
+    process.send({ type: 'closed' });
+    setTimeout(() => process.exit(0), 50);
+  }
+});
+process.send({ type: 'ready' });
