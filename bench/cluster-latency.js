@@ -124,7 +124,7 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
   }
 }
 
-module.exports = { measureLatency };
+module.exports = { measureLatency, subscribe };
 
 if (require.main === module) {
   const argv = process.argv.slice(2);

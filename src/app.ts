@@ -2,7 +2,10 @@ import 'reflect-metadata';
 import type { DynamicModule, INestApplication, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { AlertsModule } from './alerts/alerts.module';
+import { PublishEndpoint } from './alerts/publish-endpoint';
 import { AppModule } from './app.module';
 import type { AppConfig } from './config/config';
 import { ConnectionManager } from './connection/connection-manager';
@@ -26,6 +29,16 @@ export interface StartOptions {
   imports?: (Type | DynamicModule)[];
 }
 
+/** POST /api/alerts goes to its own handler; everything else to Express (and through it, Nest). */
+function routePublishFirst(server: HttpServer, endpoint: PublishEndpoint): void {
+  const framework = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (endpoint.handles(req)) endpoint.handle(req, res);
+    else for (const listener of framework) listener.call(server, req, res);
+  });
+}
+
 /** Builds and starts the service on config.host:config.port. Used by main.ts and by the tests alike. */
 export async function startGateway(
   config: AppConfig,
@@ -37,10 +50,10 @@ export async function startGateway(
     bodyParser: false,
     forceCloseConnections: true, // keep-alive HTTP clients must not hold the shutdown
   });
-  app.useBodyParser('json', { limit: '256kb' });
   app.useGlobalFilters(new HttpExceptionFilter(log));
   const connections = app.get(ConnectionManager);
   app.useWebSocketAdapter(new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics) }));
+  routePublishFirst(app.getHttpServer(), app.select(AlertsModule).get(PublishEndpoint));
   await app.listen(config.port, config.host);
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const running: RunningGateway = {

@@ -9,6 +9,7 @@ const kind = process.argv[2];
 const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
 
 let broadcast; // (burst: number) => void, one burst of messages to every subscriber
+let broadcastAt; // (at: number) => void, one message stamped with its publish time
 
 async function start() {
   if (kind === 'gateway' || kind === 'gateway-cluster') {
@@ -26,6 +27,7 @@ async function start() {
     broadcast = (burst) => {
       for (let i = 0; i < burst; i++) void alerts.publish({ data: { n: n++, text: TEXT } });
     };
+    broadcastAt = (at) => void alerts.publish({ data: { at, text: TEXT } });
     return gw.port;
   }
   if (kind === 'ws' || kind === 'ws8') {
@@ -78,6 +80,7 @@ async function start() {
     broadcast = (burst) => {
       for (let i = 0; i < burst; i++) io.emit('alert', { id: `${Date.now()}-${n}`, data: { n: n++, text: TEXT }, ts: Date.now() });
     };
+    broadcastAt = (at) => io.emit('alert', { id: `${Date.now()}-${n++}`, data: { at, text: TEXT }, ts: Date.now() });
     return http.address().port;
   }
   throw new Error(`unknown peer ${kind}`);
@@ -97,6 +100,23 @@ start().then((port) => {
   process.on('message', (msg) => {
     if (msg.type === 'memory') process.send({ type: 'memory', ...memory() });
     if (msg.type === 'cpu') process.send({ type: 'cpu', cpu: process.cpuUsage() });
+    if (msg.type === 'publish-for') {
+      // msg.rate messages per second for msg.seconds, each stamped with its publish time.
+      const nowMs = () => performance.timeOrigin + performance.now();
+      const start = nowMs();
+      let sent = 0;
+      const total = msg.rate * msg.seconds;
+      const tick = () => {
+        const due = Math.min(total, Math.floor(((nowMs() - start) * msg.rate) / 1000) + 1);
+        while (sent < due) {
+          sent++;
+          broadcastAt(nowMs());
+        }
+        if (sent < total) setTimeout(tick, 1);
+        else process.send({ type: 'published', sent });
+      };
+      tick();
+    }
     if (msg.type === 'broadcast') {
       let left = msg.count;
       const next = () => {

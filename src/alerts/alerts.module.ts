@@ -1,12 +1,11 @@
 import { Module } from '@nestjs/common';
-import { AlertsController } from './alerts.controller';
 import { AlertsGateway } from './alerts.gateway';
 import { AlertsService } from './alerts.service';
+import { PublishEndpoint } from './publish-endpoint';
 import { ResumeGuard } from './resume.guard';
 
 @Module({
-  controllers: [AlertsController],
-  providers: [AlertsService, AlertsGateway, ResumeGuard],
-  exports: [AlertsService],
+  providers: [AlertsService, AlertsGateway, ResumeGuard, PublishEndpoint],
+  exports: [AlertsService, PublishEndpoint],
 })
 export class AlertsModule {}

@@ -1,7 +1,6 @@
 import { Global, Module } from '@nestjs/common';
 import { JwtModule } from '@nestjs/jwt';
 import { APP_CONFIG, type AppConfig } from '../config/config';
-import { HttpAuthGuard } from './http-auth.guard';
 import { JwtVerifier } from './jwt-verifier';
 
 @Global()
@@ -22,7 +21,7 @@ import { JwtVerifier } from './jwt-verifier';
       },
     }),
   ],
-  providers: [JwtVerifier, HttpAuthGuard],
-  exports: [JwtVerifier, HttpAuthGuard],
+  providers: [JwtVerifier],
+  exports: [JwtVerifier],
 })
 export class AuthModule {}

@@ -56,6 +56,8 @@ export class Connection {
   /** Outbox state: frames queued during this event-loop turn. */
   pending: Buffer | Buffer[] | undefined;
   pendingBytes = 0;
+  /** Outbox state: the socket's unsent bytes when the first frame of this turn was queued. */
+  unsentBytes = 0;
   private closeListeners: (() => void)[] | undefined;
   private closeTasks: Promise<unknown>[] | undefined;
 

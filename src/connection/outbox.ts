@@ -29,12 +29,17 @@ export class Outbox {
   constructor(private readonly options: OutboxOptions) {}
 
   enqueue(conn: Connection, data: Buffer): boolean {
-    if (!conn.isOpen) return false;
-    if (conn.ws.bufferedAmount + conn.pendingBytes + data.length > this.options.slowConsumerBytes) {
+    const pending = conn.pending;
+    if (pending === undefined) {
+      if (!conn.isOpen) return false;
+      // What the socket has not sent yet is read once per turn (a costly getter); later frames of the same
+      // turn add to pendingBytes.
+      conn.unsentBytes = conn.ws.bufferedAmount;
+    }
+    if (conn.unsentBytes + conn.pendingBytes + data.length > this.options.slowConsumerBytes) {
       this.options.onSlowConsumer(conn);
       return false;
     }
-    const pending = conn.pending;
     if (pending === undefined) {
       conn.pending = data;
       this.dirty.push(conn);

@@ -34,7 +34,7 @@ export function UpgradeGuards(...guards: Type<UpgradeGuard>[]): ClassDecorator {
   return (target) => Reflect.defineMetadata(GATEWAY_GUARDS, guards, target);
 }
 
-/** Roles allowed on a gateway (read by RolesGuard) or on an HTTP route (read by HttpAuthGuard). */
+/** Roles allowed on a gateway (read by RolesGuard). */
 export function AllowRoles(...roles: string[]): ClassDecorator & MethodDecorator {
   return (target: object, _key?: string | symbol, descriptor?: PropertyDescriptor) => {
     Reflect.defineMetadata(ALLOWED_ROLES, roles, descriptor ? descriptor.value : target);

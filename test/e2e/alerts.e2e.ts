@@ -86,6 +86,26 @@ describe('POST /api/alerts', () => {
     expect(json.message).toMatch(message);
   });
 
+  it('answers 413 for a body over 256 KB and 415 for a body that is not JSON, and takes ?token= too', async () => {
+    const big = await post(gw, { data: { blob: 'x'.repeat(300 * 1024) } });
+    expect([big.status, await big.json()]).toEqual([413, { error: 'payload_too_large', message: expect.stringContaining('256 KB') }]);
+    const form = await fetch(gw.http('/api/alerts'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${service()}`, 'content-type': 'application/x-www-form-urlencoded' },
+      body: 'data=1',
+    });
+    expect([form.status, await form.json()]).toMatchObject([415, { error: 'unsupported_media_type' }]);
+    const query = await fetch(gw.http(`/api/alerts?token=${service()}`), {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ data: { via: 'query' } }),
+    });
+    expect(query.status).toBe(202);
+    // Other methods and paths still reach the framework's 404.
+    const get = await fetch(gw.http('/api/alerts'));
+    expect([get.status, ((await get.json()) as { error: string }).error]).toEqual([404, 'not_found']);
+  });
+
   it('delivers targeted alerts only to the listed roles or users', async () => {
     const authority = await subscribe(gw, '', { sub: 'a1', role: 'authority' });
     const admin = await subscribe(gw, '', { sub: 'boss', role: 'admin' });

@@ -1,0 +1,45 @@
+// Opens `total` WebSockets and never reads from them (the sockets are paused right after the 101): the
+// server's sends pile up in the kernel and then in the server, as with clients on a dead mobile link.
+'use strict';
+const net = require('node:net');
+const [target, total, mode] = [new URL(process.argv[2]), Number(process.argv[3]), process.argv[4] || 'ws'];
+const request = Buffer.from(
+  `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+);
+const JOIN_NAMESPACE = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x34, 0x30]);
+const sockets = [];
+let open = 0;
+let closedByServer = 0;
+
+process.on('message', async (msg) => {
+  if (msg.type === 'dial') {
+    await Promise.all(Array.from({ length: total }, () => new Promise((resolve) => {
+      const socket = net.connect({ host: target.hostname, port: Number(target.port), localAddress: '127.0.0.99' });
+      socket.setRecvBufferSize?.(4096);
+      let head = '';
+      socket.on('connect', () => socket.write(request));
+      const onData = (chunk) => {
+        head += chunk.toString('latin1');
+        if (!head.includes('\r\n\r\n')) return;
+        socket.off('data', onData);
+        if (mode === 'socketio') socket.write(JOIN_NAMESPACE);
+        open++;
+        sockets.push(socket);
+        socket.pause(); // from now on nothing is read
+        resolve();
+      };
+      socket.on('data', onData);
+      socket.on('close', () => closedByServer++);
+      socket.on('error', () => resolve());
+    })));
+    process.send({ type: 'dialed', open });
+  }
+  if (msg.type === 'status') process.send({ type: 'status', open, closedByServer });
+  if (msg.type === 'close') {
+    for (const socket of sockets) socket.destroy();
+    process.send({ type: 'closed' });
+    setTimeout(() => process.exit(0), 50);
+  }
+});
+process.send({ type: 'ready' });

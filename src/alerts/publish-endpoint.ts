@@ -1,0 +1,125 @@
+import { Inject, Injectable } from '@nestjs/common';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { extractToken } from '../auth/token-extractor';
+import { AuthError, JwtVerifier, WWW_AUTHENTICATE } from '../auth/jwt-verifier';
+import { LOGGER, type Logger } from '../logging/logger';
+import { RedisUnavailableError } from '../redis/redis-connections';
+import { AlertInputSchema } from './alert';
+import { AlertsService } from './alerts.service';
+
+const PATH = '/api/alerts';
+const MAX_BODY_BYTES = 256 * 1024;
+const PUBLISHER_ROLES = ['service', 'admin'];
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly headers: Record<string, string> = {},
+  ) {
+    super(message);
+  }
+}
+
+function reply(res: ServerResponse, status: number, body: object, headers: Record<string, string> = {}): void {
+  const json = JSON.stringify(body);
+  res.writeHead(status, { ...headers, 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(json) });
+  res.end(json);
+}
+
+function readBody(req: IncomingMessage): Promise<Buffer> {
+  return new Promise((resolve, reject) => {
+    const declared = Number(req.headers['content-length']);
+    if (declared > MAX_BODY_BYTES) return reject(new HttpError(413, 'payload_too_large', 'request body too large (limit 256 KB)'));
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        reject(new HttpError(413, 'payload_too_large', 'request body too large (limit 256 KB)'));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}
+
+/**
+ * `POST /api/alerts`, served straight from the HTTP server's request event rather than through Express and
+ * Nest's pipeline: publishing is the hot HTTP path (thousands per second from other services), and the
+ * framework's per-request allocations made its p99 five times Socket.IO's (docs/benchmarks.md). Same rules
+ * and answers as every other endpoint: bearer token (header or ?token=), role service/admin, JSON body.
+ */
+@Injectable()
+export class PublishEndpoint {
+  constructor(
+    private readonly verifier: JwtVerifier,
+    private readonly alerts: AlertsService,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {}
+
+  handles(req: IncomingMessage): boolean {
+    if (req.method !== 'POST') return false;
+    const url = req.url ?? '';
+    return url === PATH || (url.startsWith(PATH) && url[PATH.length] === '?');
+  }
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    this.publish(req).then(
+      (alert) => reply(res, 202, alert),
+      (error: unknown) => {
+        if (error instanceof HttpError) return reply(res, error.status, { error: error.code, message: error.message }, error.headers);
+        this.log.error({ err: error }, 'unhandled error in POST /api/alerts');
+        reply(res, 500, { error: 'internal_error', message: 'unexpected server error' });
+      },
+    );
+  }
+
+  private async publish(req: IncomingMessage): Promise<{ id: string; ts: number }> {
+    const url = req.url!;
+    const query = new URLSearchParams(url.length > PATH.length ? url.slice(PATH.length + 1) : '');
+    const found = extractToken(req.headers, query);
+    let role: string;
+    try {
+      if (found.token === undefined) throw new AuthError('token_missing', `no token: ${found.hint}`);
+      role = this.verifier.verify(found.token).role;
+    } catch (error) {
+      if (!(error instanceof AuthError)) throw error;
+      throw new HttpError(401, error.code, error.message, { 'WWW-Authenticate': WWW_AUTHENTICATE });
+    }
+    if (!PUBLISHER_ROLES.includes(role)) {
+      throw new HttpError(403, 'forbidden_role', `role "${role}" may not call this endpoint (allowed: ${PUBLISHER_ROLES.join(', ')})`);
+    }
+    const type = req.headers['content-type'] ?? '';
+    if (!/^application\/([\w.+-]*\+)?json\b/i.test(type)) {
+      throw new HttpError(415, 'unsupported_media_type', 'send the body as application/json');
+    }
+    let body: unknown;
+    try {
+      body = JSON.parse((await readBody(req)).toString('utf8'));
+    } catch (error) {
+      if (error instanceof HttpError) throw error;
+      throw new HttpError(400, 'bad_request', 'request body is not valid JSON');
+    }
+    const parsed = AlertInputSchema.safeParse(body);
+    if (!parsed.success) {
+      const issue = parsed.error.issues[0];
+      const where = issue.path.length ? `${issue.path.join('.')}: ` : '';
+      throw new HttpError(400, 'bad_request', `${where}${issue.message} (expected {"data": {...}, "roles"?: [...], "users"?: [...]})`);
+    }
+    try {
+      const alert = await this.alerts.publish(parsed.data);
+      return { id: alert.id, ts: alert.ts };
+    } catch (error) {
+      // Fail fast: an alert we cannot store durably is refused, never queued in memory.
+      if (error instanceof RedisUnavailableError) {
+        throw new HttpError(503, 'redis_unavailable', 'the alert could not be stored: Redis is unreachable; retry shortly', { 'Retry-After': '2' });
+      }
+      throw error;
+    }
+  }
+}
