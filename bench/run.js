@@ -13,6 +13,7 @@ const { createServer } = require('node:net');
 const jwt = require('jsonwebtoken');
 const { measureFanout, startServer, startSink } = require('./fanout');
 const { measureLatency } = require('./cluster-latency');
+const { measureSlowConsumer } = require('./slow-consumer');
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
@@ -114,6 +115,14 @@ async function main() {
       }
     }
 
+    const slow = [];
+    for (const peer of ['gateway', 'socketio']) {
+      process.stderr.write(`  slow consumers ${peer}… `);
+      const res = await measureSlowConsumer({ peer, redisUrl: redis.url, seconds: quick ? 3 : 8 });
+      slow.push({ peer, ...res });
+      console.error(`healthy p99 ${res.p99Before.toFixed(1)} -> ${res.p99After.toFixed(1)} ms, RSS +${res.rssGrowthMB.toFixed(1)} MB`);
+    }
+
     const col = (peer, key) => idleResults[peer].map((x) => x[key]);
     const ratio = (a, b) => (median(a) / median(b)).toFixed(2);
     const idleRows = [
@@ -144,10 +153,16 @@ async function main() {
     });
     const latTable = ['| cross-replica publish → deliver, 2 replicas | G p50 / p99 / p99.9 | S p50 / p99 / p99.9 | G/S p99 | delivered (G, S) |', '|---|---|---|---|---|', ...latRows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
+    const slowTable = [
+      '| 100 stalled subscribers beside 200 healthy ones, 16 KB alerts at 50/s | healthy p99 before | with the stalled ones | ratio | server RSS growth | stalled closed by the server |',
+      '|---|---|---|---|---|---|',
+      ...slow.map((s) => `| ${s.peer === 'gateway' ? 'G' : 'S'} | ${s.p99Before.toFixed(1)} ms | ${s.p99After.toFixed(1)} ms | ${(s.p99After / s.p99Before).toFixed(2)} | ${s.rssGrowthMB.toFixed(1)} MB | ${s.stalledClosedByServer} |`),
+    ].join('\n');
+
     const jwtLine = `JWT verifications/s (one core, in-process): ${jwtResults.map((r) => `${r.name}: ${Math.round(r.perSec)}/s (${r.usPerOp.toFixed(1)} µs)`).join('; ')}`;
     const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
     const minutes = ((Date.now() - started) / 60000).toFixed(1);
-    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}`;
+    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}`;
     console.log(`\n${report}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
     if (args.has('--write')) {
       const doc = join(__dirname, '..', 'docs', 'benchmarks.md');

@@ -1,6 +1,6 @@
-// Slow-consumer isolation: 1,000 healthy subscribers (the counting sink) and 10 latency probes receive
-// timed ~1 KB alerts at a steady rate; then 100 subscribers that never read join, and the same load runs
-// again. Healthy p99 before and after, and the server's memory: stalled sockets must cost bounded memory
+// Slow-consumer isolation: 200 healthy subscribers (the counting sink) and 10 latency probes receive timed
+// 16 KB alerts at 50/s; then 100 subscribers that never read join, and the same load runs again, long enough
+// (6.4 MB per stalled socket) to overflow the kernel's socket buffers. Healthy p99 before and after, and the server's memory: stalled sockets must cost bounded memory
 // (the gateway closes them 1013 at SLOW_CONSUMER_BYTES) and must not slow everyone else down.
 'use strict';
 const { join } = require('node:path');
@@ -22,7 +22,7 @@ function stallers(peer, port, count) {
   return { proc, next, send: (m) => proc.send(m) };
 }
 
-async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 200, seconds = 4, healthy = 1000, stalled = 100 }) {
+async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 50, seconds = 8, bytes = 16 * 1024, healthy = 200, stalled = 100 }) {
   const server = await startServer(peer, redisUrl);
   const sink = await startSink(peer, server.port, healthy);
   const probes = [];
@@ -33,7 +33,7 @@ async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 200, sec
     for (let i = 0; i < 10; i++) probes.push(await subscribe(peer, server.port, (data) => samples.push(now() - data.at)));
     const run = async () => {
       samples = [];
-      server.send({ type: 'publish-for', rate, seconds });
+      server.send({ type: 'publish-for', rate, seconds, bytes });
       await server.next('published');
       await new Promise((resolve) => setTimeout(resolve, 500)); // the last messages still travelling
       return p99(samples);

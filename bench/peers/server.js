@@ -9,7 +9,7 @@ const kind = process.argv[2];
 const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
 
 let broadcast; // (burst: number) => void, one burst of messages to every subscriber
-let broadcastAt; // (at: number) => void, one message stamped with its publish time
+let broadcastAt; // (at: number, text: string) => void, one message stamped with its publish time
 
 async function start() {
   if (kind === 'gateway' || kind === 'gateway-cluster') {
@@ -27,7 +27,7 @@ async function start() {
     broadcast = (burst) => {
       for (let i = 0; i < burst; i++) void alerts.publish({ data: { n: n++, text: TEXT } });
     };
-    broadcastAt = (at) => void alerts.publish({ data: { at, text: TEXT } });
+    broadcastAt = (at, text) => void alerts.publish({ data: { at, text } });
     return gw.port;
   }
   if (kind === 'ws' || kind === 'ws8') {
@@ -80,7 +80,7 @@ async function start() {
     broadcast = (burst) => {
       for (let i = 0; i < burst; i++) io.emit('alert', { id: `${Date.now()}-${n}`, data: { n: n++, text: TEXT }, ts: Date.now() });
     };
-    broadcastAt = (at) => io.emit('alert', { id: `${Date.now()}-${n++}`, data: { at, text: TEXT }, ts: Date.now() });
+    broadcastAt = (at, text) => io.emit('alert', { id: `${Date.now()}-${n++}`, data: { at, text }, ts: Date.now() });
     return http.address().port;
   }
   throw new Error(`unknown peer ${kind}`);
@@ -101,7 +101,8 @@ start().then((port) => {
     if (msg.type === 'memory') process.send({ type: 'memory', ...memory() });
     if (msg.type === 'cpu') process.send({ type: 'cpu', cpu: process.cpuUsage() });
     if (msg.type === 'publish-for') {
-      // msg.rate messages per second for msg.seconds, each stamped with its publish time.
+      // msg.rate messages of about msg.bytes per second for msg.seconds, each stamped with its publish time.
+      const text = 'x'.repeat(Math.max(0, (msg.bytes ?? 1024) - 100));
       const nowMs = () => performance.timeOrigin + performance.now();
       const start = nowMs();
       let sent = 0;
@@ -110,7 +111,7 @@ start().then((port) => {
         const due = Math.min(total, Math.floor(((nowMs() - start) * msg.rate) / 1000) + 1);
         while (sent < due) {
           sent++;
-          broadcastAt(nowMs());
+          broadcastAt(nowMs(), text);
         }
         if (sent < total) setTimeout(tick, 1);
         else process.send({ type: 'published', sent });
