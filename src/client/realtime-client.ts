@@ -1,0 +1,237 @@
+import { backoffDelay, RESTART_JITTER_MS, type BackoffOptions } from './backoff';
+import { FATAL_CLOSE_CODES, FATAL_HTTP_STATUSES, GatewayError } from './errors';
+
+/** The subset of the WebSocket API the client uses: the browser's, Node 22's, or the `ws` package's. */
+export interface WebSocketLike {
+  readonly readyState: number;
+  send(data: string): void;
+  close(code?: number, reason?: string): void;
+  onopen: ((event: unknown) => void) | null;
+  onmessage: ((event: { data: unknown }) => void) | null;
+  onclose: ((event: { code: number; reason: string }) => void) | null;
+  onerror: ((event: unknown) => void) | null;
+  /** `ws` only: the HTTP answer of a refused upgrade (browsers hide it). */
+  on?(event: 'unexpected-response', listener: (req: unknown, res: { statusCode?: number; headers: Record<string, unknown>; on(e: string, l: (chunk: unknown) => void): void }) => void): void;
+}
+export type WebSocketConstructor = new (url: string, protocols?: string | string[]) => WebSocketLike;
+
+export interface AlertFrame {
+  type: 'alert';
+  id: string;
+  data: Record<string, unknown>;
+  ts: number;
+}
+
+export interface ClientOptions {
+  /** ws:// or wss:// URL of an endpoint, or a function returning one per attempt (several replicas, tests). */
+  url: string | (() => string);
+  /** Called before every connect, and again after a 4001 (token expired). */
+  getToken: () => string | Promise<string>;
+  /** Where the token goes: the `bearer, <jwt>` subprotocols (default; keeps it out of URLs) or `?token=`. */
+  tokenIn?: 'subprotocol' | 'query';
+  backoff?: BackoffOptions;
+  /** Client-side dead-link detection: a text `ping` this often; no frame for twice as long closes the socket. */
+  heartbeatMs?: number;
+  /** Frames sent while disconnected wait here (oldest first); beyond it send() throws. Default 100. */
+  maxQueued?: number;
+  /** Defaults to globalThis.WebSocket (browsers, Node ≥ 22); pass `require('ws')` on Node 20. */
+  WebSocket?: WebSocketConstructor;
+}
+
+type Listener<T> = (value: T) => void;
+interface Events {
+  open: void;
+  frame: Record<string, unknown>;
+  alert: AlertFrame;
+  resumed: { recovered: boolean };
+  close: { code: number; reason: string; reconnectInMs: number | undefined };
+  error: GatewayError;
+}
+
+/**
+ * A WebSocket client for realtime-gateway that reconnects the way the server expects: at once (with a little
+ * jitter) after a drain (1012) or going-away (1001); after a new token on 4001; with exponential backoff and
+ * full jitter after anything else; never after 1003, 1008, 1009 or an HTTP 400/401/403/404, which surface as a
+ * fatal `error`. On the alerts endpoint it resumes with `?since=<last id>`, so nothing is missed or repeated.
+ */
+export class RealtimeClient {
+  private ws: WebSocketLike | undefined;
+  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
+  private readonly queue: string[] = [];
+  private attempt = 0;
+  private stopped = false;
+  private timer: ReturnType<typeof setTimeout> | undefined;
+  private heartbeat: ReturnType<typeof setInterval> | undefined;
+  private lastFrameAt = 0;
+  private refused: { status: number; error?: string; retryAfterMs?: number } | undefined;
+  /** Id of the last alert received; sent as `since` on reconnect. */
+  lastAlertId: string | undefined;
+
+  constructor(private readonly options: ClientOptions) {}
+
+  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
+    let set = this.listeners.get(event);
+    if (!set) this.listeners.set(event, (set = new Set()));
+    set.add(listener as Listener<never>);
+    return () => set.delete(listener as Listener<never>);
+  }
+
+  get connected(): boolean {
+    return this.ws?.readyState === 1;
+  }
+
+  /** Opens the connection (and keeps it open until close()). */
+  connect(): void {
+    this.stopped = false;
+    void this.open();
+  }
+
+  /** Sends a frame now, or queues it while reconnecting. Throws a `queue` GatewayError when the queue is full. */
+  send(frame: string | Record<string, unknown>): void {
+    const text = typeof frame === 'string' ? frame : JSON.stringify(frame);
+    if (this.connected) return this.ws!.send(text);
+    if (this.stopped) throw new GatewayError('queue', 0, undefined, 'the client is closed', true);
+    if (this.queue.length >= (this.options.maxQueued ?? 100)) {
+      throw new GatewayError('queue', 0, undefined, `not connected and ${this.queue.length} frames are already queued`, false);
+    }
+    this.queue.push(text);
+  }
+
+  /** Closes for good (code 1000); no reconnect. */
+  close(): void {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    this.stopHeartbeat();
+    this.ws?.close(1000, 'client closed');
+  }
+
+  private emit<K extends keyof Events>(event: K, value: Events[K]): void {
+    for (const listener of this.listeners.get(event) ?? []) (listener as Listener<Events[K]>)(value);
+  }
+
+  private async url(): Promise<{ url: string; protocols: string[] }> {
+    const base = typeof this.options.url === 'function' ? this.options.url() : this.options.url;
+    const token = await this.options.getToken();
+    const url = new URL(base);
+    if (this.lastAlertId && url.pathname.endsWith('/api/alerts/subscribe')) url.searchParams.set('since', this.lastAlertId);
+    if (this.options.tokenIn === 'query') {
+      url.searchParams.set('token', token);
+      return { url: url.toString(), protocols: [] };
+    }
+    return { url: url.toString(), protocols: ['bearer', token] };
+  }
+
+  private async open(): Promise<void> {
+    if (this.stopped) return;
+    const Impl = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
+    if (!Impl) throw new Error('no WebSocket implementation: pass options.WebSocket (e.g. require("ws") on Node 20)');
+    let target;
+    try {
+      target = await this.url();
+    } catch (error) {
+      this.emit('error', new GatewayError('http', 0, undefined, `getToken failed: ${(error as Error).message}`, false));
+      return this.schedule(1006, 'no token');
+    }
+    this.refused = undefined;
+    const ws = new Impl(target.url, target.protocols);
+    this.ws = ws;
+    ws.on?.('unexpected-response', (req, res) => {
+      let body = '';
+      res.on('data', (chunk) => (body += String(chunk)));
+      res.on('end', () => {
+        let error: string | undefined;
+        try {
+          error = (JSON.parse(body) as { error?: string }).error;
+        } catch {
+          error = undefined;
+        }
+        const retryAfter = Number(res.headers['retry-after']);
+        this.refused = { status: res.statusCode ?? 0, error, retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined };
+        (req as { destroy?: () => void }).destroy?.(); // ws leaves a refused request to whoever listens
+        this.closed(1006, `HTTP ${res.statusCode}`);
+      });
+    });
+    ws.onopen = () => {
+      this.attempt = 0;
+      this.lastFrameAt = Date.now();
+      this.startHeartbeat();
+      this.emit('open', undefined);
+      while (this.queue.length && this.connected) ws.send(this.queue.shift()!);
+    };
+    ws.onmessage = (event) => this.received(String(event.data));
+    ws.onerror = () => undefined; // the close that follows carries what is known
+    ws.onclose = (event) => this.closed(event.code, event.reason);
+  }
+
+  private received(text: string): void {
+    this.lastFrameAt = Date.now();
+    if (text === 'pong') return;
+    let frame: Record<string, unknown>;
+    try {
+      frame = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      return;
+    }
+    if (frame.type === 'alert') {
+      this.lastAlertId = frame.id as string;
+      this.emit('alert', frame as unknown as AlertFrame);
+    } else if (frame.type === 'resumed') {
+      this.emit('resumed', { recovered: frame.recovered === true });
+    }
+    this.emit('frame', frame);
+  }
+
+  private closed(code: number, reason: string): void {
+    const ws = this.ws;
+    if (!ws) return;
+    this.ws = undefined;
+    ws.onclose = ws.onmessage = ws.onopen = null;
+    this.stopHeartbeat();
+    if (this.stopped) return this.emit('close', { code, reason, reconnectInMs: undefined });
+    const refused = this.refused;
+    if (refused && FATAL_HTTP_STATUSES.has(refused.status)) {
+      this.stopped = true;
+      this.emit('close', { code, reason, reconnectInMs: undefined });
+      this.emit('error', new GatewayError('http', refused.status, refused.error, `upgrade refused: HTTP ${refused.status} ${refused.error ?? ''}`.trim(), true));
+      return;
+    }
+    if (FATAL_CLOSE_CODES.has(code)) {
+      this.stopped = true;
+      this.emit('close', { code, reason, reconnectInMs: undefined });
+      this.emit('error', new GatewayError('close', code, undefined, `closed ${code} ${reason}`.trim(), true));
+      return;
+    }
+    this.schedule(code, reason, refused?.retryAfterMs);
+  }
+
+  private schedule(code: number, reason: string, retryAfterMs?: number): void {
+    let delay: number;
+    // 4001: getToken() runs before every connect, so the retry carries a fresh token.
+    if (code === 1012 || code === 1001 || code === 4001) delay = Math.floor(Math.random() * RESTART_JITTER_MS);
+    else if (retryAfterMs !== undefined) delay = retryAfterMs + Math.floor(Math.random() * RESTART_JITTER_MS);
+    else delay = backoffDelay(this.attempt++, this.options.backoff);
+    this.emit('close', { code, reason, reconnectInMs: delay });
+    this.timer = setTimeout(() => void this.open(), delay);
+  }
+
+  private startHeartbeat(): void {
+    const every = this.options.heartbeatMs;
+    if (!every) return;
+    this.heartbeat = setInterval(() => {
+      if (!this.connected) return;
+      if (Date.now() - this.lastFrameAt > 2 * every) {
+        // Dead link: the server is unreachable but TCP has not noticed yet.
+        const ws = this.ws!;
+        ws.close(4000, 'no answer to pings');
+        this.closed(1006, 'no answer to pings');
+        return;
+      }
+      this.ws!.send('ping');
+    }, every);
+  }
+
+  private stopHeartbeat(): void {
+    clearInterval(this.heartbeat);
+    this.heartbeat = undefined;
+  }
+}
