@@ -1,0 +1,244 @@
+import { lookup } from 'node:dns/promises';
+import { connect as tcpConnect } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+import { parseArgs } from 'node:util';
+import WebSocket from 'ws';
+
+const USAGE = `Usage: realtime-gateway doctor <ws-url> [--token <jwt>]   (or: npm run doctor -- <ws-url> [--token <jwt>])
+
+Connects to a realtime-gateway endpoint step by step and says what is wrong: the URL, DNS, the TCP port,
+TLS, the token (read without the key), the HTTP answer to the upgrade, and on success the ping round trip.
+Exit 0 when healthy, 1 when a problem was found.`;
+
+const TIMEOUT_MS = 5000;
+const tty = process.stdout.isTTY === true;
+const paint = (code: number, text: string) => (tty ? `\u001b[${code}m${text}\u001b[0m` : text);
+let problems = 0;
+const ok = (text: string) => console.log(`${paint(32, '✓')} ${text}`);
+const info = (text: string) => console.log(`  ${text}`);
+const warn = (text: string) => console.log(`${paint(33, '!')} ${text}`);
+const bad = (text: string, fix?: string) => {
+  problems++;
+  console.log(`${paint(31, '✗')} ${text}`);
+  if (fix) console.log(`  ${paint(36, '→')} ${fix}`);
+};
+
+/** Roles each endpoint admits (SPEC "WebSocket endpoints"); undefined: any role. */
+function allowedRoles(pathname: string): { roles?: string[]; endpoint: string } {
+  if (pathname === '/api/alerts/subscribe') return { roles: ['authority', 'admin'], endpoint: 'alerts' };
+  const signaling = /^\/ws\/signaling\/[^/]+\/([^/]+)$/.exec(pathname);
+  if (signaling) return { roles: [signaling[1]], endpoint: 'signaling (your role must equal the userType in the path)' };
+  if (/^\/ws\/chat\/[^/]+$/.test(pathname)) return { endpoint: 'chat' };
+  return { endpoint: 'unknown' };
+}
+
+function checkToken(token: string | undefined, pathname: string): void {
+  if (!token) {
+    warn('no --token given: the server will answer 401 token_missing');
+    return;
+  }
+  const parts = token.split('.');
+  if (parts.length !== 3) return bad('the token is not a JWT (expected three dot-separated parts)', 'pass the raw token, without "Bearer "');
+  let claims: { sub?: unknown; role?: unknown; exp?: unknown };
+  try {
+    claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
+  } catch {
+    return bad('the token payload is not JSON', 'get a fresh token from your issuer');
+  }
+  const now = Date.now() / 1000;
+  if (typeof claims.exp === 'number') {
+    if (claims.exp <= now) bad(`the token expired ${Math.round(now - claims.exp)} s ago`, 'get a fresh token (the server answers 401 token_expired)');
+    else ok(`token expires in ${Math.round(claims.exp - now)} s`);
+  } else {
+    warn('the token has no exp: it never expires');
+  }
+  if (typeof claims.sub !== 'string' || !claims.sub) bad('the token has no "sub" claim', 'the gateway needs sub (the user id) and role');
+  if (typeof claims.role !== 'string' || !claims.role) return bad('the token has no "role" claim', 'the gateway needs sub and role');
+  const { roles, endpoint } = allowedRoles(pathname);
+  if (roles && !roles.includes(claims.role)) {
+    bad(`role "${claims.role}" may not use the ${endpoint} endpoint (allowed: ${roles.join(', ')})`, 'use a token with an allowed role');
+  } else {
+    ok(`token for sub "${String(claims.sub)}" with role "${claims.role}" (signature not checked here: the doctor has no key)`);
+  }
+}
+
+function reachable(host: string, port: number, secure: boolean): Promise<'ok' | 'refused' | 'timeout' | 'plain' | string> {
+  return new Promise((resolve) => {
+    const socket = secure ? tlsConnect({ host, port, servername: host, rejectUnauthorized: false }) : tcpConnect(port, host);
+    const timer = setTimeout(() => {
+      socket.destroy();
+      resolve('timeout');
+    }, TIMEOUT_MS);
+    socket.once(secure ? 'secureConnect' : 'connect', () => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve('ok');
+    });
+    socket.once('error', (error: NodeJS.ErrnoException) => {
+      clearTimeout(timer);
+      if (error.code === 'ECONNREFUSED') resolve('refused');
+      else if (secure && /wrong version number|packet length too long|EPROTO/i.test(`${error.code} ${error.message}`)) resolve('plain');
+      else resolve(error.message);
+    });
+  });
+}
+
+interface Upgrade {
+  ws?: WebSocket;
+  status?: number;
+  headers?: Record<string, unknown>;
+  body?: { error?: string; message?: string };
+  error?: string;
+}
+
+function upgrade(url: string, token: string | undefined): Promise<Upgrade> {
+  return new Promise((resolve) => {
+    const ws = new WebSocket(url, token ? ['bearer', token] : [], { handshakeTimeout: TIMEOUT_MS });
+    ws.once('open', () => resolve({ ws }));
+    ws.once('unexpected-response', (req, res) => {
+      let raw = '';
+      res.on('data', (chunk) => (raw += chunk));
+      res.on('end', () => {
+        let body: Upgrade['body'];
+        try {
+          body = JSON.parse(raw);
+        } catch {
+          body = { message: raw.slice(0, 200) };
+        }
+        req.destroy();
+        resolve({ status: res.statusCode, headers: res.headers, body });
+      });
+    });
+    ws.once('error', (error) => resolve({ error: error.message }));
+  });
+}
+
+function explainRefusal({ status, headers, body }: Upgrade): void {
+  const code = body?.error ? ` ${body.error}` : '';
+  bad(`the server refused the upgrade: HTTP ${status}${code}`);
+  if (body?.message) info(body.message);
+  const retryAfter = headers?.['retry-after'];
+  if (status === 404) info('fix the path; a "doubled prefix" means the base URL already ends in /api');
+  else if (status === 401) info(body?.error === 'token_missing' ? 'pass --token (the doctor sends it as the bearer subprotocol)' : 'get a valid, unexpired token signed with the key the gateway uses');
+  else if (status === 403) info(body?.error === 'forbidden_origin' ? 'add your page origin to ALLOWED_ORIGINS' : 'use a token whose role may use this endpoint');
+  else if (status === 409) info('another connection holds this seat or room membership; close it first');
+  else if (status === 429) info('too many connections for this user (MAX_CONNECTIONS_PER_USER)');
+  else if (status === 503) info(`the node is ${body?.error === 'draining' ? 'shutting down' : body?.error === 'redis_unavailable' ? 'cut off from Redis' : 'full'}; retry after ${retryAfter ?? '?'} s (another replica should answer)`);
+  else if (status === 400) info('not a valid upgrade: is something between you and the gateway dropping the Upgrade header?');
+}
+
+async function pingRoundTrip(ws: WebSocket): Promise<number[]> {
+  const rtts: number[] = [];
+  for (let i = 0; i < 3; i++) {
+    const started = performance.now();
+    const answered = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error('no pong within 5 s')), TIMEOUT_MS);
+      const onMessage = (data: WebSocket.RawData) => {
+        if (data.toString() !== 'pong') return;
+        clearTimeout(timer);
+        ws.off('message', onMessage);
+        resolve();
+      };
+      ws.on('message', onMessage);
+    });
+    ws.send('ping');
+    await answered;
+    rtts.push(performance.now() - started);
+  }
+  return rtts;
+}
+
+export async function doctor(raw: string, token: string | undefined): Promise<number> {
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    bad(`"${raw}" is not a URL`, 'use e.g. ws://localhost:8080/api/alerts/subscribe');
+    return 1;
+  }
+  if (url.protocol === 'http:' || url.protocol === 'https:') {
+    warn(`${url.protocol}// is for the HTTP endpoints; WebSockets use ${url.protocol === 'https:' ? 'wss' : 'ws'}:// (checking that instead)`);
+    url.protocol = url.protocol === 'https:' ? 'wss:' : 'ws:';
+  } else if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    bad(`unsupported scheme ${url.protocol}`, 'use ws:// or wss://');
+    return 1;
+  }
+  if (url.searchParams.has('token')) warn('the token is in the URL (?token=): it may end up in proxy logs; prefer the subprotocol');
+  token ??= url.searchParams.get('token') ?? undefined;
+  const secure = url.protocol === 'wss:';
+  const port = Number(url.port || (secure ? 443 : 80));
+  console.log(`Checking ${url.protocol}//${url.host}${url.pathname}`);
+
+  checkToken(token, url.pathname);
+
+  try {
+    const { address } = await lookup(url.hostname);
+    ok(`DNS: ${url.hostname} is ${address}`);
+  } catch {
+    bad(`DNS: cannot resolve "${url.hostname}"`, 'check the host name (typo? VPN? /etc/hosts?)');
+    return 1;
+  }
+
+  const tcp = await reachable(url.hostname, port, secure);
+  if (tcp === 'refused') {
+    bad(`nothing is listening on ${url.hostname}:${port} (connection refused)`, `is the gateway running? (npm start; it listens on PORT, default 8080)`);
+    return 1;
+  }
+  if (tcp === 'timeout') {
+    bad(`no answer from ${url.hostname}:${port} within ${TIMEOUT_MS / 1000} s`, 'a firewall or a wrong host; check the port is reachable from here');
+    return 1;
+  }
+  if (tcp === 'plain') {
+    bad(`wss:// to ${url.hostname}:${port}, but that port speaks plain HTTP (no TLS)`, `use ws://${url.host}${url.pathname}, or put a TLS-terminating proxy in front`);
+    return 1;
+  }
+  if (tcp !== 'ok') {
+    bad(`cannot connect to ${url.hostname}:${port}: ${tcp}`);
+    return 1;
+  }
+  ok(`${secure ? 'TLS' : 'TCP'} connection to ${url.hostname}:${port}`);
+
+  const upgraded = await upgrade(url.toString(), token);
+  if (upgraded.status !== undefined) {
+    explainRefusal(upgraded);
+    return 1;
+  }
+  if (!upgraded.ws) {
+    bad(`the WebSocket handshake failed: ${upgraded.error ?? 'unknown error'}`, 'is this a realtime-gateway endpoint (and not another HTTP service)?');
+    return 1;
+  }
+  const ws = upgraded.ws;
+  ok(`WebSocket open (subprotocol "${ws.protocol || 'none'}")`);
+  try {
+    const rtts = await pingRoundTrip(ws);
+    ok(`ping round trip ${rtts.map((r) => `${r.toFixed(1)} ms`).join(', ')}`);
+  } catch (error) {
+    bad((error as Error).message, 'the connection opened but does not answer: a proxy buffering WebSocket frames?');
+  }
+  const closed = await new Promise<number>((resolve) => {
+    ws.once('close', (code) => resolve(code));
+    ws.close(1000, 'doctor done');
+  });
+  if (closed === 1000) ok('closed cleanly (1000)');
+  else bad(`the close ended with ${closed} instead of 1000`);
+  return problems ? 1 : 0;
+}
+
+export async function main(): Promise<void> {
+  let parsed;
+  try {
+    parsed = parseArgs({ allowPositionals: true, options: { token: { type: 'string' }, help: { type: 'boolean', short: 'h' } } });
+  } catch (error) {
+    process.stderr.write(`doctor: ${(error as Error).message}\n\n${USAGE}\n`);
+    process.exit(2);
+  }
+  if (parsed.values.help || parsed.positionals.length !== 1) {
+    (parsed.values.help ? process.stdout : process.stderr).write(`${USAGE}\n`);
+    process.exit(parsed.values.help ? 0 : 2);
+  }
+  const code = await doctor(parsed.positionals[0], parsed.values.token);
+  console.log(code === 0 ? paint(32, 'healthy') : paint(31, `${problems} problem${problems === 1 ? '' : 's'} found`));
+  process.exit(code);
+}
+
+if (require.main === module) void main();

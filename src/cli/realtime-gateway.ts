@@ -1,0 +1,18 @@
+#!/usr/bin/env node
+/** `npx realtime-gateway <command>`: doctor, token, or start the service. */
+const USAGE = `Usage: realtime-gateway <command>
+  doctor <ws-url> [--token <jwt>]    diagnose a failing connection
+  token --role <role> [--sub <id>]   print a token signed with the configured (or dev) key
+  start                              run the service (same as npm start)
+`;
+
+const [command, ...rest] = process.argv.slice(2);
+// The subcommands parse process.argv themselves.
+process.argv = [process.argv[0], process.argv[1], ...rest];
+if (command === 'doctor') void (require('./doctor') as { main: () => Promise<void> }).main();
+else if (command === 'token') require('./token');
+else if (command === 'start') require('../main');
+else {
+  (command ? process.stderr : process.stdout).write(USAGE);
+  process.exitCode = command && command !== '--help' && command !== '-h' ? 2 : 0;
+}

@@ -1,0 +1,91 @@
+import { execFile } from 'node:child_process';
+import { connect as tcpConnect } from 'node:net';
+import { join } from 'node:path';
+import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
+import { freePort, ROOT, spawnGateway } from '../support/process';
+import { TEST_SECRET, token } from '../support/tokens';
+
+jest.setTimeout(30_000);
+
+const DOCTOR = join(ROOT, 'dist', 'cli', 'doctor.js');
+
+/** Runs the doctor as a user would; resolves with its exit code and output (no colour: not a TTY). */
+function doctor(...args: string[]): Promise<{ code: number; out: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [DOCTOR, ...args], { timeout: 20_000 }, (error, stdout, stderr) => {
+      resolve({ code: error ? Number((error as { code?: number }).code ?? 1) : 0, out: `${stdout}${stderr}` });
+    });
+  });
+}
+
+describe('realtime-gateway doctor', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway();
+  });
+  afterAll(() => gw.close());
+
+  it('passes a healthy endpoint: open, ping round trip, clean close, exit 0', async () => {
+    const { code, out } = await doctor(gw.ws('/api/alerts/subscribe'), '--token', token({ role: 'authority' }));
+    expect(out).toMatch(/✓ WebSocket open \(subprotocol "bearer"\)/);
+    expect(out).toMatch(/✓ ping round trip \d+\.\d ms/);
+    expect(out).toContain('✓ closed cleanly (1000)');
+    expect(code).toBe(0);
+  });
+
+  it('says when nothing listens on the port', async () => {
+    const { code, out } = await doctor(`ws://127.0.0.1:${await freePort()}/api/alerts/subscribe`);
+    expect(out).toMatch(/nothing is listening on 127\.0\.0\.1:\d+ \(connection refused\)/);
+    expect(out).toContain('is the gateway running?');
+    expect(code).toBe(1);
+  });
+
+  it('decodes a 404 with the known paths, and names a doubled prefix', async () => {
+    const wrong = await doctor(gw.ws('/ws/alerts'), '--token', token());
+    expect(wrong.out).toContain('HTTP 404 unknown_path');
+    expect(wrong.out).toContain('/api/alerts/subscribe');
+    const doubled = await doctor(gw.ws('/api/api/alerts/subscribe'), '--token', token());
+    expect(doubled.out).toMatch(/repeats the prefix \/api/);
+    expect([wrong.code, doubled.code]).toEqual([1, 1]);
+  });
+
+  it('spots a bad token with the server (401 token_invalid) and an expired one without the key', async () => {
+    const forged = await doctor(gw.ws('/api/alerts/subscribe'), '--token', token({}, { secret: 'another-secret-of-at-least-32-bytes!!' }));
+    expect(forged.out).toContain('HTTP 401 token_invalid');
+    const expired = await doctor(gw.ws('/api/alerts/subscribe'), '--token', token({}, { ttl: -30 }));
+    expect(expired.out).toMatch(/✗ the token expired \d+ s ago/);
+    expect(expired.out).toContain('HTTP 401 token_expired');
+    const wrongRole = await doctor(gw.ws('/api/alerts/subscribe'), '--token', token({ role: 'patient' }));
+    expect(wrongRole.out).toContain('role "patient" may not use the alerts endpoint (allowed: authority, admin)');
+    expect([forged.code, expired.code, wrongRole.code]).toEqual([1, 1, 1]);
+  });
+
+  it('points out http:// and wss:// on a plain port', async () => {
+    const http = await doctor(gw.http('/api/alerts/subscribe'), '--token', token());
+    expect(http.out).toContain('http:// is for the HTTP endpoints; WebSockets use ws://');
+    expect(http.code).toBe(0); // it checks ws:// instead, which is healthy
+    const tls = await doctor(gw.ws('/api/alerts/subscribe').replace('ws://', 'wss://'), '--token', token());
+    expect(tls.out).toContain('but that port speaks plain HTTP (no TLS)');
+    expect(tls.code).toBe(1);
+  });
+
+  it('reports a draining server with its Retry-After', async () => {
+    const draining = await spawnGateway({ JWT_SECRET: TEST_SECRET, DRAIN_WINDOW_MS: '0', SHUTDOWN_GRACE_MS: '15000' });
+    // A client that ignores the close frame keeps the drain (and the 503s) going.
+    const deaf = tcpConnect(draining.port, '127.0.0.1');
+    deaf.on('error', () => undefined);
+    deaf.write(`GET /api/alerts/subscribe?token=${token()} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n`);
+    await new Promise((resolve) => deaf.once('data', resolve));
+    try {
+      draining.child.kill('SIGTERM');
+      await eventually(() => draining.stdout.some((l) => l.includes('"event":"shutdown"')), 5000, 'the drain');
+      const { code, out } = await doctor(`ws://127.0.0.1:${draining.port}/api/alerts/subscribe`, '--token', token());
+      expect(out).toContain('HTTP 503 draining');
+      expect(out).toMatch(/shutting down; retry after 1 s/);
+      expect(code).toBe(1);
+    } finally {
+      deaf.destroy();
+      draining.child.kill('SIGKILL');
+    }
+  });
+});
