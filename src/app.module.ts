@@ -5,6 +5,7 @@ import { ChatModule } from './chat/chat.module';
 import { ConfigModule } from './config/config.module';
 import type { AppConfig } from './config/config';
 import { ConnectionModule } from './connection/connection.module';
+import { DemoModule } from './demo/demo.module';
 import { HealthModule } from './health/health.module';
 import type { Logger } from './logging/logger';
 import { LoggingModule } from './logging/logging.module';
@@ -28,6 +29,7 @@ export class AppModule {
         ConnectionModule,
         UpgradeModule,
         HealthModule,
+        DemoModule,
         AlertsModule,
         SignalingModule,
         ChatModule,

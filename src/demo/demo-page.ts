@@ -1,0 +1,116 @@
+/** Close codes as the SPEC explains them; shown beside every close in the demo's log. */
+export const CLOSE_CODES: Record<number, string> = {
+  1000: 'normal close',
+  1001: 'idle timeout or server going away: reconnect',
+  1003: 'binary frame refused: send JSON text',
+  1006: 'connection dropped without a close frame (network, proxy, refused upgrade): back off and retry',
+  1007: 'invalid UTF-8',
+  1008: 'rate limit abused: slow down, do not retry unchanged',
+  1009: 'frame over MAX_MESSAGE_BYTES',
+  1011: 'server error in this connection: back off and retry',
+  1012: 'server restarting (drain): reconnect at once, resuming alerts with since',
+  1013: 'slow consumer: read faster',
+  4001: 'token expired: refresh it, then reconnect',
+};
+
+const rows = Object.entries(CLOSE_CODES)
+  .map(([code, text]) => `<tr><td>${code}</td><td>${text}</td></tr>`)
+  .join('');
+
+/**
+ * The demo console: pick an endpoint, paste a token, connect, watch frames and closes, send frames. It uses
+ * the SDK (served as /demo/client.js), so reconnects, resume and close handling are the real ones.
+ */
+export const DEMO_PAGE = `<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>realtime-gateway demo</title>
+<style>
+  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; max-width: 70rem; color: #222; }
+  fieldset { border: 1px solid #ccc; margin-bottom: 1rem; }
+  input, select, textarea, button { font: inherit; margin: .2rem .4rem .2rem 0; }
+  input#token { width: 32rem; }
+  #state { font-weight: bold; }
+  #state[data-state="open"] { color: #0a0; } #state[data-state="closed"] { color: #a00; }
+  #state[data-state="reconnecting"], #state[data-state="connecting"] { color: #b70; }
+  #log { list-style: none; padding: 0; font: 12px/1.4 ui-monospace, monospace; max-height: 24rem; overflow: auto; border: 1px solid #ddd; }
+  #log li { padding: .1rem .4rem; border-bottom: 1px solid #f0f0f0; white-space: pre-wrap; word-break: break-all; }
+  #log li[data-kind="out"] { color: #04a; } #log li[data-kind="close"], #log li[data-kind="error"] { color: #a00; }
+  table { border-collapse: collapse; font-size: 12px; } td { border: 1px solid #ddd; padding: .1rem .4rem; }
+</style>
+</head>
+<body>
+<h1>realtime-gateway demo</h1>
+<fieldset>
+  <legend>Connect</legend>
+  <label>Endpoint <select id="endpoint">
+    <option value="alerts">/api/alerts/subscribe (authority, admin)</option>
+    <option value="chat">/ws/chat/:room (any role)</option>
+    <option value="signaling-doctor">/ws/signaling/:consultation/doctor</option>
+    <option value="signaling-patient">/ws/signaling/:consultation/patient</option>
+  </select></label>
+  <label>Room / consultation <input id="room" value="lobby" size="12"></label><br>
+  <label>Token <input id="token" placeholder="paste a JWT (npm run token -- --role authority)"></label><br>
+  <button id="connect">Connect</button> <button id="disconnect">Disconnect</button>
+  State: <span id="state" data-state="idle">idle</span>
+</fieldset>
+<fieldset>
+  <legend>Send</legend>
+  <textarea id="outgoing" rows="2" cols="70">{"type":"ping"}</textarea><br>
+  <button id="send">Send</button>
+</fieldset>
+<h2>Frames</h2>
+<ol id="log"></ol>
+<h2>Close codes</h2>
+<table id="codes">${rows}</table>
+<script src="/demo/client.js"></script>
+<script>
+(function () {
+  var RealtimeClient = window.RealtimeGateway.RealtimeClient;
+  var CODES = ${JSON.stringify(CLOSE_CODES)};
+  var $ = function (id) { return document.getElementById(id); };
+  var client;
+  function setState(state) { $('state').textContent = state; $('state').dataset.state = state; }
+  function log(kind, text) {
+    var li = document.createElement('li');
+    li.dataset.kind = kind;
+    li.textContent = new Date().toISOString().slice(11, 23) + ' ' + kind + ' ' + text;
+    $('log').appendChild(li);
+    $('log').scrollTop = $('log').scrollHeight;
+  }
+  function path() {
+    var room = encodeURIComponent($('room').value.trim() || 'lobby');
+    var endpoint = $('endpoint').value;
+    if (endpoint === 'alerts') return '/api/alerts/subscribe';
+    if (endpoint === 'chat') return '/ws/chat/' + room;
+    return '/ws/signaling/' + room + '/' + endpoint.split('-')[1];
+  }
+  $('connect').onclick = function () {
+    if (client) client.close();
+    var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path();
+    client = new RealtimeClient({ url: url, getToken: function () { return $('token').value.trim(); } });
+    client.on('open', function () { setState('open'); log('open', url); });
+    client.on('frame', function (frame) { log('in', JSON.stringify(frame)); });
+    client.on('close', function (e) {
+      var text = e.code + ' ' + (CODES[e.code] || '') + (e.reason ? ' (' + e.reason + ')' : '');
+      if (e.reconnectInMs !== undefined) text += ', reconnecting in ' + e.reconnectInMs + ' ms';
+      log('close', text);
+      setState(e.reconnectInMs !== undefined ? 'reconnecting' : 'closed');
+    });
+    client.on('error', function (error) { log('error', error.message); });
+    setState('connecting');
+    client.connect();
+  };
+  $('disconnect').onclick = function () { if (client) client.close(); };
+  $('send').onclick = function () {
+    if (!client) return log('error', 'connect first');
+    var text = $('outgoing').value;
+    try { client.send(text); log('out', text); } catch (error) { log('error', error.message); }
+  };
+})();
+</script>
+</body>
+</html>
+`;

@@ -1,0 +1,24 @@
+import { Controller, Get, Header } from '@nestjs/common';
+import { buildClientBundle } from './client-bundle';
+import { DEMO_PAGE } from './demo-page';
+
+/** A console for trying the endpoints from a browser: `GET /demo`. Static; tokens stay in the page. */
+@Controller('demo')
+export class DemoController {
+  private bundle: string | undefined;
+
+  @Get()
+  @Header('Content-Type', 'text/html; charset=utf-8')
+  @Header('Cache-Control', 'no-store')
+  page(): string {
+    return DEMO_PAGE;
+  }
+
+  @Get('client.js')
+  @Header('Content-Type', 'text/javascript; charset=utf-8')
+  @Header('Cache-Control', 'no-store')
+  client(): string {
+    this.bundle ??= buildClientBundle();
+    return this.bundle;
+  }
+}

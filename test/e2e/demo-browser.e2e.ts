@@ -1,0 +1,70 @@
+import { existsSync } from 'node:fs';
+import { chromium, type Browser } from 'playwright-core';
+import { Replica } from '../support/cluster';
+import { eventually } from '../support/gateway';
+import { freePort, spawnGateway, type GatewayProcess } from '../support/process';
+import { RedisProcess } from '../support/redis';
+import { TEST_SECRET, token } from '../support/tokens';
+
+jest.setTimeout(60_000);
+
+/** Debian's chromium; `.ci/run` installs it when missing (no browser download is possible here). */
+const CHROMIUM = '/usr/bin/chromium';
+
+(existsSync(CHROMIUM) ? describe : describe.skip)('demo console in headless Chromium', () => {
+  let redis: RedisProcess;
+  let browser: Browser;
+  let port: number;
+  let served: GatewayProcess | undefined;
+  let other: Replica;
+
+  const start = () =>
+    spawnGateway({ PORT: String(port), JWT_SECRET: TEST_SECRET, REDIS_URL: redis.url, NODE_ID: 'demo-a', DRAIN_WINDOW_MS: '0' });
+
+  beforeAll(async () => {
+    redis = await RedisProcess.start();
+    port = await freePort();
+    served = await start();
+    other = await Replica.start('demo-b', redis.url);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    served?.child.kill('SIGKILL');
+    await other?.kill();
+    await redis?.stop();
+  });
+
+  it('connects, shows an alert published over HTTP, explains the 1012 of a drain, and resumes without a gap', async () => {
+    const page = await browser.newPage();
+    await page.goto(`http://127.0.0.1:${port}/demo`);
+    await page.fill('#token', token({ sub: 'browser', role: 'authority' }));
+    await page.selectOption('#endpoint', 'alerts');
+    await page.click('#connect');
+    await page.waitForSelector('#state[data-state="open"]');
+
+    expect((await other.publish({ data: { step: 1 } })).status).toBe(202);
+    await page.waitForSelector('#log li[data-kind="in"]:has-text("\\"step\\":1")');
+
+    // Drain the replica that served the page; the page's client reconnects to it once it is back.
+    served!.child.kill('SIGTERM');
+    expect(await served!.exited).toBe(0);
+    await page.waitForSelector('#log li[data-kind="close"]:has-text("1012 server restarting")');
+    expect(await page.textContent('#state')).not.toBe('open');
+    expect((await other.publish({ data: { step: 2 } })).status).toBe(202); // published while it is down
+    served = await start();
+
+    await page.waitForSelector('#log li[data-kind="in"]:has-text("\\"step\\":2")', { timeout: 20_000 });
+    await page.waitForSelector('#log li[data-kind="in"]:has-text("\\"recovered\\":true")');
+    await page.waitForSelector('#state[data-state="open"]');
+    const alerts = await page.$$eval('#log li[data-kind="in"]', (items) => items.map((li) => li.textContent ?? '').filter((t) => t.includes('"type":"alert"')));
+    expect(alerts).toHaveLength(2); // step 1 once, step 2 once
+
+    // The send box goes through the same client.
+    await page.fill('#outgoing', '{"type":"ping"}');
+    await page.click('#send');
+    await page.waitForSelector('#log li[data-kind="in"]:has-text("\\"type\\":\\"pong\\"")');
+    await eventually(async () => (await page.$$('#codes tr')).length === 11, 1000, 'the close-code table');
+    await page.close();
+  });
+});
