@@ -1,4 +1,13 @@
 /** realtime-gateway/client: the browser and Node client for the gateway's WebSocket endpoints. */
-export { RealtimeClient, type AlertFrame, type ClientOptions, type WebSocketConstructor, type WebSocketLike } from './realtime-client';
+export {
+  RealtimeClient,
+  type AlertFrame,
+  type ChatFrame,
+  type ClientOptions,
+  type ErrorFrame,
+  type SignalFrame,
+  type WebSocketConstructor,
+  type WebSocketLike,
+} from './realtime-client';
 export { GatewayError } from './errors';
 export { backoffDelay, type BackoffOptions } from './backoff';

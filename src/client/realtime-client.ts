@@ -22,6 +22,26 @@ export interface AlertFrame {
   ts: number;
 }
 
+/** Chat frames (`/ws/chat/:room`). */
+export type ChatFrame =
+  | { type: 'message'; id: string; user: string; message: string; ts: number }
+  | { type: 'private'; id: string; from: string; to: string; message: string; ts: number }
+  | { type: 'system'; event: 'join' | 'leave'; user: string; users: string[] };
+
+/** Signaling frames (`/ws/signaling/:consultationId/:userType`). */
+export type SignalFrame =
+  | { type: 'offer' | 'answer' | 'ice-candidate'; from: 'doctor' | 'patient'; payload: Record<string, unknown> }
+  | { type: 'peer-joined' | 'peer-left'; role: 'doctor' | 'patient' };
+
+/** `{"type":"error"}` frames: the server refused one frame; the connection stays open. */
+export interface ErrorFrame {
+  type: 'error';
+  payload: { code: string; message: string };
+}
+
+const CHAT_TYPES = new Set(['message', 'private', 'system']);
+const SIGNAL_TYPES = new Set(['offer', 'answer', 'ice-candidate', 'peer-joined', 'peer-left']);
+
 export interface ClientOptions {
   /** ws:// or wss:// URL of an endpoint, or a function returning one per attempt (several replicas, tests). */
   url: string | (() => string);
@@ -44,6 +64,9 @@ interface Events {
   frame: Record<string, unknown>;
   alert: AlertFrame;
   resumed: { recovered: boolean };
+  chat: ChatFrame;
+  signal: SignalFrame;
+  rejected: ErrorFrame;
   close: { code: number; reason: string; reconnectInMs: number | undefined };
   error: GatewayError;
 }
@@ -177,6 +200,12 @@ export class RealtimeClient {
       this.emit('alert', frame as unknown as AlertFrame);
     } else if (frame.type === 'resumed') {
       this.emit('resumed', { recovered: frame.recovered === true });
+    } else if (frame.type === 'error') {
+      this.emit('rejected', frame as unknown as ErrorFrame);
+    } else if (CHAT_TYPES.has(frame.type as string)) {
+      this.emit('chat', frame as unknown as ChatFrame);
+    } else if (SIGNAL_TYPES.has(frame.type as string)) {
+      this.emit('signal', frame as unknown as SignalFrame);
     }
     this.emit('frame', frame);
   }

@@ -2,10 +2,11 @@ import { spawnSync } from 'node:child_process';
 import WebSocket from 'ws';
 import { backoffDelay } from '../../src/client/backoff';
 import type { GatewayError } from '../../src/client/errors';
-import { RealtimeClient, type AlertFrame, type WebSocketConstructor } from '../../src/client/realtime-client';
+import { RealtimeClient, type AlertFrame, type ChatFrame, type SignalFrame, type WebSocketConstructor } from '../../src/client/realtime-client';
 import { clusterDeployment } from '../support/deployment';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { freePort, ROOT } from '../support/process';
+import { TcpProxy } from '../support/tcp-proxy';
 import { token } from '../support/tokens';
 
 jest.setTimeout(30_000);
@@ -67,6 +68,25 @@ describe('client SDK against the gateway', () => {
     expect(() => client.send({ type: 'ping' })).toThrow(/closed/);
   });
 
+  it('notices a dead link with its heartbeat and reconnects', async () => {
+    const proxy = await TcpProxy.start(gw.port);
+    try {
+      const client = new RealtimeClient({ url: `ws://127.0.0.1:${proxy.port}/api/alerts/subscribe`, getToken: () => token(), WebSocket: WS, heartbeatMs: 100 });
+      const closes: string[] = [];
+      client.on('close', ({ reason }) => closes.push(reason));
+      let opens = 0;
+      client.on('open', () => opens++);
+      client.connect();
+      await eventually(() => opens === 1, 5000, 'connected');
+      proxy.freeze(); // packets vanish; TCP on either side does not notice
+      await eventually(() => closes.includes('no answer to pings'), 2000, 'the dead link to be noticed');
+      await eventually(() => opens === 2, 5000, 'the reconnect through a fresh connection');
+      client.close();
+    } finally {
+      await proxy.stop();
+    }
+  });
+
   it('gets a fresh token and reconnects after 4001, queueing frames meanwhile', async () => {
     let calls = 0;
     const client = new RealtimeClient({
@@ -80,14 +100,47 @@ describe('client SDK against the gateway', () => {
       // Sent while disconnected: queued, then delivered once the new connection is open.
       if (code === 4001) client.send({ type: 'message', message: 'after refresh' });
     });
-    const frames: Record<string, unknown>[] = [];
-    client.on('frame', (frame) => frames.push(frame));
+    const chat: ChatFrame[] = [];
+    client.on('chat', (frame) => chat.push(frame));
+    const rejected: string[] = [];
+    client.on('rejected', (frame) => rejected.push(frame.payload.code));
     client.connect();
     await eventually(() => closes.includes(4001), 5000, 'the 4001');
     await eventually(() => client.connected, 5000, 'the reconnect');
     expect(calls).toBe(2);
-    await eventually(() => frames.some((f) => f.type === 'message' && f.message === 'after refresh'), 5000, 'the echo');
+    await eventually(() => chat.some((f) => f.type === 'message' && f.message === 'after refresh'), 5000, 'the echo');
+    expect(chat.filter((f) => f.type === 'system').map((f) => (f as { event: string }).event)).toEqual(expect.arrayContaining(['join']));
+    client.send({ type: 'message', message: 'x'.repeat(501) });
+    await eventually(() => rejected.includes('message_too_long'), 5000, 'the typed error frame');
     client.close();
+  });
+});
+
+describe('client SDK: typed signaling events', () => {
+  it('delivers peer-joined and a relayed offer as signal events', async () => {
+    const gw = await startTestGateway();
+    try {
+      const seat = (role: 'doctor' | 'patient') =>
+        new RealtimeClient({ url: gw.ws(`/ws/signaling/sdk-call/${role}`), getToken: () => token({ sub: role, role }), WebSocket: WS });
+      const doctor = seat('doctor');
+      const patient = seat('patient');
+      const signals: SignalFrame[] = [];
+      patient.on('signal', (frame) => signals.push(frame));
+      doctor.connect();
+      await eventually(() => doctor.connected, 5000, 'the doctor');
+      patient.connect();
+      await eventually(() => signals.some((f) => f.type === 'peer-joined'), 5000, 'peer-joined');
+      doctor.send({ type: 'offer', payload: { type: 'offer', sdp: 'v=0' } });
+      await eventually(() => signals.some((f) => f.type === 'offer'), 5000, 'the offer');
+      expect(signals).toEqual([
+        { type: 'peer-joined', role: 'doctor' },
+        { type: 'offer', from: 'doctor', payload: { type: 'offer', sdp: 'v=0' } },
+      ]);
+      doctor.close();
+      patient.close();
+    } finally {
+      await gw.close();
+    }
   });
 });
 

@@ -6,6 +6,7 @@ import { connect, createServer, type Server, type Socket } from 'node:net';
  */
 export class TcpProxy {
   private readonly pairs = new Set<[Socket, Socket]>();
+  private readonly frozen: [Socket, Socket][] = [];
   private cutOff = false;
 
   private constructor(
@@ -35,12 +36,28 @@ export class TcpProxy {
     this.pairs.clear();
   }
 
+  /** A dead link: open connections stay open but nothing flows any more (new ones still work). */
+  freeze(): void {
+    for (const [a, b] of this.pairs) {
+      a.unpipe(b);
+      b.unpipe(a);
+      a.pause();
+      b.pause();
+      this.frozen.push([a, b]);
+    }
+    this.pairs.clear();
+  }
+
   restore(): void {
     this.cutOff = false;
   }
 
   async stop(): Promise<void> {
     this.cut();
+    for (const [a, b] of this.frozen.splice(0)) {
+      a.destroy();
+      b.destroy();
+    }
     await new Promise((resolve) => this.server.close(resolve));
   }
 
