@@ -33,6 +33,15 @@ describe('realtime-gateway doctor', () => {
     expect(code).toBe(0);
   });
 
+  it('runs as `npx realtime-gateway doctor` too', async () => {
+    const { stdout } = await new Promise<{ stdout: string }>((resolve, reject) =>
+      execFile('npx', ['--no-install', 'realtime-gateway', 'doctor', gw.ws('/api/alerts/subscribe'), '--token', token()], { cwd: ROOT }, (error, out) =>
+        error ? reject(error) : resolve({ stdout: out }),
+      ),
+    );
+    expect(stdout).toContain('healthy');
+  });
+
   it('says when nothing listens on the port', async () => {
     const { code, out } = await doctor(`ws://127.0.0.1:${await freePort()}/api/alerts/subscribe`);
     expect(out).toMatch(/nothing is listening on 127\.0\.0\.1:\d+ \(connection refused\)/);
