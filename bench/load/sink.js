@@ -4,14 +4,10 @@
 // IPC: dial -> dialed; expect {total} -> got (once that many frames arrived since the dial); close.
 'use strict';
 const net = require('node:net');
+const { upgradeRequest, JOIN_NAMESPACE } = require('./handshake');
 const [target, total, mode] = [new URL(process.argv[2]), Number(process.argv[3]), process.argv[4] || 'ws'];
 const CONCURRENCY = 200;
-const request = Buffer.from(
-  `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
-);
-// A masked client text frame "40" (Socket.IO: connect to the "/" namespace); mask key 0.
-const JOIN_NAMESPACE = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x34, 0x30]);
+const request = upgradeRequest(target);
 
 const sockets = [];
 let frames = 0;

@@ -2,12 +2,9 @@
 // server's sends pile up in the kernel and then in the server, as with clients on a dead mobile link.
 'use strict';
 const net = require('node:net');
+const { upgradeRequest, JOIN_NAMESPACE } = require('./handshake');
 const [target, total, mode] = [new URL(process.argv[2]), Number(process.argv[3]), process.argv[4] || 'ws'];
-const request = Buffer.from(
-  `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
-    'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
-);
-const JOIN_NAMESPACE = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x34, 0x30]);
+const request = upgradeRequest(target);
 const sockets = [];
 let open = 0;
 let closedByServer = 0;
@@ -16,7 +13,6 @@ process.on('message', async (msg) => {
   if (msg.type === 'dial') {
     await Promise.all(Array.from({ length: total }, () => new Promise((resolve) => {
       const socket = net.connect({ host: target.hostname, port: Number(target.port), localAddress: '127.0.0.99' });
-      socket.setRecvBufferSize?.(4096);
       let head = '';
       socket.on('connect', () => socket.write(request));
       const onData = (chunk) => {

@@ -1,30 +1,20 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/config';
-import { ownerOf, type ClaimResult, type Presence, type SlotResult } from './presence';
+import { ownerOf, releaseOnce, UserCounts, type ClaimResult, type Presence, type SlotResult } from './presence';
 
 /** Embedded mode: one process is the whole deployment, so presence is a few maps (and no node ever dies). */
 @Injectable()
 export class LocalPresence implements Presence {
-  private readonly slots = new Map<string, number>();
+  private readonly slots = new UserCounts();
   private readonly groups = new Map<string, Map<string, string>>();
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
   async acquireUserSlot(user: string, limit: number): Promise<SlotResult> {
-    const open = this.slots.get(user) ?? 0;
+    const open = this.slots.get(user);
     if (open >= limit) return { ok: false, open };
-    this.slots.set(user, open + 1);
-    let released = false;
-    return {
-      ok: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        const left = (this.slots.get(user) ?? 1) - 1;
-        if (left > 0) this.slots.set(user, left);
-        else this.slots.delete(user);
-      },
-    };
+    this.slots.increment(user);
+    return { ok: true, release: releaseOnce(() => this.slots.decrement(user)) };
   }
 
   async claim(group: string, member: string, connectionId: string): Promise<ClaimResult> {

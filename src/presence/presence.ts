@@ -34,3 +34,36 @@ export const PRESENCE = Symbol('PRESENCE');
 export function ownerOf(nodeId: string, connectionId: string): string {
   return `${nodeId}|${connectionId}`;
 }
+
+/** Connections per user on this node: the local truth both presence implementations keep. */
+export class UserCounts {
+  private readonly counts = new Map<string, number>();
+
+  get(user: string): number {
+    return this.counts.get(user) ?? 0;
+  }
+
+  increment(user: string): void {
+    this.counts.set(user, this.get(user) + 1);
+  }
+
+  decrement(user: string): void {
+    const left = this.get(user) - 1;
+    if (left > 0) this.counts.set(user, left);
+    else this.counts.delete(user);
+  }
+
+  users(): IterableIterator<string> {
+    return this.counts.keys();
+  }
+}
+
+/** A release that runs once however often it is called (a connection can close and abort at once). */
+export function releaseOnce(release: () => void): () => void {
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    release();
+  };
+}

@@ -3,7 +3,7 @@ import { MESSAGE_BUS, prefixed, type MessageBus } from '../bus/message-bus';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { RedisConnections, RedisUnavailableError } from '../redis/redis-connections';
-import { ownerOf, type Claim, type ClaimResult, type Presence, type SlotResult } from './presence';
+import { ownerOf, releaseOnce, UserCounts, type Claim, type ClaimResult, type Presence, type SlotResult } from './presence';
 import { ACQUIRE_SLOT, CLAIM, HEARTBEAT, MEMBERS, REAP, RELEASE, RELEASE_SLOT, SET_SLOTS } from './presence-scripts';
 
 /** Bus channel on which the node that reaped a dead node tells every node what vanished. */
@@ -32,7 +32,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   private readonly nodeId: string;
   private readonly ttlMs: number;
   /** This node's open connections per user: the truth that Redis is resynchronised to. */
-  private readonly slots = new Map<string, number>();
+  private readonly slots = new UserCounts();
   /** Users whose count in Redis may be stale because a write failed. */
   private readonly unsynced = new Set<string>();
   private readonly held = new Map<string, Held>();
@@ -83,7 +83,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   async acquireUserSlot(user: string, limit: number): Promise<SlotResult> {
-    const local = this.slots.get(user) ?? 0;
+    const local = this.slots.get(user);
     let reply: [number, number] | undefined;
     if (this.up()) {
       try {
@@ -103,16 +103,8 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
       if (local >= limit) return { ok: false, open: local };
       this.unsynced.add(user);
     }
-    this.slots.set(user, (this.slots.get(user) ?? 0) + 1);
-    let released = false;
-    return {
-      ok: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        this.releaseSlot(user);
-      },
-    };
+    this.slots.increment(user);
+    return { ok: true, release: releaseOnce(() => this.releaseSlot(user)) };
   }
 
   async claim(group: string, member: string, connectionId: string, onLost?: () => void): Promise<ClaimResult> {
@@ -177,9 +169,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   private releaseSlot(user: string): void {
-    const left = (this.slots.get(user) ?? 1) - 1;
-    if (left > 0) this.slots.set(user, left);
-    else this.slots.delete(user);
+    this.slots.decrement(user);
     if (!this.up()) {
       this.unsynced.add(user);
       return;
@@ -294,10 +284,10 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
         this.unreleased.delete(id);
       }
       // Every count, not only the ones whose writes failed: a restarted Redis may have lost them all.
-      for (const user of new Set([...this.slots.keys(), ...this.unsynced])) {
+      for (const user of new Set([...this.slots.users(), ...this.unsynced])) {
         await SET_SLOTS.run(this.redis.command, [this.key('conns', user), this.holdsKey(this.nodeId)], [
           this.nodeId,
-          this.slots.get(user) ?? 0,
+          this.slots.get(user),
           `u${SEP}${user}`,
         ]);
         this.unsynced.delete(user);

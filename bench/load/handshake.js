@@ -1,0 +1,15 @@
+// What both raw-TCP load processes send: the upgrade request for a target URL, and (Socket.IO only) the
+// masked text frame "40" that joins the default namespace after engine.io's open packet.
+'use strict';
+
+function upgradeRequest(target) {
+  return Buffer.from(
+    `GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n` +
+      'Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n',
+  );
+}
+
+// Masked client text frame "40" with mask key 0.
+const JOIN_NAMESPACE = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x34, 0x30]);
+
+module.exports = { upgradeRequest, JOIN_NAMESPACE };
