@@ -12,12 +12,8 @@ import { JwtVerifier } from './jwt-verifier';
         const { issuer, audience } = config.jwt;
         // jsonwebtoken rejects options that are present but undefined.
         const claims = { ...(issuer ? { issuer } : {}), ...(audience ? { audience } : {}) };
-        return {
-          // A KeyObject, not the string: jsonwebtoken re-imports a string key on every verify.
-          secret: config.jwt.key,
-          signOptions: { algorithm: config.jwt.algorithms[0], ...claims },
-          verifyOptions: { algorithms: config.jwt.algorithms, ...claims },
-        };
+        // Verification is JwtVerifier's own (JwsVerifier); @nestjs/jwt only signs (dev tokens, tests).
+        return { secret: config.jwt.key, signOptions: { algorithm: config.jwt.algorithms[0], ...claims } };
       },
     }),
   ],

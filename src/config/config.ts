@@ -135,6 +135,12 @@ function parseOrigins(raw: string | undefined): string[] {
     });
 }
 
+const EC_ALGORITHMS: Record<string, JwtConfig['algorithms'][number]> = {
+  prime256v1: 'ES256',
+  secp384r1: 'ES384',
+  secp521r1: 'ES512',
+};
+
 function buildJwt(env: z.infer<typeof envSchema>): { jwt: JwtConfig; warnings: string[] } {
   const warnings: string[] = [];
   const common = { issuer: env.JWT_ISSUER, audience: env.JWT_AUDIENCE };
@@ -150,11 +156,14 @@ function buildJwt(env: z.infer<typeof envSchema>): { jwt: JwtConfig; warnings: s
     } catch {
       throw new ConfigError('JWT_PUBLIC_KEY', 'is not a PEM public key (-----BEGIN PUBLIC KEY-----)');
     }
-    if (key.asymmetricKeyType === 'rsa' || key.asymmetricKeyType === 'rsa-pss') {
+    if (key.asymmetricKeyType === 'rsa') {
       return { jwt: { key, algorithms: ['RS256', 'RS384', 'RS512'], usingDevKey: false, ...common }, warnings };
     }
     if (key.asymmetricKeyType === 'ec') {
-      return { jwt: { key, algorithms: ['ES256', 'ES384', 'ES512'], usingDevKey: false, ...common }, warnings };
+      // An EC key signs with the one ES algorithm of its curve (RFC 7518 §3.4).
+      const alg = EC_ALGORITHMS[key.asymmetricKeyDetails?.namedCurve ?? ''];
+      if (!alg) throw new ConfigError('JWT_PUBLIC_KEY', 'EC keys must be on P-256, P-384 or P-521');
+      return { jwt: { key, algorithms: [alg], usingDevKey: false, ...common }, warnings };
     }
     throw new ConfigError('JWT_PUBLIC_KEY', `key type ${key.asymmetricKeyType} is not supported (use RSA or EC)`);
   }

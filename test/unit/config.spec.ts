@@ -51,11 +51,15 @@ describe('configuration', () => {
     expect(config.jwt.key.type).toBe('secret');
   });
 
-  it('takes an RSA or EC public key (also with literal \\n) and picks the algorithms from it', () => {
+  it('takes an RSA or EC public key (also with literal \\n) and picks the algorithms from it (an EC key: its curve\'s one)', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
     expect(loadConfig({ JWT_PUBLIC_KEY: rsa.replace(/\n/g, '\\n') }).config.jwt.algorithms).toEqual(['RS256', 'RS384', 'RS512']);
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    expect(loadConfig({ JWT_PUBLIC_KEY: ec }).config.jwt).toMatchObject({ algorithms: ['ES256', 'ES384', 'ES512'], usingDevKey: false });
+    expect(loadConfig({ JWT_PUBLIC_KEY: ec }).config.jwt).toMatchObject({ algorithms: ['ES256'], usingDevKey: false });
+    const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(loadConfig({ JWT_PUBLIC_KEY: p384 }).config.jwt.algorithms).toEqual(['ES384']);
+    const pss = generateKeyPairSync('rsa-pss', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(fails({ JWT_PUBLIC_KEY: pss })).toMatch(/key type rsa-pss is not supported/);
     expect(fails({ JWT_PUBLIC_KEY: ec, JWT_SECRET: 'x'.repeat(32) })).toMatch(/not both/);
   });
 
