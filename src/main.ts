@@ -25,6 +25,7 @@ async function main(): Promise<void> {
     { event: 'listening', host: config.host, port: gateway.port, mode },
     `realtime-gateway listening on http://${config.host}:${gateway.port} (${mode} mode)`,
   );
+  log.flush(); // whoever waits for this line (a supervisor, a test) should not wait for the batch
 
   let stopping = false;
   const stop = (signal: NodeJS.Signals) => {
