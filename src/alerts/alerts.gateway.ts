@@ -17,7 +17,7 @@ import { ResumeGuard } from './resume.guard';
 export class AlertsGateway implements OnGatewayConnection {
   constructor(private readonly alerts: AlertsService) {}
 
-  handleConnection(conn: Connection): Promise<void> {
+  handleConnection(conn: Connection): void | Promise<void> {
     return this.alerts.attach(conn, conn.attributes.since as StreamId | undefined);
   }
 }

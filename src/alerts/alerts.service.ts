@@ -64,13 +64,19 @@ export class AlertsService implements OnModuleInit, OnModuleDestroy {
     return this.alertLog.append(input);
   }
 
-  /** A new subscriber: replay after `since` (if given) and then `resumed`; live alerts follow in order. */
-  async attach(conn: Connection, since: StreamId | undefined): Promise<void> {
+  /**
+   * A new subscriber: replay after `since` (if given) and then `resumed`; live alerts follow in order.
+   * Synchronous for a live-only subscriber (the common case); a resume returns the replay's promise.
+   */
+  attach(conn: Connection, since: StreamId | undefined): void | Promise<void> {
     conn.onClose(() => {
       this.floors.delete(conn);
       this.resuming.delete(conn);
     });
-    if (since === undefined) return;
+    if (since !== undefined) return this.resume(conn, since);
+  }
+
+  private async resume(conn: Connection, since: StreamId): Promise<void> {
     const waiting: Delivery[] = [];
     this.resuming.set(conn, waiting);
     let replay;

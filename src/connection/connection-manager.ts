@@ -1,5 +1,5 @@
 import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
-import type { Counter } from 'prom-client';
+import type { Counter, Gauge } from 'prom-client';
 import type { RawData, WebSocket } from 'ws';
 import type { ZodType } from 'zod';
 import { APP_CONFIG, type AppConfig } from '../config/config';
@@ -25,6 +25,12 @@ const DRAIN_TICK_MS = 10;
 /** Beyond this many refused frames (× burst) a client is abusive, not bursty: close 1008. */
 const ABUSE_FACTOR = 3;
 
+interface GatewayCounters {
+  received: Counter.Internal;
+  active: Gauge.Internal<string>;
+  opened: Counter.Internal;
+}
+
 function isPlainObject(value: unknown): value is Record<string, unknown> {
   return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
@@ -43,7 +49,7 @@ function describeIssue(error: { issues: { path: PropertyKey[]; message: string }
 export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   readonly registry = new ConnectionRegistry();
   private readonly outbox: Outbox;
-  private readonly received = new Map<string, Counter.Internal>();
+  private readonly perGateway = new Map<string, GatewayCounters>();
   private readonly heartbeat: NodeJS.Timeout;
   private readonly sweeper: NodeJS.Timeout;
   private readonly emptyWaiters: (() => void)[] = [];
@@ -123,8 +129,9 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     ws.on('error', this.onError);
     ws.on('close', this.onClose);
     this.registry.add(conn);
-    this.metrics.connectionsActive.labels(conn.gateway).inc();
-    this.metrics.connectionsTotal.labels(conn.gateway).inc();
+    const counters = this.gatewayCounters(conn.gateway);
+    counters.active.inc();
+    counters.opened.inc();
     this.log.info(
       { event: 'connect', conn: conn.id, gateway: conn.gateway, sub: conn.user.sub, role: conn.user.role },
       'connection opened',
@@ -137,7 +144,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     const now = Date.now();
     conn.lastFrameAt = now;
     conn.alive = true;
-    this.receivedCounter(conn.gateway).inc();
+    this.gatewayCounters(conn.gateway).received.inc();
     if (!conn.isOpen) return;
     if (isBinary) {
       this.frameError(conn, 'binary');
@@ -233,7 +240,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     conn.pendingBytes = 0;
     conn.handlers = undefined;
     this.registry.remove(conn);
-    this.metrics.connectionsActive.labels(conn.gateway).dec();
+    this.gatewayCounters(conn.gateway).active.dec();
     this.metrics.closes.labels(conn.gateway, closeCodeLabel(conn.closeCode)).inc();
     this.log.info(
       {
@@ -285,10 +292,18 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
   }
 
-  private receivedCounter(gateway: string): Counter.Internal {
-    let counter = this.received.get(gateway);
-    if (!counter) this.received.set(gateway, (counter = this.metrics.messagesReceived.labels(gateway)));
-    return counter;
+  /** prom-client hashes the label values on every labels() call; these children are looked up once. */
+  private gatewayCounters(gateway: string): GatewayCounters {
+    let counters = this.perGateway.get(gateway);
+    if (!counters) {
+      counters = {
+        received: this.metrics.messagesReceived.labels(gateway),
+        active: this.metrics.connectionsActive.labels(gateway),
+        opened: this.metrics.connectionsTotal.labels(gateway),
+      };
+      this.perGateway.set(gateway, counters);
+    }
+    return counters;
   }
 
   /** Terminates sockets that did not answer the previous ping (counted 1006), pings the rest. */

@@ -161,7 +161,7 @@ export class GatewayAdapter extends WsAdapter {
         gateway: meta.name,
         pattern: match.pattern,
         params: match.params,
-        query: url.searchParams,
+        query: url.query,
         protocols: parseProtocols(req.headers['sec-websocket-protocol']),
         allowedRoles: meta.roles,
         attributes: {},
@@ -176,11 +176,11 @@ export class GatewayAdapter extends WsAdapter {
       if (this.deps.connections.draining) throw this.drainingRefusal();
       handedOver = true;
       // ws destroys the socket without calling back when the handshake cannot complete.
-      const abandoned = releaser(releases);
-      socket.once('close', abandoned);
+      const abandoned = releases.length ? releaser(releases) : undefined;
+      if (abandoned) socket.once('close', abandoned);
       wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
         socket.off('error', ignoreSocketError);
-        socket.off('close', abandoned);
+        if (abandoned) socket.off('close', abandoned);
         const conn = this.deps.connections.accept(ws, ctx, meta.frames);
         wss.emit('connection', conn, req);
         // Registered after the gateway's own close listeners (handleConnection runs inside emit), so their

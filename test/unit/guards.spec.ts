@@ -111,7 +111,9 @@ describe('CapacityGuard', () => {
   const guard = new CapacityGuard(config, manager, new LocalPresence(config));
   const fake = (id: string, sub: string) => ({ id, gateway: 'alerts', user: { sub, role: 'r' } }) as unknown as Connection;
   const refusal = (ctx: UpgradeContext) =>
-    guard.canUpgrade(ctx).then(
+    Promise.resolve()
+      .then(() => guard.canUpgrade(ctx))
+      .then(
       () => undefined,
       (error: UpgradeRefusal) => ({ status: error.status, error: error.error, headers: error.headers }),
     );

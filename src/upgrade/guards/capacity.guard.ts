@@ -20,7 +20,8 @@ export class CapacityGuard implements UpgradeGuard {
     @Inject(PRESENCE) private readonly presence: Presence,
   ) {}
 
-  async canUpgrade(ctx: UpgradeContext): Promise<void> {
+  // Synchronous unless a per-user slot must be taken: an upgrade with nothing to wait for skips a promise.
+  canUpgrade(ctx: UpgradeContext): void | Promise<void> {
     const { maxConnections, maxConnectionsPerUser } = this.config;
     if (maxConnections > 0 && this.connections.registry.size >= maxConnections) {
       throw new UpgradeRefusal(503, 'at_capacity', `this node is at its limit of ${maxConnections} connections`, {
@@ -28,15 +29,16 @@ export class CapacityGuard implements UpgradeGuard {
       });
     }
     if (maxConnectionsPerUser > 0 && ctx.user) {
-      const slot = await this.presence.acquireUserSlot(ctx.user.sub, maxConnectionsPerUser);
-      if (!slot.ok) {
-        throw new UpgradeRefusal(
-          429,
-          'too_many_connections',
-          `this user already has ${slot.open} open connections (limit ${maxConnectionsPerUser})`,
-        );
-      }
-      ctx.releases.push(slot.release);
+      return this.presence.acquireUserSlot(ctx.user.sub, maxConnectionsPerUser).then((slot) => {
+        if (!slot.ok) {
+          throw new UpgradeRefusal(
+            429,
+            'too_many_connections',
+            `this user already has ${slot.open} open connections (limit ${maxConnectionsPerUser})`,
+          );
+        }
+        ctx.releases.push(slot.release);
+      });
     }
   }
 }
