@@ -3,13 +3,14 @@
 //   ws:       a bare `ws` server, no auth, serialise once and one write per message per socket (W)
 //   ws8:      the same, but the messages of a burst go out in one write per socket (W8, the Node limit)
 //   socketio: Socket.IO 4.8 with @socket.io/redis-adapter, websocket transport only, no compression (S)
-// IPC: memory -> memory; cpu -> cpu; broadcast {count, burst} -> broadcasted (after the last burst is queued).
+// IPC: memory -> memory; cpu -> cpu; open -> open {count}; broadcast {count, burst} -> broadcasted (after the last burst is queued).
 'use strict';
 const kind = process.argv[2];
 const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
 
 let broadcast; // (burst: number) => void, one burst of messages to every subscriber
 let broadcastAt; // (at: number, text: string) => void, one message stamped with its publish time
+let openSockets; // () => number, sockets the server still holds
 
 async function start() {
   if (kind === 'gateway' || kind === 'gateway-cluster') {
@@ -27,6 +28,7 @@ async function start() {
       for (let i = 0; i < burst; i++) void alerts.publish({ data: { n: n++, text: TEXT } });
     };
     broadcastAt = (at, text) => void alerts.publish({ data: { at, text } });
+    openSockets = () => gw.connections.registry.size;
     return gw.port;
   }
   if (kind === 'ws' || kind === 'ws8') {
@@ -43,6 +45,7 @@ async function start() {
         if (kind === 'ws8') client._socket.uncork();
       }
     };
+    openSockets = () => wss.clients.size;
     return wss.address().port;
   }
   if (kind === 'socketio') {
@@ -80,6 +83,7 @@ async function start() {
       for (let i = 0; i < burst; i++) io.emit('alert', { id: `${Date.now()}-${n}`, data: { n: n++, text: TEXT }, ts: Date.now() });
     };
     broadcastAt = (at, text) => io.emit('alert', { id: `${Date.now()}-${n++}`, data: { at, text }, ts: Date.now() });
+    openSockets = () => io.engine.clientsCount;
     return http.address().port;
   }
   throw new Error(`unknown peer ${kind}`);
@@ -99,6 +103,7 @@ start().then((port) => {
   process.on('message', (msg) => {
     if (msg.type === 'memory') process.send({ type: 'memory', ...memory() });
     if (msg.type === 'cpu') process.send({ type: 'cpu', cpu: process.cpuUsage() });
+    if (msg.type === 'open') process.send({ type: 'open', count: openSockets() });
     if (msg.type === 'publish-for') {
       // msg.rate messages of about msg.bytes per second for msg.seconds, each stamped with its publish time.
       const text = 'x'.repeat(Math.max(0, (msg.bytes ?? 1024) - 100));

@@ -64,6 +64,8 @@ function selectProtocol(protocols: Set<string>): string | false {
  */
 export class GatewayAdapter extends WsAdapter {
   private readonly routes = new RouteTable<GatewayRoute>();
+  /** Gateways that implement handleDisconnect; for the others Nest's per-socket disconnect hook is skipped. */
+  private readonly disconnectAware = new Set<string>();
   private upgradeServer: HttpServer | undefined;
   /** MAX_UPGRADES_PER_SEC: a reconnect storm is shed with 503 before it costs a token verification. */
   private readonly admission: TokenBucket | undefined;
@@ -93,6 +95,7 @@ export class GatewayAdapter extends WsAdapter {
     } as ConstructorParameters<typeof WebSocketServer>[0]);
     wss.on('error', (error) => this.deps.log.error({ err: error, gateway: meta.name }, 'WebSocket server error'));
     const guards = meta.guards.map((guard) => this.app.get<UpgradeGuard>(guard, { strict: false }));
+    if (typeof gatewayClass.prototype.handleDisconnect === 'function') this.disconnectAware.add(meta.name);
     this.routes.add(meta.path, { wss, meta, guards });
     this.deps.metrics.initGateway(meta.name);
     this.listen(this.httpServer as HttpServer);
@@ -109,7 +112,9 @@ export class GatewayAdapter extends WsAdapter {
   }
 
   override bindClientDisconnect(conn: Connection, callback: () => void): void {
-    conn.onClose(callback);
+    // Nest's callback only feeds an rxjs Subject that handleDisconnect subscribes to; without one it is a
+    // closure per socket that nothing reads.
+    if (this.disconnectAware.has(conn.gateway)) conn.onClose(callback);
   }
 
   /** Nest calls this per gateway server on shutdown: close sockets with 1012, not the stock 1006 terminate. */
