@@ -38,10 +38,10 @@ const PATHS = {
 };
 
 /** A server under test (bench/peers/server.js) pinned to core 0, once it listens. */
-async function startServer(peer, redisUrl, core = 0) {
+async function startServer(peer, redisUrl, core = 0, env = {}) {
   const server = child(core, [process.execPath, '--expose-gc', join(__dirname, 'peers', 'server.js'), peer], {
     JWT_SECRET: SECRET, LOG_LEVEL: 'info', MAX_UPGRADES_PER_SEC: '0', REDIS_URL: peer === 'gateway' ? '' : redisUrl,
-    NODE_ID: `bench-${peer}-${process.hrtime.bigint()}`,
+    NODE_ID: `bench-${peer}-${process.hrtime.bigint()}`, ...env,
   });
   const { port } = await server.next('ready');
   return { ...server, port, kill: () => server.proc.kill('SIGKILL') };

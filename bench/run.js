@@ -144,9 +144,9 @@ async function main() {
     const slow = [];
     for (const peer of ['gateway', 'socketio']) {
       process.stderr.write(`  slow consumers ${peer}… `);
-      const res = await measureSlowConsumer({ peer, redisUrl: redis.url, seconds: quick ? 3 : 8 });
+      const res = await measureSlowConsumer({ peer, redisUrl: redis.url, seconds: quick ? 3 : 8, pairs: ROUNDS });
       slow.push({ peer, ...res });
-      console.error(`healthy p99 ${res.p99Before.toFixed(1)} -> ${res.p99After.toFixed(1)} ms, RSS +${res.rssGrowthMB.toFixed(1)} MB`);
+      console.error(res.rounds.map((r) => `healthy p99 ${r.alone.toFixed(1)} -> ${r.beside.toFixed(1)} ms`).join(', ') + `; RSS +${res.peakRssGrowthMB.toFixed(1)} MB`);
     }
 
     const col = (peer, key) => idleResults[peer].map((x) => x[key]);
@@ -180,10 +180,14 @@ async function main() {
     });
     const latTable = ['| cross-replica publish → deliver, 2 replicas | G p50 / p99 / p99.9 | S p50 / p99 / p99.9 | G/S p99 | delivered (G, S) |', '|---|---|---|---|---|', ...latRows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
+    const pct = (xs) => fmt(xs.map((x) => x * 100), 0, '%');
     const slowTable = [
-      '| 100 stalled subscribers beside 200 healthy ones, 16 KB alerts at 50/s | healthy p99 before | with the stalled ones | ratio | server RSS growth | stalled closed by the server |',
-      '|---|---|---|---|---|---|',
-      ...slow.map((s) => `| ${s.peer === 'gateway' ? 'G' : 'S'} | ${s.p99Before.toFixed(1)} ms | ${s.p99After.toFixed(1)} ms | ${(s.p99After / s.p99Before).toFixed(2)} | ${s.rssGrowthMB.toFixed(1)} MB | ${s.stalledClosedByServer} |`),
+      `| 100 stalled subscribers beside 200 healthy ones, 16 KB alerts at 50/s, ${ROUNDS} alternating pair(s) | healthy p99 alone | beside the stalled | ratio per pair | server core busy, alone → beside | server RSS growth (peak) | stalled closed by the server |`,
+      '|---|---|---|---|---|---|---|',
+      ...slow.map((s) => {
+        const col = (key) => s.rounds.map((r) => r[key]);
+        return `| ${s.peer === 'gateway' ? 'G' : 'S'} | ${fmt(col('alone'), 1, ' ms')} | ${fmt(col('beside'), 1, ' ms')} | ${fmt(col('ratio'), 2)} | ${pct(col('busyAlone'))} → ${pct(col('busyBeside'))} | ${s.peakRssGrowthMB.toFixed(1)} MB | ${s.stalledClosedByServer} of ${s.stalledDialed} |`;
+      }),
     ].join('\n');
 
     const jwtLine = `JWT verifications/s (one core, in-process): ${jwtResults.map((r) => `${r.name}: ${Math.round(r.perSec)}/s (${r.usPerOp.toFixed(1)} µs)`).join('; ')}`;

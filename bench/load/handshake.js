@@ -1,5 +1,5 @@
 // What both raw-TCP load processes send: the upgrade request for a target URL, and (Socket.IO only) the
-// masked text frame "40" that joins the default namespace after engine.io's open packet.
+// masked text frame "40" that joins the default namespace after engine.io's open packet, and the pong.
 'use strict';
 
 function upgradeRequest(target) {
@@ -12,4 +12,8 @@ function upgradeRequest(target) {
 // Masked client text frame "40" with mask key 0.
 const JOIN_NAMESPACE = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x34, 0x30]);
 
-module.exports = { upgradeRequest, JOIN_NAMESPACE };
+// Masked client text frame "3": engine.io's pong. Without it Socket.IO drops the socket after pingInterval +
+// pingTimeout (45 s), and a long round would measure fewer subscribers than it dialed.
+const PONG = Buffer.from([0x81, 0x81, 0, 0, 0, 0, 0x33]);
+
+module.exports = { upgradeRequest, JOIN_NAMESPACE, PONG };

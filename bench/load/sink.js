@@ -1,10 +1,11 @@
 // The fan-out sink: opens `total` WebSockets over raw TCP and then only parses frame headers to count the
 // text frames each socket receives (no unmasking, no UTF-8 check, no JSON), so it stays cheaper than any
-// server it measures. For Socket.IO it also joins the default namespace ("40") after the engine.io open.
+// server it measures. For Socket.IO it also joins the default namespace ("40") after the engine.io open and
+// answers engine.io's pings.
 // IPC: dial -> dialed; expect {total} -> got (once that many frames arrived since the dial); close.
 'use strict';
 const net = require('node:net');
-const { upgradeRequest, JOIN_NAMESPACE } = require('./handshake');
+const { upgradeRequest, JOIN_NAMESPACE, PONG } = require('./handshake');
 const [target, total, mode] = [new URL(process.argv[2]), Number(process.argv[3]), process.argv[4] || 'ws'];
 const CONCURRENCY = 200;
 const request = upgradeRequest(target);
@@ -17,15 +18,26 @@ let started = 0;
 let ready = 0;
 let failed = 0;
 
-/** Counts text frames in a server byte stream: headers are read byte by byte, payloads skipped by chunk. */
-function counter(onFrame) {
+/**
+ * Counts text frames in a server byte stream: headers are read byte by byte, payloads skipped by chunk. A
+ * one-byte text frame "2" is engine.io's ping: answered, not counted.
+ */
+function counter(onFrame, onPing) {
   const header = Buffer.alloc(10);
   let have = 0;
   let needed = 2;
   let skip = 0;
+  let oneByteText = false;
   return (chunk) => {
     let i = 0;
     while (i < chunk.length) {
+      if (oneByteText) {
+        oneByteText = false;
+        skip = 0;
+        if (chunk[i++] === 0x32) onPing();
+        else onFrame();
+        continue;
+      }
       if (skip > 0) {
         const n = Math.min(skip, chunk.length - i);
         skip -= n;
@@ -45,7 +57,8 @@ function counter(onFrame) {
       have = 0;
       needed = 2;
       skip = len;
-      if (opcode === 1) onFrame();
+      if (opcode === 1 && len === 1) oneByteText = true;
+      else if (opcode === 1) onFrame();
     }
   };
 }
@@ -72,7 +85,7 @@ function dialOne(done) {
     }
     frames++;
     if (frames >= target_ && onTarget) { const f = onTarget; onTarget = undefined; f(); }
-  });
+  }, () => mode === 'socketio' && socket.write(PONG));
   socket.on('connect', () => socket.write(request));
   socket.on('data', (chunk) => {
     if (upgraded) return count(chunk);

@@ -31,6 +31,12 @@ process.on('message', async (msg) => {
     })));
     process.send({ type: 'dialed', open });
   }
+  if (msg.type === 'reset') {
+    // Between rounds: drop this round's stalled sockets (RST, as below) so the next round starts fresh ones.
+    for (const socket of sockets.splice(0)) socket.resetAndDestroy();
+    open = 0;
+    process.send({ type: 'reset' });
+  }
   if (msg.type === 'status') process.send({ type: 'status', open, closedByServer });
   if (msg.type === 'close') {
     // RST, not FIN: thousands of sockets per round would otherwise sit in TIME_WAIT on the load side, and the
