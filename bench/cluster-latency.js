@@ -11,7 +11,25 @@ const jwt = require('jsonwebtoken');
 const WebSocket = require('ws');
 const { startServer, SECRET } = require('./fanout');
 
-const WARMUP_SECONDS = 3; // cold JIT and fresh keep-alive sockets build a backlog that takes ~2 s to drain
+// Warm-up: the rate ramps from 10% to 100% over RAMP_SECONDS, then holds for HOLD_SECONDS before measuring. A
+// cold start at full rate built a backlog (cold JIT, fresh keep-alive sockets) that took 2-5 s to drain, and
+// the p99 then measured that drain rather than the steady state.
+const RAMP_SECONDS = 2;
+const HOLD_SECONDS = 2;
+const WARMUP_SECONDS = RAMP_SECONDS + HOLD_SECONDS;
+
+/** Scheduled send times (ms after start): the ramp, then evenly spaced at `rate`; the index where measuring starts. */
+function schedule(rate, seconds) {
+  const times = [];
+  let t = 0;
+  while (t < RAMP_SECONDS * 1000) {
+    times.push(t);
+    t += 1000 / (rate * (0.1 + (0.9 * t) / (RAMP_SECONDS * 1000)));
+  }
+  const holdFrom = t;
+  for (let i = 0; i < rate * (HOLD_SECONDS + seconds); i++) times.push(holdFrom + (i * 1000) / rate);
+  return { times, measureFrom: times.length - rate * seconds };
+}
 const now = () => performance.timeOrigin + performance.now();
 
 /** A subscriber on `port`; calls onAlert(data) per alert. Speaks engine.io/Socket.IO for S. */
@@ -81,18 +99,18 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
       });
 
     // Open loop: every tick, send whatever the schedule says is due, stamped with its scheduled time.
-    const total = rate * (seconds + WARMUP_SECONDS);
-    const interval = 1000 / rate;
+    const { times, measureFrom: firstMeasured } = schedule(rate, seconds);
+    const total = times.length;
     const start = now() + 10;
     let sent = 0;
     const inflight = new Set();
     await new Promise((resolve) => {
       const tick = () => {
-        const due = Math.min(total, Math.floor((now() - start) / interval) + 1);
-        while (sent < due) {
-          const at = start + sent * interval;
+        const elapsed = now() - start;
+        while (sent < total && times[sent] <= elapsed) {
+          const at = start + times[sent];
+          if (sent === firstMeasured) measureFrom = at;
           sent++;
-          if (sent === rate * WARMUP_SECONDS) measureFrom = at + interval;
           const p = post(at);
           inflight.add(p);
           p.then(() => inflight.delete(p));

@@ -21,7 +21,7 @@ const ROUNDS = quick ? 1 : 3;
 const IDLE_SOCKETS = quick ? 2000 : 10_000;
 const FANOUT_SIZES = quick ? [1000] : [1000, 10_000];
 const FANOUT_DELIVERIES = quick ? 100_000 : 300_000;
-const LATENCY = quick ? [{ rate: 1000, seconds: 3 }] : [{ rate: 1000, seconds: 8 }, { rate: 5000, seconds: 8 }];
+const LATENCY = quick ? [{ rate: 1000, seconds: 3 }] : [{ rate: 1000, seconds: 5 }, { rate: 5000, seconds: 5 }];
 const SECRET = 'bench-secret-bench-secret-bench-secret!!';
 
 function freePort() {
@@ -131,20 +131,23 @@ async function main() {
         }
       }
     }
+    // Tail latency moves with the host (steal time), so the peers alternate within each round too.
     const latency = [];
-    for (const { rate, seconds } of LATENCY) {
-      for (const peer of ['gateway', 'socketio']) {
-        process.stderr.write(`  latency ${peer} ${rate}/s… `);
-        const res = await measureLatency({ peer, rate, seconds, subscribers: 10, redisUrl: redis.url });
-        latency.push({ peer, rate, ...res });
-        console.error(`p50 ${res.p50.toFixed(2)} ms, p99 ${res.p99.toFixed(2)} ms`);
+    for (let r = 1; r <= ROUNDS; r++) {
+      for (const { rate, seconds } of LATENCY) {
+        for (const peer of ['gateway', 'socketio']) {
+          process.stderr.write(`  round ${r}/${ROUNDS} latency ${peer} ${rate}/s… `);
+          const res = await measureLatency({ peer, rate, seconds, subscribers: 10, redisUrl: redis.url });
+          latency.push({ peer, rate, ...res });
+          console.error(`p50 ${res.p50.toFixed(2)} ms, p99 ${res.p99.toFixed(2)} ms`);
+        }
       }
     }
 
     const slow = [];
     for (const peer of ['gateway', 'socketio']) {
       process.stderr.write(`  slow consumers ${peer}… `);
-      const res = await measureSlowConsumer({ peer, redisUrl: redis.url, seconds: quick ? 3 : 8, pairs: ROUNDS });
+      const res = await measureSlowConsumer({ peer, redisUrl: redis.url, seconds: quick ? 3 : 8, pairs: quick ? 1 : 2 });
       slow.push({ peer, ...res });
       console.error(res.rounds.map((r) => `healthy p99 ${r.alone.toFixed(1)} -> ${r.beside.toFixed(1)} ms`).join(', ') + `; RSS +${res.peakRssGrowthMB.toFixed(1)} MB`);
     }
@@ -173,16 +176,25 @@ async function main() {
     const fanTable = ['| deliveries per server CPU-second, 1 KB | W | W8 | G | Gc (cluster) | S | G/ref | G/S |', '|---|---|---|---|---|---|---|---|', ...fanRows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
     const latRows = LATENCY.map(({ rate }) => {
-      const g = latency.find((l) => l.peer === 'gateway' && l.rate === rate);
-      const s = latency.find((l) => l.peer === 'socketio' && l.rate === rate);
-      const ms = (v) => `${v.toFixed(2)} ms`;
-      return [`${rate.toLocaleString('en')}/s`, `${ms(g.p50)} / ${ms(g.p99)} / ${ms(g.p999)}`, `${ms(s.p50)} / ${ms(s.p99)} / ${ms(s.p999)}`, (g.p99 / s.p99).toFixed(2), `${g.deliveries}/${g.expected}, ${s.deliveries}/${s.expected}`];
+      const runs = (peer) => latency.filter((l) => l.peer === peer && l.rate === rate);
+      const [g, s] = [runs('gateway'), runs('socketio')];
+      const ms = (rs, key) => fmt(rs.map((x) => x[key]), 2, ' ms');
+      const pair = g.map((x, i) => x.p99 / s[i].p99);
+      const sum = (rs, key) => rs.reduce((n, x) => n + x[key], 0);
+      return [
+        `${rate.toLocaleString('en')}/s`,
+        `${ms(g, 'p50')} / ${ms(g, 'p99')} / ${ms(g, 'p999')}`,
+        `${ms(s, 'p50')} / ${ms(s, 'p99')} / ${ms(s, 'p999')}`,
+        ratio(g.map((x) => x.p99), s.map((x) => x.p99)),
+        fmt(pair, 2),
+        `${sum(g, 'deliveries')}/${sum(g, 'expected')}, ${sum(s, 'deliveries')}/${sum(s, 'expected')}`,
+      ];
     });
-    const latTable = ['| cross-replica publish → deliver, 2 replicas | G p50 / p99 / p99.9 | S p50 / p99 / p99.9 | G/S p99 | delivered (G, S) |', '|---|---|---|---|---|', ...latRows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+    const latTable = ['| cross-replica publish → deliver, 2 replicas | G p50 / p99 / p99.9 | S p50 / p99 / p99.9 | G/S p99 (medians) | G/S p99 per round | delivered (G, S) |', '|---|---|---|---|---|---|', ...latRows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
 
     const pct = (xs) => fmt(xs.map((x) => x * 100), 0, '%');
     const slowTable = [
-      `| 100 stalled subscribers beside 200 healthy ones, 16 KB alerts at 50/s, ${ROUNDS} alternating pair(s) | healthy p99 alone | beside the stalled | ratio per pair | server core busy, alone → beside | server RSS growth (peak) | stalled closed by the server |`,
+      `| 100 stalled subscribers beside 200 healthy ones, 16 KB alerts at 50/s, ${slow[0].rounds.length} alternating pair(s) | healthy p99 alone | beside the stalled | ratio per pair | server core busy, alone → beside | server RSS growth (peak) | stalled closed by the server |`,
       '|---|---|---|---|---|---|---|',
       ...slow.map((s) => {
         const col = (key) => s.rounds.map((r) => r[key]);
