@@ -9,7 +9,7 @@ const { once } = require('node:events');
 const http = require('node:http');
 const jwt = require('jsonwebtoken');
 const WebSocket = require('ws');
-const { startServer, SECRET } = require('./fanout');
+const { startServer, runPinned, spawnRedis, SECRET } = require('./fanout');
 
 // Warm-up: the rate ramps from 10% to 100% over RAMP_SECONDS, then holds for HOLD_SECONDS before measuring. A
 // cold start at full rate built a backlog (cold JIT, fresh keep-alive sockets) that took 2-5 s to drain, and
@@ -150,8 +150,8 @@ if (require.main === module) {
     const i = argv.indexOf(`--${name}`);
     return i === -1 ? fallback : argv[i + 1];
   };
-  const { spawn } = require('node:child_process');
   const { createServer } = require('node:net');
+  runPinned(1);
   (async () => {
     const port = await new Promise((resolve) => {
       const s = createServer().listen(0, '127.0.0.1', () => {
@@ -159,7 +159,7 @@ if (require.main === module) {
         s.close(() => resolve(p));
       });
     });
-    const redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    const redis = spawnRedis(port);
     process.on('exit', () => redis.kill('SIGKILL'));
     await new Promise((resolve) => setTimeout(resolve, 300));
     const options = { peer: opt('peer', 'gateway'), rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)) };

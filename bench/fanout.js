@@ -10,6 +10,25 @@ const jwt = require('jsonwebtoken');
 const SECRET = 'bench-secret-bench-secret-bench-secret!!';
 const pinned = (core, argv) => (process.platform === 'linux' ? ['taskset', ['-c', String(core), ...argv]] : [argv[0], argv.slice(1)]);
 
+/**
+ * Re-runs the calling script pinned to the load core (Linux only) and exits with its status. The runner hosts
+ * load-side work (latency subscribers and publisher, slow-consumer probes); unpinned, it competed with the
+ * server on core 0. Its children choose their own cores.
+ */
+function runPinned(core = 1) {
+  if (process.platform !== 'linux' || process.env.BENCH_RUNNER_PINNED) return;
+  const { spawnSync } = require('node:child_process');
+  const argv = [process.execPath, ...process.execArgv, process.argv[1], ...process.argv.slice(2)];
+  const result = spawnSync('taskset', ['-c', String(core), ...argv], { stdio: 'inherit', env: { ...process.env, BENCH_RUNNER_PINNED: '1' } });
+  process.exit(result.status ?? 1);
+}
+
+/** A throwaway redis-server on `port`, free to run on any core (not the runner's). */
+function spawnRedis(port) {
+  const [cmd, rest] = pinned(`0-${require('node:os').cpus().length - 1}`, ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
+  return spawn(cmd, rest, { stdio: 'ignore' });
+}
+
 function child(core, argv, env = {}) {
   const [cmd, rest] = pinned(core, argv);
   const proc = spawn(cmd, rest, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, ...env } });
@@ -106,4 +125,4 @@ async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries }) 
   return results;
 }
 
-module.exports = { measureFanout, startServer, startSink, SECRET };
+module.exports = { measureFanout, startServer, startSink, runPinned, spawnRedis, SECRET };

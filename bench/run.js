@@ -5,13 +5,12 @@
 // Redis adapter (S), in interleaved rounds (W G S W G S ...). Servers are pinned to core 0, load to core 1.
 // Medians with min–max; --write records the run in docs/benchmarks.md.
 'use strict';
-const { spawn } = require('node:child_process');
 const { cpus, totalmem } = require('node:os');
 const { writeFileSync, readFileSync } = require('node:fs');
 const { join } = require('node:path');
 const { createServer } = require('node:net');
 const jwt = require('jsonwebtoken');
-const { measureFanout, startServer, startSink } = require('./fanout');
+const { measureFanout, startServer, startSink, runPinned, spawnRedis } = require('./fanout');
 const { measureLatency } = require('./cluster-latency');
 const { measureSlowConsumer } = require('./slow-consumer');
 
@@ -35,7 +34,7 @@ function freePort() {
 
 async function startRedis() {
   const port = await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+  const proc = spawnRedis(port);
   for (let i = 0; i < 200; i++) {
     const up = await new Promise((resolve) => {
       const s = require('node:net').connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
@@ -219,6 +218,7 @@ async function main() {
   }
 }
 
+runPinned(1);
 main().then(
   () => process.exit(0),
   (error) => {
