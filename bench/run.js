@@ -97,7 +97,11 @@ async function idle(peer, redisUrl) {
   }
 }
 
-const median = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
+const median = (xs) => {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+};
 const fmt = (xs, digits = 0, unit = '') => {
   const m = median(xs).toFixed(digits);
   return xs.length > 1 ? `${m}${unit} (${Math.min(...xs).toFixed(digits)}–${Math.max(...xs).toFixed(digits)})` : `${m}${unit}`;
@@ -146,7 +150,7 @@ async function main() {
     const slow = [];
     for (const peer of ['gateway', 'socketio']) {
       process.stderr.write(`  slow consumers ${peer}… `);
-      const res = await measureSlowConsumer({ peer, redisUrl: redis.url, seconds: quick ? 3 : 8, pairs: quick ? 1 : 2 });
+      const res = await measureSlowConsumer({ peer, redisUrl: redis.url, seconds: quick ? 3 : 10, pairs: quick ? 1 : 2 });
       slow.push({ peer, ...res });
       console.error(res.rounds.map((r) => `healthy p99 ${r.alone.toFixed(1)} -> ${r.beside.toFixed(1)} ms`).join(', ') + `; RSS +${res.peakRssGrowthMB.toFixed(1)} MB`);
     }
