@@ -13,7 +13,6 @@ const { startServer, startSink, SECRET } = require('./fanout');
 const { subscribe } = require('./cluster-latency');
 
 const now = () => performance.timeOrigin + performance.now();
-const WARMUP_SECONDS = 3;
 const p99 = (xs) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * 0.99)];
 
 function stallers(peer, port, count) {
@@ -26,9 +25,9 @@ function stallers(peer, port, count) {
   return { proc, next, send: (m) => proc.send(m) };
 }
 
-async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 50, seconds = 8, bytes = 16 * 1024, healthy = 200, stalled = 100, pairs = 3 }) {
+async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 50, seconds = 10, bytes = 16 * 1024, healthy = 200, stalled = 100, pairs = 2, probeCount = 10, warmupSeconds = 3 }) {
   // History holds the warm-up's alerts, so it is full after it: later memory growth is the sockets'.
-  const server = await startServer(peer, redisUrl, 0, { ALERT_HISTORY_SIZE: String(rate * WARMUP_SECONDS) });
+  const server = await startServer(peer, redisUrl, 0, { ALERT_HISTORY_SIZE: String(Math.ceil(rate * warmupSeconds)) });
   const sink = await startSink(peer, server.port, healthy);
   const probes = [];
   const staller = stallers(peer, server.port, stalled);
@@ -37,7 +36,7 @@ async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 50, seco
     await sink.dial();
     await staller.next('ready');
     let samples = [];
-    for (let i = 0; i < 10; i++) probes.push(await subscribe(peer, server.port, (data) => samples.push(now() - data.at)));
+    for (let i = 0; i < probeCount; i++) probes.push(await subscribe(peer, server.port, (data) => samples.push(now() - data.at)));
     // p99 of the probes' latencies, and how busy the server's core was meanwhile.
     const run = async (runSeconds = seconds) => {
       samples = [];
@@ -49,7 +48,7 @@ async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 50, seco
       const { cpu: c1 } = await ask('cpu');
       return { p99: p99(samples), busy: (c1.user + c1.system - c0.user - c0.system) / 1000 / (performance.now() - t0) };
     };
-    await run(WARMUP_SECONDS);
+    await run(warmupSeconds);
     const memBefore = await ask('memory');
     const rounds = [];
     let closed = 0;

@@ -1,0 +1,86 @@
+import { fork, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { createServer, type Server as HttpServer } from 'node:http';
+import { join } from 'node:path';
+import { Server as SocketIoServer } from 'socket.io';
+import { RedisProcess } from '../support/redis';
+
+// A smoke test of the benchmark's own load side and counters (`npm run bench` itself is too long for CI): the
+// figures in docs/benchmarks.md are only as true as these parts.
+/* eslint-disable @typescript-eslint/no-require-imports */
+const { measureFanout } = require('../../bench/fanout') as {
+  measureFanout(peer: string, subscribers: number, opts: { redisUrl: string; targetDeliveries: number }): Promise<Record<string, { perCpuSec: number }>>;
+};
+const { measureSlowConsumer } = require('../../bench/slow-consumer') as {
+  measureSlowConsumer(opts: Record<string, unknown>): Promise<{ stalledClosedByServer: number; stalledDialed: number; rounds: { alone: number; beside: number }[] }>;
+};
+
+const SINK = join(__dirname, '..', '..', 'bench', 'load', 'sink.js');
+
+function next(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
+  return new Promise((resolve) => {
+    const on = (msg: Record<string, unknown>) => {
+      if (msg.type !== type) return;
+      child.off('message', on);
+      resolve(msg);
+    };
+    child.on('message', on);
+  });
+}
+
+describe('benchmark harness', () => {
+  let redis: RedisProcess;
+  beforeAll(async () => {
+    redis = await RedisProcess.start();
+  });
+  afterAll(() => redis.stop());
+
+  it('keeps Socket.IO sockets open through engine.io heartbeats (the sink answers pings)', async () => {
+    const http: HttpServer = createServer();
+    const io = new SocketIoServer(http, { transports: ['websocket'], pingInterval: 100, pingTimeout: 100 });
+    await new Promise<void>((resolve) => http.listen(0, '127.0.0.1', resolve));
+    const { port } = http.address() as { port: number };
+    const sockets = 10;
+    let heartbeats = 0;
+    let enough: () => void;
+    let lost: (error: Error) => void;
+    const answered = new Promise<void>((resolve, reject) => ((enough = resolve), (lost = reject)));
+    io.engine.on('connection', (socket: { on(event: string, fn: (reason?: string) => void): void }) => {
+      socket.on('heartbeat', () => {
+        if (++heartbeats === sockets * 4) enough();
+      });
+      socket.on('close', (reason) => lost(new Error(`Socket.IO closed a sink socket: ${reason}`)));
+    });
+    const sink = fork(SINK, [`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`, String(sockets), 'socketio'], { stdio: 'ignore' });
+    try {
+      await next(sink, 'ready');
+      sink.send({ type: 'dial' });
+      expect((await next(sink, 'dialed')).open).toBe(sockets);
+      // Four pongs per socket span twice pingInterval + pingTimeout: an unanswered ping would have closed it.
+      await answered;
+      expect(io.engine.clientsCount).toBe(sockets);
+    } finally {
+      sink.kill('SIGKILL');
+      await new Promise<void>((resolve) => io.close(() => resolve()));
+    }
+  });
+
+  it('measures fan-out for the gateway and Socket.IO with every frame accounted for', async () => {
+    for (const peer of ['gateway', 'socketio']) {
+      const result = await measureFanout(peer, 50, { redisUrl: redis.url, targetDeliveries: 500 });
+      expect(result.single.perCpuSec).toBeGreaterThan(0);
+      expect(result.burst8.perCpuSec).toBeGreaterThan(0);
+    }
+  }, 60_000);
+
+  it('counts the stalled sockets the gateway closes on its own side', async () => {
+    // 256 KB at 50/s fills a loopback socket's kernel buffer within a second, then SLOW_CONSUMER_BYTES.
+    const result = await measureSlowConsumer({
+      peer: 'gateway', redisUrl: redis.url, rate: 50, bytes: 256 * 1024, seconds: 2, warmupSeconds: 0.5,
+      healthy: 5, stalled: 3, pairs: 1, probeCount: 2,
+    });
+    expect(result.stalledDialed).toBe(3);
+    expect(result.stalledClosedByServer).toBe(3);
+    expect(result.rounds[0].alone).toBeGreaterThan(0);
+  }, 60_000);
+});
