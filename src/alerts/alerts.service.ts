@@ -122,6 +122,7 @@ export class AlertsService implements OnModuleInit, OnModuleDestroy {
 
   private deliver(delivery: Delivery): void {
     const isTarget = targets(delivery.alert);
+    let written = false;
     for (const conn of this.connections.registry.inGateway('alerts')) {
       if (this.resuming.size > 0) {
         const waiting = this.resuming.get(conn);
@@ -130,8 +131,11 @@ export class AlertsService implements OnModuleInit, OnModuleDestroy {
           continue;
         }
       }
-      if (this.admits(conn, delivery) && isTarget(conn)) conn.sendEncoded(delivery.frame);
+      if (this.admits(conn, delivery) && isTarget(conn) && conn.sendEncoded(delivery.frame)) written = true;
     }
+    // Only what reached a socket is a delivery: a replica without subscribers (or without targets) would
+    // otherwise report every alert as delivered at once and pull the histogram down.
+    if (!written) return;
     this.connections.whenFlushed(() =>
       this.metrics.deliverySeconds.observe(Math.max(0, preciseNow() - delivery.publishedAt) / 1000),
     );

@@ -18,6 +18,25 @@ describe('health, readiness, metrics and logs', () => {
     expect(await ready.json()).toMatchObject({ status: 'ready', mode: 'embedded' });
   });
 
+  it('observes ws_delivery_seconds only for alerts that reached a socket', async () => {
+    const publisher = token({ role: 'service' });
+    const subscriber = token({ sub: 'delivery-user', role: 'authority' });
+    secrets.push(publisher, subscriber);
+    const post = (n: number) =>
+      fetch(gw.http('/api/alerts'), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${publisher}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ data: { n } }),
+      });
+    expect((await post(1)).status).toBe(202); // nobody subscribed: not a delivery
+    const client = await connect(gw.ws(`/api/alerts/subscribe?token=${subscriber}`));
+    expect((await post(2)).status).toBe(202);
+    expect((await client.ofType('alert')).data).toEqual({ n: 2 });
+    expect(await gw.metric('ws_delivery_seconds_count')).toBe(1);
+    await client.close();
+    await eventually(async () => (await gw.metric('ws_connections_active', { gateway: 'alerts' })) === 0);
+  });
+
   it('exposes every SPEC metric of the core with bounded labels', async () => {
     const good = token({ sub: 'metrics-user', role: 'authority' });
     secrets.push(good);
@@ -56,8 +75,9 @@ describe('health, readiness, metrics and logs', () => {
     expect(await gw.metric('ws_messages_sent_total', { gateway: 'alerts' })).toBeGreaterThanOrEqual(2);
     expect(await gw.metric('ws_bus_published_total', { channel: 'alerts' })).toBeGreaterThanOrEqual(1);
     expect(await gw.metric('ws_delivery_seconds_count')).toBeGreaterThanOrEqual(1);
+    const closedBefore = await gw.metric('ws_closes_total', { gateway: 'alerts', code: '1000' });
     await client.close();
-    await eventually(async () => (await gw.metric('ws_closes_total', { gateway: 'alerts', code: '1000' })) === 1);
+    await eventually(async () => (await gw.metric('ws_closes_total', { gateway: 'alerts', code: '1000' })) === closedBefore + 1);
     // Each ws_* series carries exactly the SPEC's label set (histogram buckets add `le`).
     const specLabels: Record<string, string[]> = {
       ws_connections_active: ['gateway'],
