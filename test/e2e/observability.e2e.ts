@@ -77,7 +77,7 @@ describe('health, readiness, metrics and logs', () => {
     expect(await gw.metric('ws_delivery_seconds_count')).toBeGreaterThanOrEqual(1);
     const closedBefore = await gw.metric('ws_closes_total', { gateway: 'alerts', code: '1000' });
     await client.close();
-    await eventually(async () => (await gw.metric('ws_closes_total', { gateway: 'alerts', code: '1000' })) === closedBefore + 1);
+    await eventually(async () => (await gw.metric('ws_closes_total', { gateway: 'alerts', code: '1000' })) === (closedBefore ?? 0) + 1);
     // Each ws_* series carries exactly the SPEC's label set (histogram buckets add `le`).
     const specLabels: Record<string, string[]> = {
       ws_connections_active: ['gateway'],
