@@ -9,7 +9,7 @@ const { once } = require('node:events');
 const http = require('node:http');
 const jwt = require('jsonwebtoken');
 const WebSocket = require('ws');
-const { startServer, runPinned, spawnRedis, SECRET } = require('./fanout');
+const { startServer, runPinned, startRedis, SECRET } = require('./fanout');
 
 // Warm-up: the rate ramps from 10% to 100% over RAMP_SECONDS, then holds for HOLD_SECONDS before measuring. A
 // cold start at full rate built a backlog (cold JIT, fresh keep-alive sockets) that took 2-5 s to drain, and
@@ -150,21 +150,13 @@ if (require.main === module) {
     const i = argv.indexOf(`--${name}`);
     return i === -1 ? fallback : argv[i + 1];
   };
-  const { createServer } = require('node:net');
   runPinned(1);
   (async () => {
-    const port = await new Promise((resolve) => {
-      const s = createServer().listen(0, '127.0.0.1', () => {
-        const { port: p } = s.address();
-        s.close(() => resolve(p));
-      });
-    });
-    const redis = spawnRedis(port);
-    process.on('exit', () => redis.kill('SIGKILL'));
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    const redis = await startRedis();
+    process.on('exit', () => redis.proc.kill('SIGKILL'));
     const options = { peer: opt('peer', 'gateway'), rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)) };
     process.stderr.write(`cluster latency: ${options.peer}, ${options.rate} alerts/s for ${options.seconds} s (+${WARMUP_SECONDS} s warm-up), ${options.subscribers} subscribers on replica B\n`);
-    const result = await measureLatency({ ...options, redisUrl: `redis://127.0.0.1:${port}/0` });
+    const result = await measureLatency({ ...options, redisUrl: redis.url });
     const ms = (v) => `${v.toFixed(2)} ms`;
     console.log(JSON.stringify({ ...options, ...result, p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max) }, null, 2));
     process.exit(0);

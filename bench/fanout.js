@@ -23,10 +23,29 @@ function runPinned(core = 1) {
   process.exit(result.status ?? 1);
 }
 
-/** A throwaway redis-server on `port`, free to run on any core (not the runner's). */
-function spawnRedis(port) {
+function freePort() {
+  return new Promise((resolve) => {
+    const server = require('node:net').createServer().listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** A throwaway redis-server on a free port, free to run on any core (not the runner's), once it accepts. */
+async function startRedis() {
+  const port = await freePort();
   const [cmd, rest] = pinned(`0-${require('node:os').cpus().length - 1}`, ['redis-server', '--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no']);
-  return spawn(cmd, rest, { stdio: 'ignore' });
+  const proc = spawn(cmd, rest, { stdio: 'ignore' });
+  for (let i = 0; i < 200; i++) {
+    const up = await new Promise((resolve) => {
+      const s = require('node:net').connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
+      s.on('error', () => resolve(false));
+    });
+    if (up) break;
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+  return { proc, url: `redis://127.0.0.1:${port}/0` };
 }
 
 function child(core, argv, env = {}) {
@@ -125,4 +144,4 @@ async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries }) 
   return results;
 }
 
-module.exports = { measureFanout, startServer, startSink, runPinned, spawnRedis, SECRET };
+module.exports = { measureFanout, startServer, startSink, runPinned, startRedis, SECRET };

@@ -8,9 +8,8 @@
 const { cpus, totalmem } = require('node:os');
 const { writeFileSync, readFileSync } = require('node:fs');
 const { join } = require('node:path');
-const { createServer } = require('node:net');
 const jwt = require('jsonwebtoken');
-const { measureFanout, startServer, startSink, runPinned, spawnRedis } = require('./fanout');
+const { measureFanout, startServer, startSink, runPinned, startRedis } = require('./fanout');
 const { measureLatency } = require('./cluster-latency');
 const { measureSlowConsumer } = require('./slow-consumer');
 
@@ -22,29 +21,6 @@ const FANOUT_SIZES = quick ? [1000] : [1000, 10_000];
 const FANOUT_DELIVERIES = quick ? 100_000 : 300_000;
 const LATENCY = quick ? [{ rate: 1000, seconds: 3 }] : [{ rate: 1000, seconds: 5 }, { rate: 5000, seconds: 5 }];
 const SECRET = 'bench-secret-bench-secret-bench-secret!!';
-
-function freePort() {
-  return new Promise((resolve) => {
-    const server = createServer().listen(0, '127.0.0.1', () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
-
-async function startRedis() {
-  const port = await freePort();
-  const proc = spawnRedis(port);
-  for (let i = 0; i < 200; i++) {
-    const up = await new Promise((resolve) => {
-      const s = require('node:net').connect(port, '127.0.0.1', () => (s.destroy(), resolve(true)));
-      s.on('error', () => resolve(false));
-    });
-    if (up) break;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  return { proc, url: `redis://127.0.0.1:${port}/0` };
-}
 
 async function untilClosed(server) {
   for (;;) {
