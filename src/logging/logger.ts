@@ -1,5 +1,8 @@
 import type { LoggerService } from '@nestjs/common';
+import { writeSync } from 'node:fs';
 import pino, { type DestinationStream, type Logger } from 'pino';
+
+const SLEEPER = new Int32Array(new SharedArrayBuffer(4));
 
 let stampedAt = 0;
 let stamp = '';
@@ -61,9 +64,27 @@ export class LineBatcher implements DestinationStream {
     this.out.write(batch);
   }
 
+  /**
+   * Writes what is held, synchronously (on exit, and in tests). Handing it to sonic-boom would not do: when
+   * sonic-boom is idle, a write starts an asynchronous fs.write that its own flushSync then skips as in flight,
+   * and the process may exit before it lands.
+   */
   flushSync(): void {
-    this.flush();
-    this.out.flushSync();
+    this.out.flushSync(); // what sonic-boom already queued (a write already in flight is beyond reach)
+    if (this.lines.length === 0) return;
+    const batch = Buffer.from(this.lines.join(''));
+    this.lines = [];
+    this.chars = 0;
+    const fd = (this.out as unknown as { fd: number }).fd;
+    for (let offset = 0, stalls = 0; offset < batch.length; ) {
+      try {
+        offset += writeSync(fd, batch, offset);
+      } catch (error) {
+        // A non-blocking stdout whose reader is slow: wait a little, but never hang an exiting process.
+        if ((error as NodeJS.ErrnoException).code !== 'EAGAIN' || ++stalls > 100) return;
+        Atomics.wait(SLEEPER, 0, 0, 10);
+      }
+    }
   }
 }
 
