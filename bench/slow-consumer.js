@@ -31,7 +31,7 @@ async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 50, seco
   const sink = await startSink(peer, server.port, healthy);
   const probes = [];
   const staller = stallers(peer, server.port, stalled);
-  const ask = async (type) => (server.send({ type }), server.next(type));
+  const ask = async (type, extra) => (server.send({ type, ...extra }), server.next(type));
   try {
     await sink.dial();
     await staller.next('ready');
@@ -60,8 +60,11 @@ async function measureSlowConsumer({ peer = 'gateway', redisUrl, rate = 50, seco
       const beside = await run();
       peakRss = Math.max(peakRss, (await ask('memory')).rss);
       // Counted on the server: a stalled client never reads, so it never sees the server's close. A socket the
-      // server is closing counts (its close frame waits behind the unread data until the close timeout).
-      closed += healthy + probes.length + dialed - (await ask('accepting')).count;
+      // server is closing counts (its close frame waits behind the unread data until the close timeout). The
+      // gateway tells the stalled sockets by their user; for the others every socket is counted.
+      closed += peer === 'gateway'
+        ? dialed - (await ask('accepting', { sub: 'stalled' })).count
+        : healthy + probes.length + dialed - (await ask('accepting')).count;
       staller.send({ type: 'reset' });
       await staller.next('reset');
       rounds.push({ alone: alone.p99, beside: beside.p99, ratio: beside.p99 / alone.p99, busyAlone: alone.busy, busyBeside: beside.busy });

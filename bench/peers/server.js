@@ -3,7 +3,7 @@
 //   ws:       a bare `ws` server, no auth, serialise once and one write per message per socket (W)
 //   ws8:      the same, but the messages of a burst go out in one write per socket (W8, the Node limit)
 //   socketio: Socket.IO 4.8 with @socket.io/redis-adapter, websocket transport only, no compression (S)
-// IPC: memory -> memory; cpu -> cpu; open -> open {count}; accepting -> accepting {count} (open, not closing); broadcast {count, burst} -> broadcasted (after the last burst is queued).
+// IPC: memory -> memory; cpu -> cpu; open -> open {count}; accepting {sub?} -> accepting {count} (open, not closing; G: of that user); broadcast {count, burst} -> broadcasted (after the last burst is queued).
 'use strict';
 const kind = process.argv[2];
 const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
@@ -11,7 +11,7 @@ const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
 let broadcast; // (burst: number) => void, one burst of messages to every subscriber
 let broadcastAt; // (at: number, text: string) => void, one message stamped with its publish time
 let openSockets; // () => number, sockets the server still holds
-let acceptingSockets; // () => number, of those the ones still open for messages (not closing)
+let acceptingSockets; // (sub?) => number, of those the ones still open for messages (not closing); G can filter by user
 
 async function start() {
   if (kind === 'gateway' || kind === 'gateway-cluster') {
@@ -30,9 +30,9 @@ async function start() {
     };
     broadcastAt = (at, text) => void alerts.publish({ data: { at, text } });
     openSockets = () => gw.connections.registry.size;
-    acceptingSockets = () => {
+    acceptingSockets = (sub) => {
       let n = 0;
-      for (const conn of gw.connections.registry.all()) if (conn.isOpen) n++;
+      for (const conn of gw.connections.registry.all()) if (conn.isOpen && (sub === undefined || conn.user.sub === sub)) n++;
       return n;
     };
     return gw.port;
@@ -112,7 +112,7 @@ start().then((port) => {
     if (msg.type === 'memory') process.send({ type: 'memory', ...memory() });
     if (msg.type === 'cpu') process.send({ type: 'cpu', cpu: process.cpuUsage() });
     if (msg.type === 'open') process.send({ type: 'open', count: openSockets() });
-    if (msg.type === 'accepting') process.send({ type: 'accepting', count: acceptingSockets() });
+    if (msg.type === 'accepting') process.send({ type: 'accepting', count: acceptingSockets(msg.sub) });
     if (msg.type === 'publish-for') {
       // msg.rate messages of about msg.bytes per second for msg.seconds, each stamped with its publish time.
       const text = 'x'.repeat(Math.max(0, (msg.bytes ?? 1024) - 100));

@@ -74,9 +74,9 @@ describe('benchmark harness', () => {
   }, 60_000);
 
   it('counts the stalled sockets the gateway closes on its own side', async () => {
-    // 256 KB at 50/s fills a loopback socket's kernel buffer within a second, then SLOW_CONSUMER_BYTES.
+    // 64 KB at 50/s fills a loopback socket's kernel buffer (4-6 MB) in about 2 s, then SLOW_CONSUMER_BYTES.
     const result = await measureSlowConsumer({
-      peer: 'gateway', redisUrl: redis.url, rate: 50, bytes: 256 * 1024, seconds: 2, warmupSeconds: 0.5,
+      peer: 'gateway', redisUrl: redis.url, rate: 50, bytes: 64 * 1024, seconds: 4, warmupSeconds: 0.5,
       healthy: 5, stalled: 3, pairs: 1, probeCount: 2,
     });
     expect(result.stalledDialed).toBe(3);
