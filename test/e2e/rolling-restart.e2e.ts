@@ -49,12 +49,14 @@ describe('rolling restart of two replicas', () => {
     const received: string[] = [];
     const closes: number[] = [];
     let client: TestClient | undefined;
+    let connectedTo = '';
     const subscribe = async (): Promise<void> => {
       for (let attempt = 0; running; attempt++) {
         const targets = [...live];
         const target = targets[attempt % targets.length];
         const since = received.length ? `&since=${received[received.length - 1]}` : '';
         try {
+          connectedTo = target.name;
           client = await connect(target.ws(`/api/alerts/subscribe?token=${token({ sub: 'watcher' })}${since}`));
         } catch {
           await new Promise((resolve) => setTimeout(resolve, 50)); // backoff before the next replica
@@ -102,7 +104,12 @@ describe('rolling restart of two replicas', () => {
     await eventually(() => received.length >= published.length, 10_000, 'the client to catch up').catch((error: Error) => {
       // Seen once in about 14 full runs: say whether an alert went missing or the client stopped receiving.
       const missing = published.filter((id) => !received.includes(id));
-      throw new Error(`${error.message}: received ${received.length} of ${published.length}; missing ${missing.slice(0, 5).join(', ') || 'none'}; closes ${closes.join(',')}; live ${[...live].map((r) => r.name).join(',')}`);
+      const firstMissing = published.findIndex((id) => !received.includes(id));
+      throw new Error(
+        `${error.message}: received ${received.length} of ${published.length}; missing ${missing.length} from index ${firstMissing} ` +
+          `(${missing.slice(0, 3).join(', ')}); closes ${closes.join(',')}; connected to ${connectedTo}, socket state ${client?.ws.readyState}; ` +
+          `live ${[...live].map((r) => r.name).join(',')}`,
+      );
     });
     running = false;
     client?.ws.terminate();
