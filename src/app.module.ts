@@ -1,7 +1,6 @@
 import { Module, type DynamicModule, type Type } from '@nestjs/common';
-import { AlertsModule } from './alerts/alerts.module';
 import { AuthModule } from './auth/auth.module';
-import { ChatModule } from './chat/chat.module';
+import { ChannelsModule } from './channels/channels.module';
 import { ConfigModule } from './config/config.module';
 import type { AppConfig } from './config/config';
 import { ConnectionModule } from './connection/connection.module';
@@ -12,8 +11,9 @@ import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { ClusterModule } from './mode/cluster.module';
 import { EmbeddedModule } from './mode/embedded.module';
-import { SignalingModule } from './signaling/signaling.module';
+import { RoomsModule } from './rooms/rooms.module';
 import { UpgradeModule } from './upgrade/upgrade.module';
+import { GATEWAYS } from './gateways';
 
 @Module({})
 export class AppModule {
@@ -27,12 +27,12 @@ export class AppModule {
         AuthModule,
         config.redisUrl ? ClusterModule : EmbeddedModule,
         ConnectionModule,
+        ChannelsModule,
+        RoomsModule,
         UpgradeModule,
         HealthModule,
         DemoModule,
-        AlertsModule,
-        SignalingModule,
-        ChatModule,
+        ...GATEWAYS,
         ...extra,
       ],
     };

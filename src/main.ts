@@ -1,5 +1,5 @@
 import { startGateway } from './app';
-import { MESSAGE_BUS, type MessageBus } from './bus/message-bus';
+import { BROKER, type Broker } from './channels/broker';
 import { ConfigError, loadConfig } from './config/config';
 import { createLogger } from './logging/logger';
 
@@ -20,7 +20,7 @@ async function main(): Promise<void> {
   }
 
   const gateway = await startGateway(config, log);
-  const mode = gateway.app.get<MessageBus>(MESSAGE_BUS).mode;
+  const mode = gateway.app.get<Broker>(BROKER).mode;
   log.info(
     { event: 'listening', host: config.host, port: gateway.port, mode },
     `realtime-gateway listening on http://${config.host}:${gateway.port} (${mode} mode)`,

@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import type { Publication } from '../channels/publication';
+import { isObject } from '../channels/publication';
 
 const name = z.string().min(1).max(256);
 
@@ -13,13 +15,38 @@ export const AlertInputSchema = z
 
 export type AlertInput = z.infer<typeof AlertInputSchema>;
 
-/** An accepted alert; `id` increases within the channel and is what clients resume from. */
-export interface Alert extends AlertInput {
-  id: string;
-  ts: number;
+/** A personal publication (`user:<sub>`): `{"data":{...}}`. */
+export const PersonalInputSchema = z.object({ data: AlertInputSchema.shape.data }).strict();
+
+/**
+ * An alert payload as stored or published: the gateway's own `{data, roles?, users?}`, or what other services
+ * put in a stream entry, where `data` may also hold that whole object (`XADD … data '{"data":{..},"roles":[..]}'`).
+ */
+export function normaliseAlert(payload: Record<string, unknown>): AlertInput | string {
+  let candidate: Record<string, unknown> = payload;
+  const inner = payload.data;
+  if (
+    isObject(inner) &&
+    isObject(inner.data) &&
+    Object.keys(payload).every((k) => k === 'data') &&
+    Object.keys(inner).every((k) => k === 'data' || k === 'roles' || k === 'users')
+  ) {
+    candidate = inner;
+  }
+  const parsed = AlertInputSchema.safeParse(candidate);
+  return parsed.success ? parsed.data : parsed.error.issues[0].message;
 }
 
-/** The client frame, serialised once per alert and shared by every socket and every replay. */
-export function encodeAlertFrame(alert: Alert): Buffer {
-  return Buffer.from(JSON.stringify({ type: 'alert', id: alert.id, data: alert.data, ts: alert.ts }));
+/**
+ * The client frame, serialised once per alert and shared by every socket and every replay. Live-only alerts
+ * have no id; `ts` is the publish time in whole ms.
+ */
+export function encodeAlertFrame(publication: Publication, data: Record<string, unknown>, channel?: string): Buffer {
+  const ts = publication.key ? publication.key.ms : Math.floor(publication.ts);
+  const frame: Record<string, unknown> = { type: 'alert' };
+  if (channel) frame.channel = channel;
+  if (publication.id) frame.id = publication.id;
+  frame.data = data;
+  frame.ts = ts;
+  return Buffer.from(JSON.stringify(frame));
 }

@@ -1,16 +1,15 @@
 import type { OnGatewayConnection } from '@nestjs/websockets';
-import type { StreamId } from '../bus/stream-id';
 import type { Connection } from '../connection/connection';
 import { AllowRoles, UpgradeGuards } from '../gateway/gateway-metadata';
 import { RealtimeGateway } from '../gateway/realtime-gateway.decorator';
 import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../upgrade/guards/capacity.guard';
 import { OriginGuard } from '../upgrade/guards/origin.guard';
+import { ResumeGuard, type ResumeRequest } from '../upgrade/guards/resume.guard';
 import { RolesGuard } from '../upgrade/guards/roles.guard';
 import { AlertsService } from './alerts.service';
-import { ResumeGuard } from './resume.guard';
 
-/** `/api/alerts/subscribe`: live alerts for authorities and admins, resumable with `?since=<id>`. */
+/** `/api/alerts/subscribe`: alerts for authorities and admins, resumable with `?since=<id>&epoch=<epoch>`. */
 @RealtimeGateway({ name: 'alerts', path: '/api/alerts/subscribe' })
 @UpgradeGuards(OriginGuard, AuthenticateGuard, RolesGuard, ResumeGuard, CapacityGuard)
 @AllowRoles('authority', 'admin')
@@ -18,6 +17,6 @@ export class AlertsGateway implements OnGatewayConnection {
   constructor(private readonly alerts: AlertsService) {}
 
   handleConnection(conn: Connection): void | Promise<void> {
-    return this.alerts.attach(conn, conn.attributes.since as StreamId | undefined);
+    return this.alerts.attach(conn, conn.attributes.resume as ResumeRequest | undefined);
   }
 }

@@ -2,14 +2,16 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractToken } from '../auth/token-extractor';
 import { AuthError, JwtVerifier, WWW_AUTHENTICATE } from '../auth/jwt-verifier';
+import { BrokerUnavailableError } from '../channels/broker';
+import { MESSAGE_LIMITS, type MessageLimits } from '../channels/message-limits';
 import { LOGGER, type Logger } from '../logging/logger';
-import { RedisUnavailableError } from '../redis/redis-connections';
 import { AlertInputSchema } from './alert';
 import { AlertsService } from './alerts.service';
 
 const PATH = '/api/alerts';
-const MAX_BODY_BYTES = 256 * 1024;
 const PUBLISHER_ROLES = ['service', 'admin'];
+/** Idempotency-Key values: printable ASCII, at most this long (they are hashed before they reach Redis). */
+const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,256}$/;
 
 class HttpError extends Error {
   constructor(
@@ -28,17 +30,22 @@ function reply(res: ServerResponse, status: number, body: object, headers: Recor
   res.end(json);
 }
 
-function readBody(req: IncomingMessage): Promise<Buffer> {
+function tooLarge(limit: number): HttpError {
+  return new HttpError(413, 'too_large', `request body larger than ${limit} bytes (MAX_PUBLISH_BYTES)`);
+}
+
+function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   return new Promise((resolve, reject) => {
     const declared = Number(req.headers['content-length']);
-    if (declared > MAX_BODY_BYTES) return reject(new HttpError(413, 'payload_too_large', 'request body too large (limit 256 KB)'));
+    if (declared > limit) return reject(tooLarge(limit));
     const chunks: Buffer[] = [];
     let size = 0;
     req.on('data', (chunk: Buffer) => {
+      if (size > limit) return; // refused already; the rest is read and dropped
       size += chunk.length;
-      if (size > MAX_BODY_BYTES) {
-        reject(new HttpError(413, 'payload_too_large', 'request body too large (limit 256 KB)'));
-        req.destroy();
+      if (size > limit) {
+        chunks.length = 0;
+        reject(tooLarge(limit));
         return;
       }
       chunks.push(chunk);
@@ -59,6 +66,7 @@ export class PublishEndpoint {
   constructor(
     private readonly verifier: JwtVerifier,
     private readonly alerts: AlertsService,
+    @Inject(MESSAGE_LIMITS) private readonly limits: MessageLimits,
     @Inject(LOGGER) private readonly log: Logger,
   ) {}
 
@@ -98,13 +106,16 @@ export class PublishEndpoint {
     if (!/^application\/([\w.+-]*\+)?json\b/i.test(type)) {
       throw new HttpError(415, 'unsupported_media_type', 'send the body as application/json');
     }
-    let body: unknown;
-    try {
-      body = JSON.parse((await readBody(req)).toString('utf8'));
-    } catch (error) {
-      if (error instanceof HttpError) throw error;
-      throw new HttpError(400, 'bad_request', 'request body is not valid JSON');
+    const idempotencyKey = req.headers['idempotency-key'];
+    if (idempotencyKey !== undefined && (typeof idempotencyKey !== 'string' || !IDEMPOTENCY_KEY.test(idempotencyKey))) {
+      throw new HttpError(400, 'bad_request', 'Idempotency-Key must be 1-256 printable ASCII characters');
     }
+    const verdict = this.limits.parseObject(await readBody(req, this.limits.maxBytes));
+    if (!verdict.ok) {
+      if (verdict.status === 413) throw tooLarge(this.limits.maxBytes);
+      throw new HttpError(400, 'bad_request', `request body is ${verdict.reason}`);
+    }
+    const body = verdict.value;
     const parsed = AlertInputSchema.safeParse(body);
     if (!parsed.success) {
       const issue = parsed.error.issues[0];
@@ -112,11 +123,10 @@ export class PublishEndpoint {
       throw new HttpError(400, 'bad_request', `${where}${issue.message} (expected {"data": {...}, "roles"?: [...], "users"?: [...]})`);
     }
     try {
-      const alert = await this.alerts.publish(parsed.data);
-      return { id: alert.id, ts: alert.ts };
+      return await this.alerts.publish(parsed.data, idempotencyKey);
     } catch (error) {
       // Fail fast: an alert we cannot store durably is refused, never queued in memory.
-      if (error instanceof RedisUnavailableError) {
+      if (error instanceof BrokerUnavailableError) {
         throw new HttpError(503, 'redis_unavailable', 'the alert could not be stored: Redis is unreachable; retry shortly', { 'Retry-After': '2' });
       }
       throw error;

@@ -1,12 +1,11 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { ConnectionManager } from '../connection/connection-manager';
-import { claimForUpgrade } from '../presence/claim-guard';
 import { PRESENCE, type Presence } from '../presence/presence';
+import { claimForUpgrade } from '../upgrade/guards/claim';
 import type { UpgradeContext, UpgradeGuard } from '../upgrade/upgrade-guard';
 import { UpgradeRefusal } from '../upgrade/upgrade-refusal';
+import { chatChannel } from './chat-channel';
 import { ROOM_NAME } from './chat.frames';
-
-export const roomGroup = (room: string) => `chat:${room}`;
 
 /** A well-formed room name (400). */
 @Injectable()
@@ -27,7 +26,7 @@ export class ChatMemberGuard implements UpgradeGuard {
   ) {}
 
   canUpgrade(ctx: UpgradeContext): Promise<void> {
-    return claimForUpgrade(this.presence, this.connections.registry, ctx, roomGroup(ctx.params.room), ctx.user!.sub, () =>
+    return claimForUpgrade(this.presence, this.connections.registry, ctx, chatChannel(ctx.params.room), ctx.user!.sub, () =>
       new UpgradeRefusal(409, 'duplicate_user', 'this user is already connected to this room (one connection per user per room)'),
     );
   }

@@ -45,7 +45,16 @@ export interface AppConfig {
   /** New upgrades accepted per second on this node (0: no limit); beyond it 503 at_capacity. */
   maxUpgradesPerSec: number;
   logLevel: (typeof LOG_LEVELS)[number];
-  alertHistorySize: number;
+  /** Messages kept per history channel (HISTORY_SIZE, formerly ALERT_HISTORY_SIZE). */
+  historySize: number;
+  /** A history channel nobody wrote to for this long is dropped, and its epoch with it (0: kept forever). */
+  historyTtlMs: number;
+  /** Largest published message, in bytes of JSON. */
+  maxPublishBytes: number;
+  /** Deepest JSON nesting accepted from clients and publishers. */
+  maxJsonDepth: number;
+  /** A Redis link that answers nothing for this long counts as down. */
+  redisTimeoutMs: number;
   /** Cluster mode: a crashed node's presence entries vanish after about this long. */
   presenceTtlMs: number;
 }
@@ -110,7 +119,12 @@ const envSchema = z.object({
     (v) => (typeof blankIsUnset(v) === 'string' ? String(v).toLowerCase() : undefined),
     z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   ),
-  ALERT_HISTORY_SIZE: int(1, 10_000_000, 10_000),
+  HISTORY_SIZE: z.preprocess(blankIsUnset, z.unknown().optional()),
+  ALERT_HISTORY_SIZE: z.preprocess(blankIsUnset, z.unknown().optional()),
+  HISTORY_TTL_MS: int(0, 365 * 86_400_000, 86_400_000),
+  MAX_PUBLISH_BYTES: int(64, 64 * 1024 * 1024, 65_536),
+  MAX_JSON_DEPTH: int(2, 1000, 32),
+  REDIS_TIMEOUT_MS: int(100, 600_000, 5000),
   PRESENCE_TTL_MS: int(1000, 600_000, 15_000),
 });
 
@@ -201,6 +215,16 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
   }
   const env = parsed.data;
   const { jwt, warnings } = buildJwt(env);
+  // HISTORY_SIZE is the v2 name; ALERT_HISTORY_SIZE stays accepted (the new name wins when both are set).
+  const historyVariable = env.HISTORY_SIZE !== undefined ? 'HISTORY_SIZE' : 'ALERT_HISTORY_SIZE';
+  const history = int(1, 10_000_000, 10_000).safeParse(env.HISTORY_SIZE ?? env.ALERT_HISTORY_SIZE);
+  if (!history.success) throw new ConfigError(historyVariable, history.error.issues[0].message);
+  if (env.MAX_PUBLISH_BYTES > env.SLOW_CONSUMER_BYTES / 4) {
+    throw new ConfigError(
+      'MAX_PUBLISH_BYTES',
+      `must be at most SLOW_CONSUMER_BYTES / 4 (${Math.floor(env.SLOW_CONSUMER_BYTES / 4)}), or one message could close every subscriber as a slow consumer`,
+    );
+  }
   const config: AppConfig = {
     port: env.PORT,
     host: env.HOST,
@@ -222,7 +246,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     drainWindowMs: env.DRAIN_WINDOW_MS,
     maxUpgradesPerSec: env.MAX_UPGRADES_PER_SEC,
     logLevel: env.LOG_LEVEL,
-    alertHistorySize: env.ALERT_HISTORY_SIZE,
+    historySize: history.data,
+    historyTtlMs: env.HISTORY_TTL_MS,
+    maxPublishBytes: env.MAX_PUBLISH_BYTES,
+    maxJsonDepth: env.MAX_JSON_DEPTH,
+    redisTimeoutMs: env.REDIS_TIMEOUT_MS,
     presenceTtlMs: env.PRESENCE_TTL_MS,
   };
   return { config, warnings };

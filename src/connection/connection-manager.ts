@@ -2,10 +2,10 @@ import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
 import type { Counter, Gauge } from 'prom-client';
 import type { RawData, WebSocket } from 'ws';
 import type { ZodType } from 'zod';
+import type { Principal } from '../auth/principal';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
-import type { UpgradeContext } from '../upgrade/upgrade-guard';
 import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
 import { Connection, type ConnectionHost } from './connection';
 import { ConnectionRegistry } from './connection-registry';
@@ -29,6 +29,15 @@ interface GatewayCounters {
   received: Counter.Internal;
   active: Gauge.Internal<string>;
   opened: Counter.Internal;
+}
+
+/** What the door hands over for a socket that passed every check (the upgrade context fits it). */
+export interface AcceptedUpgrade {
+  readonly connectionId: string;
+  readonly gateway: string;
+  readonly user?: Principal;
+  readonly params: Readonly<Record<string, string>>;
+  readonly attributes: Readonly<Record<string, unknown>>;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -111,14 +120,14 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     return (++this.nextId).toString(36);
   }
 
-  accept(ws: WebSocket, ctx: UpgradeContext, frames?: Readonly<Record<string, ZodType>>): Connection {
+  accept(ws: WebSocket, accepted: AcceptedUpgrade, frames?: Readonly<Record<string, ZodType>>): Connection {
     const now = Date.now();
     const conn = new Connection(ws, this, {
-      id: ctx.connectionId,
-      gateway: ctx.gateway,
-      user: ctx.user!,
-      params: ctx.params,
-      attributes: ctx.attributes,
+      id: accepted.connectionId,
+      gateway: accepted.gateway,
+      user: accepted.user!,
+      params: accepted.params,
+      attributes: accepted.attributes,
       bucket: new TokenBucket(this.config.rateLimitPerSec, this.config.rateLimitBurst, now),
       frames,
       now,

@@ -1,7 +1,6 @@
 import type { WebSocket } from 'ws';
 import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
-import type { GatewayName } from '../gateway/gateway-metadata';
 import { CloseCode } from './close-codes';
 import { encodeFrame, errorFrame, type ErrorCode } from './frames';
 import type { TokenBucket } from './token-bucket';
@@ -19,7 +18,7 @@ export interface ConnectionHost {
 
 export interface ConnectionInit {
   id: string;
-  gateway: GatewayName;
+  gateway: string;
   user: Principal;
   params: Readonly<Record<string, string>>;
   attributes: Readonly<Record<string, unknown>>;
@@ -35,7 +34,8 @@ export interface ConnectionInit {
  */
 export class Connection {
   readonly id: string;
-  readonly gateway: GatewayName;
+  /** The registered gateway's name (metric label, log field). */
+  readonly gateway: string;
   readonly user: Principal;
   readonly params: Readonly<Record<string, string>>;
   /** Values the upgrade guards attached for this gateway (e.g. a resume id). */

@@ -2,11 +2,9 @@ import type { Type } from '@nestjs/common';
 import type { ZodType } from 'zod';
 import type { UpgradeGuard } from '../upgrade/upgrade-guard';
 
-export type GatewayName = 'alerts' | 'signaling' | 'chat';
-
 export interface RealtimeGatewayOptions {
-  /** Metric label and log field; one of a closed set. */
-  name: GatewayName;
+  /** Metric label and log field: a short lowercase name, unique among the registered gateways. */
+  name: string;
   /** Path pattern; `:param` segments arrive in `connection.params`. */
   path: string;
   /** Schema per client frame type; a frame of a listed type is validated before its handler runs. */

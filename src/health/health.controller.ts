@@ -1,13 +1,13 @@
 import { Controller, Get, Header, HttpStatus, Inject, Res } from '@nestjs/common';
 import type { Response } from 'express';
-import { MESSAGE_BUS, type MessageBus } from '../bus/message-bus';
+import { BROKER, type Broker } from '../channels/broker';
 import { ConnectionManager } from '../connection/connection-manager';
 
 @Controller()
 export class HealthController {
   constructor(
     private readonly connections: ConnectionManager,
-    @Inject(MESSAGE_BUS) private readonly bus: MessageBus,
+    @Inject(BROKER) private readonly bus: Broker,
   ) {}
 
   /** Liveness: the process answers. */

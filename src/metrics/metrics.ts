@@ -1,7 +1,9 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
-/** Label values are closed sets: never a room, a user, a raw path or a token. */
-export type GatewayLabel = 'alerts' | 'signaling' | 'chat' | 'unknown';
+/**
+ * Label values are bounded sets: `gateway` is a registered gateway's name (or `unknown`), `channel` a channel
+ * kind; never a room, a user, a raw path or a token.
+ */
 
 /**
  * Every SPEC metric, on a registry of its own (not prom-client's global one) so that several app instances
@@ -87,7 +89,7 @@ export class Metrics {
   }
 
   /** Series that must be visible at zero before the first event, so dashboards and alerts have a baseline. */
-  initGateway(gateway: GatewayLabel): void {
+  initGateway(gateway: string): void {
     this.connectionsActive.labels(gateway).set(0);
     this.connectionsTotal.labels(gateway).inc(0);
     this.messagesReceived.labels(gateway).inc(0);

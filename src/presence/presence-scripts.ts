@@ -1,5 +1,4 @@
-import { createHash } from 'node:crypto';
-import type Redis from 'ioredis';
+import { Script } from '../redis/script';
 
 /**
  * Presence is kept consistent by Lua scripts, each atomic on the Redis server. Keys under the prefix `P`:
@@ -11,22 +10,6 @@ import type Redis from 'ioredis';
  * Scripts read other nodes' liveness keys by name, so they need one Redis (standalone or Sentinel), not a
  * Redis Cluster.
  */
-export class Script {
-  private readonly sha: string;
-
-  constructor(private readonly source: string) {
-    this.sha = createHash('sha1').update(source).digest('hex');
-  }
-
-  async run(redis: Redis, keys: string[], args: (string | number)[]): Promise<unknown> {
-    try {
-      return await redis.evalsha(this.sha, keys.length, ...keys, ...args);
-    } catch (error) {
-      if (!(error instanceof Error) || !error.message.startsWith('NOSCRIPT')) throw error;
-      return redis.eval(this.source, keys.length, ...keys, ...args);
-    }
-  }
-}
 
 const IS_LIVE = `
 local function live(prefix, node)

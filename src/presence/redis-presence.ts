@@ -1,8 +1,8 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { MESSAGE_BUS, prefixed, type MessageBus } from '../bus/message-bus';
+import { BROKER, BrokerUnavailableError, type Broker } from '../channels/broker';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
-import { RedisConnections, RedisUnavailableError } from '../redis/redis-connections';
+import { RedisConnections } from '../redis/redis-connections';
 import { ownerOf, releaseOnce, UserCounts, type Claim, type ClaimResult, type Presence, type SlotResult } from './presence';
 import { ACQUIRE_SLOT, CLAIM, HEARTBEAT, MEMBERS, REAP, RELEASE, RELEASE_SLOT, SET_SLOTS } from './presence-scripts';
 
@@ -43,20 +43,22 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   private unsubscribe: (() => void) | undefined;
   private clearedPreviousIncarnation = false;
   private syncing: Promise<void> | undefined;
+  private readonly maxAnnounceBytes: number;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
     private readonly redis: RedisConnections,
-    @Inject(MESSAGE_BUS) private readonly bus: MessageBus,
+    @Inject(BROKER) private readonly broker: Broker,
     @Inject(LOGGER) private readonly log: Logger,
   ) {
     this.prefix = config.redisPrefix;
     this.nodeId = config.nodeId;
     this.ttlMs = config.presenceTtlMs;
+    this.maxAnnounceBytes = Math.floor(config.maxPublishBytes / 2);
   }
 
   onApplicationBootstrap(): void {
-    this.unsubscribe = this.bus.subscribe<NodeGone>(PRESENCE_CHANNEL, (envelope) => this.announce(envelope.data));
+    this.unsubscribe = this.broker.subscribe(PRESENCE_CHANNEL, (publication) => this.announce(publication.data as unknown as NodeGone), { history: false });
     this.redis.onReady(() => void this.resync());
     this.timer = setInterval(() => void this.beat(), Math.max(250, Math.floor(this.ttlMs / 3)));
     this.timer.unref();
@@ -108,7 +110,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   async claim(group: string, member: string, connectionId: string, onLost?: () => void): Promise<ClaimResult> {
-    if (!this.up()) throw new RedisUnavailableError();
+    if (!this.up()) throw new BrokerUnavailableError();
     const owner = ownerOf(this.nodeId, connectionId);
     let holder: unknown;
     try {
@@ -119,7 +121,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
         `c${SEP}${group}${SEP}${member}`,
       ]);
     } catch {
-      throw new RedisUnavailableError();
+      throw new BrokerUnavailableError();
     }
     if (typeof holder === 'string') return { ok: false, holder };
     const id = `${group}${SEP}${member}`;
@@ -135,12 +137,12 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   async members(group: string): Promise<Map<string, string>> {
-    if (!this.up()) throw new RedisUnavailableError();
+    if (!this.up()) throw new BrokerUnavailableError();
     let flat: string[];
     try {
       flat = (await MEMBERS.run(this.redis.command, [this.key('claims', group)], [this.prefix])) as string[];
     } catch {
-      throw new RedisUnavailableError();
+      throw new BrokerUnavailableError();
     }
     const members = new Map<string, string>();
     for (let i = 0; i + 1 < flat.length; i += 2) members.set(flat[i], flat[i + 1]);
@@ -157,11 +159,11 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   private key(kind: 'conns' | 'claims', name: string): string {
-    return prefixed(this.prefix, `${kind}:${name}`);
+    return `${this.prefix}:${kind}:${name}`;
   }
 
   private nodeKey(node: string): string {
-    return prefixed(this.prefix, `node:${node}`);
+    return `${this.prefix}:node:${node}`;
   }
 
   private holdsKey(node: string): string {
@@ -182,7 +184,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   private async release(claim: Claim): Promise<void> {
     const id = `${claim.group}${SEP}${claim.member}`;
     try {
-      if (!this.up()) throw new RedisUnavailableError();
+      if (!this.up()) throw new BrokerUnavailableError();
       await RELEASE.run(this.redis.command, [this.key('claims', claim.group), this.holdsKey(this.nodeId)], [
         claim.member,
         claim.owner,
@@ -199,7 +201,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     if (!this.up()) return;
     let dead: string[];
     try {
-      dead = (await HEARTBEAT.run(this.redis.command, [this.nodeKey(this.nodeId), prefixed(this.prefix, 'nodes')], [
+      dead = (await HEARTBEAT.run(this.redis.command, [this.nodeKey(this.nodeId), `${this.prefix}:nodes`], [
         this.ttlMs,
         this.nodeId,
         this.prefix,
@@ -221,7 +223,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     try {
       reply = (await REAP.run(
         this.redis.command,
-        [this.holdsKey(node), prefixed(this.prefix, 'nodes'), this.nodeKey(node)],
+        [this.holdsKey(node), `${this.prefix}:nodes`, this.nodeKey(node)],
         [node, this.prefix, force ? '1' : '0'],
       )) as string[];
     } catch (error) {
@@ -234,7 +236,21 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     if (why === 'restarted' && claims.length === 0) return; // a fresh start: nothing to announce
     this.log.info({ event: 'node_gone', node, why, claims: claims.length }, 'removed the presence of a node that is gone');
     try {
-      await this.bus.publish<NodeGone>(PRESENCE_CHANNEL, { node, claims });
+      // In batches well under MAX_PUBLISH_BYTES (which every node checks on receipt): a node with thousands of
+      // seats and rooms would otherwise be announced in one message the others drop.
+      let batch: NodeGone['claims'] = [];
+      let bytes = 0;
+      for (const claim of claims) {
+        const size = claim[0].length + claim[1].length + claim[2].length + 16;
+        if (batch.length > 0 && bytes + size > this.maxAnnounceBytes) {
+          await this.broker.publish(PRESENCE_CHANNEL, { node, claims: batch } satisfies NodeGone, { history: false });
+          batch = [];
+          bytes = 0;
+        }
+        batch.push(claim);
+        bytes += size;
+      }
+      await this.broker.publish(PRESENCE_CHANNEL, { node, claims: batch } satisfies NodeGone, { history: false });
     } catch {
       this.log.warn({ event: 'node_gone_unannounced', node }, 'could not announce a dead node (Redis unreachable)');
     }

@@ -1,34 +1,47 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import Redis, { type RedisOptions } from 'ioredis';
 import { Gauge } from 'prom-client';
+import { BrokerUnavailableError } from '../channels/broker';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 
 /** Thrown when a command needs Redis and the link is down; callers answer 503, never queue. */
-export class RedisUnavailableError extends Error {
-  constructor() {
-    super('Redis is unreachable');
-  }
-}
+export { BrokerUnavailableError as RedisUnavailableError };
 
 type Role = 'command' | 'subscriber' | 'blocking';
 
+/** Longest blocking read: a frozen link is noticed within this plus REDIS_TIMEOUT_MS. */
+const MAX_BLOCK_MS = 5000;
+
 /**
- * The three Redis connections of a cluster-mode node, and whether they are all up (`ws_redis_up`, /readyz):
- * - `command`: publishes, stream appends, presence scripts. No offline queue: while Redis is down every
- *   command fails at once instead of piling up in memory.
+ * The three Redis connections of a cluster-mode node, and whether they all work (`ws_redis_up`, /readyz):
+ * - `command`: publishes, stream reads, presence scripts. No offline queue: while Redis is down every command
+ *   fails at once instead of piling up in memory; a command unanswered for REDIS_TIMEOUT_MS fails.
  * - `subscriber`: pub/sub only; ioredis resubscribes by itself after a reconnect.
- * - `blocking`: the alert stream tail (XREAD BLOCK would stall everything else on a shared connection).
+ * - `blocking`: the XREAD of streams other services append to (a blocking read would stall a shared link).
+ *
+ * A link whose TCP connection stays open while nothing answers (a frozen proxy, a half-dead failover) is
+ * invisible to ioredis until TCP keepalive gives up, about 11 minutes. So each link is probed: a PING every
+ * REDIS_TIMEOUT_MS/4, and a link that has an answer outstanding for REDIS_TIMEOUT_MS counts as down (warn log,
+ * readiness 503, ws_redis_up 0) and is reconnected. This is the failure Centrifugo users met after a Sentinel
+ * failover (centrifugo#1189), fixed there the same way.
  */
 @Injectable()
 export class RedisConnections implements OnApplicationShutdown {
   readonly command: Redis;
   readonly subscriber: Redis;
   readonly blocking: Redis;
+  /** BLOCK argument of XREAD: a read returns empty after this long, so it never outlives the timeout. */
+  readonly blockMs: number;
   private readonly up: Gauge;
   private upValue = 0;
+  private readonly subscriberReadyListeners = new Set<() => void>();
   private readonly readyListeners = new Set<() => void>();
+  private readonly silent = new Set<Role>();
+  private readonly probing = new Map<Role, number>();
+  private readonly watchdog: NodeJS.Timeout;
+  private readonly timeoutMs: number;
   private closing = false;
 
   constructor(
@@ -37,39 +50,78 @@ export class RedisConnections implements OnApplicationShutdown {
     @Inject(LOGGER) private readonly log: Logger,
   ) {
     if (!config.redisUrl) throw new Error('cluster mode needs REDIS_URL');
-    this.up = new Gauge({ name: 'ws_redis_up', help: '1 while every Redis connection of this node is ready', registers: [metrics.registry] });
+    this.timeoutMs = config.redisTimeoutMs;
+    this.blockMs = Math.max(100, Math.min(MAX_BLOCK_MS, Math.floor(config.redisTimeoutMs / 2)));
+    this.up = new Gauge({ name: 'ws_redis_up', help: '1 while every Redis connection of this node answers', registers: [metrics.registry] });
     this.up.set(0);
     const common: RedisOptions = {
       connectionName: `realtime-gateway:${config.nodeId}`,
       retryStrategy: (attempt) => Math.min(attempt * 100, 2000),
-      connectTimeout: 5000,
+      connectTimeout: Math.min(5000, config.redisTimeoutMs),
       keepAlive: 10_000,
     };
-    this.command = new Redis(config.redisUrl, { ...common, enableOfflineQueue: false, maxRetriesPerRequest: 1 });
+    this.command = new Redis(config.redisUrl, {
+      ...common,
+      enableOfflineQueue: false,
+      maxRetriesPerRequest: 1,
+      commandTimeout: config.redisTimeoutMs,
+    });
     // Subscriptions issued while reconnecting wait in the queue rather than being lost.
     this.subscriber = new Redis(config.redisUrl, { ...common, autoResubscribe: true });
     // The tail re-issues its read itself after a failure; a queued read simply waits for the link.
-    this.blocking = new Redis(config.redisUrl, { ...common, maxRetriesPerRequest: null });
-    for (const [role, connection] of [
-      ['command', this.command],
-      ['subscriber', this.subscriber],
-      ['blocking', this.blocking],
-    ] as const) {
-      connection.on('ready', () => this.statusChanged(role));
+    this.blocking = new Redis(config.redisUrl, {
+      ...common,
+      maxRetriesPerRequest: null,
+      commandTimeout: this.blockMs + config.redisTimeoutMs,
+    });
+    for (const [role, connection] of this.links()) {
+      connection.on('ready', () => {
+        this.silent.delete(role);
+        this.probing.delete(role);
+        this.statusChanged(role);
+        if (role === 'subscriber') this.subscriberReady();
+      });
       connection.on('close', () => this.statusChanged(role));
       // ioredis reports every failed reconnect attempt; the up/down transitions are logged once each.
       connection.on('error', (error: Error) => this.log.debug({ redis: role, err: error.message }, 'redis connection error'));
     }
+    const every = Math.max(50, Math.floor(config.redisTimeoutMs / 4));
+    this.watchdog = setInterval(() => this.probe(), every);
+    this.watchdog.unref();
+  }
+
+  private links(): [Role, Redis][] {
+    return [
+      ['command', this.command],
+      ['subscriber', this.subscriber],
+      ['blocking', this.blocking],
+    ];
   }
 
   isReady(): boolean {
-    return this.command.status === 'ready' && this.subscriber.status === 'ready' && this.blocking.status === 'ready';
+    return this.silent.size === 0 && this.command.status === 'ready' && this.subscriber.status === 'ready' && this.blocking.status === 'ready';
+  }
+
+  /** The command link alone: publishing needs only it. */
+  isCommandReady(): boolean {
+    return this.command.status === 'ready' && !this.silent.has('command');
   }
 
   /** Called each time all connections are ready again (after start and after every outage). */
   onReady(listener: () => void): () => void {
     this.readyListeners.add(listener);
     return () => this.readyListeners.delete(listener);
+  }
+
+  /** Called after every reconnect of the subscriber, once its channels are subscribed again. */
+  onSubscriberReady(listener: () => void): () => void {
+    this.subscriberReadyListeners.add(listener);
+    return () => this.subscriberReadyListeners.delete(listener);
+  }
+
+  /** A blocking read failed: if it timed out the link is silent, so it is reconnected like the others. */
+  silentBlocking(error: Error): void {
+    if (/timed out/i.test(error.message) && this.blocking.status === 'ready') this.declareSilent('blocking', this.blocking);
   }
 
   /** Last of the shutdown hooks, so that features can still write their goodbyes in onModuleDestroy. */
@@ -79,9 +131,52 @@ export class RedisConnections implements OnApplicationShutdown {
 
   async close(): Promise<void> {
     this.closing = true;
+    clearInterval(this.watchdog);
     await Promise.allSettled([this.command.quit(), this.subscriber.quit()]);
     // A pending XREAD BLOCK would delay QUIT; the tail stops on its own when the connection ends.
-    for (const connection of [this.command, this.subscriber, this.blocking]) connection.disconnect();
+    for (const [, connection] of this.links()) connection.disconnect();
+  }
+
+  private subscriberReady(): void {
+    // ioredis emits 'ready' before it resubscribes; a PING queued now is answered after the SUBSCRIBEs.
+    setImmediate(() => {
+      this.subscriber.ping().then(
+        () => {
+          for (const listener of this.subscriberReadyListeners) listener();
+        },
+        () => undefined, // the link dropped again; the next 'ready' retries
+      );
+    });
+  }
+
+  private probe(): void {
+    if (this.closing) return;
+    const now = Date.now();
+    for (const [role, connection] of this.links()) {
+      if (role === 'blocking' || connection.status !== 'ready' || this.silent.has(role)) continue;
+      const sentAt = this.probing.get(role);
+      if (sentAt !== undefined) {
+        if (now - sentAt >= this.timeoutMs) this.declareSilent(role, connection);
+        continue;
+      }
+      this.probing.set(role, now);
+      const clear = () => {
+        if (this.probing.get(role) === now) this.probing.delete(role);
+      };
+      connection.ping().then(clear, clear);
+    }
+  }
+
+  private declareSilent(role: Role, connection: Redis): void {
+    this.silent.add(role);
+    this.probing.delete(role);
+    this.log.warn(
+      { event: 'redis_silent', connection: role, timeoutMs: this.timeoutMs },
+      `redis link answered nothing for ${this.timeoutMs} ms (REDIS_TIMEOUT_MS); reconnecting`,
+    );
+    this.statusChanged(role);
+    // A new TCP connection; ioredis resubscribes and our listeners catch up from the last delivered ids.
+    connection.disconnect(true);
   }
 
   private statusChanged(role: Role): void {

@@ -1,13 +1,12 @@
 import type { IncomingMessage } from 'node:http';
 import type { Principal } from '../auth/principal';
-import type { GatewayName } from '../gateway/gateway-metadata';
 
 /** What the guard chain knows about an upgrade request; it becomes the Connection when all guards pass. */
 export interface UpgradeContext {
   /** The id the connection will have once accepted (guards may register it, e.g. as a seat holder). */
   readonly connectionId: string;
   readonly req: IncomingMessage;
-  readonly gateway: GatewayName;
+  readonly gateway: string;
   /** The matched path pattern, e.g. `/ws/chat/:room`. */
   readonly pattern: string;
   readonly params: Readonly<Record<string, string>>;

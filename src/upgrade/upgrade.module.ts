@@ -2,9 +2,10 @@ import { Global, Module } from '@nestjs/common';
 import { AuthenticateGuard } from './guards/authenticate.guard';
 import { CapacityGuard } from './guards/capacity.guard';
 import { OriginGuard } from './guards/origin.guard';
+import { ResumeGuard } from './guards/resume.guard';
 import { RolesGuard } from './guards/roles.guard';
 
-const guards = [OriginGuard, AuthenticateGuard, RolesGuard, CapacityGuard];
+const guards = [OriginGuard, AuthenticateGuard, RolesGuard, ResumeGuard, CapacityGuard];
 
 /** The reusable upgrade guards; gateways list them with @UpgradeGuards. */
 @Global()

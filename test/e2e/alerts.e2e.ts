@@ -86,9 +86,9 @@ describe('POST /api/alerts', () => {
     expect(json.message).toMatch(message);
   });
 
-  it('answers 413 for a body over 256 KB and 415 for a body that is not JSON, and takes ?token= too', async () => {
-    const big = await post(gw, { data: { blob: 'x'.repeat(300 * 1024) } });
-    expect([big.status, await big.json()]).toEqual([413, { error: 'payload_too_large', message: expect.stringContaining('256 KB') }]);
+  it('answers 413 for a body over MAX_PUBLISH_BYTES and 415 for a body that is not JSON, and takes ?token= too', async () => {
+    const big = await post(gw, { data: { blob: 'x'.repeat(65 * 1024) } });
+    expect([big.status, await big.json()]).toEqual([413, { error: 'too_large', message: expect.stringContaining('MAX_PUBLISH_BYTES') }]);
     const form = await fetch(gw.http('/api/alerts'), {
       method: 'POST',
       headers: { authorization: `Bearer ${service()}`, 'content-type': 'application/x-www-form-urlencoded' },
@@ -134,6 +134,7 @@ describe('resume with ?since=', () => {
     await Promise.all(live);
     await publish(gw, { n: 7 });
     const sequence: string[] = [];
+    expect(await client.next()).toEqual({ type: 'welcome', epoch: expect.any(String), user_epoch: expect.any(String) });
     for (;;) {
       const frame = await client.next<{ type: string; data?: { n: number }; recovered?: boolean }>();
       sequence.push(frame.type === 'alert' ? String(frame.data!.n) : `${frame.type}:${frame.recovered}`);
@@ -151,8 +152,8 @@ describe('resume with ?since=', () => {
     const last = await publish(gw, { n: 100 });
     const client = await subscribe(gw, `&since=${last}`);
     await publish(gw, { n: 101 });
-    const first = await client.next();
-    expect(first).toEqual({ type: 'resumed', recovered: true });
+    expect(await client.next()).toMatchObject({ type: 'welcome' });
+    expect(await client.next()).toEqual({ type: 'resumed', recovered: true });
     expect(await client.ofType('alert')).toMatchObject({ data: { n: 101 } });
     await client.close();
   });

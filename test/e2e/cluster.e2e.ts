@@ -121,7 +121,16 @@ describe('cluster mode: three replicas, one redis-server', () => {
     await raw.xadd('rt:alerts:stream', '*', 'data', JSON.stringify({ via: 'xadd-admins' }), 'roles', JSON.stringify(['admin']));
     await raw.publish('rt:alerts', JSON.stringify({ data: { via: 'publish-u3' }, users: ['u3'] }));
     await raw.xadd('rt:alerts:stream', '*', 'data', JSON.stringify({ data: { via: 'xadd-wrapped-u1' }, users: ['u1'] }));
-    const [seenA, seenB, seenC] = await untilMarker([onA, onB, onC]);
+    // Live and durable alerts reach a replica on two Redis connections, so a marker on each path.
+    await raw.publish('rt:alerts', JSON.stringify({ data: { via: 'publish-marker' } }));
+    const seen = await untilMarker([onA, onB, onC]);
+    const [seenA, seenB, seenC] = await Promise.all(
+      seen.map(async (got, i) => {
+        const client = [onA, onB, onC][i];
+        while (!got.some((d) => d.via === 'publish-marker')) got.push((await client.take<AlertFrame>(isAlert)).data);
+        return got.filter((d) => d.via !== 'publish-marker');
+      }),
+    );
     // Live and durable alerts travel separate paths, so only their order within each path is fixed.
     const durable = (seen: Record<string, unknown>[]) => seen.map((d) => d.via).filter((v) => String(v).startsWith('xadd'));
     const live = (seen: Record<string, unknown>[]) => seen.map((d) => d.via).filter((v) => String(v).startsWith('publish'));
@@ -241,6 +250,11 @@ describe('cluster mode: three replicas, one redis-server', () => {
 
     await redis.restart();
     for (const replica of [a, b]) await eventually(async () => (await replica.readyStatus()) === 200, 10_000, `${replica.name} ready again`);
+    // Redis came back empty: the history is gone, and connected clients are told so (new epoch, refetch).
+    for (const client of [onA, onB]) {
+      expect(await client.ofType('welcome', 10_000)).toMatchObject({ epoch: expect.any(String) });
+      expect(await client.ofType('resumed')).toEqual({ type: 'resumed', recovered: false });
+    }
     expect(await untilMarker([onA, onB], b)).toEqual([[], []]);
     await raw.publish('rt:alerts', JSON.stringify({ data: { live: 'after restart' } }));
     for (const client of [onA, onB]) expect((await alerts(client, 1))[0].data).toEqual({ live: 'after restart' });

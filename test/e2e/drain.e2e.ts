@@ -17,7 +17,13 @@ async function deafClient(port: number, jwt: string): Promise<{ socket: Socket; 
       'GET /api/alerts/subscribe HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
         `Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer ${jwt}\r\n\r\n`,
     );
-    socket.once('data', (data) => (data.toString().startsWith('HTTP/1.1 101') ? resolve() : reject(new Error(data.toString()))));
+    socket.once('data', (data) => {
+      const text = data.toString('latin1');
+      if (!text.startsWith('HTTP/1.1 101')) return reject(new Error(text));
+      // Frames may arrive in the same read as the response head (the welcome frame does).
+      received.push(data.subarray(text.indexOf('\r\n\r\n') + 4));
+      resolve();
+    });
   });
   socket.on('data', (data) => received.push(data));
   return { socket, received, closedAt };
@@ -65,8 +71,10 @@ describe('drain on SIGTERM (node dist/main.js)', () => {
     const droppedAfter = (await deaf.closedAt) - signalledAt;
     expect(droppedAfter).toBeGreaterThanOrEqual(GRACE - 100);
     expect(droppedAfter).toBeLessThan(GRACE + 1500);
-    // It was sent the close frame (opcode 8, status 1012) before being dropped.
-    const bytes = Buffer.concat(deaf.received);
+    // After its welcome frame, it was sent the close frame (opcode 8, status 1012) before being dropped.
+    let bytes = Buffer.concat(deaf.received);
+    expect(JSON.parse(bytes.subarray(2, 2 + bytes[1]).toString())).toMatchObject({ type: 'welcome' });
+    bytes = bytes.subarray(2 + bytes[1]);
     expect(bytes[0] & 0x0f).toBe(0x8);
     expect(bytes.readUInt16BE(2)).toBe(1012);
     expect(await gw.exited).toBe(0);

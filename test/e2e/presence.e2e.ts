@@ -1,6 +1,7 @@
 import Redis from 'ioredis';
 import pino from 'pino';
-import { RedisBus } from '../../src/bus/redis-bus';
+import { MessageLimits } from '../../src/channels/message-limits';
+import { RedisBroker } from '../../src/channels/redis/redis-broker';
 import { loadConfig } from '../../src/config/config';
 import { Metrics } from '../../src/metrics/metrics';
 import type { Claim } from '../../src/presence/presence';
@@ -18,8 +19,8 @@ async function node(redis: RedisProcess | TcpProxy, nodeId: string) {
   const metrics = new Metrics();
   const log = pino({ level: 'silent' });
   const connections = new RedisConnections(config, metrics, log);
-  const bus = new RedisBus(config, connections, metrics, log);
-  const presence = new RedisPresence(config, connections, bus, log);
+  const broker = new RedisBroker(config, connections, metrics, new MessageLimits(config.maxPublishBytes, config.maxJsonDepth), log);
+  const presence = new RedisPresence(config, connections, broker, log);
   presence.onApplicationBootstrap();
   await eventually(() => connections.isReady(), 5000, `${nodeId} connected`);
   await eventually(async () => (await connections.command.exists(`rt:node:${nodeId}`)) === 1, 5000, `${nodeId} heartbeat`);
@@ -32,6 +33,7 @@ async function node(redis: RedisProcess | TcpProxy, nodeId: string) {
     },
     stop: async () => {
       await presence.onModuleDestroy();
+      broker.onModuleDestroy();
       await connections.close();
     },
   };

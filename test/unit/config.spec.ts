@@ -29,7 +29,11 @@ describe('configuration', () => {
       slowConsumerBytes: 1048576,
       shutdownGraceMs: 10000,
       logLevel: 'info',
-      alertHistorySize: 10000,
+      historySize: 10000,
+      historyTtlMs: 86_400_000,
+      maxPublishBytes: 65_536,
+      maxJsonDepth: 32,
+      redisTimeoutMs: 5000,
     });
     expect(config.redisUrl).toBeUndefined();
     expect(config.nodeId).toMatch(/-\d+$/);

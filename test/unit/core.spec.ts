@@ -1,6 +1,6 @@
-import { AlertHistory } from '../../src/alerts/alert-history';
-import { encodeAlertFrame, type Alert } from '../../src/alerts/alert';
-import { compareStreamIds, formatStreamId, parseStreamId, StreamIdGenerator } from '../../src/bus/stream-id';
+import { jsonDepthExceeds, MessageLimits } from '../../src/channels/message-limits';
+import { MemoryHistory } from '../../src/channels/memory-history';
+import { compareStreamIds, formatStreamId, parseStreamId, StreamIdGenerator } from '../../src/channels/stream-id';
 import { closeCodeLabel } from '../../src/connection/close-codes';
 import type { Connection } from '../../src/connection/connection';
 import { ConnectionRegistry } from '../../src/connection/connection-registry';
@@ -33,25 +33,46 @@ describe('stream ids', () => {
   });
 });
 
-describe('AlertHistory', () => {
-  const store = (history: AlertHistory, ms: number) => {
+describe('MemoryHistory', () => {
+  const store = (history: MemoryHistory, ms: number) => {
     const key = { ms, seq: 0 };
-    const alert: Alert = { id: formatStreamId(key), ts: ms, data: { ms } };
-    history.append({ alert, key, frame: encodeAlertFrame(alert), publishedAt: ms });
+    history.append({ channel: 'alerts', id: formatStreamId(key), key, ts: ms, origin: 'n', data: { ms } }, ms);
   };
 
-  it('returns the alerts after an id, oldest first, and says whether the history covered it', () => {
-    const history = new AlertHistory(3, 1000);
+  it('returns the publications after an id, oldest first, and proves continuity only when it holds', () => {
+    const history = new MemoryHistory('e1', 3, 1000);
     for (const ms of [1001, 1002, 1003, 1004]) store(history, ms); // 1001 is evicted
     expect(history.size).toBe(3);
-    const after = (id: string) => history.since(parseStreamId(id)!);
-    expect(after('1002-0')).toMatchObject({ recovered: true });
-    expect(after('1002-0').alerts.map((a) => a.alert.id)).toEqual(['1003-0', '1004-0']);
-    expect(after('1001-0').alerts.map((a) => a.alert.id)).toEqual(['1002-0', '1003-0', '1004-0']);
+    const after = (id: string, epoch?: string) => history.since({ id, epoch });
+    expect(after('1002-0')).toMatchObject({ recovered: true, epoch: 'e1', top: '1004-0' });
+    expect(after('1002-0').publications.map((p) => p.id)).toEqual(['1003-0', '1004-0']);
+    expect(after('1001-0').publications.map((p) => p.id)).toEqual(['1002-0', '1003-0', '1004-0']);
     expect(after('1001-0').recovered).toBe(true);
     expect(after('1000-5').recovered).toBe(false); // 1001 was lost
-    expect(after('1004-0')).toEqual({ alerts: [], recovered: true });
-    expect(after('999-0').recovered).toBe(false); // before this process started
+    expect(after('1004-0')).toMatchObject({ publications: [], recovered: true });
+    expect(after('999-0').recovered).toBe(false); // before this history began
+    expect(after('1004-0', 'e1').recovered).toBe(true);
+    expect(after('1004-0', 'other').recovered).toBe(false); // another epoch: that history is gone
+    expect(after('9999999999999-0').recovered).toBe(false); // ahead of the channel
+    expect(history.since({ id: '1002-0' }, 1).publications.map((p) => p.id)).toEqual(['1003-0']);
+  });
+});
+
+describe('MessageLimits', () => {
+  it('measures JSON depth without parsing, ignoring brackets inside strings', () => {
+    expect(jsonDepthExceeds('{"a":{"b":[1]}}', 3)).toBe(false);
+    expect(jsonDepthExceeds('{"a":{"b":[1]}}', 2)).toBe(true);
+    expect(jsonDepthExceeds('{"a":"[[[[{{{{\\"[[["}', 1)).toBe(false);
+    expect(jsonDepthExceeds('['.repeat(100_000), 32)).toBe(true);
+  });
+
+  it('refuses what is too large (413), too deep, not JSON or not an object (400)', () => {
+    const limits = new MessageLimits(100, 4);
+    expect(limits.parseObject('{"data":{"x":1}}')).toEqual({ ok: true, value: { data: { x: 1 } } });
+    expect(limits.parseObject(`{"data":"${'x'.repeat(100)}"}`)).toMatchObject({ ok: false, status: 413 });
+    expect(limits.parseObject('{"a":{"b":{"c":{"d":{}}}}}')).toMatchObject({ ok: false, status: 400, reason: expect.stringContaining('MAX_JSON_DEPTH') });
+    expect(limits.parseObject('{"a":')).toMatchObject({ ok: false, status: 400, reason: 'not valid JSON' });
+    expect(limits.parseObject('[1]')).toMatchObject({ ok: false, status: 400, reason: 'not a JSON object' });
   });
 });
 

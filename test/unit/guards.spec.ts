@@ -1,8 +1,7 @@
 import { JwtService } from '@nestjs/jwt';
 import type { IncomingMessage } from 'node:http';
 import pino from 'pino';
-import { MemoryAlertLog } from '../../src/alerts/memory-alert-log';
-import { ResumeGuard } from '../../src/alerts/resume.guard';
+import { MemoryBroker } from '../../src/channels/memory-broker';
 import { JwtVerifier } from '../../src/auth/jwt-verifier';
 import { loadConfig, type AppConfig } from '../../src/config/config';
 import type { Connection } from '../../src/connection/connection';
@@ -12,6 +11,7 @@ import { LocalPresence } from '../../src/presence/local-presence';
 import { AuthenticateGuard } from '../../src/upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../../src/upgrade/guards/capacity.guard';
 import { OriginGuard } from '../../src/upgrade/guards/origin.guard';
+import { ResumeGuard } from '../../src/upgrade/guards/resume.guard';
 import { RolesGuard } from '../../src/upgrade/guards/roles.guard';
 import type { UpgradeContext } from '../../src/upgrade/upgrade-guard';
 import { UpgradeRefusal } from '../../src/upgrade/upgrade-refusal';
@@ -133,12 +133,16 @@ describe('CapacityGuard', () => {
 });
 
 describe('ResumeGuard', () => {
-  const guard = new ResumeGuard(new MemoryAlertLog(loadConfig({}).config, new Metrics()));
-  it('hands a valid since to the gateway and refuses a malformed one with 400', () => {
-    const ctx = context({ search: 'since=1700000000000-3' });
+  const broker = new MemoryBroker(loadConfig({}).config, new Metrics(), pino({ level: 'silent' }));
+  afterAll(() => broker.onModuleDestroy());
+  const guard = new ResumeGuard(broker);
+  it('hands a valid since and epoch to the gateway and refuses malformed ones with 400', () => {
+    const ctx = context({ search: 'since=1700000000000-3&epoch=ab12&user_since=1700000000001-0' });
     guard.canUpgrade(ctx);
-    expect(ctx.attributes.since).toEqual({ ms: 1700000000000, seq: 3 });
+    expect(ctx.attributes.resume).toEqual({ main: { id: '1700000000000-3', epoch: 'ab12' }, user: { id: '1700000000001-0', epoch: undefined } });
     expect(refusalOf(() => guard.canUpgrade(context({ search: 'since=abc' })))).toMatchObject({ status: 400, error: 'bad_request' });
+    expect(refusalOf(() => guard.canUpgrade(context({ search: 'since=1-0&epoch=a%20b' })))).toMatchObject({ status: 400, error: 'bad_request' });
+    expect(refusalOf(() => guard.canUpgrade(context({ search: 'epoch=ab12' })))).toMatchObject({ status: 400, error: 'bad_request' });
     const none = context();
     guard.canUpgrade(none);
     expect(none.attributes).toEqual({});

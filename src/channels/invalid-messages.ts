@@ -5,8 +5,8 @@ import type { Metrics } from '../metrics/metrics';
 const LOG_EVERY_MS = 5000;
 
 /**
- * The bus, the alert stream's tail and the alerts service each drop malformed input of the same channel kind;
- * they share one limit per app (keyed by its Metrics), or a flood would log once per dropper.
+ * The broker and the channel policies each drop malformed input of the same channel kind; they share one
+ * limit per app (keyed by its Metrics), or a flood would log once per dropper.
  */
 const lastLogged = new WeakMap<Metrics, Map<string, number>>();
 

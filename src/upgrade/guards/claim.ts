@@ -1,9 +1,9 @@
-import { CloseCode } from '../connection/close-codes';
-import type { ConnectionRegistry } from '../connection/connection-registry';
-import { RedisUnavailableError } from '../redis/redis-connections';
-import type { UpgradeContext } from '../upgrade/upgrade-guard';
-import { UpgradeRefusal } from '../upgrade/upgrade-refusal';
-import type { Presence } from './presence';
+import { BrokerUnavailableError } from '../../channels/broker';
+import { CloseCode } from '../../connection/close-codes';
+import type { ConnectionRegistry } from '../../connection/connection-registry';
+import type { Presence } from '../../presence/presence';
+import type { UpgradeContext } from '../upgrade-guard';
+import { UpgradeRefusal } from '../upgrade-refusal';
 
 /**
  * Claims `member` of `group` for the connection being upgraded, or refuses the upgrade: 409 with `error` when
@@ -25,7 +25,7 @@ export async function claimForUpgrade(
       registry.get(ctx.connectionId)?.close(CloseCode.GOING_AWAY, 'taken over by another connection'),
     );
   } catch (error) {
-    if (!(error instanceof RedisUnavailableError)) throw error;
+    if (!(error instanceof BrokerUnavailableError)) throw error;
     throw new UpgradeRefusal(503, 'redis_unavailable', 'presence is unreachable right now; retry shortly', { 'Retry-After': '2' });
   }
   if (!result.ok) throw refusal();

@@ -1,0 +1,67 @@
+import type { HistoryPage, Publication } from './publication';
+
+export interface PublishOptions {
+  /** Keep it in the channel's history (gives it an id); live-only otherwise. */
+  history: boolean;
+  /**
+   * Retries with the same key within IDEMPOTENCY_TTL_MS return the first publication and publish nothing new
+   * (cluster-wide in cluster mode).
+   */
+  idempotencyKey?: string;
+  /** The channel's stream is also appended to by other services (SubscribeOptions.externalAppends). */
+  externalAppends?: boolean;
+  /** History: drop it when nobody wrote to it for this long (0 or absent: keep). */
+  historyTtlMs?: number;
+}
+
+export interface SubscribeOptions {
+  /** The channel keeps history: the broker delivers its publications in id order, each once per node. */
+  history: boolean;
+  /**
+   * Other services append to this channel's stream directly (`XADD rt:alerts:stream`), without a notice on
+   * pub/sub: the broker reads the stream itself.
+   */
+  externalAppends?: boolean;
+}
+
+export type PublicationHandler = (publication: Publication) => void;
+
+/** Call it to unsubscribe; `ready` resolves once every publication from then on will reach the handler. */
+export type Subscription = (() => void) & { ready: Promise<void> };
+
+/** Retries of a publish with the same Idempotency-Key within this window publish nothing new (SPEC: 5 min). */
+export const IDEMPOTENCY_TTL_MS = 5 * 60_000;
+
+/**
+ * The one channel layer of every feature (after centrifuge's Broker: Publish / Subscribe / History with
+ * positions of id and epoch). Embedded mode: in-process. Cluster mode: Redis, where history lives in streams
+ * and fan-out goes over pub/sub, and each node subscribes to a channel only while it has a local subscriber.
+ *
+ * The per-node promise every implementation keeps: a subscriber of a history channel receives its
+ * publications in id order, each exactly once, including those published while this node's link to the
+ * broker was cut or frozen (caught up when it comes back); when that history is lost, the epoch changes.
+ */
+export interface Broker {
+  readonly mode: 'embedded' | 'cluster';
+  /** Resolves once the publication is stored (history) or handed to the transport; rejects while it is down. */
+  publish(channel: string, data: Record<string, unknown>, options: PublishOptions): Promise<Publication>;
+  subscribe(channel: string, handler: PublicationHandler, options: SubscribeOptions): Subscription;
+  /**
+   * The channel's epoch and, with `since`, the publications after it still in history (at most `limit`,
+   * default all) with the `recovered` verdict. Rejects while the broker is down.
+   */
+  history(channel: string, since?: { id: string; epoch?: string }, limit?: number): Promise<HistoryPage>;
+  /** The epoch of a channel this node subscribes to with history, when already known (no round trip). */
+  knownEpoch(channel: string): string | undefined;
+  /** False while the transport is unreachable or silent (drives /readyz and ws_redis_up). */
+  isReady(): boolean;
+}
+
+export const BROKER = Symbol('BROKER');
+
+/** Thrown when the broker is unreachable; callers answer 503 / `unavailable`, never queue. */
+export class BrokerUnavailableError extends Error {
+  constructor(detail = 'Redis is unreachable') {
+    super(detail);
+  }
+}

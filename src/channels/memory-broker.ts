@@ -1,0 +1,126 @@
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { randomBytes } from 'node:crypto';
+import { APP_CONFIG, type AppConfig } from '../config/config';
+import { LOGGER, type Logger } from '../logging/logger';
+import { Metrics } from '../metrics/metrics';
+import {
+  IDEMPOTENCY_TTL_MS,
+  type Broker,
+  type PublicationHandler,
+  type PublishOptions,
+  type Subscription,
+} from './broker';
+import { IdempotencyCache } from './idempotency';
+import { MemoryHistory } from './memory-history';
+import { channelKind, preciseNow, type HistoryPage, type Publication } from './publication';
+import { formatStreamId, StreamIdGenerator } from './stream-id';
+
+/** How often idle histories are looked at for expiry. */
+const SWEEP_MS = 60_000;
+
+export function newEpoch(): string {
+  return randomBytes(6).toString('hex');
+}
+
+/**
+ * Embedded mode's broker: one process is the deployment. Delivery runs in a microtask so a publisher never
+ * runs subscriber code inline. Each history channel is a ring of HISTORY_SIZE with an epoch drawn at
+ * creation, so a restarted process (which lost everything) never claims continuity. A history nobody
+ * subscribes to and nobody wrote for HISTORY_TTL_MS is dropped (its epoch with it): rooms a client invents
+ * cannot grow memory without bound.
+ */
+@Injectable()
+export class MemoryBroker implements Broker, OnModuleDestroy {
+  readonly mode = 'embedded' as const;
+  private readonly handlers = new Map<string, Set<PublicationHandler>>();
+  private readonly histories = new Map<string, MemoryHistory>();
+  private readonly ids = new StreamIdGenerator();
+  private readonly idempotency = new IdempotencyCache<Publication>(IDEMPOTENCY_TTL_MS);
+  private readonly sweeper: NodeJS.Timeout;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly metrics: Metrics,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {
+    this.sweeper = setInterval(() => this.sweep(), SWEEP_MS).unref();
+  }
+
+  onModuleDestroy(): void {
+    clearInterval(this.sweeper);
+  }
+
+  async publish(channel: string, data: Record<string, unknown>, options: PublishOptions): Promise<Publication> {
+    const key = options.idempotencyKey;
+    if (key !== undefined) {
+      const first = this.idempotency.get(key);
+      if (first) return first;
+    }
+    const now = Date.now();
+    let publication: Publication;
+    if (options.history) {
+      const id = this.ids.next(now);
+      publication = { channel, id: formatStreamId(id), key: id, ts: preciseNow(), origin: this.config.nodeId, data };
+      this.historyOf(channel).append(publication, now);
+    } else {
+      publication = { channel, ts: preciseNow(), origin: this.config.nodeId, data };
+    }
+    if (key !== undefined) this.idempotency.set(key, publication);
+    const kind = channelKind(channel);
+    this.metrics.busPublished.labels(kind).inc();
+    queueMicrotask(() => {
+      const handlers = this.handlers.get(channel);
+      if (!handlers) return;
+      this.metrics.busReceived.labels(kind).inc();
+      for (const handler of handlers) {
+        try {
+          handler(publication);
+        } catch (error) {
+          this.log.error({ err: error, channel: kind }, 'channel handler failed');
+        }
+      }
+    });
+    return publication;
+  }
+
+  subscribe(channel: string, handler: PublicationHandler): Subscription {
+    let handlers = this.handlers.get(channel);
+    if (!handlers) this.handlers.set(channel, (handlers = new Set()));
+    handlers.add(handler);
+    const unsubscribe = () => {
+      handlers.delete(handler);
+      if (handlers.size === 0 && this.handlers.get(channel) === handlers) this.handlers.delete(channel);
+    };
+    return Object.assign(unsubscribe, { ready: Promise.resolve() });
+  }
+
+  async history(channel: string, since?: { id: string; epoch?: string }, limit?: number): Promise<HistoryPage> {
+    return this.historyOf(channel).since(since, limit);
+  }
+
+  knownEpoch(channel: string): string {
+    return this.historyOf(channel).epoch;
+  }
+
+  isReady(): boolean {
+    return true;
+  }
+
+  private historyOf(channel: string): MemoryHistory {
+    let history = this.histories.get(channel);
+    if (!history) {
+      history = new MemoryHistory(newEpoch(), this.config.historySize, Date.now());
+      this.histories.set(channel, history);
+    }
+    return history;
+  }
+
+  private sweep(): void {
+    const ttl = this.config.historyTtlMs;
+    if (ttl === 0) return;
+    const cutoff = Date.now() - ttl;
+    for (const [channel, history] of this.histories) {
+      if (history.lastAppendAt < cutoff && !this.handlers.has(channel)) this.histories.delete(channel);
+    }
+  }
+}

@@ -1,0 +1,80 @@
+import type { HistoryPage, Publication } from './publication';
+import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from './stream-id';
+
+const ZERO: StreamId = { ms: 0, seq: 0 };
+
+/**
+ * One channel's last `capacity` publications in a ring (embedded mode's stand-in for a Redis stream). It grows
+ * as messages arrive, so a quiet room costs a few slots, not HISTORY_SIZE. Publications are appended in id
+ * order, so a resume is a binary search plus a slice.
+ */
+export class MemoryHistory {
+  private items: (Publication | undefined)[] = [];
+  private head = 0; // index of the oldest
+  private count = 0;
+  /** Everything at or before this id is no longer here (evicted, or from before this history began). */
+  private horizon: StreamId;
+  /** The newest id ever appended. */
+  private top: StreamId = ZERO;
+  lastAppendAt: number;
+
+  constructor(
+    readonly epoch: string,
+    private readonly capacity: number,
+    startedAt: number,
+  ) {
+    this.horizon = { ms: startedAt - 1, seq: Number.MAX_SAFE_INTEGER };
+    this.lastAppendAt = startedAt;
+  }
+
+  get size(): number {
+    return this.count;
+  }
+
+  append(publication: Publication, now: number): void {
+    this.top = publication.key!;
+    this.lastAppendAt = now;
+    if (this.count < this.capacity) {
+      if (this.count === this.items.length) this.grow();
+      this.items[(this.head + this.count) % this.items.length] = publication;
+      this.count++;
+      return;
+    }
+    this.horizon = this.items[this.head]!.key!;
+    this.items[this.head] = publication;
+    this.head = (this.head + 1) % this.items.length;
+  }
+
+  private grow(): void {
+    const size = Math.min(this.capacity, Math.max(8, this.items.length * 2));
+    const next: (Publication | undefined)[] = new Array(size);
+    for (let i = 0; i < this.count; i++) next[i] = this.at(i);
+    this.items = next;
+    this.head = 0;
+  }
+
+  private at(i: number): Publication {
+    return this.items[(this.head + i) % this.items.length]!;
+  }
+
+  /** Publications strictly after `since`, oldest first, at most `limit`. */
+  since(since: { id: string; epoch?: string } | undefined, limit = Infinity): HistoryPage {
+    const top = formatStreamId(this.top);
+    if (!since) return { epoch: this.epoch, publications: [], recovered: true, top };
+    const key = parseStreamId(since.id) ?? ZERO;
+    let lo = 0;
+    let hi = this.count;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (compareStreamIds(this.at(mid).key!, key) <= 0) lo = mid + 1;
+      else hi = mid;
+    }
+    const publications: Publication[] = [];
+    for (let i = lo; i < this.count && publications.length < limit; i++) publications.push(this.at(i));
+    const recovered =
+      (since.epoch === undefined || since.epoch === this.epoch) &&
+      compareStreamIds(key, this.top) <= 0 &&
+      compareStreamIds(key, this.horizon) >= 0;
+    return { epoch: this.epoch, publications, recovered, top };
+  }
+}

@@ -1,0 +1,468 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
+import { createHash } from 'node:crypto';
+import { APP_CONFIG, type AppConfig } from '../../config/config';
+import { LOGGER, type Logger } from '../../logging/logger';
+import { Metrics } from '../../metrics/metrics';
+import { RedisConnections } from '../../redis/redis-connections';
+import {
+  BrokerUnavailableError,
+  IDEMPOTENCY_TTL_MS,
+  type Broker,
+  type PublicationHandler,
+  type PublishOptions,
+  type SubscribeOptions,
+  type Subscription,
+} from '../broker';
+import { InvalidMessages } from '../invalid-messages';
+import { newEpoch } from '../memory-broker';
+import { jsonDepthExceeds, MESSAGE_LIMITS, MessageLimits } from '../message-limits';
+import { channelKind, EXTERNAL_ORIGIN, isObject, preciseNow, type HistoryPage, type Publication } from '../publication';
+import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from '../stream-id';
+import { POSITION, PUBLISH_HISTORY, PUBLISH_LIVE } from './broker-scripts';
+
+/** Entries per XRANGE / XREAD round trip: catching up after an outage goes page by page. */
+const PAGE = 500;
+/** Pause before a failed stream read is tried again. */
+const RETRY_MS = 250;
+/** A gateway envelope adds its own fields around the payload. */
+const ENVELOPE_BYTES = 512;
+
+type StreamEntry = [id: string, fields: string[]];
+
+interface ChannelState {
+  readonly channel: string;
+  readonly kind: string;
+  readonly handlers: Set<PublicationHandler>;
+  readonly options: SubscribeOptions;
+  readonly ready: Promise<void>;
+  /** History channels: the epoch and the last id delivered on this node (undefined until initialised). */
+  epoch?: string;
+  last?: StreamId;
+  /** Arrivals held while the state is initialised or a gap is filled; replayed in order after. */
+  held: { publication: Publication; prev?: StreamId }[];
+  filling: boolean;
+  /** Another fill is due once the running one ends (a poke or a tail read came in meanwhile). */
+  refill: boolean;
+  closed: boolean;
+}
+
+/** What POSITION says about a channel's stream. */
+interface Position {
+  epoch: string;
+  /** The newest id ever added (`0-0` for none). */
+  top: StreamId;
+  /** The oldest id still present. */
+  first?: StreamId;
+  /** Whether any entry was ever trimmed or deleted. */
+  removed: boolean;
+  maxDeleted: StreamId;
+}
+
+/**
+ * Whether every entry after `after` is still in the stream. Conservative: once anything was trimmed, only an
+ * `after` at or past the oldest entry left is proven (the trimmed one just before it cannot be named).
+ */
+function complete(position: Position, after: StreamId): boolean {
+  if (compareStreamIds(position.maxDeleted, after) > 0) return false;
+  if (!position.removed) return true;
+  return position.first === undefined ? compareStreamIds(after, position.top) >= 0 : compareStreamIds(after, position.first) >= 0;
+}
+
+/** An entry's payload: the gateway's `p` field, or another service's fields (each a JSON value). */
+function entryPayload(fields: string[], limits: MessageLimits): { ok: true; data: Record<string, unknown>; ts?: number; origin?: string } | { ok: false; reason: string } {
+  let p: string | undefined;
+  let ts: number | undefined;
+  let origin: string | undefined;
+  const other: [string, string][] = [];
+  let bytes = 0;
+  for (let i = 0; i + 1 < fields.length; i += 2) {
+    const name = fields[i];
+    const value = fields[i + 1];
+    bytes += value.length;
+    if (name === 'p') p = value;
+    else if (name === 'ts') ts = Number(value);
+    else if (name === 'o') origin = value;
+    else other.push([name, value]);
+  }
+  if (bytes > limits.maxBytes) return { ok: false, reason: `larger than ${limits.maxBytes} bytes (MAX_PUBLISH_BYTES)` };
+  const when = ts !== undefined && Number.isFinite(ts) && ts > 0 ? ts : undefined;
+  if (p !== undefined) {
+    const verdict = limits.parseObject(p);
+    return verdict.ok ? { ok: true, data: verdict.value, ts: when, origin } : { ok: false, reason: verdict.reason };
+  }
+  if (other.length === 0) return { ok: false, reason: 'no "data" field' };
+  const data: Record<string, unknown> = {};
+  for (const [name, value] of other) {
+    if (jsonDepthExceeds(value, limits.maxDepth - 1)) return { ok: false, reason: `"${name}" nested deeper than ${limits.maxDepth} levels (MAX_JSON_DEPTH)` };
+    try {
+      data[name] = JSON.parse(value);
+    } catch {
+      return { ok: false, reason: `"${name}" is not JSON` };
+    }
+  }
+  return { ok: true, data, ts: when, origin: EXTERNAL_ORIGIN };
+}
+
+/**
+ * Cluster mode's broker over one Redis. Live-only channels are plain pub/sub. A history channel is a stream
+ * plus pub/sub: a Lua script appends and publishes in one step, and each publication names the id before it
+ * (`prev`), so a node that missed one (a cut or frozen link, a service's own XADD) notices at the next one
+ * and reads the gap from the stream; after every reconnect it also reads each subscribed channel from the last
+ * id it delivered. Channels other services append to directly (`alerts`) are also read with a blocking XREAD,
+ * which the same last-id bookkeeping merges without duplicates.
+ */
+@Injectable()
+export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDestroy {
+  readonly mode = 'cluster' as const;
+  private readonly states = new Map<string, ChannelState>();
+  private readonly invalid: InvalidMessages;
+  private readonly prefix: string;
+  private stopped = false;
+  private tailing = false;
+  private lastTailErrorLog = 0;
+
+  constructor(
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly redis: RedisConnections,
+    private readonly metrics: Metrics,
+    @Inject(MESSAGE_LIMITS) private readonly limits: MessageLimits,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {
+    this.prefix = config.redisPrefix;
+    this.invalid = new InvalidMessages(metrics, log);
+    redis.subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) => this.receive(channel.toString(), payload));
+    // After every reconnect (of the subscriber, once resubscribed, and of the whole set): read what each
+    // history channel got while this node was away. A fill that finds nothing costs one round trip.
+    const fillAll = () => {
+      for (const state of this.states.values()) if (state.options.history) void this.fill(state);
+    };
+    redis.onSubscriberReady(fillAll);
+    redis.onReady(fillAll);
+  }
+
+  onApplicationBootstrap(): void {
+    void this.tail();
+  }
+
+  onModuleDestroy(): void {
+    this.stopped = true;
+  }
+
+  isReady(): boolean {
+    return this.redis.isReady();
+  }
+
+  knownEpoch(channel: string): string | undefined {
+    return this.states.get(channel)?.epoch;
+  }
+
+  private name(channel: string): string {
+    return `${this.prefix}:${channel}`;
+  }
+
+  private idempotencyKey(key: string): string {
+    return `${this.prefix}:idem:${createHash('sha1').update(key).digest('hex')}`;
+  }
+
+  async publish(channel: string, data: Record<string, unknown>, options: PublishOptions): Promise<Publication> {
+    if (!this.redis.isCommandReady()) throw new BrokerUnavailableError();
+    const ts = preciseNow();
+    const json = JSON.stringify(data);
+    const origin = this.config.nodeId;
+    const idem = options.idempotencyKey === undefined ? [] : [this.idempotencyKey(options.idempotencyKey)];
+    let publication: Publication;
+    try {
+      if (options.history) {
+        const [id, epoch, first] = (await PUBLISH_HISTORY.run(
+          this.redis.command,
+          [this.name(`${channel}:stream`), this.name(`${channel}:meta`), ...idem],
+          [
+            this.config.historySize,
+            newEpoch(),
+            options.historyTtlMs ?? 0,
+            options.externalAppends ? '' : this.name(channel),
+            json,
+            String(ts),
+            origin,
+            IDEMPOTENCY_TTL_MS,
+          ],
+        )) as [string, string, string, number];
+        publication = { channel, id, key: parseStreamId(id), epoch, ts: Number(first), origin, data };
+      } else {
+        const envelope = `{"v":1,"ts":${ts},"o":"${origin}","data":${json}}`;
+        const [first] = (await PUBLISH_LIVE.run(this.redis.command, idem, [this.name(channel), envelope, IDEMPOTENCY_TTL_MS, String(ts)])) as [string, number];
+        publication = { channel, ts: Number(first), origin, data };
+      }
+    } catch {
+      throw new BrokerUnavailableError();
+    }
+    this.metrics.busPublished.labels(channelKind(channel)).inc();
+    return publication;
+  }
+
+  subscribe(channel: string, handler: PublicationHandler, options: SubscribeOptions): Subscription {
+    let state = this.states.get(channel);
+    if (!state) {
+      const created: ChannelState = {
+        channel,
+        kind: channelKind(channel),
+        handlers: new Set(),
+        options,
+        ready: undefined as unknown as Promise<void>,
+        held: [],
+        filling: false,
+        refill: false,
+        closed: false,
+      };
+      (created as { ready: Promise<void> }).ready = this.redis.subscriber.subscribe(this.name(channel)).then(
+        () => (options.history ? this.initialise(created) : undefined),
+        (error: Error) => {
+          this.log.warn({ channel: created.kind, err: error.message }, 'subscribe failed; retried on reconnect');
+        },
+      );
+      this.states.set(channel, (state = created));
+    }
+    state.handlers.add(handler);
+    const current = state;
+    const unsubscribe = () => {
+      current.handlers.delete(handler);
+      if (current.handlers.size > 0 || this.states.get(channel) !== current) return;
+      current.closed = true;
+      this.states.delete(channel);
+      this.redis.subscriber.unsubscribe(this.name(channel)).catch(() => undefined);
+    };
+    return Object.assign(unsubscribe, { ready: state.ready });
+  }
+
+  async history(channel: string, since?: { id: string; epoch?: string }, limit = Infinity): Promise<HistoryPage> {
+    try {
+      const publications: Publication[] = [];
+      if (since) {
+        let from = `(${since.id}`;
+        while (publications.length < limit) {
+          const page = (await this.redis.command.xrange(this.name(`${channel}:stream`), from, '+', 'COUNT', Math.min(PAGE, limit - publications.length))) as StreamEntry[];
+          for (const [id, fields] of page) {
+            const publication = this.decodeEntry(channel, id, fields);
+            if (publication) publications.push(publication);
+          }
+          if (page.length < PAGE) break;
+          from = `(${page[page.length - 1][0]}`;
+        }
+      }
+      // Read after the entries: if something after `since` was trimmed meanwhile, it shows here.
+      const position = await this.position(channel);
+      const top = formatStreamId(position.top);
+      if (!since) return { epoch: position.epoch, publications, recovered: true, top };
+      const key = parseStreamId(since.id)!;
+      const recovered = (since.epoch === undefined || since.epoch === position.epoch) && compareStreamIds(key, position.top) <= 0 && complete(position, key);
+      return { epoch: position.epoch, publications, recovered, top };
+    } catch (error) {
+      throw error instanceof BrokerUnavailableError ? error : new BrokerUnavailableError();
+    }
+  }
+
+  private async position(channel: string): Promise<Position> {
+    const [epoch, top, first, removed, maxDeleted] = (await POSITION.run(
+      this.redis.command,
+      [this.name(`${channel}:stream`), this.name(`${channel}:meta`)],
+      [newEpoch()],
+    )) as [string, string, string, number, string];
+    return { epoch, top: parseStreamId(top)!, first: first ? parseStreamId(first) : undefined, removed: removed === 1, maxDeleted: parseStreamId(maxDeleted)! };
+  }
+
+  /** First subscriber of a history channel on this node: start from the channel's current end. */
+  private async initialise(state: ChannelState): Promise<void> {
+    for (;;) {
+      try {
+        const { epoch, top } = await this.position(state.channel);
+        state.epoch = epoch;
+        state.last = top;
+        break;
+      } catch {
+        if (state.closed || this.stopped) return;
+        // Redis is down: the subscriber's reconnect fills; retry the position after a short wait.
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      }
+    }
+    this.release(state);
+  }
+
+  /** Replays what arrived while the state was busy, through the same checks. */
+  private release(state: ChannelState): void {
+    const held = state.held;
+    state.held = [];
+    for (const { publication, prev } of held) this.accept(state, publication, prev);
+    if (state.refill) {
+      state.refill = false;
+      void this.fill(state);
+    }
+  }
+
+  private receive(redisChannel: string, payload: Buffer): void {
+    if (!redisChannel.startsWith(`${this.prefix}:`)) return;
+    const channel = redisChannel.slice(this.prefix.length + 1);
+    const state = this.states.get(channel);
+    const kind = state?.kind ?? channelKind(channel);
+    const verdict = this.limits.parseObject(payload, this.limits.maxBytes + ENVELOPE_BYTES);
+    if (!verdict.ok) return this.invalid.drop(kind, verdict.reason);
+    const message = verdict.value;
+    this.metrics.busReceived.labels(kind).inc();
+    if (!state) return;
+    if (message.v !== 1) {
+      // Another service's PUBLISH: the whole object is the payload, live only.
+      if (jsonDepthExceeds(payload, this.limits.maxDepth)) return this.invalid.drop(kind, `nested deeper than ${this.limits.maxDepth} levels (MAX_JSON_DEPTH)`);
+      return this.dispatch(state, { channel, ts: preciseNow(), origin: EXTERNAL_ORIGIN, data: message });
+    }
+    if (message.sync === true) {
+      // A service appended to the stream itself and asks the nodes to read it.
+      if (state.options.history) void this.fill(state);
+      return;
+    }
+    if (!isObject(message.data) || typeof message.ts !== 'number' || typeof message.o !== 'string') {
+      return this.invalid.drop(kind, 'incomplete envelope');
+    }
+    if (typeof message.id !== 'string') return this.dispatch(state, { channel, ts: message.ts, origin: message.o, data: message.data });
+    const key = parseStreamId(message.id);
+    const prev = typeof message.prev === 'string' ? parseStreamId(message.prev) : undefined;
+    if (!key || !prev || typeof message.epoch !== 'string' || !state.options.history) return this.invalid.drop(kind, 'incomplete envelope');
+    const publication: Publication = { channel, id: message.id, key, ts: message.ts, origin: message.o, data: message.data };
+    if (message.epoch !== state.epoch && state.last !== undefined && !state.filling) {
+      // The history was lost (Redis restarted empty, the stream deleted): read the new one from its start.
+      state.held.push({ publication, prev });
+      void this.fill(state);
+      return;
+    }
+    this.accept(state, publication, prev);
+  }
+
+  /** A history publication: delivered if it follows the last one delivered here, read from the stream if not. */
+  private accept(state: ChannelState, publication: Publication, prev: StreamId | undefined): void {
+    if (state.last === undefined || state.filling) {
+      state.held.push({ publication, prev });
+      return;
+    }
+    if (compareStreamIds(publication.key!, state.last) <= 0) return; // already delivered
+    if (prev !== undefined && compareStreamIds(prev, state.last) !== 0) {
+      state.held.push({ publication, prev });
+      void this.fill(state);
+      return;
+    }
+    state.last = publication.key;
+    this.dispatch(state, publication);
+  }
+
+  /** Reads the stream from the last delivered id to its end, delivering in order; then what was held. */
+  private async fill(state: ChannelState): Promise<void> {
+    if (state.filling || state.last === undefined) {
+      state.refill = true;
+      return;
+    }
+    state.filling = true;
+    try {
+      const position = await this.position(state.channel);
+      const epoch = position.epoch;
+      if (epoch !== state.epoch) {
+        this.log.warn({ event: 'history_lost', channel: state.kind }, 'channel history was lost (epoch changed); subscribers are told to resume');
+        state.epoch = epoch;
+        state.last = { ms: 0, seq: 0 };
+        this.lost(state);
+      } else if (!complete(position, state.last!)) {
+        // Trimmed before this node read them (more than HISTORY_SIZE while it was away).
+        this.log.warn({ event: 'history_trimmed', channel: state.kind }, 'publications were trimmed before this node could read them; subscribers are told to resume');
+        this.lost(state);
+      }
+      const key = this.name(`${state.channel}:stream`);
+      for (;;) {
+        const page = (await this.redis.command.xrange(key, `(${state.last!.ms}-${state.last!.seq}`, '+', 'COUNT', PAGE)) as StreamEntry[];
+        this.deliverEntries(state, page);
+        if (page.length < PAGE || state.closed) break;
+      }
+      state.filling = false;
+      this.release(state);
+    } catch {
+      // Redis is down again (or only this link): held publications wait; try again shortly, and the next
+      // reconnect fills too.
+      state.filling = false;
+      if (!this.stopped && !state.closed && this.redis.isCommandReady()) setTimeout(() => void this.fill(state), RETRY_MS).unref();
+    }
+  }
+
+  private deliverEntries(state: ChannelState, entries: StreamEntry[]): void {
+    for (const [id, fields] of entries) {
+      const key = parseStreamId(id);
+      if (!key || compareStreamIds(key, state.last!) <= 0) continue;
+      state.last = key;
+      this.metrics.busReceived.labels(state.kind).inc();
+      const publication = this.decodeEntry(state.channel, id, fields);
+      if (publication) this.dispatch(state, publication);
+    }
+  }
+
+  private decodeEntry(channel: string, id: string, fields: string[]): Publication | undefined {
+    const key = parseStreamId(id);
+    const payload = entryPayload(fields, this.limits);
+    if (!payload.ok || !key) {
+      // Skipped and counted, wherever it is read (live, or in a client's replay); never closes a client.
+      this.invalid.drop(channelKind(channel), payload.ok ? `bad id ${id}` : payload.reason);
+      return undefined;
+    }
+    return { channel, id, key, ts: payload.ts ?? key.ms, origin: payload.origin ?? EXTERNAL_ORIGIN, data: payload.data };
+  }
+
+  private dispatch(state: ChannelState, publication: Publication): void {
+    for (const handler of state.handlers) {
+      try {
+        handler(publication);
+      } catch (error) {
+        this.log.error({ err: error, channel: state.kind }, 'channel handler failed');
+      }
+    }
+  }
+
+  /** Subscribers may have missed publications that no longer exist: their handlers hear it as `lost`. */
+  private lost(state: ChannelState): void {
+    this.dispatch(state, { channel: state.channel, ts: preciseNow(), origin: this.config.nodeId, data: {}, lost: true });
+  }
+
+  /**
+   * Channels other services XADD to directly: one blocking XREAD over them from this node's last ids, on its
+   * own connection. It stops when the node stops; a failed or timed-out read is retried from the same ids.
+   */
+  private async tail(): Promise<void> {
+    if (this.tailing) return;
+    this.tailing = true;
+    while (!this.stopped) {
+      const tailed = [...this.states.values()].filter((s) => s.options.externalAppends && s.last !== undefined);
+      if (tailed.length === 0) {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        continue;
+      }
+      try {
+        const keys = tailed.map((s) => this.name(`${s.channel}:stream`));
+        const ids = tailed.map((s) => `${s.last!.ms}-${s.last!.seq}`);
+        const reply = (await this.redis.blocking.xread('COUNT', PAGE, 'BLOCK', this.redis.blockMs, 'STREAMS', ...keys, ...ids)) as
+          | [string, StreamEntry[]][]
+          | null;
+        if (!reply) continue;
+        for (const [key, entries] of reply) {
+          const state = tailed[keys.indexOf(key)];
+          if (!state || state.closed) continue;
+          // Entries directly follow the id the read started from; if the state moved meanwhile (or is busy),
+          // the ones it already has are skipped by id, and a busy state reads again after.
+          if (state.filling) state.refill = true;
+          else this.deliverEntries(state, entries);
+        }
+      } catch (error) {
+        if (this.stopped) return;
+        this.redis.silentBlocking(error as Error);
+        const now = Date.now();
+        if (now - this.lastTailErrorLog > 5000) {
+          this.lastTailErrorLog = now;
+          this.log.warn({ event: 'stream_tail_error', err: (error as Error).message }, 'stream read failed; retrying from the last id');
+        }
+        await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+      }
+    }
+  }
+}
+

@@ -1,0 +1,134 @@
+import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { BrokerUnavailableError } from '../channels/broker';
+import { ChannelHub, type AttachFrames } from '../channels/channel-hub';
+import { channelKind, type Publication } from '../channels/publication';
+import { CloseCode } from '../connection/close-codes';
+import type { Connection } from '../connection/connection';
+import { FrameError } from '../connection/frames';
+import { LOGGER, type Logger } from '../logging/logger';
+import { PRESENCE, type Presence } from '../presence/presence';
+
+/**
+ * What a feature says about its rooms (`chat`, `signaling`): how a member is named (chat: the user; signaling:
+ * the seat) and what a join or a leave looks like on the room's channel. Membership itself is the presence
+ * claim the feature's upgrade guard took (one per member per room, cluster-wide).
+ */
+export interface RoomPolicy {
+  /** Channel kind of its rooms; room channels are `<kind>:<name>`. */
+  readonly kind: string;
+  memberOf(conn: Connection): string;
+  /** The live payload telling the room that `member` joined or left; `members` is the room after it. */
+  announcement(event: 'join' | 'leave', member: string, members: string[]): Record<string, unknown>;
+  /** After `conn` entered (and before its own join is announced), given who is in the room. */
+  entered?(conn: Connection, members: string[]): void;
+}
+
+/**
+ * Rooms that span replicas, written once for every feature: a room is a channel of the hub; entering it
+ * attaches the connection (welcome, replay and `resumed` for history rooms) and announces the join; closing
+ * announces the leave before the membership is released (so a rejoin cannot overtake it); members whose
+ * replica died are announced as gone by every replica to its own members; and a Redis that cannot be reached
+ * is the sender's `unavailable` error frame, never a closed socket.
+ */
+@Injectable()
+export class Rooms implements OnModuleDestroy {
+  private readonly policies = new Map<string, RoomPolicy>();
+  /** Resolves when the connection is in its room; its frames wait for it. */
+  private readonly entered = new WeakMap<Connection, Promise<void>>();
+  private readonly offNodeGone: () => void;
+
+  constructor(
+    private readonly hub: ChannelHub,
+    @Inject(PRESENCE) private readonly presence: Presence,
+    @Inject(LOGGER) private readonly log: Logger,
+  ) {
+    this.offNodeGone = presence.onNodeGone((_node, claims) => {
+      const byRoom = new Map<string, string[]>();
+      for (const { group, member } of claims) {
+        if (!this.policies.has(channelKind(group)) || this.hub.localMembers(group).size === 0) continue;
+        byRoom.set(group, [...(byRoom.get(group) ?? []), member]);
+      }
+      for (const [room, gone] of byRoom) void this.announceGone(room, gone);
+    });
+  }
+
+  onModuleDestroy(): void {
+    this.offNodeGone();
+  }
+
+  register(policy: RoomPolicy): void {
+    this.policies.set(policy.kind, policy);
+  }
+
+  /** Enters `conn` into `room` (a channel name). Errors close only this connection. */
+  enter(conn: Connection, room: string, options: { since?: { id: string; epoch?: string }; frames?: AttachFrames } = {}): void {
+    const policy = this.policyOf(room);
+    const member = policy.memberOf(conn);
+    // Announced before the membership is released (after this), so a rejoin cannot overtake the leave.
+    conn.onClose(() => conn.finishing(this.announce(room, 'leave', member)));
+    const entered = (async () => {
+      await this.hub.attach(conn, [{ channel: room, since: options.since }], options.frames);
+      if (policy.entered) policy.entered(conn, [...(await this.presence.members(room)).keys()].sort());
+      await this.announce(room, 'join', member);
+    })();
+    this.entered.set(conn, entered);
+    entered.catch((error) => {
+      if (error instanceof BrokerUnavailableError) conn.close(CloseCode.INTERNAL_ERROR, 'room unavailable (Redis is down); reconnect');
+      else conn.fail(error);
+    });
+  }
+
+  /** Resolves once `conn` is in its room. */
+  whenEntered(conn: Connection): Promise<void> {
+    return this.entered.get(conn) ?? Promise.resolve();
+  }
+
+  /** The room's members (cluster-wide) and their holders. */
+  members(room: string): Promise<Map<string, string>> {
+    return this.available(() => this.presence.members(room));
+  }
+
+  /** Publishes on the room's channel (history per its kind unless `history` says otherwise). */
+  publish(room: string, data: Record<string, unknown>, history?: boolean): Promise<Publication> {
+    return this.available(() => this.hub.publish(room, data, { history }));
+  }
+
+  private policyOf(room: string): RoomPolicy {
+    const policy = this.policies.get(channelKind(room));
+    if (!policy) throw new Error(`no room policy for "${channelKind(room)}"`);
+    return policy;
+  }
+
+  private async announce(room: string, event: 'join' | 'leave', member: string): Promise<void> {
+    try {
+      const members = await this.presence.members(room);
+      // On leave the membership is still held (it is released after this), so drop it from the list.
+      if (event === 'leave') members.delete(member);
+      const payload = this.policyOf(room).announcement(event, member, [...members.keys()].sort());
+      await this.hub.publish(room, payload, { history: false });
+    } catch (error) {
+      this.log.warn({ event: 'announce_failed', channel: channelKind(room), type: event, err: (error as Error).message }, 'could not tell the room');
+    }
+  }
+
+  /** Members whose replica died left without a goodbye: each replica tells its own local members. */
+  private async announceGone(room: string, gone: string[]): Promise<void> {
+    try {
+      const members = [...(await this.presence.members(room)).keys()].sort();
+      const policy = this.policyOf(room);
+      for (const member of gone) this.hub.deliverLocally(room, policy.announcement('leave', member, members));
+    } catch {
+      // Redis is down again: nothing more can be said now.
+    }
+  }
+
+  /** Redis down: the sender learns that this message went nowhere, and the socket stays open. */
+  private async available<T>(run: () => Promise<T>): Promise<T> {
+    try {
+      return await run();
+    } catch (error) {
+      if (error instanceof BrokerUnavailableError) throw new FrameError('unavailable', 'the room is unreachable right now (Redis is down); retry shortly');
+      throw error;
+    }
+  }
+}

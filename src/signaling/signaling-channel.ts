@@ -1,0 +1,45 @@
+import type { ChannelPolicy } from '../channels/channel-hub';
+import { isObject, type Publication } from '../channels/publication';
+import type { Connection } from '../connection/connection';
+import type { RoomPolicy } from '../rooms/rooms';
+import { otherSeat, SEATS, type Seat } from './signaling.frames';
+
+export const signalingChannel = (consultationId: string) => `signaling:${consultationId}`;
+
+/**
+ * A consultation's channel (live only, no history): `{to: <seat>, frame: {...}}` reaches that seat's socket
+ * as `frame` (relayed offers, answers and candidates; peer-joined / peer-left); `{data:{...}}` from the server
+ * API or another service reaches both seats as `{"type":"publication","channel","data","ts"}`.
+ */
+export class SignalingChannelPolicy implements ChannelPolicy, RoomPolicy {
+  readonly kind = 'signaling';
+  readonly history = false;
+
+  encode(publication: Publication): Buffer | string {
+    const data = publication.data;
+    if (data.to !== undefined) {
+      if (!SEATS.includes(data.to as Seat) || !isObject(data.frame)) return 'expected {"to": "doctor"|"patient", "frame": {...}}';
+      return Buffer.from(JSON.stringify(data.frame));
+    }
+    if (!isObject(data.data) || Object.keys(data).length !== 1) return 'expected {"data":{...}}';
+    return Buffer.from(JSON.stringify({ type: 'publication', channel: publication.channel, data: data.data, ts: Math.floor(publication.ts) }));
+  }
+
+  accepts(conn: Connection, publication: Publication): boolean {
+    const to = publication.data.to;
+    return to === undefined || conn.params.userType === to;
+  }
+
+  memberOf(conn: Connection): string {
+    return conn.params.userType;
+  }
+
+  announcement(event: 'join' | 'leave', seat: string): Record<string, unknown> {
+    return { to: otherSeat(seat as Seat), frame: { type: event === 'join' ? 'peer-joined' : 'peer-left', role: seat } };
+  }
+
+  entered(conn: Connection, seats: string[]): void {
+    const other = otherSeat(conn.params.userType as Seat);
+    if (seats.includes(other)) conn.send({ type: 'peer-joined', role: other });
+  }
+}
