@@ -46,6 +46,10 @@ export class AlertsService implements OnModuleInit, OnApplicationBootstrap {
 }
 
 const ALERT_FRAMES: AttachFrames = {
-  welcome: (epochs, conn) => ({ type: 'welcome', epoch: epochs.get(ALERTS_CHANNEL), user_epoch: epochs.get(userChannel(conn.user.sub)) }),
+  welcome: (positions, conn) => {
+    const main = positions.get(ALERTS_CHANNEL);
+    const personal = positions.get(userChannel(conn.user.sub));
+    return { type: 'welcome', epoch: main?.epoch, id: main?.id, user_epoch: personal?.epoch, user_id: personal?.id };
+  },
   resumed: (recovered) => ({ type: 'resumed', recovered }),
 };

@@ -1,4 +1,4 @@
-import type { HistoryPage, Publication } from './publication';
+import type { HistoryPage, Publication, StreamPosition } from './publication';
 
 export interface PublishOptions {
   /** Keep it in the channel's history (gives it an id); live-only otherwise. */
@@ -51,8 +51,11 @@ export interface Broker {
    * default all) with the `recovered` verdict. Rejects while the broker is down.
    */
   history(channel: string, since?: { id: string; epoch?: string }, limit?: number): Promise<HistoryPage>;
-  /** The epoch of a channel this node subscribes to with history, when already known (no round trip). */
-  knownEpoch(channel: string): string | undefined;
+  /**
+   * For a history channel this node subscribes to, once known (no round trip): its epoch, and the id after
+   * which every publication will reach this node's handlers (the last one delivered here).
+   */
+  knownPosition(channel: string): StreamPosition | undefined;
   /** False while the transport is unreachable or silent (drives /readyz and ws_redis_up). */
   isReady(): boolean;
 }

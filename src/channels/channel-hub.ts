@@ -6,7 +6,7 @@ import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import { BROKER, type Broker, type Subscription } from './broker';
 import { InvalidMessages } from './invalid-messages';
-import { channelKind, preciseNow, type HistoryPage, type Publication } from './publication';
+import { channelKind, preciseNow, type HistoryPage, type Publication, type StreamPosition } from './publication';
 import { compareStreamIds, parseStreamId, type StreamId } from './stream-id';
 
 /**
@@ -41,8 +41,11 @@ export interface ChannelRequest {
  * welcome with the new epoch, then resumed with recovered:false, so the client refetches and stays connected.
  */
 export interface AttachFrames {
-  /** The first frame, given the epoch of each history channel the connection is a member of. */
-  welcome?(epochs: ReadonlyMap<string, string>, conn: Connection): object;
+  /**
+   * The first frame, given for each history channel the connection is a member of its epoch and the id after
+   * which everything reaches this connection (a client that resumes from there misses nothing).
+   */
+  welcome?(positions: ReadonlyMap<string, StreamPosition>, conn: Connection): object;
   /** After the replays, when any channel resumed; `recovered` is true only if every one proved continuity. */
   resumed?(recovered: boolean): object;
 }
@@ -122,42 +125,46 @@ export class ChannelHub {
     this.members.set(conn, states);
     conn.onClose(() => this.members.delete(conn));
     if (!this.framesOf.has(conn.gateway)) this.framesOf.set(conn.gateway, frames);
-    const epochs = new Map<string, string>();
+    const positions = new Map<string, StreamPosition>();
     const resuming = requests.some((r) => r.since);
     let known = waits.length === 0 && !resuming;
     if (known) {
       for (const { channel } of requests) {
         if (!this.policy(channel).history) continue;
-        const epoch = this.broker.knownEpoch(channel);
-        if (epoch === undefined) known = false;
-        else epochs.set(channel, epoch);
+        const position = this.broker.knownPosition(channel);
+        if (position === undefined) known = false;
+        else positions.set(channel, position);
       }
     }
-    if (known) return this.start(conn, requests, frames, epochs, new Map());
+    if (known) return this.start(conn, requests, frames, positions, new Map());
     return this.attachLater(conn, requests, frames, waits);
   }
 
   private async attachLater(conn: Connection, requests: readonly ChannelRequest[], frames: AttachFrames, waits: Promise<void>[]): Promise<void> {
     await Promise.all(waits);
-    const epochs = new Map<string, string>();
+    const positions = new Map<string, StreamPosition>();
     const pages = new Map<string, HistoryPage>();
     await Promise.all(
       requests.map(async ({ channel, since }) => {
         if (!this.policy(channel).history) return;
-        const known = since ? undefined : this.broker.knownEpoch(channel);
-        if (known !== undefined) return void epochs.set(channel, known);
-        const page = await this.broker.history(channel, since);
-        epochs.set(channel, page.epoch);
+        const known = since ? undefined : this.broker.knownPosition(channel);
+        if (known !== undefined) return void positions.set(channel, known);
+        let page = await this.broker.history(channel, since);
+        const sameEpoch = since !== undefined && (since.epoch === undefined || since.epoch === page.epoch);
+        // Ids of another epoch mean nothing in this one: no replay, recovered:false, live from the top on.
+        if (since && !sameEpoch) page = { ...page, publications: [], recovered: false };
         if (since) pages.set(channel, page);
+        // Resuming: the client continues from its own id; otherwise everything after the top reaches it.
+        positions.set(channel, { id: sameEpoch ? since!.id : page.top, epoch: page.epoch });
       }),
     );
     if (!this.members.has(conn)) return; // closed meanwhile
-    this.start(conn, requests, frames, epochs, pages);
+    this.start(conn, requests, frames, positions, pages);
   }
 
-  private start(conn: Connection, requests: readonly ChannelRequest[], frames: AttachFrames, epochs: Map<string, string>, pages: Map<string, HistoryPage>): void {
+  private start(conn: Connection, requests: readonly ChannelRequest[], frames: AttachFrames, positions: Map<string, StreamPosition>, pages: Map<string, HistoryPage>): void {
     const states = this.members.get(conn)!;
-    if (frames.welcome) conn.send(frames.welcome(epochs, conn));
+    if (frames.welcome) conn.send(frames.welcome(positions, conn));
     let recovered = true;
     for (const { channel, since } of requests) {
       const page = pages.get(channel);
@@ -175,7 +182,7 @@ export class ChannelHub {
         // what comes next (it answered recovered:false).
         const sinceKey = parseStreamId(since.id)!;
         const top = parseStreamId(page.top)!;
-        floor = compareStreamIds(sinceKey, top) <= 0 ? sinceKey : top;
+        floor = page.recovered && compareStreamIds(sinceKey, top) <= 0 ? sinceKey : top;
       }
       state.floor = floor;
       recovered &&= page.recovered;
@@ -298,12 +305,12 @@ export class ChannelHub {
         continue;
       }
       if (frames.welcome) {
-        const epochs = new Map<string, string>();
+        const positions = new Map<string, StreamPosition>();
         for (const channel of conn.rooms ?? []) {
-          const epoch = this.policy(channel).history ? this.broker.knownEpoch(channel) : undefined;
-          if (epoch !== undefined) epochs.set(channel, epoch);
+          const position = this.policy(channel).history ? this.broker.knownPosition(channel) : undefined;
+          if (position !== undefined) positions.set(channel, position);
         }
-        conn.send(frames.welcome(epochs, conn));
+        conn.send(frames.welcome(positions, conn));
       }
       conn.send(frames.resumed(false));
     }

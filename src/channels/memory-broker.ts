@@ -12,7 +12,7 @@ import {
 } from './broker';
 import { IdempotencyCache } from './idempotency';
 import { MemoryHistory } from './memory-history';
-import { channelKind, preciseNow, type HistoryPage, type Publication } from './publication';
+import { channelKind, preciseNow, type HistoryPage, type Publication, type StreamPosition } from './publication';
 import { formatStreamId, StreamIdGenerator } from './stream-id';
 
 /** How often idle histories are looked at for expiry. */
@@ -98,8 +98,8 @@ export class MemoryBroker implements Broker, OnModuleDestroy {
     return this.historyOf(channel).since(since, limit);
   }
 
-  knownEpoch(channel: string): string {
-    return this.historyOf(channel).epoch;
+  knownPosition(channel: string): StreamPosition {
+    return this.historyOf(channel).position();
   }
 
   isReady(): boolean {

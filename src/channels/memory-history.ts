@@ -57,6 +57,11 @@ export class MemoryHistory {
     return this.items[(this.head + i) % this.items.length]!;
   }
 
+  /** The epoch and the newest id. */
+  position(): { id: string; epoch: string } {
+    return { id: formatStreamId(this.top), epoch: this.epoch };
+  }
+
   /** Publications strictly after `since`, oldest first, at most `limit`. */
   since(since: { id: string; epoch?: string } | undefined, limit = Infinity): HistoryPage {
     const top = formatStreamId(this.top);

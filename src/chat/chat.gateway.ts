@@ -16,7 +16,10 @@ import { CHAT_FRAMES, MAX_MESSAGE_CHARS } from './chat.frames';
 import { ChatMemberGuard, ChatRoomGuard } from './chat-room.guard';
 
 const CHAT_ATTACH_FRAMES: AttachFrames = {
-  welcome: (epochs, conn) => ({ type: 'welcome', epoch: epochs.get(chatChannel(conn.params.room)) }),
+  welcome: (positions, conn) => {
+    const room = positions.get(chatChannel(conn.params.room));
+    return { type: 'welcome', epoch: room?.epoch, id: room?.id };
+  },
   resumed: (recovered) => ({ type: 'resumed', recovered }),
 };
 

@@ -5,7 +5,9 @@ export {
   type ChatFrame,
   type ClientOptions,
   type ErrorFrame,
+  type Position,
   type SignalFrame,
+  type WelcomeFrame,
   type WebSocketConstructor,
   type WebSocketLike,
 } from './realtime-client';

@@ -17,21 +17,44 @@ export type WebSocketConstructor = new (url: string, protocols?: string | string
 
 export interface AlertFrame {
   type: 'alert';
-  id: string;
+  /** Absent on live-only alerts (published without history): those cannot be resumed from. */
+  id?: string;
+  /** `user:<sub>` on personal alerts; absent on the `alerts` broadcast. */
+  channel?: string;
   data: Record<string, unknown>;
   ts: number;
+}
+
+/**
+ * The first frame of an alerts or chat connection: each history channel's epoch, and the id after which
+ * everything reaches this connection. Alerts connections carry their personal channel as `user_*`.
+ */
+export interface WelcomeFrame {
+  type: 'welcome';
+  epoch: string;
+  id: string;
+  user_epoch?: string;
+  user_id?: string;
+}
+
+/** Where a client is in a channel's history: what it sends as `since` and `epoch` when it reconnects. */
+export interface Position {
+  id: string;
+  epoch: string;
 }
 
 /** Chat frames (`/ws/chat/:room`). */
 export type ChatFrame =
   | { type: 'message'; id: string; user: string; message: string; ts: number }
+  | { type: 'publication'; channel: string; id?: string; data: Record<string, unknown>; ts: number }
   | { type: 'private'; id: string; from: string; to: string; message: string; ts: number }
   | { type: 'system'; event: 'join' | 'leave'; user: string; users: string[] };
 
 /** Signaling frames (`/ws/signaling/:consultationId/:userType`). */
 export type SignalFrame =
   | { type: 'offer' | 'answer' | 'ice-candidate'; from: 'doctor' | 'patient'; payload: Record<string, unknown> }
-  | { type: 'peer-joined' | 'peer-left'; role: 'doctor' | 'patient' };
+  | { type: 'peer-joined' | 'peer-left'; role: 'doctor' | 'patient' }
+  | { type: 'publication'; channel: string; data: Record<string, unknown>; ts: number };
 
 /** `{"type":"error"}` frames: the server refused one frame; the connection stays open. */
 export interface ErrorFrame {
@@ -41,6 +64,9 @@ export interface ErrorFrame {
 
 const CHAT_TYPES = new Set(['message', 'private', 'system']);
 const SIGNAL_TYPES = new Set(['offer', 'answer', 'ice-candidate', 'peer-joined', 'peer-left']);
+const ALERTS_PATH = '/api/alerts/subscribe';
+const CHAT_PATH = /\/ws\/chat\/[^/]+$/;
+const SIGNALING_PATH = /\/ws\/signaling\//;
 
 export interface ClientOptions {
   /** ws:// or wss:// URL of an endpoint, or a function returning one per attempt (several replicas, tests). */
@@ -62,6 +88,7 @@ type Listener<T> = (value: T) => void;
 interface Events {
   open: void;
   frame: Record<string, unknown>;
+  welcome: WelcomeFrame;
   alert: AlertFrame;
   resumed: { recovered: boolean };
   chat: ChatFrame;
@@ -75,7 +102,10 @@ interface Events {
  * A WebSocket client for realtime-gateway that reconnects the way the server expects: at once (with a little
  * jitter) after a drain (1012) or going-away (1001); after a new token on 4001; with exponential backoff and
  * full jitter after anything else; never after 1003, 1008, 1009 or an HTTP 400/401/403/404, which surface as a
- * fatal `error`. On the alerts endpoint it resumes with `?since=<last id>`, so nothing is missed or repeated.
+ * fatal `error`. On the alerts and chat endpoints it resumes with `?since=<last id>&epoch=<epoch>` (alerts
+ * also `user_since` / `user_epoch` for personal alerts), so nothing is missed or repeated; `resumed` with
+ * `recovered: false` means something was lost: refetch your state. Only messages with an id move the
+ * position: a live-only message is never resumed from.
  */
 export class RealtimeClient {
   private ws: WebSocketLike | undefined;
@@ -87,8 +117,16 @@ export class RealtimeClient {
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private lastFrameAt = 0;
   private refused: { status: number; error?: string; retryAfterMs?: number } | undefined;
-  /** Id of the last alert received; sent as `since` on reconnect. */
-  lastAlertId: string | undefined;
+  private currentPath = '';
+  /** The endpoint's main channel (`alerts`, or the chat room): sent as `since` and `epoch` on reconnect. */
+  position: Position | undefined;
+  /** Alerts endpoint: the personal channel `user:<sub>`, sent as `user_since` and `user_epoch`. */
+  userPosition: Position | undefined;
+
+  /** Id of the last alert received with an id (the `alerts` channel). */
+  get lastAlertId(): string | undefined {
+    return this.position?.id;
+  }
 
   constructor(private readonly options: ClientOptions) {}
 
@@ -136,7 +174,15 @@ export class RealtimeClient {
     const base = typeof this.options.url === 'function' ? this.options.url() : this.options.url;
     const token = await this.options.getToken();
     const url = new URL(base);
-    if (this.lastAlertId && url.pathname.endsWith('/api/alerts/subscribe')) url.searchParams.set('since', this.lastAlertId);
+    const resumable = url.pathname.endsWith(ALERTS_PATH) || CHAT_PATH.test(url.pathname);
+    if (resumable && this.position) {
+      url.searchParams.set('since', this.position.id);
+      url.searchParams.set('epoch', this.position.epoch);
+    }
+    if (resumable && this.userPosition && url.pathname.endsWith(ALERTS_PATH)) {
+      url.searchParams.set('user_since', this.userPosition.id);
+      url.searchParams.set('user_epoch', this.userPosition.epoch);
+    }
     if (this.options.tokenIn === 'query') {
       url.searchParams.set('token', token);
       return { url: url.toString(), protocols: [] };
@@ -156,6 +202,7 @@ export class RealtimeClient {
       return this.schedule(1006, 'no token');
     }
     this.refused = undefined;
+    this.currentPath = new URL(target.url).pathname;
     const ws = new Impl(target.url, target.protocols);
     this.ws = ws;
     ws.on?.('unexpected-response', (req, res) => {
@@ -196,18 +243,36 @@ export class RealtimeClient {
       return;
     }
     if (frame.type === 'alert') {
-      this.lastAlertId = frame.id as string;
-      this.emit('alert', frame as unknown as AlertFrame);
+      const alert = frame as unknown as AlertFrame;
+      if (typeof alert.id === 'string') {
+        if (alert.channel?.startsWith('user:')) this.advance('userPosition', alert.id);
+        else this.advance('position', alert.id);
+      }
+      this.emit('alert', alert);
+    } else if (frame.type === 'welcome') {
+      const welcome = frame as unknown as WelcomeFrame;
+      this.position = adopt(this.position, welcome.epoch, welcome.id);
+      this.userPosition = adopt(this.userPosition, welcome.user_epoch, welcome.user_id);
+      this.emit('welcome', welcome);
     } else if (frame.type === 'resumed') {
       this.emit('resumed', { recovered: frame.recovered === true });
     } else if (frame.type === 'error') {
       this.emit('rejected', frame as unknown as ErrorFrame);
+    } else if (frame.type === 'publication') {
+      if (typeof frame.id === 'string') this.advance('position', frame.id);
+      this.emit(SIGNALING_PATH.test(this.currentPath) ? 'signal' : 'chat', frame as unknown as ChatFrame & SignalFrame);
     } else if (CHAT_TYPES.has(frame.type as string)) {
+      if (frame.type === 'message' && typeof frame.id === 'string') this.advance('position', frame.id);
       this.emit('chat', frame as unknown as ChatFrame);
     } else if (SIGNAL_TYPES.has(frame.type as string)) {
       this.emit('signal', frame as unknown as SignalFrame);
     }
     this.emit('frame', frame);
+  }
+
+  private advance(which: 'position' | 'userPosition', id: string): void {
+    const current = this[which];
+    if (current) this[which] = { id, epoch: current.epoch };
   }
 
   private closed(code: number, reason: string): void {
@@ -263,4 +328,14 @@ export class RealtimeClient {
     clearInterval(this.heartbeat);
     this.heartbeat = undefined;
   }
+}
+
+/**
+ * A welcome keeps the position of a resume in the same epoch (the replay continues it); a new epoch (or the
+ * first welcome) starts from the id the server names, after which everything reaches this client.
+ */
+function adopt(current: Position | undefined, epoch: string | undefined, id: string | undefined): Position | undefined {
+  if (epoch === undefined || id === undefined) return current;
+  if (current && current.epoch === epoch) return current;
+  return { id, epoch };
 }

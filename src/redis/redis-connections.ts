@@ -163,7 +163,11 @@ export class RedisConnections implements OnApplicationShutdown {
       const clear = () => {
         if (this.probing.get(role) === now) this.probing.delete(role);
       };
-      connection.ping().then(clear, clear);
+      connection.ping().then(clear, (error: Error) => {
+        clear();
+        // The command link has a command timeout of its own, which answers a frozen probe first.
+        if (/timed out/i.test(error.message) && connection.status === 'ready' && !this.silent.has(role)) this.declareSilent(role, connection);
+      });
     }
   }
 

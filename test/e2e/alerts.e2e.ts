@@ -134,7 +134,7 @@ describe('resume with ?since=', () => {
     await Promise.all(live);
     await publish(gw, { n: 7 });
     const sequence: string[] = [];
-    expect(await client.next()).toEqual({ type: 'welcome', epoch: expect.any(String), user_epoch: expect.any(String) });
+    expect(await client.next()).toEqual({ type: 'welcome', epoch: expect.any(String), id: ids[1], user_epoch: expect.any(String), user_id: '0-0' });
     for (;;) {
       const frame = await client.next<{ type: string; data?: { n: number }; recovered?: boolean }>();
       sequence.push(frame.type === 'alert' ? String(frame.data!.n) : `${frame.type}:${frame.recovered}`);

@@ -157,7 +157,7 @@ describe('client SDK across a drain (two replicas)', () => {
       });
       const got: string[] = [];
       const resumed: boolean[] = [];
-      client.on('alert', (alert: AlertFrame) => got.push(alert.id));
+      client.on('alert', (alert: AlertFrame) => got.push(alert.id!));
       client.on('resumed', ({ recovered }) => resumed.push(recovered));
       const closes: number[] = [];
       client.on('close', ({ code }) => {

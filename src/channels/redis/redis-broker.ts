@@ -16,7 +16,7 @@ import {
 import { InvalidMessages } from '../invalid-messages';
 import { newEpoch } from '../memory-broker';
 import { jsonDepthExceeds, MESSAGE_LIMITS, MessageLimits } from '../message-limits';
-import { channelKind, EXTERNAL_ORIGIN, isObject, preciseNow, type HistoryPage, type Publication } from '../publication';
+import { channelKind, EXTERNAL_ORIGIN, isObject, preciseNow, type HistoryPage, type Publication, type StreamPosition } from '../publication';
 import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from '../stream-id';
 import { POSITION, PUBLISH_HISTORY, PUBLISH_LIVE } from './broker-scripts';
 
@@ -152,8 +152,10 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     return this.redis.isReady();
   }
 
-  knownEpoch(channel: string): string | undefined {
-    return this.states.get(channel)?.epoch;
+  knownPosition(channel: string): StreamPosition | undefined {
+    const state = this.states.get(channel);
+    if (state?.epoch === undefined || state.last === undefined) return undefined;
+    return { id: formatStreamId(state.last), epoch: state.epoch };
   }
 
   private name(channel: string): string {
