@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AlertInputSchema } from '../../src/alerts/alert';
+import { ChannelHub } from '../../src/channels/channel-hub';
 import { CHAT_FRAMES } from '../../src/chat/chat.frames';
 import { SIGNALING_FRAMES } from '../../src/signaling/signaling.frames';
 import { connect, type TestClient } from '../support/clients';
@@ -30,10 +31,14 @@ function shape(value: unknown): unknown {
   return typeof value;
 }
 
-/** What identifies a kind of server frame: its type, plus the error code, system event or relay sender. */
+/**
+ * What identifies a kind of server frame: its type, plus the error code, system event, relay sender, the kind
+ * of channel it names, and whether a welcome names a personal channel (alerts) too.
+ */
 function kind(frame: Record<string, unknown>): string {
   const payload = frame.payload as { code?: string } | undefined;
-  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? ''].join('/');
+  const channel = typeof frame.channel === 'string' ? frame.channel.split(':')[0] : '';
+  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? '', channel, 'user_epoch' in frame ? 'u' : ''].join('/');
 }
 
 describe('docs/protocol.md', () => {
@@ -56,12 +61,17 @@ describe('docs/protocol.md', () => {
     // Every endpoint: ping and a broken frame.
     const any = await open('/ws/chat/doc-any', 'pinger', 'user');
     await any.ofType('system');
+    await any.ofType('welcome');
     any.send(clientExample('any', 'ping'));
     any.send('{broken');
     await collect(any, 2);
 
     // Alerts: one published with the documented body, then a resume.
     const subscriber = await open('/api/alerts/subscribe', 'auth', 'authority');
+    seen.push(await subscriber.ofType('welcome'));
+    const hub = gw.app.get(ChannelHub);
+    await hub.publish('user:auth', { data: { text: 'your report was read' } });
+    seen.push(await subscriber.take((f) => f.type === 'alert' && f.channel === 'user:auth'));
     const res = await fetch(gw.http('/api/alerts'), {
       method: 'POST',
       headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
@@ -89,17 +99,27 @@ describe('docs/protocol.md', () => {
 
     // Chat: the documented message and private message, the errors, a leave.
     const alice = await open('/ws/chat/doc-room', 'alice', 'user');
+    seen.push(await alice.ofType('welcome'));
     await alice.ofType('system');
     const bob = await open('/ws/chat/doc-room', 'bob', 'user');
+    const { epoch } = await bob.ofType<{ epoch: string }>('welcome');
     seen.push(await alice.ofType('system'));
     alice.send(clientExample('chat', 'message'));
-    seen.push(await bob.ofType('message'));
+    const message = await bob.ofType<{ id: string }>('message');
+    seen.push(message);
+    await hub.publish('chat:doc-room', { data: { text: 'maintenance at 22:00' } });
+    seen.push(await bob.ofType('publication'));
+    await bob.close();
+    await alice.take((f) => f.type === 'system' && f.event === 'leave');
+    const back = await open(`/ws/chat/doc-room?since=${message.id}&epoch=${epoch}`, 'bob', 'user');
+    seen.push(await back.ofType('resumed'));
+    const bob2 = back;
     alice.send(clientExample('chat', 'private'));
-    seen.push(await bob.ofType('private'));
+    seen.push(await bob2.ofType('private'));
     alice.send({ type: 'message', message: 'x'.repeat(501) });
     alice.send({ type: 'private', to: 'dave', message: 'hi' });
     seen.push(await alice.ofType('error'), await alice.ofType('error'));
-    await bob.close();
+    await bob2.close();
     seen.push(await alice.take((f) => f.type === 'system' && f.event === 'leave'));
   });
 
