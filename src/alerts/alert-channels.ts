@@ -34,10 +34,11 @@ export class AlertsChannelPolicy implements ChannelPolicy {
     return encodeAlertFrame(publication, alert.data);
   }
 
-  accepts(conn: Connection, publication: Publication): boolean {
+  audience(publication: Publication): ((conn: Connection) => boolean) | undefined {
     const targets = this.targets.get(publication);
-    if (!targets) return true;
-    return (targets.roles?.has(conn.user.role) ?? false) || (targets.users?.has(conn.user.sub) ?? false);
+    if (!targets) return undefined;
+    const { roles, users } = targets;
+    return (conn) => (roles?.has(conn.user.role) ?? false) || (users?.has(conn.user.sub) ?? false);
   }
 }
 

@@ -1,7 +1,7 @@
 import type { OnGatewayConnection } from '@nestjs/websockets';
 import type { Connection } from '../connection/connection';
-import { AllowRoles, UpgradeGuards } from '../gateway/gateway-metadata';
-import { RealtimeGateway } from '../gateway/realtime-gateway.decorator';
+import { AllowRoles, UpgradeGuards } from '../upgrade/gateway-metadata';
+import { RealtimeGateway } from '../upgrade/realtime-gateway.decorator';
 import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../upgrade/guards/capacity.guard';
 import { OriginGuard } from '../upgrade/guards/origin.guard';

@@ -25,8 +25,11 @@ export interface ChannelPolicy {
    * string is the reason it is invalid (dropped and counted in ws_bus_invalid_total).
    */
   encode(publication: Publication): Buffer | string;
-  /** Whether this member gets it (targeting); everyone when absent. */
-  accepts?(conn: Connection, publication: Publication): boolean;
+  /**
+   * Who among the members gets it (targeting), decided once per publication: a filter, or undefined for
+   * everyone. Absent: everyone.
+   */
+  audience?(publication: Publication): ((conn: Connection) => boolean) | undefined;
 }
 
 export interface ChannelRequest {
@@ -82,6 +85,9 @@ export class ChannelHub {
     @Inject(LOGGER) private readonly log: Logger,
   ) {
     this.invalid = new InvalidMessages(metrics, log);
+    connections.onRoomsEmptied((channels) => {
+      for (const channel of channels) this.leaveIfEmpty(channel);
+    });
   }
 
   register(policy: ChannelPolicy): void {
@@ -114,30 +120,33 @@ export class ChannelHub {
    * resume); otherwise a promise. Rejects with BrokerUnavailableError when history cannot be read.
    */
   attach(conn: Connection, requests: readonly ChannelRequest[], frames: AttachFrames = {}): void | Promise<void> {
-    const states = new Map<string, MemberState>();
-    const waits: Promise<void>[] = [];
+    let waits: Promise<void>[] | undefined;
     for (const { channel } of requests) {
-      const state: MemberState = { held: [] };
-      states.set(channel, state);
       const ready = this.join(conn, channel);
-      if (ready) waits.push(ready);
+      if (ready) (waits ??= []).push(ready);
     }
-    this.members.set(conn, states);
-    conn.onClose(() => this.members.delete(conn));
     if (!this.framesOf.has(conn.gateway)) this.framesOf.set(conn.gateway, frames);
-    const positions = new Map<string, StreamPosition>();
-    const resuming = requests.some((r) => r.since);
-    let known = waits.length === 0 && !resuming;
-    if (known) {
+    // The common case, with nothing to wait for: welcome now, live from here on, no per-connection state.
+    if (!waits && !requests.some((r) => r.since)) {
+      const positions = new Map<string, StreamPosition>();
+      let known = true;
       for (const { channel } of requests) {
         if (!this.policy(channel).history) continue;
         const position = this.broker.knownPosition(channel);
         if (position === undefined) known = false;
         else positions.set(channel, position);
       }
+      if (known) {
+        if (frames.welcome) conn.send(frames.welcome(positions, conn));
+        return;
+      }
     }
-    if (known) return this.start(conn, requests, frames, positions, new Map());
-    return this.attachLater(conn, requests, frames, waits);
+    // Otherwise what arrives meanwhile is held for this connection, in order, until it is started.
+    const states = new Map<string, MemberState>();
+    for (const { channel } of requests) states.set(channel, { held: [] });
+    this.members.set(conn, states);
+    conn.onClose(() => this.members.delete(conn));
+    return this.attachLater(conn, requests, frames, waits ?? []);
   }
 
   private async attachLater(conn: Connection, requests: readonly ChannelRequest[], frames: AttachFrames, waits: Promise<void>[]): Promise<void> {
@@ -175,7 +184,7 @@ export class ChannelHub {
       for (const publication of page.publications) {
         floor = publication.key;
         const frame = this.frameOf(policy, publication);
-        if (frame && (!policy.accepts || policy.accepts(conn, publication))) conn.sendEncoded(frame);
+        if (frame && (!publication.audience || publication.audience(conn))) conn.sendEncoded(frame);
       }
       if (!floor) {
         // Nothing replayed: live ones after `since` are new; a `since` ahead of the channel must not hold back
@@ -211,7 +220,6 @@ export class ChannelHub {
   private join(conn: Connection, channel: string): Promise<void> | undefined {
     this.connections.registry.join(conn, channel);
     const subscription = this.subscription(channel);
-    conn.onClose(() => this.leaveIfEmpty(channel));
     return this.live.has(channel) ? undefined : subscription.ready;
   }
 
@@ -262,6 +270,7 @@ export class ChannelHub {
         frame = encoded;
       }
       publication.frame = frame;
+      publication.audience = frame && policy.audience ? (policy.audience(publication) ?? null) : null;
     }
     return frame ?? undefined;
   }
@@ -271,6 +280,7 @@ export class ChannelHub {
     if (publication.lost) return this.lost(members);
     const frame = this.frameOf(policy, publication);
     if (!frame) return;
+    const audience = publication.audience;
     let written = false;
     const tracking = this.members.size > 0;
     for (const conn of members) {
@@ -281,7 +291,7 @@ export class ChannelHub {
           continue;
         }
       }
-      if ((!policy.accepts || policy.accepts(conn, publication)) && conn.sendEncoded(frame)) written = true;
+      if ((!audience || audience(conn)) && conn.sendEncoded(frame)) written = true;
     }
     // Only what reached a socket is a delivery: a replica without members would otherwise report every
     // message as delivered at once and pull the histogram down.
@@ -329,6 +339,6 @@ export class ChannelHub {
       if (states?.size === 0) this.members.delete(conn);
     }
     const frame = this.frameOf(policy, publication);
-    return frame !== undefined && (!policy.accepts || policy.accepts(conn, publication)) && conn.sendEncoded(frame);
+    return frame !== undefined && (!publication.audience || publication.audience(conn)) && conn.sendEncoded(frame);
   }
 }

@@ -14,11 +14,12 @@ const BACKSLASH = 0x5c;
  * first level over `max`; malformed text is left to JSON.parse.
  */
 export function jsonDepthExceeds(text: Buffer | string, max: number): boolean {
-  const bytes = typeof text === 'string' ? Buffer.from(text) : text;
+  // Strings are read by char code (the ASCII brackets and quotes are the same code units), not copied.
+  const isString = typeof text === 'string';
   let depth = 0;
   let inString = false;
-  for (let i = 0; i < bytes.length; i++) {
-    const c = bytes[i];
+  for (let i = 0; i < text.length; i++) {
+    const c = isString ? (text as string).charCodeAt(i) : (text as Buffer)[i];
     if (inString) {
       if (c === BACKSLASH) i++;
       else if (c === QUOTE) inString = false;

@@ -36,9 +36,10 @@ export class ChatChannelPolicy implements ChannelPolicy, RoomPolicy {
     }
   }
 
-  accepts(conn: Connection, publication: Publication): boolean {
-    const to = publication.data.type === 'private' ? publication.data.to : undefined;
-    return to === undefined || conn.user.sub === to;
+  audience(publication: Publication): ((conn: Connection) => boolean) | undefined {
+    if (publication.data.type !== 'private') return undefined;
+    const to = publication.data.to;
+    return (conn) => conn.user.sub === to;
   }
 
   memberOf(conn: Connection): string {

@@ -2,7 +2,10 @@ import { lookup } from 'node:dns/promises';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { parseArgs } from 'node:util';
+import 'reflect-metadata';
 import WebSocket from 'ws';
+import { routeTableOf } from '../upgrade/gateway-registry';
+import { GATEWAYS } from '../gateways';
 
 const USAGE = `Usage: realtime-gateway doctor <ws-url> [--token <jwt>]   (or: npm run doctor -- <ws-url> [--token <jwt>])
 
@@ -23,13 +26,13 @@ const bad = (text: string, fix?: string) => {
   if (fix) console.log(`  ${paint(36, '→')} ${fix}`);
 };
 
-/** Roles each endpoint admits (SPEC "WebSocket endpoints"); undefined: any role. */
-function allowedRoles(pathname: string): { roles?: string[]; endpoint: string } {
-  if (pathname === '/api/alerts/subscribe') return { roles: ['authority', 'admin'], endpoint: 'alerts' };
-  const signaling = /^\/ws\/signaling\/[^/]+\/([^/]+)$/.exec(pathname);
-  if (signaling) return { roles: [signaling[1]], endpoint: 'signaling (your role must equal the userType in the path)' };
-  if (/^\/ws\/chat\/[^/]+$/.test(pathname)) return { endpoint: 'chat' };
-  return { endpoint: 'unknown' };
+/** Roles an endpoint admits, from the registered gateways (src/gateways.ts); undefined: any role. */
+export function allowedRoles(pathname: string, modules = GATEWAYS): { roles?: string[]; endpoint: string } {
+  const match = routeTableOf(modules).match(pathname);
+  if (!match) return { endpoint: 'unknown' };
+  const { name, roles, roleParam } = match.target;
+  if (roleParam) return { roles: [match.params[roleParam]], endpoint: `${name} (your role must equal the ${roleParam} in the path)` };
+  return { roles: roles.length ? [...roles] : undefined, endpoint: name };
 }
 
 function checkToken(token: string | undefined, pathname: string): void {

@@ -58,10 +58,12 @@ function describeIssue(error: { issues: { path: PropertyKey[]; message: string }
 export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   readonly registry = new ConnectionRegistry();
   private readonly outbox: Outbox;
+  readonly slowConsumerBytes: number;
   private readonly perGateway = new Map<string, GatewayCounters>();
   private readonly heartbeat: NodeJS.Timeout;
   private readonly sweeper: NodeJS.Timeout;
   private readonly emptyWaiters: (() => void)[] = [];
+  private readonly roomsEmptied: ((rooms: readonly string[]) => void)[] = [];
   private nextId = 0;
   private drainPromise: Promise<void> | undefined;
   // ws calls listeners with `this` bound to the socket: one function per event for all sockets, not a
@@ -76,8 +78,8 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     private readonly metrics: Metrics,
     @Inject(LOGGER) private readonly log: Logger,
   ) {
+    this.slowConsumerBytes = config.slowConsumerBytes;
     this.outbox = new Outbox({
-      slowConsumerBytes: config.slowConsumerBytes,
       onSlowConsumer: (conn) => conn.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer'),
       onWritten: (gateway, frames) => metrics.messagesSent.labels(gateway).inc(frames),
       onWriteError: (conn, error) => {
@@ -245,10 +247,9 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       conn.closeCode = wireCode;
       conn.closeReason = reason.length ? reason.toString('utf8').slice(0, 123) : '';
     }
-    conn.pending = undefined;
-    conn.pendingBytes = 0;
+    conn.discardQueue();
     conn.handlers = undefined;
-    this.registry.remove(conn);
+    const emptied = this.registry.remove(conn);
     this.gatewayCounters(conn.gateway).active.dec();
     this.metrics.closes.labels(conn.gateway, closeCodeLabel(conn.closeCode)).inc();
     this.log.info(
@@ -266,14 +267,27 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     conn.runCloseListeners((error) =>
       this.log.error({ conn: conn.id, gateway: conn.gateway, err: error }, 'error in a close handler'),
     );
+    if (emptied.length) for (const listener of this.roomsEmptied) listener(emptied);
     if (this.registry.size === 0 && this.emptyWaiters.length) {
       for (const resolve of this.emptyWaiters.splice(0)) resolve();
     }
   }
 
+  /**
+   * Called with the rooms (channels) a closing connection left without a member on this node, after its own
+   * close listeners: one listener for the node instead of a closure per socket per room.
+   */
+  onRoomsEmptied(listener: (rooms: readonly string[]) => void): void {
+    this.roomsEmptied.push(listener);
+  }
+
   // ConnectionHost
-  enqueue(conn: Connection, data: Buffer): boolean {
-    return this.outbox.enqueue(conn, data);
+  schedule(conn: Connection): void {
+    this.outbox.schedule(conn);
+  }
+
+  slowConsumer(conn: Connection): void {
+    this.outbox.slowConsumer(conn);
   }
 
   flushNow(conn: Connection): void {

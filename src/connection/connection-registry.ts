@@ -70,13 +70,18 @@ export class ConnectionRegistry {
   /** Returns true when this is the room's first member on this node (time to subscribe its channel). */
   join(conn: Connection, room: string): boolean {
     if (!this.byId.has(conn.id)) return false;
-    (conn.rooms ??= new Set()).add(room);
+    // An array, not a Set: a connection is in one or two rooms, and a Set costs ~150 bytes per socket.
+    const rooms = (conn.rooms ??= []);
+    if (rooms.includes(room)) return false;
+    rooms.push(room);
     return addTo(this.byRoom, room, conn) === 1;
   }
 
   /** Returns true when the room has no member left on this node. */
   leave(conn: Connection, room: string): boolean {
-    if (!conn.rooms?.delete(room)) return false;
+    const index = conn.rooms?.indexOf(room) ?? -1;
+    if (index === -1) return false;
+    conn.rooms!.splice(index, 1);
     return removeFrom(this.byRoom, room, conn) === 0;
   }
 

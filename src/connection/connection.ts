@@ -1,3 +1,4 @@
+import type { Duplex } from 'node:stream';
 import type { WebSocket } from 'ws';
 import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
@@ -10,10 +11,21 @@ export type FrameHandler = (frame: Record<string, unknown>, type: string) => unk
 
 /** What a connection needs from the node-wide machinery; implemented by ConnectionManager. */
 export interface ConnectionHost {
-  enqueue(conn: Connection, data: Buffer): boolean;
+  /** Unsent bytes (the kernel's buffer not counted) above which a socket is a slow consumer (1013). */
+  readonly slowConsumerBytes: number;
+  /** The connection queued its first frame of this event-loop turn: flush it with the others. */
+  schedule(conn: Connection): void;
+  slowConsumer(conn: Connection): void;
   flushNow(conn: Connection): void;
   frameError(conn: Connection, code: string): void;
   fail(conn: Connection, error: unknown): void;
+}
+
+const TEXT = { binary: false } as const;
+
+/** ws keeps the TCP socket private; corking it is how several frames become one write(v) syscall. */
+function rawSocket(ws: WebSocket): Duplex | undefined {
+  return (ws as unknown as { _socket?: Duplex })._socket;
 }
 
 export interface ConnectionInit {
@@ -51,13 +63,13 @@ export class Connection {
   closeCode: number | undefined;
   closeReason = '';
   /** Room keys this connection joined in the registry. */
-  rooms: Set<string> | undefined;
+  rooms: string[] | undefined;
   handlers: Map<string, FrameHandler> | undefined;
-  /** Outbox state: frames queued during this event-loop turn. */
-  pending: Buffer | Buffer[] | undefined;
-  pendingBytes = 0;
-  /** Outbox state: the socket's unsent bytes when the first frame of this turn was queued. */
-  unsentBytes = 0;
+  /** This turn's write queue, private like ws's sender queue: frames queued since the last flush. */
+  private pending: Buffer | Buffer[] | undefined;
+  private pendingBytes = 0;
+  /** The socket's unsent bytes when the first frame of this turn was queued (a costly getter, read once). */
+  private unsentBytes = 0;
   private closeListeners: (() => void)[] | undefined;
   private closeTasks: Promise<unknown>[] | undefined;
 
@@ -84,12 +96,61 @@ export class Connection {
 
   /** Serialises and queues one frame for this socket. Returns false when it was not queued. */
   send(frame: object): boolean {
-    return this.host.enqueue(this, encodeFrame(frame));
+    return this.sendEncoded(encodeFrame(frame));
   }
 
-  /** Queues an already serialised frame; broadcasts serialise once and call this per socket. */
+  /**
+   * Queues an already serialised frame (broadcasts serialise once and call this per socket; buffers are
+   * shared, never copied). Over SLOW_CONSUMER_BYTES the socket is a slow consumer and nothing is queued.
+   */
   sendEncoded(data: Buffer): boolean {
-    return this.host.enqueue(this, data);
+    const pending = this.pending;
+    if (pending === undefined) {
+      if (!this.isOpen) return false;
+      this.unsentBytes = this.ws.bufferedAmount;
+    }
+    if (this.unsentBytes + this.pendingBytes + data.length > this.host.slowConsumerBytes) {
+      this.host.slowConsumer(this);
+      return false;
+    }
+    if (pending === undefined) {
+      this.pending = data;
+      this.host.schedule(this);
+    } else if (Array.isArray(pending)) {
+      pending.push(data);
+    } else {
+      this.pending = [pending, data];
+    }
+    this.pendingBytes += data.length;
+    return true;
+  }
+
+  /** @internal the writer's turn: hands this turn's frames to the socket in one corked write; returns how many. */
+  flush(): number {
+    const pending = this.pending;
+    if (pending === undefined) return 0;
+    this.pending = undefined;
+    this.pendingBytes = 0;
+    const ws = this.ws;
+    if (ws.readyState !== 1) return 0;
+    if (!Array.isArray(pending)) {
+      ws.send(pending, TEXT);
+      return 1;
+    }
+    const socket = rawSocket(ws);
+    socket?.cork();
+    try {
+      for (let i = 0; i < pending.length; i++) ws.send(pending[i], TEXT);
+    } finally {
+      socket?.uncork();
+    }
+    return pending.length;
+  }
+
+  /** @internal the socket closed: what was queued will never be written. */
+  discardQueue(): void {
+    this.pending = undefined;
+    this.pendingBytes = 0;
   }
 
   /** Sends `{"type":"error",...}`; the connection stays open. */

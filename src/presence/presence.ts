@@ -20,7 +20,7 @@ export interface Presence {
   /**
    * Atomically claims `member` in `group` for a connection, unless a live connection holds it. `onLost` runs if
    * the claim is later taken away (this node was presumed dead during a Redis partition and someone else
-   * claimed it meanwhile). Rejects with RedisUnavailableError while Redis is down.
+   * claimed it meanwhile). Rejects with BrokerUnavailableError while Redis is down.
    */
   claim(group: string, member: string, connectionId: string, onLost?: () => void): Promise<ClaimResult>;
   /** The members of a group and their holders. Rejects while Redis is down. */

@@ -1,13 +1,9 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import Redis, { type RedisOptions } from 'ioredis';
 import { Gauge } from 'prom-client';
-import { BrokerUnavailableError } from '../channels/broker';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
-
-/** Thrown when a command needs Redis and the link is down; callers answer 503, never queue. */
-export { BrokerUnavailableError as RedisUnavailableError };
 
 type Role = 'command' | 'subscriber' | 'blocking';
 

@@ -25,9 +25,9 @@ export class SignalingChannelPolicy implements ChannelPolicy, RoomPolicy {
     return Buffer.from(JSON.stringify({ type: 'publication', channel: publication.channel, data: data.data, ts: Math.floor(publication.ts) }));
   }
 
-  accepts(conn: Connection, publication: Publication): boolean {
+  audience(publication: Publication): ((conn: Connection) => boolean) | undefined {
     const to = publication.data.to;
-    return to === undefined || conn.params.userType === to;
+    return to === undefined ? undefined : (conn) => conn.params.userType === to;
   }
 
   memberOf(conn: Connection): string {

@@ -15,6 +15,7 @@ export class SignalingPathGuard implements UpgradeGuard {
       throw new UpgradeRefusal(400, 'bad_request', `userType must be one of ${SEATS.join(', ')}`);
     }
     if (ctx.user!.role !== userType) {
+      // Declared as the gateway's roleParam, so the doctor can say so before connecting.
       throw new UpgradeRefusal(403, 'forbidden_role', `a token with role "${ctx.user!.role}" may not take the ${userType} seat`);
     }
   }

@@ -3,8 +3,8 @@ import { ConnectedSocket, MessageBody, SubscribeMessage, type OnGatewayConnectio
 import { ChannelHub } from '../channels/channel-hub';
 import type { Connection } from '../connection/connection';
 import { FrameError } from '../connection/frames';
-import { AllowRoles, UpgradeGuards } from '../gateway/gateway-metadata';
-import { RealtimeGateway } from '../gateway/realtime-gateway.decorator';
+import { AllowRoles, UpgradeGuards } from '../upgrade/gateway-metadata';
+import { RealtimeGateway } from '../upgrade/realtime-gateway.decorator';
 import { Rooms } from '../rooms/rooms';
 import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../upgrade/guards/capacity.guard';
@@ -19,7 +19,7 @@ import { otherSeat, SIGNALING_FRAMES, type RelayType, type Seat } from './signal
  * `/ws/signaling/:consultationId/:userType`: a WebRTC signaling relay between the doctor and the patient of a
  * consultation, wherever each is connected. The consultation is a room; the seats are presence claims.
  */
-@RealtimeGateway({ name: 'signaling', path: '/ws/signaling/:consultationId/:userType', frames: SIGNALING_FRAMES })
+@RealtimeGateway({ name: 'signaling', path: '/ws/signaling/:consultationId/:userType', frames: SIGNALING_FRAMES, roleParam: 'userType' })
 @UpgradeGuards(OriginGuard, AuthenticateGuard, RolesGuard, SignalingPathGuard, CapacityGuard, SeatGuard)
 @AllowRoles('doctor', 'patient')
 export class SignalingGateway implements OnGatewayConnection, OnModuleInit {

@@ -9,7 +9,7 @@ import type { AppConfig } from '../config/config';
 import type { Connection, FrameHandler } from '../connection/connection';
 import type { ConnectionManager } from '../connection/connection-manager';
 import { TokenBucket } from '../connection/token-bucket';
-import { GATEWAY_CLASS_OPTION, getGatewayMetadata, type GatewayMetadata } from '../gateway/gateway-metadata';
+import { GATEWAY_CLASS_OPTION, getGatewayMetadata, type GatewayMetadata } from './gateway-metadata';
 import type { Logger } from '../logging/logger';
 import type { Metrics } from '../metrics/metrics';
 import { parseTarget, validateHandshake } from './handshake';

@@ -1,4 +1,6 @@
-import { connect, type TestClient } from '../support/clients';
+import { allowedRoles } from '../../src/cli/doctor';
+import { GATEWAYS } from '../../src/gateways';
+import { connect, refusal, type TestClient } from '../support/clients';
 import { EchoGateway, EchoModule } from '../support/echo.gateway';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { token } from '../support/tokens';
@@ -55,7 +57,7 @@ describe('connection lifecycle', () => {
     expect(error.payload.code).toBe(code);
     expect(error.payload.message.length).toBeGreaterThan(0);
     await stillOpen(client);
-    expect(await gw.metric('ws_frame_errors_total', { gateway: 'chat', error: code })).toBeGreaterThanOrEqual(1);
+    expect(await gw.metric('ws_frame_errors_total', { gateway: 'echo', error: code })).toBeGreaterThanOrEqual(1);
     await client.close();
   });
 
@@ -100,7 +102,7 @@ describe('connection lifecycle', () => {
     const client = await echo(gw);
     client.send({ type: 'say', text: 'x'.repeat(2000) });
     expect((await client.closed).code).toBe(1009);
-    await eventually(async () => ((await gw.metric('ws_closes_total', { gateway: 'chat', code: '1009' })) ?? 0) >= 1);
+    await eventually(async () => ((await gw.metric('ws_closes_total', { gateway: 'echo', code: '1009' })) ?? 0) >= 1);
   });
 
   it('closes 1003 for a binary frame', async () => {
@@ -113,7 +115,7 @@ describe('connection lifecycle', () => {
     const client = await echo(gw);
     client.ws.send(Buffer.from([0x7b, 0xff, 0xfe, 0x7d]), { binary: false });
     expect((await client.closed).code).toBe(1007);
-    await eventually(async () => ((await gw.metric('ws_closes_total', { gateway: 'chat', code: '1007' })) ?? 0) >= 1);
+    await eventually(async () => ((await gw.metric('ws_closes_total', { gateway: 'echo', code: '1007' })) ?? 0) >= 1);
   });
 
   it('closes a slow consumer with 1013 while other sockets keep receiving', async () => {
@@ -128,7 +130,7 @@ describe('connection lifecycle', () => {
     expect(await healthy.ofType('alert')).toMatchObject({ data: { after: 'slow' } });
     (slow.ws as unknown as { _socket: { resume(): void } })._socket.resume();
     expect((await slow.closed).code).toBe(1013);
-    await eventually(async () => ((await gw.metric('ws_closes_total', { gateway: 'chat', code: '1013' })) ?? 0) >= 1);
+    await eventually(async () => ((await gw.metric('ws_closes_total', { gateway: 'echo', code: '1013' })) ?? 0) >= 1);
     await healthy.close();
   });
 
@@ -160,7 +162,7 @@ describe('timers: heartbeat, idle timeout, token expiry', () => {
   it('terminates a socket that does not answer pings and counts it as 1006', async () => {
     const client = await connect(gw.ws(`/test/echo/r?token=${token({ role: 'user' })}`), { autoPong: false });
     expect((await client.closed).code).toBe(1006);
-    await eventually(async () => ((await gw.metric('ws_closes_total', { gateway: 'chat', code: '1006' })) ?? 0) >= 1);
+    await eventually(async () => ((await gw.metric('ws_closes_total', { gateway: 'echo', code: '1006' })) ?? 0) >= 1);
   });
 
   it('keeps a socket that answers pings and sends frames', async () => {
@@ -227,5 +229,22 @@ describe('rate limiting', () => {
       await new Promise((resolve) => setTimeout(resolve, 220));
     }
     await client.close();
+  });
+});
+
+describe('a fourth gateway', () => {
+  it('is one folder and one line: its metrics label, the 404 path list and the doctor follow from the registry', async () => {
+    const gw = await startTestGateway({}, { imports: [EchoModule] });
+    try {
+      const metrics = await gw.metrics();
+      expect(metrics).toContain('ws_connections_active{gateway="echo"} 0');
+      const miss = await refusal(gw.ws(`/test/echoes/r1?token=${token()}`));
+      expect(miss).toMatchObject({ status: 404, body: { error: 'unknown_path', message: expect.stringContaining('/test/echo/:room') } });
+      expect(allowedRoles('/test/echo/r1', [...GATEWAYS, EchoModule])).toEqual({ endpoint: 'echo' });
+      expect(allowedRoles('/ws/signaling/c1/doctor')).toEqual({ roles: ['doctor'], endpoint: 'signaling (your role must equal the userType in the path)' });
+      expect(allowedRoles('/api/alerts/subscribe')).toEqual({ roles: ['authority', 'admin'], endpoint: 'alerts' });
+    } finally {
+      await gw.close();
+    }
   });
 });

@@ -6,7 +6,8 @@ import { loadConfig } from '../../src/config/config';
 import { Metrics } from '../../src/metrics/metrics';
 import type { Claim } from '../../src/presence/presence';
 import { RedisPresence } from '../../src/presence/redis-presence';
-import { RedisConnections, RedisUnavailableError } from '../../src/redis/redis-connections';
+import { BrokerUnavailableError } from '../../src/channels/broker';
+import { RedisConnections } from '../../src/redis/redis-connections';
 import { eventually } from '../support/gateway';
 import { RedisProcess } from '../support/redis';
 import { TcpProxy } from '../support/tcp-proxy';
@@ -87,7 +88,7 @@ describe('RedisPresence (real redis-server, two nodes)', () => {
     const slot = await x.presence.acquireUserSlot('dave', 5);
     expect(slot.ok).toBe(true);
     await redis.kill();
-    await expect(y.presence.claim('room:lobby', 'erin', 'conn-10')).rejects.toBeInstanceOf(RedisUnavailableError);
+    await expect(y.presence.claim('room:lobby', 'erin', 'conn-10')).rejects.toBeInstanceOf(BrokerUnavailableError);
     await redis.restart(); // no persistence: every key is gone
     await eventually(async () => (await raw.hget('rt:claims:room:lobby', 'dave').catch(() => null)) === 'node-x|conn-9', 10_000, 'the claim to be written back');
     await eventually(async () => (await raw.hget('rt:conns:dave', 'node-x')) === '1', 5000, 'the slot count to be written back');

@@ -3,8 +3,8 @@ import { ConnectedSocket, MessageBody, SubscribeMessage, type OnGatewayConnectio
 import { z } from 'zod';
 import type { Connection } from '../../src/connection/connection';
 import { FrameError } from '../../src/connection/frames';
-import { UpgradeGuards } from '../../src/gateway/gateway-metadata';
-import { RealtimeGateway } from '../../src/gateway/realtime-gateway.decorator';
+import { UpgradeGuards } from '../../src/upgrade/gateway-metadata';
+import { RealtimeGateway } from '../../src/upgrade/realtime-gateway.decorator';
 import { AuthenticateGuard } from '../../src/upgrade/guards/authenticate.guard';
 
 /**
@@ -12,7 +12,7 @@ import { AuthenticateGuard } from '../../src/upgrade/guards/authenticate.guard';
  * throw, or flood their own socket.
  */
 @RealtimeGateway({
-  name: 'chat',
+  name: 'echo',
   path: '/test/echo/:room',
   frames: {
     say: z.object({ type: z.literal('say'), text: z.string().max(100) }),

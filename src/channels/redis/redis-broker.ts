@@ -34,6 +34,8 @@ interface ChannelState {
   readonly kind: string;
   readonly handlers: Set<PublicationHandler>;
   readonly options: SubscribeOptions;
+  /** ws_bus_received_total{channel=<kind>}, looked up once (prom-client hashes labels on every call). */
+  readonly received: { inc(): void };
   readonly ready: Promise<void>;
   /** History channels: the epoch and the last id delivered on this node (undefined until initialised). */
   epoch?: string;
@@ -208,6 +210,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       const created: ChannelState = {
         channel,
         kind: channelKind(channel),
+        received: this.metrics.busReceived.labels(channelKind(channel)),
         handlers: new Set(),
         options,
         ready: undefined as unknown as Promise<void>,
@@ -394,7 +397,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       const key = parseStreamId(id);
       if (!key || compareStreamIds(key, state.last!) <= 0) continue;
       state.last = key;
-      this.metrics.busReceived.labels(state.kind).inc();
+      state.received.inc();
       const publication = this.decodeEntry(state.channel, id, fields);
       if (publication) this.dispatch(state, publication);
     }

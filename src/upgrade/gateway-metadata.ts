@@ -1,6 +1,6 @@
 import type { Type } from '@nestjs/common';
 import type { ZodType } from 'zod';
-import type { UpgradeGuard } from '../upgrade/upgrade-guard';
+import type { UpgradeGuard } from './upgrade-guard';
 
 export interface RealtimeGatewayOptions {
   /** Metric label and log field: a short lowercase name, unique among the registered gateways. */
@@ -9,6 +9,8 @@ export interface RealtimeGatewayOptions {
   path: string;
   /** Schema per client frame type; a frame of a listed type is validated before its handler runs. */
   frames?: Record<string, ZodType>;
+  /** The path parameter that must equal the token's role (signaling's `userType`); documents the rule for tools. */
+  roleParam?: string;
 }
 
 export interface GatewayMetadata extends RealtimeGatewayOptions {
@@ -41,6 +43,10 @@ export function AllowRoles(...roles: string[]): ClassDecorator & MethodDecorator
 
 export function getAllowedRoles(target: object): readonly string[] | undefined {
   return Reflect.getMetadata(ALLOWED_ROLES, target);
+}
+
+export function hasGatewayMetadata(target: object): boolean {
+  return Reflect.hasMetadata(GATEWAY_OPTIONS, target);
 }
 
 export function getGatewayMetadata(target: object): GatewayMetadata {
