@@ -89,7 +89,7 @@ async function startServer(peer, redisUrl, core = 0, env = {}) {
 async function startSink(peer, port, subscribers) {
   const token = jwt.sign({ sub: 'bench', role: 'authority' }, SECRET, { expiresIn: 3600 });
   const url = `ws://127.0.0.1:${port}${PATHS[peer](token)}`;
-  const sink = child(1, [process.execPath, join(__dirname, 'load', 'sink.js'), url, String(subscribers), peer === 'socketio' ? 'socketio' : peer.startsWith('gateway') ? 'gateway' : 'ws']);
+  const sink = child(1, [process.execPath, join(__dirname, 'load', 'sink.js'), url, String(subscribers), peer === 'socketio' ? 'socketio' : 'welcome']);
   await sink.next('ready');
   return {
     ...sink,

@@ -1,8 +1,8 @@
 // The fan-out sink: opens `total` WebSockets over raw TCP and then only parses frame headers to count the
 // text frames each socket receives (no unmasking, no UTF-8 check, no JSON), so it stays cheaper than any
 // server it measures. For Socket.IO it also joins the default namespace ("40") after the engine.io open and
-// answers engine.io's pings. For the gateway it skips each socket's first frame (the `welcome` every alerts
-// connection starts with), so only broadcasts are counted.
+// answers engine.io's pings. In `welcome` mode (the gateway, and bare ws speaking the same protocol) it skips
+// each socket's first frame (the welcome every alerts connection starts with), so only broadcasts count.
 // IPC: dial -> dialed; expect {total} -> got (once that many frames arrived since the dial); close.
 'use strict';
 const net = require('node:net');
@@ -71,7 +71,7 @@ function dialOne(done) {
   let head = '';
   let upgraded = false;
   let handshakeFrames = 0;
-  let welcomed = mode !== 'gateway';
+  let welcomed = mode !== 'welcome';
   const settle = (ok) => {
     if (ok) { ready++; sockets.push(socket); } else { failed++; socket.destroy(); }
     if (ready + failed === total) done();

@@ -42,7 +42,11 @@ async function start() {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1', perMessageDeflate: false });
     await new Promise((resolve) => wss.on('listening', resolve));
     let n = 0;
-    const encode = () => Buffer.from(JSON.stringify({ type: 'alert', id: `${Date.now()}-${n}`, data: { n: n++, text: TEXT }, ts: Date.now() }));
+    let lastId = '0-0';
+    // SPEC v2: every alerts connection starts with a welcome frame (epoch and position); W sends one too, so
+    // the upgrade rows compare the same protocol work.
+    wss.on('connection', (client) => client.send(JSON.stringify({ type: 'welcome', epoch: 'a1b2c3d4e5f6', id: lastId })));
+    const encode = () => Buffer.from(JSON.stringify({ type: 'alert', id: (lastId = `${Date.now()}-${n}`), data: { n: n++, text: TEXT }, ts: Date.now() }));
     broadcast = (burst) => {
       const frames = Array.from({ length: burst }, encode); // serialise once per message
       for (const client of wss.clients) {

@@ -16,6 +16,8 @@ export class MemoryHistory {
   private horizon: StreamId;
   /** The newest id ever appended. */
   private top: StreamId = ZERO;
+  /** The epoch and the newest id, rebuilt on append: read on every welcome, written once per message. */
+  private current: { id: string; epoch: string };
   lastAppendAt: number;
 
   constructor(
@@ -25,6 +27,7 @@ export class MemoryHistory {
   ) {
     this.horizon = { ms: startedAt - 1, seq: Number.MAX_SAFE_INTEGER };
     this.lastAppendAt = startedAt;
+    this.current = { id: '0-0', epoch };
   }
 
   get size(): number {
@@ -33,6 +36,7 @@ export class MemoryHistory {
 
   append(publication: Publication, now: number): void {
     this.top = publication.key!;
+    this.current = { id: publication.id!, epoch: this.epoch };
     this.lastAppendAt = now;
     if (this.count < this.capacity) {
       if (this.count === this.items.length) this.grow();
@@ -58,8 +62,8 @@ export class MemoryHistory {
   }
 
   /** The epoch and the newest id. */
-  position(): { id: string; epoch: string } {
-    return { id: formatStreamId(this.top), epoch: this.epoch };
+  position(): { readonly id: string; readonly epoch: string } {
+    return this.current;
   }
 
   /** Publications strictly after `since`, oldest first, at most `limit`. */

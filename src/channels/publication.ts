@@ -33,8 +33,8 @@ export interface Publication {
 
 /** A position in a channel's history: resume after `id`, valid while the channel's epoch is `epoch`. */
 export interface StreamPosition {
-  id: string;
-  epoch: string;
+  readonly id: string;
+  readonly epoch: string;
 }
 
 /** What a resume gets: the publications after `since` still in history, and whether that is provably all. */
