@@ -123,15 +123,15 @@ describe('soak: resuming clients through replica restarts, a Redis restart and a
       };
       watcher.client.on('alert', (alert) => void (alert.id && watcher.received.push(alert.id)));
       watcher.client.on('resumed', ({ recovered }) => {
-        watcher.events.push(`${published.length}:resumed ${recovered}`);
+        watcher.events.push(`${Date.now() % 100000} ${published.length}:resumed ${recovered}`);
         if (recovered) return;
         watcher.toldLostAt.push(published.length);
         for (const id of [published[published.length - 1], watcher.client.position?.id]) {
           if (id && compareIds(id, watcher.coveredUpTo) > 0) watcher.coveredUpTo = id;
         }
       });
-      watcher.client.on('welcome', (w) => void watcher.events.push(`${published.length}:welcome ${w.epoch} ${w.id}`));
-      watcher.client.on('close', ({ code }) => void watcher.events.push(`${published.length}:close ${code} (last ${watcher.received[watcher.received.length - 1]})`));
+      watcher.client.on('welcome', (w) => void watcher.events.push(`${Date.now() % 100000} ${published.length}:welcome ${w.epoch} ${w.id}`));
+      watcher.client.on('close', ({ code }) => void watcher.events.push(`${Date.now() % 100000} ${published.length}:close ${code} (last ${watcher.received[watcher.received.length - 1]})`));
       watcher.client.on('error', (error) => {
         throw error; // a fatal refusal would end the client: fail loudly
       });
@@ -192,7 +192,8 @@ describe('soak: resuming clients through replica restarts, a Redis restart and a
         const at = missing.map((id) => index.get(id));
         throw new Error(
           `client ${i} missed ${missing.join(', ')} (published #${at.join(', #')}); Redis restarted at #${restartedRedisAt}; ` +
-            `events: ${watcher.events.join(' | ')}; replicas: ${timeline.join(' | ')}`,
+            `events: ${watcher.events.join(' | ')}; replicas: ${timeline.join(' | ')}; ` +
+            `broker warnings: ${everyReplica.flatMap((r) => [...r.logs({ event: 'history_lost' }), ...r.logs({ event: 'history_trimmed' })].map((l) => `${r.name} ${JSON.stringify(l)}`)).join(' | ')}`,
         );
       }
       // The Redis restart lost history: every client was told.

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import { appendFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 
@@ -44,6 +45,7 @@ export async function spawnGateway(env: Record<string, string>, { waitForListeni
         const line = buffered.slice(0, newline);
         buffered = buffered.slice(newline + 1);
         stdout.push(line);
+        if (process.env.DUMP_LOGS) appendFileSync(`${process.env.DUMP_LOGS}/gateway-${env.NODE_ID ?? 'embedded'}-${child.pid}.log`, `${line}\n`);
         if (line.includes('"event":"listening"')) resolve();
       }
     });

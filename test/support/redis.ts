@@ -13,9 +13,18 @@ export class RedisProcess {
   private constructor(readonly port: number) {}
 
   static async start(): Promise<RedisProcess> {
-    const redis = new RedisProcess(await freePort());
-    await redis.restart();
-    return redis;
+    // freePort() only says the port was free a moment ago: a suite running in parallel can take it first, and
+    // then this redis-server exits while the other one answers our PING. Only our own process will do.
+    for (let attempt = 0; ; attempt++) {
+      const redis = new RedisProcess(await freePort());
+      try {
+        await redis.restart();
+        return redis;
+      } catch (error) {
+        await redis.kill();
+        if (attempt === 4) throw error;
+      }
+    }
   }
 
   get url(): string {
@@ -28,8 +37,14 @@ export class RedisProcess {
     this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
       stdio: 'ignore',
     });
+    const child = this.child;
     const deadline = Date.now() + 5000;
-    while (!(await this.ping())) {
+    for (;;) {
+      const pid = await this.pid();
+      if (pid === child.pid) return;
+      if (pid !== undefined || child.exitCode !== null || child.signalCode !== null) {
+        throw new Error(`another process answers on ${this.port}; this redis-server could not listen there`);
+      }
       if (Date.now() > deadline) throw new Error(`redis-server did not start on ${this.port}`);
       await new Promise((resolve) => setTimeout(resolve, 20));
     }
@@ -49,14 +64,20 @@ export class RedisProcess {
     return this.kill();
   }
 
-  private ping(): Promise<boolean> {
+  /** The process id of the redis-server answering on the port (INFO server), or undefined if none answers. */
+  private pid(): Promise<number | undefined> {
     return new Promise((resolve) => {
-      const socket = connect(this.port, '127.0.0.1', () => socket.write('PING\r\n'));
-      socket.once('data', (data) => {
+      let reply = '';
+      const socket = connect(this.port, '127.0.0.1', () => socket.write('INFO server\r\n'));
+      socket.on('data', (data) => {
+        reply += data.toString();
+        const match = /process_id:(\d+)/.exec(reply);
+        if (!match) return;
         socket.destroy();
-        resolve(data.toString().startsWith('+PONG'));
+        resolve(Number(match[1]));
       });
-      socket.once('error', () => resolve(false));
+      socket.once('error', () => resolve(undefined));
+      socket.once('close', () => resolve(undefined));
     });
   }
 }
