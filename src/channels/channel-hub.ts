@@ -157,7 +157,12 @@ export class ChannelHub {
       requests.map(async ({ channel, since }) => {
         if (!this.policy(channel).history) return;
         const known = since ? undefined : this.broker.knownPosition(channel);
-        if (known !== undefined) return void positions.set(channel, known);
+        if (known !== undefined) {
+          // What came while this connection waited is held for it and follows the welcome: its position is
+          // just before the first of that, not the broker's newest.
+          const first = this.members.get(conn)?.get(channel)?.held?.find((p) => p.prev !== undefined && p.epoch === known.epoch);
+          return void positions.set(channel, first ? { id: first.prev!, epoch: known.epoch } : known);
+        }
         let page = await this.broker.history(channel, since);
         const sameEpoch = since !== undefined && (since.epoch === undefined || since.epoch === page.epoch);
         // Ids of another epoch mean nothing in this one: no replay, recovered:false, live from the top on.
@@ -214,6 +219,12 @@ export class ChannelHub {
   retain(channel: string): Promise<void> {
     this.retained.add(channel);
     return this.subscription(channel).ready;
+  }
+
+  /** Every retained channel is subscribed and positioned: the node can serve (part of /readyz). */
+  isReady(): boolean {
+    for (const channel of this.retained) if (!this.live.has(channel)) return false;
+    return true;
   }
 
   /** Local membership and, for the channel's first local member, the broker subscription. */

@@ -60,8 +60,10 @@ export class MemoryBroker implements Broker, OnModuleDestroy {
     let publication: Publication;
     if (options.history) {
       const id = this.ids.next(now);
-      publication = { channel, id: formatStreamId(id), key: id, ts: preciseNow(), origin: this.config.nodeId, data };
-      this.historyOf(channel).append(publication, now);
+      const history = this.historyOf(channel);
+      const { id: prev, epoch } = history.position();
+      publication = { channel, id: formatStreamId(id), key: id, epoch, prev, ts: preciseNow(), origin: this.config.nodeId, data };
+      history.append(publication, now);
     } else {
       publication = { channel, ts: preciseNow(), origin: this.config.nodeId, data };
     }

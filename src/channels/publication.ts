@@ -20,6 +20,8 @@ export interface Publication {
   readonly data: Record<string, unknown>;
   /** History channels: the channel's epoch when it was published (set by the publishing node). */
   readonly epoch?: string;
+  /** History channels, as delivered: the id before this one on the channel (`0-0` for the first). */
+  readonly prev?: string;
   /**
    * Not a message: this node could not deliver some publications of the channel (its history was lost, or
    * trimmed before the node could read it). Subscribers must be told to resume, which says `recovered:false`.

@@ -1,6 +1,7 @@
 import { Controller, Get, Header, HttpStatus, Inject, Res } from '@nestjs/common';
 import type { Response } from 'express';
 import { BROKER, type Broker } from '../channels/broker';
+import { ChannelHub } from '../channels/channel-hub';
 import { ConnectionManager } from '../connection/connection-manager';
 
 @Controller()
@@ -8,6 +9,7 @@ export class HealthController {
   constructor(
     private readonly connections: ConnectionManager,
     @Inject(BROKER) private readonly bus: Broker,
+    private readonly hub: ChannelHub,
   ) {}
 
   /** Liveness: the process answers. */
@@ -17,7 +19,10 @@ export class HealthController {
     return { status: 'ok' };
   }
 
-  /** Readiness: 503 while draining, or in cluster mode while Redis is unreachable. */
+  /**
+   * Readiness: 503 while draining, in cluster mode while Redis is unreachable or silent, and until the
+   * channels every node serves (`alerts`) are subscribed and positioned (`starting`).
+   */
   @Get('readyz')
   @Header('Cache-Control', 'no-store')
   ready(@Res() res: Response): void {
@@ -25,6 +30,8 @@ export class HealthController {
       res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'draining' });
     } else if (!this.bus.isReady()) {
       res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'redis_unavailable' });
+    } else if (!this.hub.isReady()) {
+      res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'starting' });
     } else {
       res.json({ status: 'ready', mode: this.bus.mode, connections: this.connections.registry.size });
     }

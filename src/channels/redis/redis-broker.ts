@@ -281,7 +281,11 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       try {
         const { epoch, top } = await this.position(state.channel);
         state.epoch = epoch;
-        state.last = top;
+        // What was published after SUBSCRIBE took effect and before POSITION read the end came on pub/sub and
+        // waits in `held`: start before the first of it, so it is delivered rather than taken for history from
+        // before this node's time (a member that joined meanwhile is owed it).
+        const first = state.held.find((h) => h.prev !== undefined && h.publication.epoch === epoch);
+        state.last = first && compareStreamIds(first.prev!, top) < 0 ? first.prev : top;
         break;
       } catch {
         if (state.closed || this.stopped) return;
@@ -330,7 +334,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     const key = parseStreamId(message.id);
     const prev = typeof message.prev === 'string' ? parseStreamId(message.prev) : undefined;
     if (!key || !prev || typeof message.epoch !== 'string' || !state.options.history) return this.invalid.drop(kind, 'incomplete envelope');
-    const publication: Publication = { channel, id: message.id, key, ts: message.ts, origin: message.o, data: message.data };
+    const publication: Publication = { channel, id: message.id, key, epoch: message.epoch, prev: message.prev as string, ts: message.ts, origin: message.o, data: message.data };
     if (message.epoch !== state.epoch && state.last !== undefined && !state.filling) {
       // The history was lost (Redis restarted empty, the stream deleted): read the new one from its start.
       state.held.push({ publication, prev });
@@ -399,14 +403,15 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     for (const [id, fields] of entries) {
       const key = parseStreamId(id);
       if (!key || compareStreamIds(key, state.last!) <= 0) continue;
+      const prev = formatStreamId(state.last!);
       state.last = key;
       state.received.inc();
-      const publication = this.decodeEntry(state.channel, id, fields);
+      const publication = this.decodeEntry(state.channel, id, fields, state.epoch, prev);
       if (publication) this.dispatch(state, publication);
     }
   }
 
-  private decodeEntry(channel: string, id: string, fields: string[]): Publication | undefined {
+  private decodeEntry(channel: string, id: string, fields: string[], epoch?: string, prev?: string): Publication | undefined {
     const key = parseStreamId(id);
     const payload = entryPayload(fields, this.limits);
     if (!payload.ok || !key) {
@@ -414,7 +419,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       this.invalid.drop(channelKind(channel), payload.ok ? `bad id ${id}` : payload.reason);
       return undefined;
     }
-    return { channel, id, key, ts: payload.ts ?? key.ms, origin: payload.origin ?? EXTERNAL_ORIGIN, data: payload.data };
+    return { channel, id, key, epoch, prev, ts: payload.ts ?? key.ms, origin: payload.origin ?? EXTERNAL_ORIGIN, data: payload.data };
   }
 
   private dispatch(state: ChannelState, publication: Publication): void {
