@@ -157,7 +157,7 @@ if (require.main === module) {
     const options = { peer: opt('peer', 'gateway'), rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)) };
     process.stderr.write(`cluster latency: ${options.peer}, ${options.rate} alerts/s for ${options.seconds} s (+${WARMUP_SECONDS} s warm-up), ${options.subscribers} subscribers on replica B\n`);
     const result = await measureLatency({ ...options, redisUrl: redis.url });
-    const ms = (v) => `${v.toFixed(2)} ms`;
+    const ms = (v) => (v === undefined ? 'n/a (nothing delivered)' : `${v.toFixed(2)} ms`);
     console.log(JSON.stringify({ ...options, ...result, p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max) }, null, 2));
     process.exit(0);
   })().catch((error) => {

@@ -77,12 +77,14 @@ const PATHS = {
 
 /** A server under test (bench/peers/server.js) pinned to core 0, once it listens. */
 async function startServer(peer, redisUrl, core = 0, env = {}) {
-  const server = child(core, [process.execPath, '--expose-gc', join(__dirname, 'peers', 'server.js'), peer], {
+  // BENCH_CPU_PROF=<dir>: each server writes a V8 CPU profile there when it is stopped.
+  const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
+  const server = child(core, [process.execPath, '--expose-gc', ...profile, join(__dirname, 'peers', 'server.js'), peer], {
     JWT_SECRET: SECRET, LOG_LEVEL: 'info', MAX_UPGRADES_PER_SEC: '0', REDIS_URL: peer === 'gateway' ? '' : redisUrl,
     NODE_ID: `bench-${peer}-${process.hrtime.bigint()}`, ...env,
   });
   const { port } = await server.next('ready');
-  return { ...server, port, kill: () => server.proc.kill('SIGKILL') };
+  return { ...server, port, kill: () => server.proc.kill(profile.length ? 'SIGINT' : 'SIGKILL') };
 }
 
 /** The counting sink (bench/load/sink.js) pinned to core 1, with `subscribers` sockets to the server. */

@@ -36,6 +36,8 @@ export class RedisConnections implements OnApplicationShutdown {
   private readonly readyListeners = new Set<() => void>();
   private readonly silent = new Set<Role>();
   private readonly probing = new Map<Role, number>();
+  /** When each link last received anything: a busy link (replies queued behind thousands of commands) is alive. */
+  private readonly heardAt = new Map<Role, number>();
   private readonly watchdog: NodeJS.Timeout;
   private readonly timeoutMs: number;
   private closing = false;
@@ -78,6 +80,10 @@ export class RedisConnections implements OnApplicationShutdown {
         if (role === 'subscriber') this.subscriberReady();
       });
       connection.on('close', () => this.statusChanged(role));
+      connection.on('connect', () => {
+        this.heardAt.set(role, Date.now());
+        (connection as unknown as { stream?: NodeJS.EventEmitter }).stream?.on('data', () => this.heardAt.set(role, Date.now()));
+      });
       // ioredis reports every failed reconnect attempt; the up/down transitions are logged once each.
       connection.on('error', (error: Error) => this.log.debug({ redis: role, err: error.message }, 'redis connection error'));
     }
@@ -115,9 +121,14 @@ export class RedisConnections implements OnApplicationShutdown {
     return () => this.subscriberReadyListeners.delete(listener);
   }
 
-  /** A blocking read failed: if it timed out the link is silent, so it is reconnected like the others. */
+  /** A blocking read failed: if it timed out and nothing arrived meanwhile, the link is silent. */
   silentBlocking(error: Error): void {
-    if (/timed out/i.test(error.message) && this.blocking.status === 'ready') this.declareSilent('blocking', this.blocking);
+    if (/timed out/i.test(error.message) && this.blocking.status === 'ready' && this.quiet('blocking')) this.declareSilent('blocking', this.blocking);
+  }
+
+  /** Nothing arrived on the link for REDIS_TIMEOUT_MS. */
+  private quiet(role: Role): boolean {
+    return Date.now() - (this.heardAt.get(role) ?? 0) >= this.timeoutMs;
   }
 
   /** Last of the shutdown hooks, so that features can still write their goodbyes in onModuleDestroy. */
@@ -152,7 +163,9 @@ export class RedisConnections implements OnApplicationShutdown {
       if (role === 'blocking' || connection.status !== 'ready' || this.silent.has(role)) continue;
       const sentAt = this.probing.get(role);
       if (sentAt !== undefined) {
-        if (now - sentAt >= this.timeoutMs) this.declareSilent(role, connection);
+        // Unanswered for the timeout and nothing else heard either: silent. (Under overload the probe waits
+        // behind queued commands while replies keep arriving: that link is slow, not dead.)
+        if (now - sentAt >= this.timeoutMs && this.quiet(role)) this.declareSilent(role, connection);
         continue;
       }
       this.probing.set(role, now);
@@ -162,7 +175,7 @@ export class RedisConnections implements OnApplicationShutdown {
       connection.ping().then(clear, (error: Error) => {
         clear();
         // The command link has a command timeout of its own, which answers a frozen probe first.
-        if (/timed out/i.test(error.message) && connection.status === 'ready' && !this.silent.has(role)) this.declareSilent(role, connection);
+        if (/timed out/i.test(error.message) && connection.status === 'ready' && !this.silent.has(role) && this.quiet(role)) this.declareSilent(role, connection);
       });
     }
   }

@@ -1,4 +1,5 @@
 import Redis from 'ioredis';
+import { once } from 'node:events';
 import pino from 'pino';
 import { BrokerUnavailableError } from '../../src/channels/broker';
 import { MessageLimits } from '../../src/channels/message-limits';
@@ -83,6 +84,25 @@ describe('RedisBroker (real redis-server on a free port)', () => {
     expect(await metric(a.metrics, 'ws_redis_up')).toBe(1);
     offA();
     offB();
+  });
+
+  it('delivers on channels subscribed while its Redis links are still connecting', async () => {
+    for (let round = 0; round < 5; round++) {
+      const early = node(redis.url, `early-${round}`);
+      try {
+        const got = inbox();
+        // As the app does at bootstrap: the subscriber link has its TCP connection, not yet its handshake.
+        await once(early.connections.subscriber, 'connect');
+        const off = early.broker.subscribe('chat:early', got.handler, HISTORY);
+        await off.ready;
+        const sent = await a.broker.publish('chat:early', { round }, HISTORY);
+        await got.until(1);
+        expect(got.got.map((p) => p.id)).toEqual([sent.id]);
+        off();
+      } finally {
+        await early.close();
+      }
+    }
   });
 
   it('subscribes a channel on the first local handler and leaves it after the last', async () => {

@@ -219,12 +219,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         refill: false,
         closed: false,
       };
-      (created as { ready: Promise<void> }).ready = this.redis.subscriber.subscribe(this.name(channel)).then(
-        () => (options.history ? this.initialise(created) : undefined),
-        (error: Error) => {
-          this.log.warn({ channel: created.kind, err: error.message }, 'subscribe failed; retried on reconnect');
-        },
-      );
+      (created as { ready: Promise<void> }).ready = this.subscribeChannel(created).then(() => (options.history ? this.initialise(created) : undefined));
       this.states.set(channel, (state = created));
     }
     state.handlers.add(handler);
@@ -237,6 +232,27 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       this.redis.subscriber.unsubscribe(this.name(channel)).catch(() => undefined);
     };
     return Object.assign(unsubscribe, { ready: state.ready });
+  }
+
+  /**
+   * SUBSCRIBE once the subscriber link is ready, retried until it succeeds (or the channel is left). Issued
+   * while the link is still connecting, ioredis may send it before its own ready check, whose INFO is then
+   * refused in subscriber mode and takes the SUBSCRIBE down with it: seen as a replica that never delivered
+   * (0 of 250,000 alerts in one latency run).
+   */
+  private async subscribeChannel(state: ChannelState): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (state.closed || this.stopped) return;
+      if (this.redis.subscriber.status === 'ready') {
+        try {
+          await this.redis.subscriber.subscribe(this.name(state.channel));
+          return;
+        } catch (error) {
+          if (attempt % 20 === 0) this.log.warn({ channel: state.kind, err: (error as Error).message }, 'subscribe failed; retrying');
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, RETRY_MS));
+    }
   }
 
   async history(channel: string, since?: { id: string; epoch?: string }, limit = Infinity): Promise<HistoryPage> {
