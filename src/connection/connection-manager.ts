@@ -10,6 +10,7 @@ import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
 import { Connection, type ConnectionHost } from './connection';
 import { ConnectionRegistry } from './connection-registry';
 import { FrameError, PONG_TEXT } from './frames';
+import { jsonDepthExceeds } from './json-depth';
 import { Outbox } from './outbox';
 import { TokenBucket } from './token-bucket';
 
@@ -176,6 +177,10 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     }
     if (data.length === 4 && data.equals(PING_TEXT)) {
       conn.sendEncoded(PONG_TEXT);
+      return;
+    }
+    if (jsonDepthExceeds(data, this.config.maxJsonDepth)) {
+      conn.sendError('invalid_message', `frame nested deeper than ${this.config.maxJsonDepth} levels (MAX_JSON_DEPTH)`);
       return;
     }
     let frame: unknown;

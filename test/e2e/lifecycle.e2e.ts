@@ -50,6 +50,7 @@ describe('connection lifecycle', () => {
     ['an unknown type', '{"type":"dance"}', 'unknown_type'],
     ['a schema violation', JSON.stringify({ type: 'say', text: 42 }), 'invalid_message'],
     ['a handler refusal', '{"type":"refuse"}', 'message_too_long'],
+    ['a frame nested deeper than MAX_JSON_DEPTH', `{"type":"say","text":${'['.repeat(40)}${']'.repeat(40)}}`, 'invalid_message'],
   ])('answers %s with an error frame and keeps the socket open', async (_what, raw, code) => {
     const client = await echo(gw);
     client.send(raw);
