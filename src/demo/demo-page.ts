@@ -8,7 +8,7 @@ export const CLOSE_CODES: Record<number, string> = {
   1008: 'rate limit abused: slow down, do not retry unchanged',
   1009: 'frame over MAX_MESSAGE_BYTES',
   1011: 'server error in this connection: back off and retry',
-  1012: 'server restarting (drain): reconnect at once, resuming alerts with since',
+  1012: 'server restarting (drain): reconnect at once, resuming with since and epoch',
   1013: 'slow consumer: read faster',
   4001: 'token expired: refresh it, then reconnect',
 };
