@@ -1,3 +1,4 @@
+import { IdempotencyCache } from '../../src/channels/idempotency';
 import { jsonDepthExceeds, MessageLimits } from '../../src/channels/message-limits';
 import { MemoryHistory } from '../../src/channels/memory-history';
 import { compareStreamIds, formatStreamId, parseStreamId, StreamIdGenerator } from '../../src/channels/stream-id';
@@ -110,5 +111,18 @@ describe('close code labels', () => {
     expect(['1000', '1006', '1013', '4001']).toEqual([1000, 1006, 1013, 4001].map(closeCodeLabel));
     expect(closeCodeLabel(4567)).toBe('other');
     expect(closeCodeLabel(999)).toBe('invalid');
+  });
+});
+
+describe('IdempotencyCache', () => {
+  it('keeps first answers for the TTL and at most maxEntries, oldest first out', () => {
+    const cache = new IdempotencyCache<string>(1000, 2);
+    cache.set('a', 'first', 0);
+    expect(cache.get('a', 999)).toBe('first');
+    expect(cache.get('a', 1000)).toBeUndefined();
+    cache.set('b', 'b', 2000);
+    cache.set('c', 'c', 2001);
+    cache.set('d', 'd', 2002);
+    expect([cache.get('b', 2003), cache.get('c', 2003), cache.get('d', 2003)]).toEqual([undefined, 'c', 'd']);
   });
 });
