@@ -92,9 +92,10 @@ export class PublishEndpoint {
     const query = new URLSearchParams(url.length > PATH.length ? url.slice(PATH.length + 1) : '');
     const found = extractToken(req.headers, query);
     let role: string;
+    let caller: string;
     try {
       if (found.token === undefined) throw new AuthError('token_missing', `no token: ${found.hint}`);
-      role = this.verifier.verify(found.token).role;
+      ({ role, sub: caller } = this.verifier.verify(found.token));
     } catch (error) {
       if (!(error instanceof AuthError)) throw error;
       throw new HttpError(401, error.code, error.message, { 'WWW-Authenticate': WWW_AUTHENTICATE });
@@ -123,7 +124,8 @@ export class PublishEndpoint {
       throw new HttpError(400, 'bad_request', `${where}${issue.message} (expected {"data": {...}, "roles"?: [...], "users"?: [...]})`);
     }
     try {
-      return await this.alerts.publish(parsed.data, idempotencyKey);
+      // Scoped to the caller: two services that pick the same key must not swallow each other's alerts.
+      return await this.alerts.publish(parsed.data, idempotencyKey === undefined ? undefined : `${caller}\u0000${idempotencyKey}`);
     } catch (error) {
       // Fail fast: an alert we cannot store durably is refused, never queued in memory.
       if (error instanceof BrokerUnavailableError) {

@@ -168,8 +168,10 @@ export class ChannelHub {
         // Ids of another epoch mean nothing in this one: no replay, recovered:false, live from the top on.
         if (since && !sameEpoch) page = { ...page, publications: [], recovered: false };
         if (since) pages.set(channel, page);
-        // Resuming: the client continues from its own id; otherwise everything after the top reaches it.
-        positions.set(channel, { id: sameEpoch ? since!.id : page.top, epoch: page.epoch });
+        // Resuming: the client continues from its own id (unless that is ahead of the channel); otherwise
+        // everything after the top reaches it.
+        const ahead = since !== undefined && compareStreamIds(parseStreamId(since.id)!, parseStreamId(page.top)!) > 0;
+        positions.set(channel, { id: sameEpoch && !ahead ? since!.id : page.top, epoch: page.epoch });
       }),
     );
     if (!this.members.has(conn)) return; // closed meanwhile

@@ -12,8 +12,10 @@ export class MemoryHistory {
   private items: (Publication | undefined)[] = [];
   private head = 0; // index of the oldest
   private count = 0;
-  /** Everything at or before this id is no longer here (evicted, or from before this history began). */
-  private horizon: StreamId;
+  /** Ids before this one are from before this history began (a resume without an epoch cannot prove them). */
+  private readonly began: StreamId;
+  /** The newest id evicted: what came after it is all still here. */
+  private evicted: StreamId | undefined;
   /** The newest id ever appended. */
   private top: StreamId = ZERO;
   /** The epoch and the newest id, rebuilt on append: read on every welcome, written once per message. */
@@ -25,7 +27,7 @@ export class MemoryHistory {
     private readonly capacity: number,
     startedAt: number,
   ) {
-    this.horizon = { ms: startedAt - 1, seq: Number.MAX_SAFE_INTEGER };
+    this.began = { ms: startedAt - 1, seq: Number.MAX_SAFE_INTEGER };
     this.lastAppendAt = startedAt;
     this.current = { id: '0-0', epoch };
   }
@@ -44,7 +46,7 @@ export class MemoryHistory {
       this.count++;
       return;
     }
-    this.horizon = this.items[this.head]!.key!;
+    this.evicted = this.items[this.head]!.key!;
     this.items[this.head] = publication;
     this.head = (this.head + 1) % this.items.length;
   }
@@ -80,10 +82,11 @@ export class MemoryHistory {
     }
     const publications: Publication[] = [];
     for (let i = lo; i < this.count && publications.length < limit; i++) publications.push(this.at(i));
+    // Same epoch: this very history, so even `0-0` (the position a welcome names on an empty channel) is
+    // continuous. Without an epoch, an id from before this history began cannot be vouched for.
+    const sameHistory = since.epoch === undefined ? compareStreamIds(key, this.began) >= 0 : since.epoch === this.epoch;
     const recovered =
-      (since.epoch === undefined || since.epoch === this.epoch) &&
-      compareStreamIds(key, this.top) <= 0 &&
-      compareStreamIds(key, this.horizon) >= 0;
+      sameHistory && compareStreamIds(key, this.top) <= 0 && (this.evicted === undefined || compareStreamIds(key, this.evicted) >= 0);
     return { epoch: this.epoch, publications, recovered, top };
   }
 }

@@ -168,6 +168,16 @@ describe('resume with ?since=', () => {
     await client.close();
   });
 
+  it('says recovered:true for a resume from the position a welcome named on an empty channel', async () => {
+    const first = await subscribe(gw, '', { sub: 'newcomer', role: 'authority' });
+    const welcome = await first.ofType<{ user_epoch: string; user_id: string }>('welcome');
+    expect(welcome.user_id).toBe('0-0');
+    await first.close();
+    const again = await subscribe(gw, `&user_since=${welcome.user_id}&user_epoch=${welcome.user_epoch}`, { sub: 'newcomer', role: 'authority' });
+    expect(await again.ofType('resumed')).toEqual({ type: 'resumed', recovered: true });
+    await again.close();
+  });
+
   it('says recovered:false for an id from before this process started', async () => {
     const client = await subscribe(gw, '&since=1000-0');
     expect(await client.ofType('resumed')).toEqual({ type: 'resumed', recovered: false });

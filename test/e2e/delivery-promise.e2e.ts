@@ -132,6 +132,7 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
 
   it('says recovered:false for a since ahead of the stream, and holds nothing back after it', async () => {
     const client = await subscriber(b, 'ahead', '&since=9999999999999-0');
+    expect((await client.ofType<Frame>('welcome')).id).not.toBe('9999999999999-0'); // the channel's real end
     expect(await client.ofType('resumed')).toEqual({ type: 'resumed', recovered: false });
     const id = (await a.publish({ data: { after: 'ahead' } })).body.id;
     expect((await client.ofType<Frame>('alert', 10_000)).id).toBe(id);
@@ -157,6 +158,26 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
     const end = await marker();
     expect((await until(client, end)).map((f) => f.id)).toEqual([first.body.id]);
     expect(await post(a, body, { 'idempotency-key': 'x'.repeat(300) })).toMatchObject({ status: 400, body: { error: 'bad_request' } });
+  });
+
+  it("scopes an Idempotency-Key to its caller: another service's same key publishes its own alert", async () => {
+    const key = `shared-${Math.random()}`;
+    const as = (sub: string) => ({ authorization: `Bearer ${token({ sub, role: 'service' })}`, 'idempotency-key': key });
+    const billing = await post(a, JSON.stringify({ data: { from: 'billing' } }), as('billing'));
+    const shipping = await post(b, JSON.stringify({ data: { from: 'shipping' } }), as('shipping'));
+    expect([billing.status, shipping.status]).toEqual([202, 202]);
+    expect(shipping.body.id).not.toBe(billing.body.id);
+  });
+
+  it('delivers a body of exactly MAX_PUBLISH_BYTES (what the door accepts, every replica delivers)', async () => {
+    const client = await subscriber(b, 'edge');
+    await client.ofType('welcome');
+    const skeleton = JSON.stringify({ data: { x: '' } });
+    const body = JSON.stringify({ data: { x: 'é'.repeat(10) + 'a'.repeat(65_536 - Buffer.byteLength(skeleton) - 20) } });
+    expect(Buffer.byteLength(body)).toBe(65_536);
+    const accepted = await post(a, body);
+    expect(accepted.status).toBe(202);
+    expect((await client.ofType<Frame>('alert', 10_000)).id).toBe(accepted.body.id);
   });
 
   it('drops malformed messages on room channels: counted, logged once without a stack trace, never delivered', async () => {

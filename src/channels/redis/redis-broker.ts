@@ -80,11 +80,14 @@ function entryPayload(fields: string[], limits: MessageLimits): { ok: true; data
   for (let i = 0; i + 1 < fields.length; i += 2) {
     const name = fields[i];
     const value = fields[i + 1];
-    bytes += value.length;
     if (name === 'p') p = value;
     else if (name === 'ts') ts = Number(value);
     else if (name === 'o') origin = value;
-    else other.push([name, value]);
+    else {
+      // Only the payload counts, in bytes: the gateway's own `ts` and `o` fields are not the message.
+      other.push([name, value]);
+      bytes += Buffer.byteLength(value);
+    }
   }
   if (bytes > limits.maxBytes) return { ok: false, reason: `larger than ${limits.maxBytes} bytes (MAX_PUBLISH_BYTES)` };
   const when = ts !== undefined && Number.isFinite(ts) && ts > 0 ? ts : undefined;
