@@ -34,6 +34,7 @@ export class RedisConnections implements OnApplicationShutdown {
   private upValue = 0;
   private readonly subscriberReadyListeners = new Set<() => void>();
   private readonly readyListeners = new Set<() => void>();
+  private readonly downListeners = new Set<() => void>();
   private readonly silent = new Set<Role>();
   private readonly probing = new Map<Role, number>();
   /** When each link last received anything: a busy link (replies queued behind thousands of commands) is alive. */
@@ -113,6 +114,12 @@ export class RedisConnections implements OnApplicationShutdown {
   onReady(listener: () => void): () => void {
     this.readyListeners.add(listener);
     return () => this.readyListeners.delete(listener);
+  }
+
+  /** Called each time the set stops being ready (a link closed or went silent). */
+  onDown(listener: () => void): () => void {
+    this.downListeners.add(listener);
+    return () => this.downListeners.delete(listener);
   }
 
   /** Called after every reconnect of the subscriber, once its channels are subscribed again. */
@@ -209,6 +216,7 @@ export class RedisConnections implements OnApplicationShutdown {
       }
     } else {
       this.log.warn({ event: 'redis_down', connection: role }, 'redis unreachable');
+      for (const listener of this.downListeners) listener();
     }
   }
 }

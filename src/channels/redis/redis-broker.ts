@@ -45,6 +45,12 @@ interface ChannelState {
   filling: boolean;
   /** Another fill is due once the running one ends (a poke or a tail read came in meanwhile). */
   refill: boolean;
+  /**
+   * False from a link loss until a fill has checked the epoch again: what a read returns after a reconnect may
+   * be a new history (Redis restarted empty) whose ids merely follow the old ones, and must not be delivered
+   * as a continuation (it would be delivered again after the epoch change is noticed).
+   */
+  verified: boolean;
   closed: boolean;
 }
 
@@ -143,6 +149,9 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     };
     redis.onSubscriberReady(fillAll);
     redis.onReady(fillAll);
+    redis.onDown(() => {
+      for (const state of this.states.values()) if (state.options.history) state.verified = false;
+    });
   }
 
   onApplicationBootstrap(): void {
@@ -220,6 +229,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         held: [],
         filling: false,
         refill: false,
+        verified: true,
         closed: false,
       };
       (created as { ready: Promise<void> }).ready = this.subscribeChannel(created).then(() => (options.history ? this.initialise(created) : undefined));
@@ -365,8 +375,9 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
 
   /** A history publication: delivered if it follows the last one delivered here, read from the stream if not. */
   private accept(state: ChannelState, publication: Publication, prev: StreamId | undefined): void {
-    if (state.last === undefined || state.filling) {
+    if (state.last === undefined || state.filling || !state.verified) {
       state.held.push({ publication, prev });
+      if (!state.verified) void this.fill(state);
       return;
     }
     if (compareStreamIds(publication.key!, state.last) <= 0) return; // already delivered
@@ -389,6 +400,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     try {
       const position = await this.position(state.channel);
       const epoch = position.epoch;
+      state.verified = true;
       if (epoch !== state.epoch) {
         this.log.warn({ event: 'history_lost', channel: state.kind, last: formatStreamId(state.last!) }, 'channel history was lost (epoch changed); subscribers are told');
         state.epoch = epoch;
@@ -493,6 +505,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
           // Entries directly follow the id the read started from; if the state moved meanwhile (or is busy),
           // the ones it already has are skipped by id, and a busy state reads again after.
           if (state.filling) state.refill = true;
+          else if (!state.verified) void this.fill(state);
           else this.deliverEntries(state, entries);
         }
       } catch (error) {
