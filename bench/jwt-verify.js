@@ -7,6 +7,7 @@ const jwt = require('jsonwebtoken');
 const { JwtService } = require('@nestjs/jwt');
 const { loadConfig } = require('../dist/config/config');
 const { JwtVerifier } = require('../dist/auth/jwt-verifier');
+const { createLogger } = require('../dist/logging/logger');
 
 const secret = 'bench-secret-bench-secret-bench-secret!!';
 const token = jwt.sign({ sub: 'u1', role: 'authority' }, secret, { expiresIn: 3600 });
@@ -26,9 +27,9 @@ function rate(name, fn, ms = 1500) {
 
 function main() {
   const { config } = loadConfig({ JWT_SECRET: secret });
-  const verifier = new JwtVerifier(new JwtService({ secret: config.jwt.key, verifyOptions: { algorithms: config.jwt.algorithms } }), config);
+  const verifier = new JwtVerifier(new JwtService({ secret }), config, createLogger('silent', 'bench'));
   const nestString = new JwtService({ secret });
-  const nestKey = new JwtService({ secret: config.jwt.key, verifyOptions: { algorithms: ['HS256'] } });
+  const nestKey = new JwtService({ secret: config.jwt.keys[0].key, verifyOptions: { algorithms: ['HS256'] } });
   const results = [
     rate('jsonwebtoken, string secret', () => jwt.verify(token, secret, { algorithms: ['HS256'] })),
     rate('@nestjs/jwt, string secret (stock setup)', () => nestString.verify(token)),

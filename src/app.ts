@@ -2,7 +2,7 @@ import 'reflect-metadata';
 import type { DynamicModule, INestApplication, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
+import type { Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { AlertsModule } from './alerts/alerts.module';
 import { PublishEndpoint } from './alerts/publish-endpoint';
@@ -10,6 +10,7 @@ import { AppModule } from './app.module';
 import type { AppConfig } from './config/config';
 import { ConnectionManager } from './connection/connection-manager';
 import { HttpExceptionFilter } from './http/http-exception.filter';
+import { dispatch, GatewayHttpAdapter } from './http/http-server';
 import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
 import { Metrics } from './metrics/metrics';
 import { GatewayAdapter } from './upgrade/gateway-adapter';
@@ -29,31 +30,27 @@ export interface StartOptions {
   imports?: (Type | DynamicModule)[];
 }
 
-/** POST /api/alerts goes to its own handler; everything else to Express (and through it, Nest). */
-function routePublishFirst(server: HttpServer, endpoint: PublishEndpoint): void {
-  const framework = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
-  server.removeAllListeners('request');
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (endpoint.handles(req)) endpoint.handle(req, res);
-    else for (const listener of framework) listener.call(server, req, res);
-  });
-}
-
 /** Builds and starts the service on config.host:config.port. Used by main.ts and by the tests alike. */
 export async function startGateway(
   config: AppConfig,
   log: Logger = createLogger(config.logLevel, config.nodeId),
   options: StartOptions = {},
 ): Promise<RunningGateway> {
-  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, log, options.imports), {
+  const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, log, options.imports), new GatewayHttpAdapter(), {
     logger: new NestPinoLogger(log),
     bodyParser: false,
     forceCloseConnections: true, // keep-alive HTTP clients must not hold the shutdown
   });
   app.useGlobalFilters(new HttpExceptionFilter(log));
   const connections = app.get(ConnectionManager);
-  app.useWebSocketAdapter(new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics) }));
-  routePublishFirst(app.getHttpServer(), app.select(AlertsModule).get(PublishEndpoint));
+  const gateways = new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics) });
+  app.useWebSocketAdapter(gateways);
+  const server: HttpServer = app.getHttpServer();
+  const publish = app.select(AlertsModule).get(PublishEndpoint);
+  // POST /api/alerts and plain requests for WebSocket paths go to their own handlers; everything else to
+  // Express (and through it, Nest).
+  dispatch(server, [(req, res) => publish.handles(req) && (publish.handle(req, res), true), (req, res) => gateways.handlePlainRequest(req, res)]);
+  server.on('clientError', gateways.onClientError);
   await app.listen(config.port, config.host);
   const port = (app.getHttpServer().address() as AddressInfo).port;
   const running: RunningGateway = {

@@ -1,7 +1,7 @@
 import { Inject, Injectable } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractToken } from '../auth/token-extractor';
-import { AuthError, JwtVerifier, WWW_AUTHENTICATE } from '../auth/jwt-verifier';
+import { AuthError, JwtVerifier, KeysUnavailableError, WWW_AUTHENTICATE } from '../auth/jwt-verifier';
 import { BrokerUnavailableError } from '../channels/broker';
 import { MESSAGE_LIMITS, type MessageLimits } from '../channels/message-limits';
 import { LOGGER, type Logger } from '../logging/logger';
@@ -95,8 +95,9 @@ export class PublishEndpoint {
     let caller: string;
     try {
       if (found.token === undefined) throw new AuthError('token_missing', `no token: ${found.hint}`);
-      ({ role, sub: caller } = this.verifier.verify(found.token));
+      ({ role, sub: caller } = await this.verifier.verifyOrRefresh(found.token));
     } catch (error) {
+      if (error instanceof KeysUnavailableError) throw new HttpError(503, 'keys_unavailable', error.message, { 'Retry-After': '2' });
       if (!(error instanceof AuthError)) throw error;
       throw new HttpError(401, error.code, error.message, { 'WWW-Authenticate': WWW_AUTHENTICATE });
     }

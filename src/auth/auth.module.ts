@@ -13,7 +13,7 @@ import { JwtVerifier } from './jwt-verifier';
         // jsonwebtoken rejects options that are present but undefined.
         const claims = { ...(issuer ? { issuer } : {}), ...(audience ? { audience } : {}) };
         // Verification is JwtVerifier's own (JwsVerifier); @nestjs/jwt only signs (dev tokens, tests).
-        return { secret: config.jwt.key, signOptions: { algorithm: config.jwt.algorithms[0], ...claims } };
+        return { secret: config.jwt.signingSecret, signOptions: { algorithm: 'HS256', ...claims } };
       },
     }),
   ],

@@ -1,8 +1,10 @@
-import { Inject, Injectable } from '@nestjs/common';
+import { Inject, Injectable, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
 import { JwtService } from '@nestjs/jwt';
-import { APP_CONFIG, type AppConfig } from '../config/config';
-import { JwsError, JwsVerifier, type JwsFailure } from './jws';
+import { APP_CONFIG, RSA_ALGORITHMS, type Algorithm, type AppConfig } from '../config/config';
+import { LOGGER, type Logger } from '../logging/logger';
+import { JwsError, JwsVerifier, StaticKeys, type JwsFailure } from './jws';
 import type { Principal } from './principal';
+import { RemoteKeys } from './remote-keys';
 
 export type AuthErrorCode = 'token_missing' | 'token_invalid' | 'token_expired';
 
@@ -11,18 +13,32 @@ export class AuthError extends Error {
   constructor(
     readonly code: AuthErrorCode,
     message: string,
+    /** Set for an unknown `kid` when the key set is being fetched again: verify once more when it settles. */
+    readonly refreshed?: Promise<void>,
   ) {
     super(message);
   }
 }
 
+/** No verification key is loaded yet (the identity provider has not answered): 503, retry shortly. */
+export class KeysUnavailableError extends Error {
+  constructor() {
+    super('token verification keys are not loaded yet (the identity provider has not answered); retry shortly');
+  }
+}
+
+/** What a key set from an identity provider may sign with: asymmetric only, so no key is ever an HMAC secret. */
+const PROVIDER_ALGORITHMS: readonly Algorithm[] = [...RSA_ALGORITHMS, 'ES256', 'ES384', 'ES512', 'EdDSA'];
+
 /** The SPEC's header for every 401. */
 export const WWW_AUTHENTICATE = 'Bearer error="invalid_token"';
 
 const MESSAGES: Record<Exclude<JwsFailure, 'expired'>, string> = {
-  malformed: 'token is malformed (expected a JWT: header.payload.signature)',
+  malformed: 'token is malformed (expected a JWT: header.payload.signature, with numeric exp/nbf/iat)',
   unsigned: 'unsigned tokens (alg "none") are refused',
   algorithm: 'token is signed with an algorithm this server does not accept',
+  critical: 'token uses critical header extensions ("crit") this server does not understand',
+  unknown_key: 'token is signed by a key (kid) this server does not know; get a new token',
   signature: 'token signature does not match',
   not_before: 'token is not valid yet (nbf)',
   issuer: 'token issuer is not accepted',
@@ -44,29 +60,69 @@ function isClaim(value: unknown): value is string {
 }
 
 /**
- * Verifies JWTs with the configured key and pinned algorithm list (JwsVerifier: `alg: none` and algorithm
- * confusion are refused), then requires the `sub` and `role` claims. Signing (dev tooling, tests) goes through
- * @nestjs/jwt.
+ * Verifies JWTs with the configured keys and pinned algorithms (JwsVerifier: `alg: none` and algorithm
+ * confusion are refused), then requires the `sub` and `role` claims. Keys are static (JWT_SECRET and
+ * JWT_SECRET_PREVIOUS, or JWT_PUBLIC_KEY) or an identity provider's set (JWT_JWKS_URL, OIDC_ISSUER_URL),
+ * always looked up synchronously. Signing (dev tooling, tests) goes through @nestjs/jwt.
  */
 @Injectable()
-export class JwtVerifier {
+export class JwtVerifier implements OnModuleInit, OnModuleDestroy {
   private readonly jws: JwsVerifier;
+  private readonly remote: RemoteKeys | undefined;
 
   constructor(
     private readonly jwt: JwtService,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(LOGGER) log: Logger,
   ) {
-    const { key, algorithms, issuer, audience } = config.jwt;
-    this.jws = new JwsVerifier({ key, algorithms, issuer, audience });
+    const { keys, jwksUrl, oidcIssuerUrl, issuer, audience } = config.jwt;
+    if (jwksUrl || oidcIssuerUrl) {
+      this.remote = new RemoteKeys({
+        jwksUrl,
+        oidcIssuerUrl,
+        log,
+        // JWT_ISSUER, when set, wins; otherwise the issuer discovery named.
+        onIssuer: (discovered) => (this.jws.issuer = issuer ?? discovered),
+      });
+      this.jws = new JwsVerifier({ keys: this.remote, algorithms: PROVIDER_ALGORITHMS, issuer, audience });
+    } else {
+      const lookup = new StaticKeys(keys);
+      this.jws = new JwsVerifier({ keys: lookup, algorithms: lookup.algorithms(), issuer, audience });
+    }
   }
 
+  onModuleInit(): void {
+    this.remote?.start();
+  }
+
+  onModuleDestroy(): void {
+    this.remote?.stop();
+  }
+
+  /** False until an identity provider's key set is loaded (always true with static keys). */
+  isReady(): boolean {
+    return this.remote === undefined || this.remote.isReady();
+  }
+
+  /** JWKS fetches made so far (0 with static keys). */
+  get keyFetches(): number {
+    return this.remote?.fetches ?? 0;
+  }
+
+  /** Synchronous; throws AuthError (401) or KeysUnavailableError (503). */
   verify(token: string): Principal {
+    if (!this.isReady()) throw new KeysUnavailableError();
     let claims: Record<string, unknown>;
     try {
       claims = this.jws.verify(token);
     } catch (error) {
-      if (error instanceof JwsError) throw describe(error);
-      throw error;
+      if (!(error instanceof JwsError)) throw error;
+      const described = describe(error);
+      if (error.failure === 'unknown_key') {
+        const refreshed = this.remote?.refreshForUnknownKid();
+        if (refreshed) throw new AuthError(described.code, described.message, refreshed);
+      }
+      throw described;
     }
     if (!isClaim(claims.sub)) throw new AuthError('token_invalid', 'token lacks a "sub" claim (a non-empty string)');
     if (!isClaim(claims.role)) {
@@ -76,6 +132,20 @@ export class JwtVerifier {
     if (isClaim(claims.email)) principal.email = claims.email;
     if (typeof claims.exp === 'number') principal.exp = claims.exp;
     return principal;
+  }
+
+  /**
+   * verify(), except that a token naming a key we do not have yet waits for the key set to be fetched again
+   * (at most once per 10 s) and is verified once more: the first client after a rotation gets in. Synchronous
+   * (no promise) whenever the key is known.
+   */
+  verifyOrRefresh(token: string): Principal | Promise<Principal> {
+    try {
+      return this.verify(token);
+    } catch (error) {
+      if (!(error instanceof AuthError) || !error.refreshed) throw error;
+      return error.refreshed.then(() => this.verify(token));
+    }
   }
 
   /** Signs a token with the configured secret (dev tooling and tests; not available with a public key). */

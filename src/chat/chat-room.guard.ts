@@ -25,6 +25,8 @@ export class ChatMemberGuard implements UpgradeGuard {
     private readonly connections: ConnectionManager,
   ) {}
 
+  readonly reserves = true;
+
   canUpgrade(ctx: UpgradeContext): Promise<void> {
     return claimForUpgrade(this.presence, this.connections.registry, ctx, chatChannel(ctx.params.room), ctx.user!.sub, () =>
       new UpgradeRefusal(409, 'duplicate_user', 'this user is already connected to this room (one connection per user per room)'),

@@ -1,4 +1,5 @@
 import { createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
+import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
 
@@ -10,16 +11,46 @@ export const DEV_JWT_SECRET = 'realtime-gateway-dev-secret-change-me';
 
 export const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const;
 
-export interface JwtConfig {
+/** JWS algorithms the gateway verifies (RFC 7518 §3.1, and EdDSA from RFC 8037). `none` is never one. */
+export type Algorithm =
+  | 'HS256' | 'HS384' | 'HS512'
+  | 'RS256' | 'RS384' | 'RS512'
+  | 'PS256' | 'PS384' | 'PS512'
+  | 'ES256' | 'ES384' | 'ES512'
+  | 'EdDSA';
+
+/** A key a token may be verified with, and the algorithms it may be used with (pinned: no algorithm confusion). */
+export interface VerificationKey {
   /** Pre-built key: jsonwebtoken re-derives a string key on every verify (~50x slower). */
   key: KeyObject;
-  algorithms: ('HS256' | 'HS384' | 'HS512' | 'RS256' | 'RS384' | 'RS512' | 'ES256' | 'ES384' | 'ES512')[];
+  algorithms: readonly Algorithm[];
+  /** The JWK `kid`, for keys from a key set. */
+  kid?: string;
+}
+
+export interface JwtConfig {
+  /**
+   * Static keys, tried in order: JWT_SECRET then JWT_SECRET_PREVIOUS, or the JWT_PUBLIC_KEY. Empty when the
+   * keys come from an identity provider (jwksUrl / oidcIssuerUrl).
+   */
+  keys: VerificationKey[];
+  /** JWT_JWKS_URL: a JWKS document, keys chosen by `kid`. */
+  jwksUrl?: string;
+  /** OIDC_ISSUER_URL: discovery gives the JWKS URL and the expected `iss`. */
+  oidcIssuerUrl?: string;
   issuer?: string;
   audience?: string;
   /** True when no key was configured and the documented dev key is in use. */
   usingDevKey: boolean;
   /** Only for the dev token command; undefined with a public key. */
   signingSecret?: string;
+}
+
+/** One TRUSTED_PROXIES entry: a CIDR (an address alone is a /32 or /128). */
+export interface TrustedProxy {
+  address: string;
+  prefix: number;
+  family: 'ipv4' | 'ipv6';
 }
 
 export interface AppConfig {
@@ -44,6 +75,10 @@ export interface AppConfig {
   drainWindowMs: number;
   /** New upgrades accepted per second on this node (0: no limit); beyond it 503 at_capacity. */
   maxUpgradesPerSec: number;
+  /** Upgrades per client address per second (0: off); beyond it 429 too_many_upgrades, before any token work. */
+  maxUpgradesPerIpPerSec: number;
+  /** Peers whose X-Forwarded-For names the client address. */
+  trustedProxies: TrustedProxy[];
   logLevel: (typeof LOG_LEVELS)[number];
   /** Messages kept per history channel (HISTORY_SIZE, formerly ALERT_HISTORY_SIZE). */
   historySize: number;
@@ -83,6 +118,17 @@ const int = (min: number, max: number, fallback: number) =>
 
 const optionalString = z.preprocess(blankIsUnset, z.string().optional());
 
+/** An http(s) URL without credentials or a fragment (its value is never echoed: it may name a private host). */
+const httpUrl = (example: string) =>
+  z.string().refine((raw) => {
+    try {
+      const url = new URL(raw);
+      return (url.protocol === 'https:' || url.protocol === 'http:') && !url.username && !url.password && !url.hash;
+    } catch {
+      return false;
+    }
+  }, `must be an http(s) URL without credentials, e.g. ${example}`);
+
 const envSchema = z.object({
   PORT: int(0, 65535, 8080),
   HOST: z.preprocess(blankIsUnset, z.string().default('0.0.0.0')),
@@ -92,7 +138,10 @@ const envSchema = z.object({
     z.string().regex(/^[A-Za-z0-9._:-]{1,128}$/, 'may only hold letters, digits and . _ : - (at most 128)').optional(),
   ),
   JWT_SECRET: optionalString,
+  JWT_SECRET_PREVIOUS: optionalString,
   JWT_PUBLIC_KEY: optionalString,
+  JWT_JWKS_URL: z.preprocess(blankIsUnset, httpUrl('a JWKS document such as https://idp.example.com/.well-known/jwks.json').optional()),
+  OIDC_ISSUER_URL: z.preprocess(blankIsUnset, httpUrl('an issuer such as https://idp.example.com/realms/main').optional()),
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
   REDIS_URL: z.preprocess(
@@ -115,6 +164,8 @@ const envSchema = z.object({
   SHUTDOWN_GRACE_MS: int(0, 3_600_000, 10_000),
   DRAIN_WINDOW_MS: int(0, 3_600_000, 5_000),
   MAX_UPGRADES_PER_SEC: int(0, 1_000_000, 1_000),
+  MAX_UPGRADES_PER_IP_PER_SEC: int(0, 1_000_000, 0),
+  TRUSTED_PROXIES: z.preprocess(blankIsUnset, z.string().optional()),
   LOG_LEVEL: z.preprocess(
     (v) => (typeof blankIsUnset(v) === 'string' ? String(v).toLowerCase() : undefined),
     z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
@@ -127,6 +178,24 @@ const envSchema = z.object({
   REDIS_TIMEOUT_MS: int(100, 600_000, 5000),
   PRESENCE_TTL_MS: int(1000, 600_000, 15_000),
 });
+
+function parseProxies(raw: string | undefined): TrustedProxy[] {
+  if (!raw) return [];
+  return raw
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter(Boolean)
+    .map((entry) => {
+      const [address, bits, extra] = entry.split('/');
+      const family = isIP(address);
+      const max = family === 6 ? 128 : 32;
+      const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+      if (!family || extra !== undefined || !(prefix >= 0 && prefix <= max)) {
+        throw new ConfigError('TRUSTED_PROXIES', `"${entry.slice(0, 64)}" is not an address or CIDR such as 10.0.0.0/8 or fd00::/8`);
+      }
+      return { address, prefix, family: family === 6 ? 'ipv6' : 'ipv4' };
+    });
+}
 
 function parseOrigins(raw: string | undefined): string[] {
   if (!raw) return [];
@@ -149,17 +218,52 @@ function parseOrigins(raw: string | undefined): string[] {
     });
 }
 
-const EC_ALGORITHMS: Record<string, JwtConfig['algorithms'][number]> = {
+const EC_ALGORITHMS: Record<string, Algorithm> = {
   prime256v1: 'ES256',
   secp384r1: 'ES384',
   secp521r1: 'ES512',
 };
 
+/** RSA keys verify both padding schemes (RFC 7518 §3.3, §3.5); forging either needs the private key. */
+export const RSA_ALGORITHMS: readonly Algorithm[] = ['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512'];
+
+/** The algorithms an asymmetric public key may verify, or a reason it cannot be used. */
+export function algorithmsOf(key: KeyObject): readonly Algorithm[] | string {
+  switch (key.asymmetricKeyType) {
+    case 'rsa':
+      return RSA_ALGORITHMS;
+    case 'ec': {
+      // An EC key signs with the one ES algorithm of its curve (RFC 7518 §3.4).
+      const alg = EC_ALGORITHMS[key.asymmetricKeyDetails?.namedCurve ?? ''];
+      return alg ? [alg] : 'EC keys must be on P-256, P-384 or P-521';
+    }
+    case 'ed25519':
+    case 'ed448':
+      return ['EdDSA'];
+    default:
+      return `key type ${key.asymmetricKeyType} is not supported (use RSA, EC or Ed25519)`;
+  }
+}
+
+function hmacKey(variable: string, secret: string, warnings: string[]): VerificationKey {
+  if (Buffer.byteLength(secret) < 32) warnings.push(`${variable} is shorter than 32 bytes: HS256 keys that short can be brute-forced.`);
+  return { key: createSecretKey(Buffer.from(secret, 'utf8')), algorithms: ['HS256', 'HS384', 'HS512'] };
+}
+
 function buildJwt(env: z.infer<typeof envSchema>): { jwt: JwtConfig; warnings: string[] } {
   const warnings: string[] = [];
   const common = { issuer: env.JWT_ISSUER, audience: env.JWT_AUDIENCE };
-  if (env.JWT_SECRET && env.JWT_PUBLIC_KEY) {
-    throw new ConfigError('JWT_SECRET', 'set either JWT_SECRET (HS256) or JWT_PUBLIC_KEY (RS256/ES256), not both');
+  // One key source: tokens from two sources would need two issuers' keys kept apart (centrifugo#1142).
+  const sources = (['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_JWKS_URL', 'OIDC_ISSUER_URL'] as const).filter((v) => env[v]);
+  if (sources.length > 1) {
+    throw new ConfigError(sources[1], `set one key source, not ${sources.join(' and ')}`);
+  }
+  if (env.JWT_SECRET_PREVIOUS && !env.JWT_SECRET) {
+    throw new ConfigError('JWT_SECRET_PREVIOUS', 'is the key being rotated out; it needs JWT_SECRET (the new key) beside it');
+  }
+  if (env.JWT_JWKS_URL) return { jwt: { keys: [], jwksUrl: env.JWT_JWKS_URL, usingDevKey: false, ...common }, warnings };
+  if (env.OIDC_ISSUER_URL) {
+    return { jwt: { keys: [], oidcIssuerUrl: env.OIDC_ISSUER_URL, usingDevKey: false, ...common }, warnings };
   }
   if (env.JWT_PUBLIC_KEY) {
     // PEMs in env files often arrive with literal "\n".
@@ -170,34 +274,26 @@ function buildJwt(env: z.infer<typeof envSchema>): { jwt: JwtConfig; warnings: s
     } catch {
       throw new ConfigError('JWT_PUBLIC_KEY', 'is not a PEM public key (-----BEGIN PUBLIC KEY-----)');
     }
-    if (key.asymmetricKeyType === 'rsa') {
-      return { jwt: { key, algorithms: ['RS256', 'RS384', 'RS512'], usingDevKey: false, ...common }, warnings };
-    }
-    if (key.asymmetricKeyType === 'ec') {
-      // An EC key signs with the one ES algorithm of its curve (RFC 7518 §3.4).
-      const alg = EC_ALGORITHMS[key.asymmetricKeyDetails?.namedCurve ?? ''];
-      if (!alg) throw new ConfigError('JWT_PUBLIC_KEY', 'EC keys must be on P-256, P-384 or P-521');
-      return { jwt: { key, algorithms: [alg], usingDevKey: false, ...common }, warnings };
-    }
-    throw new ConfigError('JWT_PUBLIC_KEY', `key type ${key.asymmetricKeyType} is not supported (use RSA or EC)`);
+    const algorithms = algorithmsOf(key);
+    if (typeof algorithms === 'string') throw new ConfigError('JWT_PUBLIC_KEY', algorithms);
+    return { jwt: { keys: [{ key, algorithms }], usingDevKey: false, ...common }, warnings };
   }
   let secret = env.JWT_SECRET;
   let usingDevKey = false;
   if (!secret) {
     if (env.NODE_ENV === 'production') {
-      throw new ConfigError('JWT_SECRET', 'is required when NODE_ENV=production (or set JWT_PUBLIC_KEY)');
+      throw new ConfigError('JWT_SECRET', 'is required when NODE_ENV=production (or set JWT_PUBLIC_KEY, JWT_JWKS_URL or OIDC_ISSUER_URL)');
     }
     secret = DEV_JWT_SECRET;
     usingDevKey = true;
     warnings.push(
       'JWT_SECRET is not set: using the public development key. Anyone can forge tokens for this instance. ' +
-        'Set JWT_SECRET (or JWT_PUBLIC_KEY) before exposing it.',
+        'Set JWT_SECRET (or JWT_PUBLIC_KEY, JWT_JWKS_URL, OIDC_ISSUER_URL) before exposing it.',
     );
-  } else if (Buffer.byteLength(secret) < 32) {
-    warnings.push('JWT_SECRET is shorter than 32 bytes: HS256 keys that short can be brute-forced.');
   }
-  const key = createSecretKey(Buffer.from(secret, 'utf8'));
-  return { jwt: { key, algorithms: ['HS256'], usingDevKey, signingSecret: secret, ...common }, warnings };
+  const keys = [usingDevKey ? { key: createSecretKey(Buffer.from(secret, 'utf8')), algorithms: ['HS256', 'HS384', 'HS512'] as Algorithm[] } : hmacKey('JWT_SECRET', secret, warnings)];
+  if (env.JWT_SECRET_PREVIOUS) keys.push(hmacKey('JWT_SECRET_PREVIOUS', env.JWT_SECRET_PREVIOUS, warnings));
+  return { jwt: { keys, usingDevKey, signingSecret: secret, ...common }, warnings };
 }
 
 /**
@@ -245,6 +341,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     drainWindowMs: env.DRAIN_WINDOW_MS,
     maxUpgradesPerSec: env.MAX_UPGRADES_PER_SEC,
+    maxUpgradesPerIpPerSec: env.MAX_UPGRADES_PER_IP_PER_SEC,
+    trustedProxies: parseProxies(env.TRUSTED_PROXIES),
     logLevel: env.LOG_LEVEL,
     historySize: history.data,
     historyTtlMs: env.HISTORY_TTL_MS,

@@ -1,5 +1,6 @@
 import { Controller, Get, Header, HttpStatus, Inject, Res } from '@nestjs/common';
 import type { Response } from 'express';
+import { JwtVerifier } from '../auth/jwt-verifier';
 import { BROKER, type Broker } from '../channels/broker';
 import { ChannelHub } from '../channels/channel-hub';
 import { ConnectionManager } from '../connection/connection-manager';
@@ -10,6 +11,7 @@ export class HealthController {
     private readonly connections: ConnectionManager,
     @Inject(BROKER) private readonly bus: Broker,
     private readonly hub: ChannelHub,
+    private readonly verifier: JwtVerifier,
   ) {}
 
   /** Liveness: the process answers. */
@@ -21,7 +23,8 @@ export class HealthController {
 
   /**
    * Readiness: 503 while draining, in cluster mode while Redis is unreachable or silent, and until the
-   * channels every node serves (`alerts`) are subscribed and positioned (`starting`).
+   * channels every node serves (`alerts`) are subscribed and positioned (`starting`), and until an identity
+   * provider's keys are loaded (`keys_unavailable`: JWT_JWKS_URL / OIDC_ISSUER_URL).
    */
   @Get('readyz')
   @Header('Cache-Control', 'no-store')
@@ -30,6 +33,8 @@ export class HealthController {
       res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'draining' });
     } else if (!this.bus.isReady()) {
       res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'redis_unavailable' });
+    } else if (!this.verifier.isReady()) {
+      res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'keys_unavailable' });
     } else if (!this.hub.isReady()) {
       res.status(HttpStatus.SERVICE_UNAVAILABLE).json({ status: 'starting' });
     } else {

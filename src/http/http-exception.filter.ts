@@ -4,9 +4,16 @@ import type { Logger } from '../logging/logger';
 
 const CODES: Record<number, string> = {
   400: 'bad_request',
-  404: 'not_found',
+  404: 'unknown_path',
   405: 'method_not_allowed',
 };
+
+/**
+ * Express's own 404 text is `Cannot GET <the whole request URL>`: with `?token=` in it, that echoed the token.
+ * No answer names the URL.
+ */
+const UNKNOWN_PATH =
+  'no endpoint at this path: HTTP serves GET /healthz, /readyz, /metrics and POST /api/alerts; WebSocket clients connect to /api/alerts/subscribe, /ws/chat/:room or /ws/signaling/:consultationId/:userType';
 
 /**
  * Framework routes (/healthz, /readyz, /metrics, and unknown paths) answer errors as `{"error", "message"}`
@@ -24,7 +31,7 @@ export class HttpExceptionFilter implements ExceptionFilter {
       const status = exception.getStatus();
       const body = exception.getResponse();
       const raw = typeof body === 'string' ? body : (body as { message?: unknown }).message;
-      const message = Array.isArray(raw) ? raw.join('; ') : String(raw ?? exception.message);
+      const message = status === 404 ? UNKNOWN_PATH : Array.isArray(raw) ? raw.join('; ') : String(raw ?? exception.message);
       res.status(status).json({ error: CODES[status] ?? 'error', message });
       return;
     }

@@ -14,6 +14,8 @@ export class SeatGuard implements UpgradeGuard {
     private readonly connections: ConnectionManager,
   ) {}
 
+  readonly reserves = true;
+
   canUpgrade(ctx: UpgradeContext): Promise<void> {
     const { consultationId, userType } = ctx.params;
     return claimForUpgrade(this.presence, this.connections.registry, ctx, signalingChannel(consultationId), userType, () =>

@@ -1,10 +1,10 @@
 import type { INestApplicationContext, Type } from '@nestjs/common';
 import { WsAdapter } from '@nestjs/platform-ws';
 import type { MessageMappingProperties } from '@nestjs/websockets';
-import type { IncomingMessage, Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
-import { BEARER_PROTOCOL, parseProtocols } from '../auth/token-extractor';
+import { BEARER_PROTOCOL, extractToken, parseProtocols } from '../auth/token-extractor';
 import type { AppConfig } from '../config/config';
 import type { Connection, FrameHandler } from '../connection/connection';
 import type { ConnectionManager } from '../connection/connection-manager';
@@ -12,10 +12,11 @@ import { TokenBucket } from '../connection/token-bucket';
 import { GATEWAY_CLASS_OPTION, getGatewayMetadata, type GatewayMetadata } from './gateway-metadata';
 import type { Logger } from '../logging/logger';
 import type { Metrics } from '../metrics/metrics';
-import { parseTarget, validateHandshake } from './handshake';
+import { AddressLimiter, ClientAddress, limitKey } from './client-address';
+import { offeredProtocols, parseTarget, validateHandshake } from './handshake';
 import { RouteTable } from './route-table';
 import type { UpgradeContext, UpgradeGuard } from './upgrade-guard';
-import { UpgradeRefusal, writeRefusal } from './upgrade-refusal';
+import { refusalForClientError, UpgradeRefusal, writeRefusal, writeRefusalResponse } from './upgrade-refusal';
 
 interface GatewayRoute {
   wss: WebSocketServer;
@@ -69,6 +70,11 @@ export class GatewayAdapter extends WsAdapter {
   private upgradeServer: HttpServer | undefined;
   /** MAX_UPGRADES_PER_SEC: a reconnect storm is shed with 503 before it costs a token verification. */
   private readonly admission: TokenBucket | undefined;
+  /** MAX_UPGRADES_PER_IP_PER_SEC: one address's flood is refused first, so it never uses up the node's budget. */
+  private readonly perAddress: AddressLimiter | undefined;
+  private readonly addresses: ClientAddress;
+  /** ALLOWED_ORIGINS, for the CORS headers of answers to plain requests (browsers read them to learn why). */
+  private readonly corsOrigins: ReadonlySet<string>;
 
   constructor(
     private readonly app: INestApplicationContext,
@@ -77,6 +83,9 @@ export class GatewayAdapter extends WsAdapter {
     super(app);
     const rate = deps.config.maxUpgradesPerSec;
     if (rate > 0) this.admission = new TokenBucket(rate, rate, Date.now());
+    if (deps.config.maxUpgradesPerIpPerSec > 0) this.perAddress = new AddressLimiter(deps.config.maxUpgradesPerIpPerSec);
+    this.addresses = new ClientAddress(deps.config.trustedProxies);
+    this.corsOrigins = new Set(deps.config.allowedOrigins);
   }
 
   override create(port: number, options: Record<string, unknown> = {}): WebSocketServer {
@@ -149,12 +158,14 @@ export class GatewayAdapter extends WsAdapter {
     let handedOver = false;
     try {
       if (this.deps.connections.draining) throw this.drainingRefusal();
+      this.limitAddress(req);
       const url = parseTarget(req.url);
       const match = this.routes.match(url.pathname);
       if (!match) throw new UpgradeRefusal(404, 'unknown_path', this.routes.explainMiss(url.pathname));
       const { wss, meta, guards } = match.target;
       gateway = meta.name;
       validateHandshake(req);
+      const protocols = offeredProtocols(req.headers['sec-websocket-protocol']);
       if (this.admission && !this.admission.take(Date.now())) {
         throw new UpgradeRefusal(503, 'at_capacity', 'this node is taking too many new connections right now; retry shortly', {
           'Retry-After': '1',
@@ -167,7 +178,7 @@ export class GatewayAdapter extends WsAdapter {
         pattern: match.pattern,
         params: match.params,
         query: url.query,
-        protocols: parseProtocols(req.headers['sec-websocket-protocol']),
+        protocols,
         allowedRoles: meta.roles,
         attributes: {},
         releases,
@@ -199,15 +210,115 @@ export class GatewayAdapter extends WsAdapter {
       socket.uncork();
     } catch (error) {
       if (!(error instanceof UpgradeRefusal)) throw error;
-      this.deps.metrics.upgradesRejected.labels(gateway, String(error.status), error.error).inc();
-      this.deps.log.info(
-        { event: 'upgrade_refused', gateway, status: error.status, error: error.error },
-        'upgrade refused',
-      );
+      this.count(gateway, error);
       writeRefusal(socket, error);
     } finally {
       if (!handedOver) runAll(releases);
     }
+  }
+
+  /**
+   * A request for a WebSocket path that is not an upgrade: a proxy that dropped the Upgrade header, or a
+   * browser SDK asking why its upgrade failed (browsers hide a refused upgrade's status). GET and HEAD get
+   * the answer the upgrade would have had from the checks that reserve nothing (path, origin, token, role),
+   * or 426 `upgrade_required` when those pass or no token was sent; OPTIONS is the CORS preflight of that
+   * request. False when the path is not a WebSocket path (the framework answers it).
+   */
+  handlePlainRequest(req: IncomingMessage, res: ServerResponse): boolean {
+    const method = req.method;
+    if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
+    let url: ReturnType<typeof parseTarget>;
+    try {
+      url = parseTarget(req.url);
+    } catch {
+      return false;
+    }
+    const match = this.routes.match(url.pathname);
+    if (!match) return false;
+    const { meta, guards } = match.target;
+    const cors = this.corsHeaders(req);
+    if (method === 'OPTIONS') {
+      res.writeHead(204, { ...cors, 'Access-Control-Allow-Methods': 'GET', 'Access-Control-Allow-Headers': 'Authorization', 'Access-Control-Max-Age': '600' });
+      res.end();
+      return true;
+    }
+    const answer = (refusal: UpgradeRefusal) => {
+      this.count(meta.name, refusal);
+      writeRefusalResponse(res, refusal, cors, method === 'HEAD');
+    };
+    const ctx: UpgradeContext = {
+      connectionId: '-',
+      req,
+      gateway: meta.name,
+      pattern: match.pattern,
+      params: match.params,
+      query: url.query,
+      protocols: parseProtocols(req.headers['sec-websocket-protocol']),
+      allowedRoles: meta.roles,
+      attributes: {},
+      releases: [],
+    };
+    const diagnose = async () => {
+      if (this.deps.connections.draining) throw this.drainingRefusal();
+      this.limitAddress(req);
+      if (extractToken(req.headers, url.query, ctx.protocols).token === undefined) throw upgradeRequired(false);
+      for (const guard of guards) {
+        if (guard.reserves) break; // what follows would take a seat or a slot
+        const pending = guard.canUpgrade(ctx);
+        if (pending) await pending;
+      }
+      throw upgradeRequired(true);
+    };
+    diagnose().catch((error: unknown) => {
+      if (error instanceof UpgradeRefusal) return answer(error);
+      this.deps.log.error({ err: error }, 'unexpected error while answering a plain request for a WebSocket path');
+      answer(new UpgradeRefusal(500, 'internal_error', 'unexpected server error'));
+    });
+    return true;
+  }
+
+  /**
+   * What Node's HTTP parser refuses before any handler runs (headers over 16 KB, a malformed request line, a
+   * request that took too long): the same JSON form and counter as every other refusal, never Node's plain text.
+   */
+  readonly onClientError = (error: NodeJS.ErrnoException, socket: Duplex): void => {
+    socket.on('error', ignoreSocketError);
+    const refusal = refusalForClientError(error.code);
+    const response = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+    if (!refusal || !socket.writable || response?.headersSent) {
+      socket.destroy();
+      return;
+    }
+    this.count('unknown', refusal);
+    writeRefusal(socket, refusal);
+  };
+
+  private count(gateway: string, refusal: UpgradeRefusal): void {
+    this.deps.metrics.upgradesRejected.labels(gateway, String(refusal.status), refusal.error).inc();
+    this.deps.log.info({ event: 'upgrade_refused', gateway, status: refusal.status, error: refusal.error }, 'upgrade refused');
+  }
+
+  /** MAX_UPGRADES_PER_IP_PER_SEC, before anything that costs more than a map lookup. */
+  private limitAddress(req: IncomingMessage): void {
+    if (!this.perAddress) return;
+    const now = Date.now();
+    if (this.perAddress.take(limitKey(this.addresses.of(req)), now)) return;
+    throw new UpgradeRefusal(
+      429,
+      'too_many_upgrades',
+      `too many connection attempts from this address (limit ${this.deps.config.maxUpgradesPerIpPerSec} per second); retry later`,
+      { 'Retry-After': String(this.perAddress.retryAfter(now)) },
+    );
+  }
+
+  /** CORS for answers to plain requests: any origin when ALLOWED_ORIGINS is empty, else the listed ones. */
+  private corsHeaders(req: IncomingMessage): Record<string, string> {
+    const origin = req.headers.origin;
+    if (origin === undefined) return {};
+    const expose = { 'Access-Control-Expose-Headers': 'Retry-After, WWW-Authenticate', Vary: 'Origin' };
+    if (this.corsOrigins.size === 0 || this.corsOrigins.has('*')) return { 'Access-Control-Allow-Origin': '*', ...expose };
+    for (const allowed of this.corsOrigins) if (allowed === origin) return { 'Access-Control-Allow-Origin': allowed, ...expose };
+    return { Vary: 'Origin' };
   }
 
   private drainingRefusal(): UpgradeRefusal {
@@ -215,4 +326,15 @@ export class GatewayAdapter extends WsAdapter {
       'Retry-After': '1',
     });
   }
+}
+
+function upgradeRequired(checked: boolean): UpgradeRefusal {
+  return new UpgradeRefusal(
+    426,
+    'upgrade_required',
+    checked
+      ? 'the token, role and origin are accepted here, but this path only speaks WebSocket: connect with an Upgrade: websocket request'
+      : 'this path only speaks WebSocket: connect with an Upgrade: websocket request (a proxy in between may have dropped the Upgrade header)',
+    { Upgrade: 'websocket' },
+  );
 }

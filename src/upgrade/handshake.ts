@@ -22,6 +22,23 @@ export function validateHandshake(req: IncomingMessage): void {
   if (version !== '13' && version !== '8') throw badRequest('unsupported Sec-WebSocket-Version (use 13)');
 }
 
+/** A comma list of RFC 7230 tokens, as ws parses Sec-WebSocket-Protocol (lib/subprotocol.js). */
+const PROTOCOL_LIST = /^[!#$%&'*+\-.^_`|~\w]+(?:[ \t]*,[ \t]*[!#$%&'*+\-.^_`|~\w]+)*$/;
+
+/**
+ * The offered subprotocols, refused with the JSON 400 where ws would answer its own plain-text 400 (a
+ * character outside the token alphabet, an empty entry, the same protocol twice).
+ */
+export function offeredProtocols(header: string | undefined): string[] {
+  if (header === undefined) return [];
+  if (!PROTOCOL_LIST.test(header)) throw badRequest('invalid Sec-WebSocket-Protocol header (a comma list of tokens)');
+  const protocols = header.split(',').map((p) => p.trim());
+  if (new Set(protocols).size !== protocols.length) {
+    throw badRequest('Sec-WebSocket-Protocol names the same subprotocol twice (send "bearer, <jwt>" once)');
+  }
+  return protocols;
+}
+
 /** The request target as the route table and guards need it. */
 export interface Target {
   pathname: string;

@@ -32,4 +32,9 @@ export interface UpgradeContext {
  */
 export interface UpgradeGuard {
   canUpgrade(ctx: UpgradeContext): void | Promise<void>;
+  /**
+   * True when the guard reserves something (a seat, a per-user slot). A plain request asking why an upgrade
+   * would fail runs the guards before the first one that reserves, and no further.
+   */
+  readonly reserves?: boolean;
 }

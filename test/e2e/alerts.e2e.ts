@@ -103,7 +103,7 @@ describe('POST /api/alerts', () => {
     expect(query.status).toBe(202);
     // Other methods and paths still reach the framework's 404.
     const get = await fetch(gw.http('/api/alerts'));
-    expect([get.status, ((await get.json()) as { error: string }).error]).toEqual([404, 'not_found']);
+    expect([get.status, ((await get.json()) as { error: string }).error]).toEqual([404, 'unknown_path']);
   });
 
   it('delivers targeted alerts only to the listed roles or users', async () => {

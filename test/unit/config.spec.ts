@@ -37,7 +37,8 @@ describe('configuration', () => {
     });
     expect(config.redisUrl).toBeUndefined();
     expect(config.nodeId).toMatch(/-\d+$/);
-    expect(config.jwt).toMatchObject({ usingDevKey: true, algorithms: ['HS256'], signingSecret: DEV_JWT_SECRET });
+    expect(config.jwt).toMatchObject({ usingDevKey: true, signingSecret: DEV_JWT_SECRET });
+    expect(config.jwt.keys.map((k) => k.algorithms)).toEqual([['HS256', 'HS384', 'HS512']]);
     expect(warnings.join()).toMatch(/JWT_SECRET is not set/);
   });
 
@@ -52,19 +53,21 @@ describe('configuration', () => {
 
   it('builds a KeyObject once, so verification never re-derives the key', () => {
     const { config } = loadConfig({ JWT_SECRET: 'x'.repeat(32) });
-    expect(config.jwt.key.type).toBe('secret');
+    expect(config.jwt.keys.map((k) => k.key.type)).toEqual(['secret']);
   });
 
   it('takes an RSA or EC public key (also with literal \\n) and picks the algorithms from it (an EC key: its curve\'s one)', () => {
     const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    expect(loadConfig({ JWT_PUBLIC_KEY: rsa.replace(/\n/g, '\\n') }).config.jwt.algorithms).toEqual(['RS256', 'RS384', 'RS512']);
+    expect(loadConfig({ JWT_PUBLIC_KEY: rsa.replace(/\n/g, '\\n') }).config.jwt.keys[0].algorithms).toEqual(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512']);
     const ec = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    expect(loadConfig({ JWT_PUBLIC_KEY: ec }).config.jwt).toMatchObject({ algorithms: ['ES256'], usingDevKey: false });
+    expect(loadConfig({ JWT_PUBLIC_KEY: ec }).config.jwt).toMatchObject({ keys: [{ algorithms: ['ES256'] }], usingDevKey: false });
     const p384 = generateKeyPairSync('ec', { namedCurve: 'P-384' }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
-    expect(loadConfig({ JWT_PUBLIC_KEY: p384 }).config.jwt.algorithms).toEqual(['ES384']);
+    expect(loadConfig({ JWT_PUBLIC_KEY: p384 }).config.jwt.keys[0].algorithms).toEqual(['ES384']);
+    const ed = generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(loadConfig({ JWT_PUBLIC_KEY: ed }).config.jwt.keys[0].algorithms).toEqual(['EdDSA']);
     const pss = generateKeyPairSync('rsa-pss', { modulusLength: 2048 }).publicKey.export({ type: 'spki', format: 'pem' }).toString();
     expect(fails({ JWT_PUBLIC_KEY: pss })).toMatch(/key type rsa-pss is not supported/);
-    expect(fails({ JWT_PUBLIC_KEY: ec, JWT_SECRET: 'x'.repeat(32) })).toMatch(/not both/);
+    expect(fails({ JWT_PUBLIC_KEY: ec, JWT_SECRET: 'x'.repeat(32) })).toMatch(/^JWT_PUBLIC_KEY: set one key source, not JWT_SECRET and JWT_PUBLIC_KEY/);
   });
 
   it.each([

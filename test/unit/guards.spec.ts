@@ -4,6 +4,7 @@ import pino from 'pino';
 import { MemoryBroker } from '../../src/channels/memory-broker';
 import { JwtVerifier } from '../../src/auth/jwt-verifier';
 import { loadConfig, type AppConfig } from '../../src/config/config';
+import { createLogger } from '../../src/logging/logger';
 import type { Connection } from '../../src/connection/connection';
 import { ConnectionManager } from '../../src/connection/connection-manager';
 import { Metrics } from '../../src/metrics/metrics';
@@ -46,8 +47,8 @@ function refusalOf(run: () => unknown): Pick<UpgradeRefusal, 'status' | 'error' 
 }
 
 function verifier(config: AppConfig): JwtVerifier {
-  const service = new JwtService({ secret: config.jwt.key, verifyOptions: { algorithms: config.jwt.algorithms } });
-  return new JwtVerifier(service, config);
+  const service = new JwtService({ secret: config.jwt.signingSecret });
+  return new JwtVerifier(service, config, createLogger('silent', 'test'));
 }
 
 describe('OriginGuard', () => {

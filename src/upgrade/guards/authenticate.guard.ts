@@ -1,22 +1,43 @@
 import { Injectable } from '@nestjs/common';
-import { AuthError, JwtVerifier, WWW_AUTHENTICATE } from '../../auth/jwt-verifier';
+import { AuthError, JwtVerifier, KeysUnavailableError, WWW_AUTHENTICATE } from '../../auth/jwt-verifier';
+import type { Principal } from '../../auth/principal';
 import { extractToken } from '../../auth/token-extractor';
 import type { UpgradeContext, UpgradeGuard } from '../upgrade-guard';
 import { UpgradeRefusal } from '../upgrade-refusal';
 
-/** Finds the token (header, subprotocol or query), verifies it and sets `ctx.user`; 401 otherwise. */
+/** The answer to a token that cannot be verified, as an upgrade refusal. */
+export function authRefusal(error: unknown): UpgradeRefusal {
+  if (error instanceof AuthError) return new UpgradeRefusal(401, error.code, error.message, { 'WWW-Authenticate': WWW_AUTHENTICATE });
+  if (error instanceof KeysUnavailableError) return new UpgradeRefusal(503, 'keys_unavailable', error.message, { 'Retry-After': '2' });
+  throw error;
+}
+
+/**
+ * Finds the token (header, subprotocol or query), verifies it and sets `ctx.user`; 401 otherwise (503 while
+ * an identity provider's keys are not loaded yet). Synchronous unless the token names a key we do not have.
+ */
 @Injectable()
 export class AuthenticateGuard implements UpgradeGuard {
   constructor(private readonly verifier: JwtVerifier) {}
 
-  canUpgrade(ctx: UpgradeContext): void {
+  canUpgrade(ctx: UpgradeContext): void | Promise<void> {
     const found = extractToken(ctx.req.headers, ctx.query, ctx.protocols);
+    let verified: Principal | Promise<Principal>;
     try {
       if (found.token === undefined) throw new AuthError('token_missing', `no token: ${found.hint}`);
-      ctx.user = this.verifier.verify(found.token);
+      verified = this.verifier.verifyOrRefresh(found.token);
     } catch (error) {
-      if (!(error instanceof AuthError)) throw error;
-      throw new UpgradeRefusal(401, error.code, error.message, { 'WWW-Authenticate': WWW_AUTHENTICATE });
+      throw authRefusal(error);
     }
+    if (!(verified instanceof Promise)) {
+      ctx.user = verified;
+      return;
+    }
+    return verified.then(
+      (user) => void (ctx.user = user),
+      (error: unknown) => {
+        throw authRefusal(error);
+      },
+    );
   }
 }

@@ -20,6 +20,8 @@ export class CapacityGuard implements UpgradeGuard {
     @Inject(PRESENCE) private readonly presence: Presence,
   ) {}
 
+  readonly reserves = true;
+
   // Synchronous unless a per-user slot must be taken: an upgrade with nothing to wait for skips a promise.
   canUpgrade(ctx: UpgradeContext): void | Promise<void> {
     const { maxConnections, maxConnectionsPerUser } = this.config;

@@ -1,0 +1,68 @@
+import type { NestApplicationOptions } from '@nestjs/common';
+import { ExpressAdapter } from '@nestjs/platform-express';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+
+/**
+ * Bounds on how long a client may take to send a request (Node's defaults are 60 s for the headers and
+ * 300 s for the whole request, checked every 30 s: a client could hold a socket for minutes by trickling).
+ * Upgrade requests are GETs without a body, so only the header bound concerns them; a 64 KB publish body
+ * takes well under a second on any network that can use the gateway.
+ */
+export const HEADERS_TIMEOUT_MS = 10_000;
+export const REQUEST_TIMEOUT_MS = 30_000;
+/** How often Node checks those timeouts; its 30 s default would let a slow client overstay by up to 30 s. */
+const TIMEOUT_CHECK_MS = 1_000;
+/**
+ * After answering a request whose body has not been read (a refusal: 401, 404, 413), the rest of the body
+ * is read and dropped for at most this long, then the socket is closed. Closing at once could reset the
+ * connection before the client reads the answer (it is still sending); never closing let a client trickle a
+ * declared 10 MB body for minutes.
+ */
+export const LINGER_MS = 1_000;
+
+/**
+ * Nest's Express adapter, with a server created with the bounds above and without `X-Powered-By`.
+ */
+export class GatewayHttpAdapter extends ExpressAdapter {
+  constructor() {
+    super();
+    this.getInstance().disable('x-powered-by');
+  }
+
+  override initHttpServer(options: NestApplicationOptions): void {
+    this.httpServer = createServer({
+      headersTimeout: HEADERS_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+    });
+    this.httpServer.on('request', this.getInstance());
+    if (options?.forceCloseConnections) (this as unknown as { trackOpenConnections(): void }).trackOpenConnections();
+  }
+}
+
+function lingerThenClose(req: IncomingMessage): void {
+  if (req.complete) return;
+  const socket = req.socket as Socket;
+  const timer = setTimeout(() => socket.destroy(), LINGER_MS);
+  timer.unref();
+  // Node reads the rest of the body to reuse the connection; if it arrives in time, the connection stays.
+  req.once('end', () => clearTimeout(timer));
+  socket.once('close', () => clearTimeout(timer));
+}
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+/**
+ * Puts `handlers` in front of the framework on the server's `request` event: the first that returns true has
+ * answered. Every response to a request whose body was not read in full closes its socket within LINGER_MS.
+ */
+export function dispatch(server: Server, handlers: RequestHandler[]): void {
+  const framework = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  server.removeAllListeners('request');
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!req.complete) res.once('finish', () => lingerThenClose(req));
+    for (const handler of handlers) if (handler(req, res)) return;
+    for (const listener of framework) listener.call(server, req, res);
+  });
+}
