@@ -71,6 +71,11 @@ export function maxAgeOf(cacheControl: string | null): number | undefined {
   return match ? Number(match[2]) * 1000 : undefined;
 }
 
+/** When to fetch a key set again, given the max-age its response carried. */
+export function refreshDelay(maxAgeMs: number | undefined): number {
+  return Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, maxAgeMs ?? DEFAULT_REFRESH_MS));
+}
+
 const JOSE_ALGORITHMS = new Set<string>(['RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']);
 
 /** The usable signature keys of a JWKS document, and why the others were skipped. */
@@ -219,7 +224,7 @@ export class RemoteKeys implements KeyLookup {
         );
       }
       this.failures = 0;
-      this.schedule(Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, maxAgeMs ?? DEFAULT_REFRESH_MS)));
+      this.schedule(refreshDelay(maxAgeMs));
     } catch (error) {
       if (!(error instanceof FetchFailure)) throw error;
       this.failures++;

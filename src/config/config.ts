@@ -231,7 +231,8 @@ export const RSA_ALGORITHMS: readonly Algorithm[] = ['RS256', 'RS384', 'RS512', 
 export function algorithmsOf(key: KeyObject): readonly Algorithm[] | string {
   switch (key.asymmetricKeyType) {
     case 'rsa':
-      return RSA_ALGORITHMS;
+      // RFC 7518 §3.3: 2048 bits or more; shorter moduli are factorable (a JWKS could carry one by mistake).
+      return (key.asymmetricKeyDetails?.modulusLength ?? 0) >= 2048 ? RSA_ALGORITHMS : 'RSA keys must have at least 2048 bits';
     case 'ec': {
       // An EC key signs with the one ES algorithm of its curve (RFC 7518 §3.4).
       const alg = EC_ALGORITHMS[key.asymmetricKeyDetails?.namedCurve ?? ''];
