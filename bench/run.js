@@ -131,6 +131,8 @@ async function main() {
       console.error(res.rounds.map((r) => `healthy p99 ${r.alone.toFixed(1)} -> ${r.beside.toFixed(1)} ms`).join(', ') + `; RSS +${res.peakRssGrowthMB.toFixed(1)} MB`);
     }
 
+    const door = await require('./door-flood').main();
+
     const col = (peer, key) => idleResults[peer].map((x) => x[key]);
     const ratio = (a, b) => (median(a) / median(b)).toFixed(2);
     const idleRows = [
@@ -181,10 +183,16 @@ async function main() {
       }),
     ].join('\n');
 
+    const doorTable = [
+      '| one address floods tokenless upgrades; 100 users from other addresses connect meanwhile | flood refused/s | flood answers | users in | server core busy | server CPU per refused upgrade |',
+      '|---|---|---|---|---|---|',
+      ...door.map((r) => `| G, ${r.name} | ${Math.round(r.floodPerSec)} | ${Object.entries(r.statuses).map(([s, n]) => `${s}: ${n}`).join(', ')} | ${r.usersIn}/100 | ${(r.serverCpuShare * 100).toFixed(0)}% | ${r.usPerRefused.toFixed(0)} µs |`),
+    ].join('\n');
+
     const jwtLine = `JWT verifications/s (one core, in-process): ${jwtResults.map((r) => `${r.name}: ${Math.round(r.perSec)}/s (${r.usPerOp.toFixed(1)} µs)`).join('; ')}`;
     const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
     const minutes = ((Date.now() - started) / 60000).toFixed(1);
-    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}`;
+    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}\n\n${doorTable}`;
     console.log(`\n${report}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
     if (args.has('--write')) {
       const doc = join(__dirname, '..', 'docs', 'benchmarks.md');
