@@ -120,14 +120,25 @@ function explainRefusal({ status, headers, body }: Upgrade): void {
   const code = body?.error ? ` ${body.error}` : '';
   bad(`the server refused the upgrade: HTTP ${status}${code}`);
   if (body?.message) info(body.message);
-  const retryAfter = headers?.['retry-after'];
-  if (status === 404) info('fix the path; a "doubled prefix" means the base URL already ends in /api');
-  else if (status === 401) info(body?.error === 'token_missing' ? 'pass --token (the doctor sends it as the bearer subprotocol)' : 'get a valid, unexpired token signed with the key the gateway uses');
+  const retry = `retry after ${headers?.['retry-after'] ?? '?'} s`;
+  const message = body?.message ?? '';
+  if (status === 404) {
+    const known = /known WebSocket paths: ([^)]*)/.exec(message)?.[1];
+    if (message.includes('repeats the prefix')) info('a doubled prefix: the base URL already ends in that prefix; drop one copy');
+    else info(`fix the path${known ? `: the WebSocket paths are ${known}` : ' (see the server\'s message above)'}`);
+  } else if (status === 401) info(body?.error === 'token_missing' ? 'pass --token (the doctor sends it as the bearer subprotocol)' : 'get a valid, unexpired token signed with the key the gateway uses');
   else if (status === 403) info(body?.error === 'forbidden_origin' ? 'add your page origin to ALLOWED_ORIGINS' : 'use a token whose role may use this endpoint');
   else if (status === 409) info('another connection holds this seat or room membership; close it first');
-  else if (status === 429) info('too many connections for this user (MAX_CONNECTIONS_PER_USER)');
-  else if (status === 503) info(`the node is ${body?.error === 'draining' ? 'shutting down' : body?.error === 'redis_unavailable' ? 'cut off from Redis' : 'full'}; retry after ${retryAfter ?? '?'} s (another replica should answer)`);
-  else if (status === 400) info('not a valid upgrade: is something between you and the gateway dropping the Upgrade header?');
+  else if (status === 429 && body?.error === 'too_many_upgrades') {
+    info(`too many connection attempts from your address (MAX_UPGRADES_PER_IP_PER_SEC); ${retry}`);
+    info('behind a proxy or load balancer, set TRUSTED_PROXIES so the gateway limits each client, not the proxy\'s address');
+  } else if (status === 429) info(`too many connections for this user (MAX_CONNECTIONS_PER_USER); ${retry}`);
+  else if (status === 503 && body?.error === 'keys_unavailable') {
+    info(`the gateway cannot reach its identity provider to check tokens: check JWT_JWKS_URL / OIDC_ISSUER_URL from the gateway's host; ${retry}`);
+  } else if (status === 503) info(`the node is ${body?.error === 'draining' ? 'shutting down' : body?.error === 'redis_unavailable' ? 'cut off from Redis' : 'full'}; ${retry} (another replica should answer)`);
+  else if (status === 426) info('the gateway got a plain HTTP request: something between you and it drops the Upgrade and Connection headers (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade")');
+  else if (status === 431) info('the request headers are over 16 KB: a shorter token (fewer claims) or fewer cookies');
+  else if (status === 400) info('the request is not valid (see the server\'s message): a malformed since or epoch, or a broken upgrade request');
 }
 
 async function pingRoundTrip(ws: WebSocket): Promise<number[]> {

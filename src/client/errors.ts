@@ -5,7 +5,7 @@
 export class GatewayError extends Error {
   constructor(
     readonly kind: 'http' | 'close' | 'queue',
-    /** HTTP status of a refused upgrade (Node only: browsers hide it) or the close code. */
+    /** HTTP status of a refused upgrade (in browsers, which hide it, the server's answer to a plain GET) or the close code. */
     readonly code: number,
     /** The server's error code (`token_expired`, `forbidden_role`, ...) when it sent one. */
     readonly error: string | undefined,

@@ -102,7 +102,9 @@ interface Events {
  * A WebSocket client for realtime-gateway that reconnects the way the server expects: at once (with a little
  * jitter) after a drain (1012) or going-away (1001); after a new token on 4001; with exponential backoff and
  * full jitter after anything else; never after 1003, 1008, 1009 or an HTTP 400/401/403/404, which surface as a
- * fatal `error`. On the alerts and chat endpoints it resumes with `?since=<last id>&epoch=<epoch>` (alerts
+ * fatal `error` (a `token_expired` first gets one retry if getToken() returns another token). Browsers hide
+ * the status of a refused upgrade: there, after a failed attempt, the client asks the server why with a plain
+ * GET of the same URL (token in `Authorization`), which answers with the same refusal. On the alerts and chat endpoints it resumes with `?since=<last id>&epoch=<epoch>` (alerts
  * also `user_since` / `user_epoch` for personal alerts), so nothing is missed or repeated; `resumed` with
  * `recovered: false` means something was lost: refetch your state. Only messages with an id move the
  * position: a live-only message is never resumed from.
@@ -116,7 +118,13 @@ export class RealtimeClient {
   private timer: ReturnType<typeof setTimeout> | undefined;
   private heartbeat: ReturnType<typeof setInterval> | undefined;
   private lastFrameAt = 0;
-  private refused: { status: number; error?: string; retryAfterMs?: number } | undefined;
+  private refused: Refusal | undefined;
+  /** The token of the current attempt: sent when asking the server why, never logged or put in a message. */
+  private token = '';
+  private opened = false;
+  private lastUrl: string | undefined;
+  /** A refused `token_expired` gets one retry with a fresh token (reset once a connection opens). */
+  private retriedExpired = false;
   private currentPath = '';
   /** The endpoint's main channel (`alerts`, or the chat room): sent as `since` and `epoch` on reconnect. */
   position: Position | undefined;
@@ -170,9 +178,10 @@ export class RealtimeClient {
     for (const listener of this.listeners.get(event) ?? []) (listener as Listener<Events[K]>)(value);
   }
 
-  private async url(): Promise<{ url: string; protocols: string[] }> {
+  private async url(fresh?: string): Promise<{ url: string; protocols: string[] }> {
     const base = typeof this.options.url === 'function' ? this.options.url() : this.options.url;
-    const token = await this.options.getToken();
+    const token = fresh ?? (await this.options.getToken());
+    this.token = token;
     const url = new URL(base);
     const resumable = url.pathname.endsWith(ALERTS_PATH) || CHAT_PATH.test(url.pathname);
     if (resumable && this.position) {
@@ -190,18 +199,20 @@ export class RealtimeClient {
     return { url: url.toString(), protocols: ['bearer', token] };
   }
 
-  private async open(): Promise<void> {
+  private async open(fresh?: string): Promise<void> {
     if (this.stopped) return;
     const Impl = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
     if (!Impl) throw new Error('no WebSocket implementation: pass options.WebSocket (e.g. require("ws") on Node 20)');
     let target;
     try {
-      target = await this.url();
+      target = await this.url(fresh);
     } catch (error) {
       this.emit('error', new GatewayError('http', 0, undefined, `getToken failed: ${(error as Error).message}`, false));
       return this.schedule(1006, 'no token');
     }
     this.refused = undefined;
+    this.opened = false;
+    this.lastUrl = target.url;
     this.currentPath = new URL(target.url).pathname;
     const ws = new Impl(target.url, target.protocols);
     this.ws = ws;
@@ -209,19 +220,14 @@ export class RealtimeClient {
       let body = '';
       res.on('data', (chunk) => (body += String(chunk)));
       res.on('end', () => {
-        let error: string | undefined;
-        try {
-          error = (JSON.parse(body) as { error?: string }).error;
-        } catch {
-          error = undefined;
-        }
-        const retryAfter = Number(res.headers['retry-after']);
-        this.refused = { status: res.statusCode ?? 0, error, retryAfterMs: Number.isFinite(retryAfter) ? retryAfter * 1000 : undefined };
+        this.refused = refusal(res.statusCode ?? 0, body, res.headers['retry-after']);
         (req as { destroy?: () => void }).destroy?.(); // ws leaves a refused request to whoever listens
-        this.closed(1006, `HTTP ${res.statusCode}`);
+        this.closed(1006, describe(this.refused));
       });
     });
     ws.onopen = () => {
+      this.opened = true;
+      this.retriedExpired = false;
       this.attempt = 0;
       this.lastFrameAt = Date.now();
       this.startHeartbeat();
@@ -282,11 +288,31 @@ export class RealtimeClient {
     ws.onclose = ws.onmessage = ws.onopen = null;
     this.stopHeartbeat();
     if (this.stopped) return this.emit('close', { code, reason, reconnectInMs: undefined });
+    if (code === 1006 && !this.opened && !this.refused && !ws.on) {
+      // A browser: the upgrade failed and the status is hidden. Ask the server (a plain GET of the same URL
+      // answers with the refusal the upgrade got), then decide as the `ws` path does.
+      void this.askWhy().then((answer) => {
+        if (this.stopped || this.ws) return;
+        this.refused = answer;
+        this.decide(code, answer ? describe(answer) : reason);
+      });
+      return;
+    }
+    this.decide(code, reason);
+  }
+
+  private decide(code: number, reason: string): void {
     const refused = this.refused;
+    if (refused?.error === 'token_expired' && !this.retriedExpired) {
+      this.retriedExpired = true;
+      void this.retryWithFreshToken(code, reason);
+      return;
+    }
     if (refused && FATAL_HTTP_STATUSES.has(refused.status)) {
       this.stopped = true;
       this.emit('close', { code, reason, reconnectInMs: undefined });
-      this.emit('error', new GatewayError('http', refused.status, refused.error, `upgrade refused: HTTP ${refused.status} ${refused.error ?? ''}`.trim(), true));
+      const detail = refused.message && this.token ? refused.message.split(this.token).join('<token>') : refused.message;
+      this.emit('error', new GatewayError('http', refused.status, refused.error, `refused: ${refused.status} ${refused.error ?? ''}${detail ? ` — ${detail}` : ''}`.trim(), true));
       return;
     }
     if (FATAL_CLOSE_CODES.has(code)) {
@@ -296,6 +322,45 @@ export class RealtimeClient {
       return;
     }
     this.schedule(code, reason, refused?.retryAfterMs);
+  }
+
+  /** `token_expired` before the handshake: one retry at once if getToken() now gives another token. */
+  private async retryWithFreshToken(code: number, reason: string): Promise<void> {
+    const refused = this.token;
+    let fresh: string | undefined;
+    try {
+      fresh = await this.options.getToken();
+    } catch {
+      fresh = undefined;
+    }
+    if (this.stopped || this.ws) return;
+    if (fresh === undefined || fresh === refused) return this.decide(code, reason); // nothing new: fatal
+    this.emit('close', { code, reason, reconnectInMs: 0 });
+    this.timer = setTimeout(() => void this.open(fresh), 0);
+  }
+
+  /**
+   * The refusal the server gives a plain GET of this attempt's URL (ws→http, the token moved from the query to
+   * `Authorization`), or undefined when it cannot say: 426 (the checks pass; the cause reserves something or is
+   * the network), no answer, or no JSON refusal (a proxy, CORS).
+   */
+  private async askWhy(): Promise<Refusal | undefined> {
+    const fetchImpl = (globalThis as { fetch?: FetchLike }).fetch;
+    if (!fetchImpl || !this.lastUrl) return undefined;
+    try {
+      const url = new URL(this.lastUrl);
+      url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+      url.searchParams.delete('token');
+      const res = await fetchImpl(url.toString(), {
+        headers: this.token ? { Authorization: `Bearer ${this.token}` } : {},
+        cache: 'no-store',
+        signal: typeof AbortSignal?.timeout === 'function' ? AbortSignal.timeout(5000) : undefined,
+      });
+      const answer = refusal(res.status, await res.text(), res.headers.get('retry-after') ?? undefined);
+      return answer.error && res.status !== 426 ? answer : undefined;
+    } catch {
+      return undefined;
+    }
   }
 
   private schedule(code: number, reason: string, retryAfterMs?: number): void {
@@ -328,6 +393,39 @@ export class RealtimeClient {
     clearInterval(this.heartbeat);
     this.heartbeat = undefined;
   }
+}
+
+interface Refusal {
+  status: number;
+  error?: string;
+  message?: string;
+  retryAfterMs?: number;
+}
+
+type FetchLike = (
+  url: string,
+  init: { headers: Record<string, string>; cache: string; signal?: AbortSignal },
+) => Promise<{ status: number; text(): Promise<string>; headers: { get(name: string): string | null } }>;
+
+function describe({ status, error }: Refusal): string {
+  return `HTTP ${status}${error ? ` ${error}` : ''}`;
+}
+
+/** A refusal from its status, its `{"error","message"}` body and its Retry-After (seconds). */
+function refusal(status: number, body: string, retryAfter: unknown): Refusal {
+  let parsed: { error?: unknown; message?: unknown } = {};
+  try {
+    parsed = JSON.parse(body) ?? {};
+  } catch {
+    // not the gateway's JSON (a proxy's page): the status alone
+  }
+  const seconds = retryAfter === undefined || retryAfter === null || retryAfter === '' ? NaN : Number(retryAfter);
+  return {
+    status,
+    error: typeof parsed.error === 'string' ? parsed.error : undefined,
+    message: typeof parsed.message === 'string' ? parsed.message : undefined,
+    retryAfterMs: Number.isFinite(seconds) ? seconds * 1000 : undefined,
+  };
 }
 
 /**

@@ -35,6 +35,7 @@ export const DEMO_PAGE = `<!doctype html>
   #state { font-weight: bold; }
   #state[data-state="open"] { color: #0a0; } #state[data-state="closed"] { color: #a00; }
   #state[data-state="reconnecting"], #state[data-state="connecting"] { color: #b70; }
+  #why { color: #a00; font-weight: bold; margin: .4rem 0 0; }
   #log { list-style: none; padding: 0; font: 12px/1.4 ui-monospace, monospace; max-height: 24rem; overflow: auto; border: 1px solid #ddd; }
   #log li { padding: .1rem .4rem; border-bottom: 1px solid #f0f0f0; white-space: pre-wrap; word-break: break-all; }
   #log li[data-kind="out"] { color: #04a; } #log li[data-kind="close"], #log li[data-kind="error"] { color: #a00; }
@@ -55,6 +56,7 @@ export const DEMO_PAGE = `<!doctype html>
   <label>Token <input id="token" placeholder="paste a JWT (npm run token -- --role authority)"></label><br>
   <button id="connect">Connect</button> <button id="disconnect">Disconnect</button>
   State: <span id="state" data-state="idle">idle</span>
+  <p id="why" hidden></p>
 </fieldset>
 <fieldset>
   <legend>Send</legend>
@@ -99,7 +101,12 @@ export const DEMO_PAGE = `<!doctype html>
       log('close', text);
       setState(e.reconnectInMs !== undefined ? 'reconnecting' : 'closed');
     });
-    client.on('error', function (error) { log('error', error.message); });
+    client.on('error', function (error) {
+      log('error', error.message);
+      // A refusal retrying cannot fix (the SDK asks the server why, even where the browser hides the status).
+      if (error.fatal) { $('why').textContent = error.message; $('why').hidden = false; }
+    });
+    $('why').hidden = true;
     setState('connecting');
     client.connect();
   };

@@ -1,8 +1,9 @@
 import { execFile } from 'node:child_process';
-import { connect as tcpConnect } from 'node:net';
+import { connect as tcpConnect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { freePort, ROOT, spawnGateway } from '../support/process';
+import { generateSigningKey, signJwt } from '../support/identity';
 import { TEST_SECRET, token } from '../support/tokens';
 
 jest.setTimeout(30_000);
@@ -53,8 +54,11 @@ describe('realtime-gateway doctor', () => {
     const wrong = await doctor(gw.ws('/ws/alerts'), '--token', token());
     expect(wrong.out).toContain('HTTP 404 unknown_path');
     expect(wrong.out).toContain('/api/alerts/subscribe');
+    expect(wrong.out).toContain('  fix the path: the WebSocket paths are /api/alerts/subscribe, /ws/chat/:room');
+    expect(wrong.out).not.toContain('doubled prefix'); // nothing is doubled in /ws/alerts
     const doubled = await doctor(gw.ws('/api/api/alerts/subscribe'), '--token', token());
     expect(doubled.out).toMatch(/repeats the prefix \/api/);
+    expect(doubled.out).toContain('a doubled prefix: the base URL already ends in that prefix');
     expect([wrong.code, doubled.code]).toEqual([1, 1]);
   });
 
@@ -76,6 +80,83 @@ describe('realtime-gateway doctor', () => {
     const tls = await doctor(gw.ws('/api/alerts/subscribe').replace('ws://', 'wss://'), '--token', token());
     expect(tls.out).toContain('but that port speaks plain HTTP (no TLS)');
     expect(tls.code).toBe(1);
+  });
+
+  it('explains 431 headers_too_large (a token over 16 KB)', async () => {
+    const { code, out } = await doctor(gw.ws('/api/alerts/subscribe'), '--token', token({ padding: 'x'.repeat(20_000) }));
+    expect(out).toContain('HTTP 431 headers_too_large');
+    expect(out).toContain('a shorter token (fewer claims) or fewer cookies');
+    expect(code).toBe(1);
+  });
+
+  it('explains 426: a proxy in between that drops the Upgrade header', async () => {
+    // A real relay that forwards the request without its Upgrade and Connection headers (a misconfigured proxy).
+    const relay = createServer((client: Socket) => {
+      let head = Buffer.alloc(0);
+      const onData = (chunk: Buffer) => {
+        head = Buffer.concat([head, chunk]);
+        const end = head.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        client.off('data', onData);
+        const lines = head.subarray(0, end).toString('latin1').split('\r\n').filter((l) => !/^(upgrade|connection):/i.test(l));
+        const upstream = tcpConnect(gw.port, '127.0.0.1', () => {
+          upstream.write(`${lines.join('\r\n')}\r\nConnection: close\r\n\r\n`);
+          upstream.write(head.subarray(end + 4));
+          client.pipe(upstream).pipe(client);
+        });
+        upstream.on('error', () => client.destroy());
+      };
+      client.on('data', onData);
+      client.on('error', () => undefined);
+    });
+    await new Promise<void>((resolve) => relay.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = relay.address() as { port: number };
+      const { code, out } = await doctor(`ws://127.0.0.1:${port}/api/alerts/subscribe`, '--token', token());
+      expect(out).toContain('HTTP 426 upgrade_required');
+      expect(out).toContain('drops the Upgrade and Connection headers');
+      expect(code).toBe(1);
+    } finally {
+      relay.close();
+    }
+  });
+
+  it('explains 429 too_many_upgrades and points at TRUSTED_PROXIES', async () => {
+    const limited = await startTestGateway({ MAX_UPGRADES_PER_IP_PER_SEC: '1' });
+    // Keep this address's one-per-second allowance used up while the doctor runs (plain GETs count too).
+    let hammering = true;
+    const hammer = (async () => {
+      while (hammering) await fetch(limited.http('/api/alerts/subscribe')).then((r) => r.arrayBuffer(), () => undefined);
+    })();
+    try {
+      let result = await doctor(limited.ws('/api/alerts/subscribe'), '--token', token());
+      // The doctor's upgrade may land first in a fresh window (a few in a thousand): try once more.
+      if (!result.out.includes('HTTP 429')) result = await doctor(limited.ws('/api/alerts/subscribe'), '--token', token());
+      expect(result.out).toContain('HTTP 429 too_many_upgrades');
+      expect(result.out).toMatch(/too many connection attempts from your address \(MAX_UPGRADES_PER_IP_PER_SEC\); retry after 1 s/);
+      expect(result.out).toContain('set TRUSTED_PROXIES');
+      expect(result.code).toBe(1);
+    } finally {
+      hammering = false;
+      await hammer;
+      await limited.close();
+    }
+  });
+
+  it('explains 503 keys_unavailable: the identity provider is unreachable', async () => {
+    const nowhere = await freePort();
+    const oidc = await startTestGateway({ JWT_SECRET: '', JWT_JWKS_URL: `http://127.0.0.1:${nowhere}/jwks.json` });
+    try {
+      const now = Math.floor(Date.now() / 1000);
+      const jwt = signJwt(generateSigningKey('ES256', 'k1'), { sub: 'alice', role: 'authority', iat: now, exp: now + 600 });
+      const { code, out } = await doctor(oidc.ws('/api/alerts/subscribe'), '--token', jwt);
+      expect(out).toContain('HTTP 503 keys_unavailable');
+      expect(out).toContain('cannot reach its identity provider to check tokens: check JWT_JWKS_URL / OIDC_ISSUER_URL');
+      expect(out).toContain('retry after 2 s');
+      expect(code).toBe(1);
+    } finally {
+      await oidc.close();
+    }
   });
 
   it('reports a draining server with its Retry-After', async () => {
