@@ -1,4 +1,5 @@
 import { spawnSync } from 'node:child_process';
+import { chromium, type Browser, type Page } from 'playwright-core';
 import WebSocket from 'ws';
 import { backoffDelay } from '../../src/client/backoff';
 import type { GatewayError } from '../../src/client/errors';
@@ -66,6 +67,28 @@ describe('client SDK against the gateway', () => {
     expect(await error).toMatchObject({ kind: 'http', code: 403, error: 'forbidden_role', fatal: true });
     expect(closes).toEqual([undefined]); // no reconnect scheduled
     expect(() => client.send({ type: 'ping' })).toThrow(/closed/);
+  });
+
+  it('gets one fresh token after a refused token_expired (Node path), and gives up after a second one', async () => {
+    const expired = (sub: string) => token({ sub, role: 'authority' }, { ttl: -30 });
+    const tokens = [expired('a'), token({ sub: 'a', role: 'authority' })];
+    let calls = 0;
+    const client = new RealtimeClient({ url: gw.ws('/api/alerts/subscribe'), getToken: () => tokens[Math.min(calls++, 1)], WebSocket: WS });
+    const closes: (string | number | undefined)[][] = [];
+    client.on('close', ({ reason, reconnectInMs }) => closes.push([reason, reconnectInMs]));
+    client.connect();
+    await eventually(() => client.connected, 5000, 'the retry with the fresh token');
+    expect(closes).toEqual([['HTTP 401 token_expired', 0]]);
+    client.close();
+
+    // A provider that only has expired tokens: one retry, then the typed error.
+    let n = 0;
+    const stale = new RealtimeClient({ url: gw.ws('/api/alerts/subscribe'), getToken: () => expired(`s${n++}`), WebSocket: WS });
+    const error = new Promise<GatewayError>((resolve) => stale.on('error', resolve));
+    stale.connect();
+    expect(await error).toMatchObject({ kind: 'http', code: 401, error: 'token_expired', fatal: true });
+    expect((await error).message).toMatch(/^refused: 401 token_expired — token expired at /);
+    expect(n).toBe(2); // the first token and one fresh one: no third attempt
   });
 
   it('notices a dead link with its heartbeat and reconnects', async () => {
@@ -180,5 +203,139 @@ describe('client SDK across a drain (two replicas)', () => {
     } finally {
       await d.close();
     }
+  });
+});
+
+/** Debian's chromium; `.ci/run` installs it when missing (no browser download is possible here). */
+const CHROMIUM = '/usr/bin/chromium';
+
+interface Outcome {
+  events: Array<{ open?: true; close?: { code: number; reason: string; reconnectInMs?: number }; error?: Record<string, unknown> }>;
+  calls: number;
+}
+
+/**
+ * Runs the SDK bundle (/demo/client.js) in the page: connects to `url` with getToken() handing out `tokens` in
+ * turn (the last one again and again), and resolves at the first open or fatal error with what was emitted.
+ */
+function inBrowser(page: Page, url: string, tokens: string[], backoff = { baseMs: 100, capMs: 200 }): Promise<Outcome> {
+  return page.evaluate(
+    ({ url, tokens, backoff }) =>
+      new Promise<Outcome>((resolve) => {
+        const { RealtimeClient } = (globalThis as unknown as { RealtimeGateway: typeof import('../../src/client') }).RealtimeGateway;
+        let calls = 0;
+        const events: Outcome['events'] = [];
+        const client = new RealtimeClient({ url, getToken: () => tokens[Math.min(calls++, tokens.length - 1)], backoff });
+        const done = () => resolve({ events, calls });
+        client.on('open', () => {
+          events.push({ open: true });
+          client.close();
+          done();
+        });
+        client.on('close', ({ code, reason, reconnectInMs }) => events.push({ close: { code, reason, reconnectInMs } }));
+        client.on('error', (e) => {
+          events.push({ error: { name: e.name, kind: e.kind, code: e.code, error: e.error, fatal: e.fatal, message: e.message } });
+          if (e.fatal) done();
+        });
+        client.connect();
+      }),
+    { url, tokens, backoff },
+  );
+}
+
+describe('client SDK in headless Chromium: why an upgrade was refused', () => {
+  let browser: Browser;
+  let home: TestGateway; // serves the page and the bundle
+  let gw: TestGateway; // another origin: the gateway the page connects to (CORS)
+  let page: Page;
+  beforeAll(async () => {
+    [home, gw] = await Promise.all([startTestGateway(), startTestGateway()]);
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await Promise.all([home?.close(), gw?.close()]);
+  });
+  beforeEach(async () => {
+    page = await browser.newPage();
+    await page.goto(home.http('/healthz'));
+    await page.addScriptTag({ url: '/demo/client.js' });
+  });
+  afterEach(() => page.close());
+
+  it('reports a forged token as the typed fatal error (401 token_invalid), across origins, without the token', async () => {
+    const forged = token({}, { secret: 'another-secret-of-at-least-32-bytes!!' });
+    const { events } = await inBrowser(page, gw.ws('/api/alerts/subscribe'), [forged]);
+    expect(events).toEqual([
+      { close: { code: 1006, reason: 'HTTP 401 token_invalid', reconnectInMs: undefined } },
+      { error: expect.objectContaining({ name: 'GatewayError', kind: 'http', code: 401, error: 'token_invalid', fatal: true }) },
+    ]);
+    expect(events[1].error!.message).toMatch(/^refused: 401 token_invalid — /);
+    expect(JSON.stringify(events)).not.toContain(forged);
+    expect(gw.rawLogs.join('\n')).not.toContain(forged);
+  });
+
+  it('also when the token is in the query: the question carries it in Authorization, not the URL', async () => {
+    const asked: { url: string; authorization?: string }[] = [];
+    page.on('request', (request) => {
+      if (request.resourceType() === 'fetch') void request.allHeaders().then((h) => asked.push({ url: request.url(), authorization: h.authorization }));
+    });
+    const jwt = token({ role: 'patient' });
+    const { events } = await page.evaluate(
+      ({ url, jwt }) =>
+        new Promise<Outcome>((resolve) => {
+          const { RealtimeClient } = (globalThis as unknown as { RealtimeGateway: typeof import('../../src/client') }).RealtimeGateway;
+          const events: Outcome['events'] = [];
+          const client = new RealtimeClient({ url, getToken: () => jwt, tokenIn: 'query' });
+          client.on('error', (e) => {
+            events.push({ error: { kind: e.kind, code: e.code, error: e.error, fatal: e.fatal } });
+            resolve({ events, calls: 0 });
+          });
+          client.connect();
+        }),
+      { url: gw.ws('/api/alerts/subscribe'), jwt },
+    );
+    expect(events).toEqual([{ error: { kind: 'http', code: 403, error: 'forbidden_role', fatal: true } }]);
+    await eventually(() => asked.length > 0, 2000, 'the recorded question');
+    expect(asked).toEqual([{ url: gw.http('/api/alerts/subscribe'), authorization: `Bearer ${jwt}` }]);
+  });
+
+  it('token_expired: one fresh token from getToken(), then connected; a provider with nothing fresher gives up', async () => {
+    const expired = token({ sub: 'late' }, { ttl: -30 });
+    const fresh = await inBrowser(page, gw.ws('/api/alerts/subscribe'), [expired, token({ sub: 'late' })]);
+    expect(fresh.events).toEqual([{ close: { code: 1006, reason: 'HTTP 401 token_expired', reconnectInMs: 0 } }, { open: true }]);
+    expect(fresh.calls).toBe(2);
+
+    const same = await inBrowser(page, gw.ws('/api/alerts/subscribe'), [expired]);
+    expect(same.events).toEqual([
+      { close: { code: 1006, reason: 'HTTP 401 token_expired', reconnectInMs: undefined } },
+      { error: expect.objectContaining({ kind: 'http', code: 401, error: 'token_expired', fatal: true }) },
+    ]);
+    expect(same.events[1].error!.message).toMatch(/^refused: 401 token_expired — token expired at .*; get a new one$/);
+  });
+
+  it('retryable refusals keep retrying: 429 honours Retry-After; a taken seat (the question answers 426) backs off as before', async () => {
+    const limited = await startTestGateway({ MAX_UPGRADES_PER_IP_PER_SEC: '1' });
+    try {
+      await page.evaluate((url) => fetch(url, { mode: 'no-cors' }).then(() => undefined), limited.http('/api/alerts/subscribe')); // uses this second's one
+      const { events } = await inBrowser(page, limited.ws('/api/alerts/subscribe'), [token()]);
+      expect(events[0].close).toMatchObject({ code: 1006, reason: 'HTTP 429 too_many_upgrades' });
+      expect(events[0].close!.reconnectInMs).toBeGreaterThanOrEqual(1000);
+      expect(events.at(-1)).toEqual({ open: true });
+    } finally {
+      await limited.close();
+    }
+
+    const twin = new RealtimeClient({ url: gw.ws('/ws/chat/sdk-seat'), getToken: () => token({ sub: 'twin', role: 'user' }), WebSocket: WS });
+    twin.connect();
+    await eventually(() => twin.connected, 5000, 'the first seat');
+    setTimeout(() => twin.close(), 1000); // the seat frees up after a few retries
+    const { events } = await inBrowser(page, gw.ws('/ws/chat/sdk-seat'), [token({ sub: 'twin', role: 'user' })]);
+    const closes = events.filter((e) => e.close).map((e) => e.close!);
+    expect(closes.length).toBeGreaterThanOrEqual(2);
+    for (const close of closes) expect(close).toMatchObject({ code: 1006, reason: '' });
+    for (const close of closes) expect(close.reconnectInMs).toBeLessThan(200);
+    expect(events.at(-1)).toEqual({ open: true });
+    expect(await gw.metric('ws_upgrades_rejected_total', { gateway: 'chat', status: '426', error: 'upgrade_required' })).toBeGreaterThanOrEqual(2);
   });
 });

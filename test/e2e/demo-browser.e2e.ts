@@ -1,6 +1,6 @@
 import { chromium, type Browser } from 'playwright-core';
 import { Replica } from '../support/cluster';
-import { eventually } from '../support/gateway';
+import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { freePort, spawnGateway, type GatewayProcess } from '../support/process';
 import { RedisProcess } from '../support/redis';
 import { TEST_SECRET, token } from '../support/tokens';
@@ -65,5 +65,61 @@ describe('demo console in headless Chromium', () => {
     await page.waitForSelector('#log li[data-kind="in"]:has-text("\\"type\\":\\"pong\\"")');
     await eventually(async () => (await page.$$('#codes tr')).length === 11, 1000, 'the close-code table');
     await page.close();
+  });
+});
+
+describe('demo console: why an upgrade was refused (browsers hide the status)', () => {
+  let browser: Browser;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway();
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.close();
+  });
+
+  const rejected = async (error: string) => (await gw.metric('ws_upgrades_rejected_total', { gateway: 'alerts', status: '401', error })) ?? 0;
+
+  async function refusedOnce(jwt: string, error: string, detail: RegExp): Promise<void> {
+    const page = await browser.newPage();
+    const sockets: string[] = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    const before = await rejected(error);
+    await page.goto(gw.http('/demo'));
+    await page.fill('#token', jwt);
+    await page.selectOption('#endpoint', 'alerts');
+    await page.click('#connect');
+    await page.waitForSelector(`#why:has-text("refused: 401 ${error}")`);
+    expect(await page.textContent('#why')).toMatch(detail);
+    expect(await page.textContent('#why')).not.toContain(jwt);
+    await page.waitForSelector('#state[data-state="closed"]');
+    await page.waitForSelector(`#log li[data-kind="error"]:has-text("refused: 401 ${error}")`);
+    // Stopped: no second upgrade, however long we wait (the backoff would have retried within 1.5 s).
+    await new Promise((resolve) => setTimeout(resolve, 2500));
+    expect(sockets).toHaveLength(1);
+    expect(await rejected(error)).toBe(before + 2); // the upgrade, and the plain GET that asked why
+    expect(await page.textContent('#state')).toBe('closed');
+    expect(await page.$$eval('#log li[data-kind="close"]', (items) => items.map((li) => li.textContent ?? ''))).toEqual([
+      expect.not.stringContaining('reconnecting'),
+    ]);
+
+    // A valid token still connects, and the refusal is no longer shown.
+    await page.fill('#token', token({ sub: 'browser', role: 'authority' }));
+    await page.click('#connect');
+    await page.waitForSelector('#state[data-state="open"]');
+    expect(await page.isHidden('#why')).toBe(true);
+    expect(sockets).toHaveLength(2);
+    await page.close();
+  }
+
+  it('an expired token: shows "refused: 401 token_expired" with the expiry, closed, no retry', async () => {
+    await refusedOnce(token({ sub: 'browser', role: 'authority' }, { ttl: -30 }), 'token_expired', /— token expired at \d{4}-\d\d-\d\dT[\d:.]+Z; get a new one/);
+  });
+
+  it('a forged token: shows "refused: 401 token_invalid", closed, no retry', async () => {
+    const forged = token({ sub: 'browser', role: 'authority' }, { secret: 'another-secret-of-at-least-32-bytes!!' });
+    await refusedOnce(forged, 'token_invalid', /— /);
   });
 });
