@@ -88,7 +88,7 @@ async function main() {
   const started = Date.now();
   console.error(`bench: ${ROUNDS} round(s); idle ${IDLE_SOCKETS} sockets; fan-out to ${FANOUT_SIZES.join(' and ')}; servers on core 0, load on core 1`);
   const { main: jwtBench } = require('./jwt-verify');
-  const jwtResults = jwtBench();
+  const jwtResults = await jwtBench();
   const redis = await startRedis();
   process.on('exit', () => redis.proc.kill('SIGKILL'));
   const idleResults = { ws: [], gateway: [], socketio: [] };

@@ -39,7 +39,6 @@ export async function startGateway(
   const app = await NestFactory.create<NestExpressApplication>(AppModule.forRoot(config, log, options.imports), new GatewayHttpAdapter(), {
     logger: new NestPinoLogger(log),
     bodyParser: false,
-    forceCloseConnections: true, // keep-alive HTTP clients must not hold the shutdown
   });
   app.useGlobalFilters(new HttpExceptionFilter(log));
   const connections = app.get(ConnectionManager);

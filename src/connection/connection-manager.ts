@@ -4,7 +4,7 @@ import type { RawData, WebSocket } from 'ws';
 import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
 import { APP_CONFIG, type AppConfig } from '../config/config';
-import { LOGGER, type Logger } from '../logging/logger';
+import { hotLine, jsonString, LOGGER, type HotLine, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
 import { Connection, type ConnectionHost } from './connection';
@@ -28,6 +28,7 @@ const ABUSE_FACTOR = 3;
 
 interface GatewayCounters {
   received: Counter.Internal;
+  sent: Counter.Internal;
   active: Gauge.Internal<string>;
   opened: Counter.Internal;
 }
@@ -73,6 +74,9 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   private readonly onPong: (this: TaggedSocket) => void;
   private readonly onError: (this: TaggedSocket, error: Error & { code?: string }) => void;
   private readonly onClose: (this: TaggedSocket, code: number, reason: Buffer) => void;
+  /** The connect and close lines, written without pino's generic path (undefined: through pino). */
+  private readonly connectLine: HotLine | undefined;
+  private readonly closeLine: HotLine | undefined;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
@@ -82,7 +86,8 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     this.slowConsumerBytes = config.slowConsumerBytes;
     this.outbox = new Outbox({
       onSlowConsumer: (conn) => conn.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer'),
-      onWritten: (gateway, frames) => metrics.messagesSent.labels(gateway).inc(frames),
+      // Once per upgrade (the welcome) and per flush: a cached child, not a labels() hash per call.
+      onWritten: (gateway, frames) => this.gatewayCounters(gateway).sent.inc(frames),
       onWriteError: (conn, error) => {
         this.log.debug({ conn: conn.id, gateway: conn.gateway, err: error }, 'write failed');
         conn.terminate(CloseCode.ABNORMAL, 'write failed');
@@ -105,6 +110,8 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       const conn = this[CONNECTION];
       if (conn) manager.closed(conn, code, reason);
     };
+    this.connectLine = hotLine(log, 'info', 'connection opened');
+    this.closeLine = hotLine(log, 'info', 'connection closed');
     this.heartbeat = setInterval(() => this.pingAll(), config.heartbeatIntervalMs).unref();
     const sweepEvery = config.idleTimeoutMs ? Math.min(1000, Math.max(25, config.idleTimeoutMs / 4)) : 1000;
     this.sweeper = setInterval(() => this.sweep(), sweepEvery).unref();
@@ -131,7 +138,6 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       user: accepted.user!,
       params: accepted.params,
       attributes: accepted.attributes,
-      bucket: new TokenBucket(this.config.rateLimitPerSec, this.config.rateLimitBurst, now),
       frames,
       now,
     });
@@ -144,10 +150,18 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     const counters = this.gatewayCounters(conn.gateway);
     counters.active.inc();
     counters.opened.inc();
-    this.log.info(
-      { event: 'connect', conn: conn.id, gateway: conn.gateway, sub: conn.user.sub, role: conn.user.role },
-      'connection opened',
-    );
+    const line = this.connectLine;
+    if (!line) {
+      this.log.info(
+        { event: 'connect', conn: conn.id, gateway: conn.gateway, sub: conn.user.sub, role: conn.user.role },
+        'connection opened',
+      );
+    } else if (line.enabled) {
+      // The same line as the object above would give (test/unit/logger.spec.ts).
+      line.write(
+        `,"event":"connect","conn":${jsonString(conn.id)},"gateway":${jsonString(conn.gateway)},"sub":${jsonString(conn.user.sub)},"role":${jsonString(conn.user.role)}`,
+      );
+    }
     return conn;
   }
 
@@ -163,8 +177,9 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       conn.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not accepted');
       return;
     }
-    if (!conn.bucket.take(now)) {
-      if (conn.bucket.dropped >= ABUSE_FACTOR * this.config.rateLimitBurst) {
+    const bucket = (conn.bucket ??= new TokenBucket(this.config.rateLimitPerSec, this.config.rateLimitBurst, conn.openedAt));
+    if (!bucket.take(now)) {
+      if (bucket.dropped >= ABUSE_FACTOR * this.config.rateLimitBurst) {
         this.frameError(conn, 'rate_limit_abuse');
         conn.close(CloseCode.POLICY_VIOLATION, 'rate limit exceeded');
       } else {
@@ -257,18 +272,26 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     const emptied = this.registry.remove(conn);
     this.gatewayCounters(conn.gateway).active.dec();
     this.metrics.closes.labels(conn.gateway, closeCodeLabel(conn.closeCode)).inc();
-    this.log.info(
-      {
-        event: 'close',
-        conn: conn.id,
-        gateway: conn.gateway,
-        sub: conn.user.sub,
-        code: conn.closeCode,
-        reason: conn.closeReason,
-        durationMs: Date.now() - conn.openedAt,
-      },
-      'connection closed',
-    );
+    const line = this.closeLine;
+    if (!line) {
+      this.log.info(
+        {
+          event: 'close',
+          conn: conn.id,
+          gateway: conn.gateway,
+          sub: conn.user.sub,
+          code: conn.closeCode,
+          reason: conn.closeReason,
+          durationMs: Date.now() - conn.openedAt,
+        },
+        'connection closed',
+      );
+    } else if (line.enabled) {
+      // closeCode is a number by now (set above); both numbers are finite integers.
+      line.write(
+        `,"event":"close","conn":${jsonString(conn.id)},"gateway":${jsonString(conn.gateway)},"sub":${jsonString(conn.user.sub)},"code":${conn.closeCode},"reason":${jsonString(conn.closeReason)},"durationMs":${Date.now() - conn.openedAt}`,
+      );
+    }
     conn.runCloseListeners((error) =>
       this.log.error({ conn: conn.id, gateway: conn.gateway, err: error }, 'error in a close handler'),
     );
@@ -326,6 +349,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     if (!counters) {
       counters = {
         received: this.metrics.messagesReceived.labels(gateway),
+        sent: this.metrics.messagesSent.labels(gateway),
         active: this.metrics.connectionsActive.labels(gateway),
         opened: this.metrics.connectionsTotal.labels(gateway),
       };

@@ -34,7 +34,6 @@ export interface ConnectionInit {
   user: Principal;
   params: Readonly<Record<string, string>>;
   attributes: Readonly<Record<string, unknown>>;
-  bucket: TokenBucket;
   frames?: Readonly<Record<string, ZodType>>;
   now: number;
 }
@@ -53,7 +52,12 @@ export class Connection {
   /** Values the upgrade guards attached for this gateway (e.g. a resume id). */
   readonly attributes: Readonly<Record<string, unknown>>;
   readonly openedAt: number;
-  readonly bucket: TokenBucket;
+  /**
+   * The inbound rate limit, made on the first frame (ConnectionManager.handleFrame) as if made at `openedAt`:
+   * a full bucket only refills up to its burst, so that is the same bucket, and the many connections that never
+   * send a frame (alerts subscribers) skip an object each.
+   */
+  bucket: TokenBucket | undefined;
   /** Schemas of the client frame types this gateway declared. */
   readonly frames: Readonly<Record<string, ZodType>> | undefined;
   lastFrameAt: number;
@@ -83,7 +87,6 @@ export class Connection {
     this.user = init.user;
     this.params = init.params;
     this.attributes = init.attributes;
-    this.bucket = init.bucket;
     this.frames = init.frames;
     this.openedAt = init.now;
     this.lastFrameAt = init.now;

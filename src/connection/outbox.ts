@@ -37,9 +37,9 @@ export class Outbox {
 
   /** Writes one connection's queue now (before a close frame, so ordering is kept). */
   flushNow(conn: Connection): void {
-    const counts = new Map<string, number>();
-    this.write(conn, counts);
-    this.report(counts);
+    // No counts map: this runs once per upgrade (the welcome), and the Map was an allocation per socket.
+    const frames = this.writeOne(conn);
+    if (frames > 0) this.options.onWritten(conn.gateway, frames);
   }
 
   private arm(): void {
@@ -63,15 +63,19 @@ export class Outbox {
   };
 
   private write(conn: Connection, counts: Map<string, number>): void {
-    let frames: number;
+    const frames = this.writeOne(conn);
+    if (frames > 0) counts.set(conn.gateway, (counts.get(conn.gateway) ?? 0) + frames);
+  }
+
+  /** Frames written; 0 when the write failed. */
+  private writeOne(conn: Connection): number {
     try {
-      frames = conn.flush();
+      return conn.flush();
     } catch (error) {
       // A failed write concerns this socket only; the broadcaster never sees it.
       this.options.onWriteError(conn, error);
-      return;
+      return 0;
     }
-    if (frames > 0) counts.set(conn.gateway, (counts.get(conn.gateway) ?? 0) + frames);
   }
 
   private report(counts: Map<string, number>): void {

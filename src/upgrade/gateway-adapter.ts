@@ -31,6 +31,9 @@ export interface GatewayAdapterDeps {
   connections: ConnectionManager;
 }
 
+/** Refusal log lines: at most one per kind (gateway, status, error) per this long. */
+const REFUSAL_LOG_EVERY_MS = 10_000;
+
 /** Runs and forgets each release (a reservation is given back exactly once). */
 function runAll(releases: (() => void)[]): void {
   for (const release of releases.splice(0)) release();
@@ -73,6 +76,8 @@ export class GatewayAdapter extends WsAdapter {
   /** MAX_UPGRADES_PER_IP_PER_SEC: one address's flood is refused first, so it never uses up the node's budget. */
   private readonly perAddress: AddressLimiter | undefined;
   private readonly addresses: ClientAddress;
+  /** Refusals by kind: the cached counter child and the log rate limit (bounded: the labels are). */
+  private readonly refusals = new Map<string, { counter: { inc(): void }; loggedAt: number; unlogged: number }>();
   /** ALLOWED_ORIGINS, for the CORS headers of answers to plain requests (browsers read them to learn why). */
   private readonly corsOrigins: ReadonlySet<string>;
 
@@ -146,23 +151,35 @@ export class GatewayAdapter extends WsAdapter {
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
     socket.on('error', ignoreSocketError);
-    this.handleUpgrade(req, socket, head).catch((error) => {
-      this.deps.log.error({ err: error }, 'unexpected error during an upgrade');
-      writeRefusal(socket, new UpgradeRefusal(500, 'internal_error', 'unexpected server error'));
-    });
+    try {
+      this.handleUpgrade(req, socket, head)?.catch((error) => this.unexpected(socket, error));
+    } catch (error) {
+      this.unexpected(socket, error);
+    }
   };
 
-  private async handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+  private unexpected(socket: Duplex, error: unknown): void {
+    this.deps.log.error({ err: error }, 'unexpected error during an upgrade');
+    writeRefusal(socket, new UpgradeRefusal(500, 'internal_error', 'unexpected server error'));
+  }
+
+  /**
+   * Synchronous unless a guard returns a promise (the rest of the chain then runs in resumeUpgrade): most
+   * upgrades have nothing to wait for, and an async function cost each of them a promise, a rejection handler
+   * and a microtask turn.
+   */
+  private handleUpgrade(req: IncomingMessage, socket: Duplex, head: Buffer): Promise<void> | undefined {
     let gateway = 'unknown';
     const releases: (() => void)[] = [];
-    let handedOver = false;
+    let resumed = false;
     try {
       if (this.deps.connections.draining) throw this.drainingRefusal();
       this.limitAddress(req);
       const url = parseTarget(req.url);
       const match = this.routes.match(url.pathname);
       if (!match) throw new UpgradeRefusal(404, 'unknown_path', this.routes.explainMiss(url.pathname));
-      const { wss, meta, guards } = match.target;
+      const route = match.target;
+      const { meta, guards } = route;
       gateway = meta.name;
       validateHandshake(req);
       const protocols = offeredProtocols(req.headers['sec-websocket-protocol']);
@@ -183,38 +200,78 @@ export class GatewayAdapter extends WsAdapter {
         attributes: {},
         releases,
       };
-      for (const guard of guards) {
-        const pending = guard.canUpgrade(ctx);
-        if (pending) await pending;
+      for (let i = 0; i < guards.length; i++) {
+        const pending = guards[i].canUpgrade(ctx);
+        if (pending) {
+          resumed = true; // resumeUpgrade owns the releases from here
+          return this.resumeUpgrade(pending, i + 1, req, socket, head, route, ctx);
+        }
       }
-      if (!ctx.user) throw new Error(`gateway ${meta.name} has no authentication guard`);
-      if (socket.destroyed) return; // the client gave up while we checked
-      if (this.deps.connections.draining) throw this.drainingRefusal();
-      handedOver = true;
-      // ws destroys the socket without calling back when the handshake cannot complete.
-      const abandoned = releases.length ? releaser(releases) : undefined;
-      if (abandoned) socket.once('close', abandoned);
-      // The 101 response and the first frame (the welcome, queued by handleConnection inside emit) leave in
-      // one write: a second small write per upgrade cost ~90 µs of server CPU on loopback (bench, upgrades).
-      socket.cork();
-      wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
-        socket.off('error', ignoreSocketError);
-        if (abandoned) socket.off('close', abandoned);
-        const conn = this.deps.connections.accept(ws, ctx, meta.frames);
-        wss.emit('connection', conn, req);
-        this.deps.connections.flushNow(conn);
-        // Registered after the gateway's own close listeners (handleConnection runs inside emit), so their
-        // `finishing` work is known when this runs.
-        if (releases.length) conn.onClose(releaseAfterFinishing(conn, releases));
-      });
-      socket.uncork();
+      this.handOver(req, socket, head, route, ctx);
     } catch (error) {
-      if (!(error instanceof UpgradeRefusal)) throw error;
-      this.count(gateway, error);
-      writeRefusal(socket, error);
+      this.refuse(error, gateway, socket);
     } finally {
-      if (!handedOver) runAll(releases);
+      // Empty once handed over: handOver took them for the connection.
+      if (!resumed) runAll(releases);
     }
+    return undefined;
+  }
+
+  private async resumeUpgrade(
+    pending: Promise<void>,
+    next: number,
+    req: IncomingMessage,
+    socket: Duplex,
+    head: Buffer,
+    route: GatewayRoute,
+    ctx: UpgradeContext,
+  ): Promise<void> {
+    try {
+      await pending;
+      for (let i = next; i < route.guards.length; i++) {
+        const later = route.guards[i].canUpgrade(ctx);
+        if (later) await later;
+      }
+      this.handOver(req, socket, head, route, ctx);
+    } catch (error) {
+      this.refuse(error, route.meta.name, socket);
+    } finally {
+      runAll(ctx.releases);
+    }
+  }
+
+  /** Every guard passed: the handshake, the connection, the gateway's handleConnection, the welcome. */
+  private handOver(req: IncomingMessage, socket: Duplex, head: Buffer, route: GatewayRoute, ctx: UpgradeContext): void {
+    const { wss, meta } = route;
+    if (!ctx.user) throw new Error(`gateway ${meta.name} has no authentication guard`);
+    if (socket.destroyed) return; // the client gave up while we checked
+    if (this.deps.connections.draining) throw this.drainingRefusal();
+    // From here the connection (or the abandoned socket) releases what the guards reserved, not the caller.
+    const releases = ctx.releases.length ? ctx.releases.splice(0) : ctx.releases;
+    // ws destroys the socket without calling back when the handshake cannot complete.
+    const abandoned = releases.length ? releaser(releases) : undefined;
+    if (abandoned) socket.once('close', abandoned);
+    // The 101 response and the first frame (the welcome, queued by handleConnection inside emit) leave in
+    // one write: a second small write per upgrade cost ~90 µs of server CPU on loopback (bench, upgrades).
+    socket.cork();
+    wss.handleUpgrade(req, socket, head, (ws: WebSocket) => {
+      socket.off('error', ignoreSocketError);
+      if (abandoned) socket.off('close', abandoned);
+      const conn = this.deps.connections.accept(ws, ctx, meta.frames);
+      wss.emit('connection', conn, req);
+      this.deps.connections.flushNow(conn);
+      // Registered after the gateway's own close listeners (handleConnection runs inside emit), so their
+      // `finishing` work is known when this runs.
+      if (releases.length) conn.onClose(releaseAfterFinishing(conn, releases));
+    });
+    socket.uncork();
+  }
+
+  /** A refusal is answered (and counted, and logged); anything else is unexpected and rethrown. */
+  private refuse(error: unknown, gateway: string, socket: Duplex): void {
+    if (!(error instanceof UpgradeRefusal)) throw error;
+    this.count(gateway, error);
+    writeRefusal(socket, error);
   }
 
   /**
@@ -234,14 +291,24 @@ export class GatewayAdapter extends WsAdapter {
       return false;
     }
     const match = this.routes.match(url.pathname);
-    if (!match) return false;
-    const { meta, guards } = match.target;
+    // A browser asking about a path that is not ours (a mistyped one) is told so in a form it can read: a
+    // cross-origin preflight, then a GET with the token in Authorization, as the SDK sends them. Any other
+    // request for an unknown path is the framework's.
+    const asking = req.headers.origin !== undefined && (method === 'OPTIONS' ? req.headers['access-control-request-method'] !== undefined : req.headers.authorization !== undefined);
+    if (!match && !asking) return false;
     const cors = this.corsHeaders(req);
     if (method === 'OPTIONS') {
       res.writeHead(204, { ...cors, 'Access-Control-Allow-Methods': 'GET', 'Access-Control-Allow-Headers': 'Authorization', 'Access-Control-Max-Age': '600' });
       res.end();
       return true;
     }
+    if (!match) {
+      const refusal = new UpgradeRefusal(404, 'unknown_path', this.routes.explainMiss(url.pathname));
+      this.count('unknown', refusal);
+      writeRefusalResponse(res, refusal, cors, method === 'HEAD');
+      return true;
+    }
+    const { meta, guards } = match.target;
     const answer = (refusal: UpgradeRefusal) => {
       this.count(meta.name, refusal);
       writeRefusalResponse(res, refusal, cors, method === 'HEAD');
@@ -293,9 +360,31 @@ export class GatewayAdapter extends WsAdapter {
     writeRefusal(socket, refusal);
   };
 
+  /**
+   * Counts a refusal, and logs it: the first of each kind (gateway, status, error) at once, then at most one
+   * line per kind per 10 s carrying how many were not logged, so a flood of refused upgrades (thousands per
+   * second from one address) cannot flood the logs too. The counter has every one.
+   */
   private count(gateway: string, refusal: UpgradeRefusal): void {
-    this.deps.metrics.upgradesRejected.labels(gateway, String(refusal.status), refusal.error).inc();
-    this.deps.log.info({ event: 'upgrade_refused', gateway, status: refusal.status, error: refusal.error }, 'upgrade refused');
+    const key = `${gateway} ${refusal.status} ${refusal.error}`;
+    let kind = this.refusals.get(key);
+    if (!kind) {
+      kind = { counter: this.deps.metrics.upgradesRejected.labels(gateway, String(refusal.status), refusal.error), loggedAt: -Infinity, unlogged: 0 };
+      this.refusals.set(key, kind);
+    }
+    kind.counter.inc();
+    const now = Date.now();
+    if (now - kind.loggedAt < REFUSAL_LOG_EVERY_MS) {
+      kind.unlogged++;
+      return;
+    }
+    const suppressed = kind.unlogged;
+    kind.loggedAt = now;
+    kind.unlogged = 0;
+    this.deps.log.info(
+      { event: 'upgrade_refused', gateway, status: refusal.status, error: refusal.error, ...(suppressed ? { suppressed } : {}) },
+      suppressed ? `upgrade refused (and ${suppressed} more like it since the last line)` : 'upgrade refused',
+    );
   }
 
   /** MAX_UPGRADES_PER_IP_PER_SEC, before anything that costs more than a map lookup. */

@@ -41,6 +41,11 @@ function matchSegments(segments: string[], parts: string[]): Record<string, stri
  */
 export class RouteTable<T> {
   private readonly routes: Route<T>[] = [];
+  /**
+   * Patterns without params, by their exact path, with their (immutable) match: every upgrade to such a path
+   * is one Map lookup instead of splitting the path and building a params object and a match for it.
+   */
+  private readonly exact = new Map<string, RouteMatch<T>>();
 
   add(pattern: string, target: T): void {
     const segments = split(pattern);
@@ -49,9 +54,15 @@ export class RouteTable<T> {
     if (this.routes.some((r) => r.pattern === normalised)) throw new Error(`duplicate route "${normalised}"`);
     this.routes.push({ pattern: normalised, segments, statics: segments.filter((s) => !s.startsWith(':')).length, target });
     this.routes.sort((a, b) => b.statics - a.statics);
+    if (segments.every((s) => !s.startsWith(':'))) {
+      this.exact.set(normalised, Object.freeze({ target, pattern: normalised, params: Object.freeze({}) }));
+    }
   }
 
   match(pathname: string): RouteMatch<T> | undefined {
+    // A literal pattern always wins over one with params (more literal segments), so an exact hit is the answer.
+    const exact = this.exact.get(pathname);
+    if (exact) return exact;
     const parts = split(pathname);
     for (const route of this.routes) {
       const params = matchSegments(route.segments, parts);

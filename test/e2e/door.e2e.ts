@@ -172,6 +172,12 @@ describe('the door answers every hostile request in one form', () => {
     expect([bad.status, bad.headers.get('access-control-allow-origin')]).toEqual([401, ORIGIN]);
     const stranger = await fetch(servers.hs.http(ALERTS), { headers: { Origin: 'https://evil.example', Authorization: `Bearer ${valid()}` } });
     expect([stranger.status, stranger.headers.get('access-control-allow-origin')]).toEqual([403, null]);
+    // A mistyped path, asked the way the SDK asks: a 404 the page can read, naming the doubled prefix.
+    const mistyped = await fetch(servers.hs.http(`/api${ALERTS}`), { headers: { Origin: ORIGIN, Authorization: `Bearer ${valid()}` } });
+    expect([mistyped.status, mistyped.headers.get('access-control-allow-origin')]).toEqual([404, ORIGIN]);
+    expect(await mistyped.json()).toMatchObject({ error: 'unknown_path', message: expect.stringMatching(/repeats the prefix/) });
+    const mistypedPreflight = await fetch(servers.hs.http(`/api${ALERTS}`), { method: 'OPTIONS', headers: { Origin: ORIGIN, 'Access-Control-Request-Method': 'GET' } });
+    expect([mistypedPreflight.status, mistypedPreflight.headers.get('access-control-allow-origin')]).toEqual([204, ORIGIN]);
   });
 });
 
@@ -238,6 +244,9 @@ describe('pressure from strangers does not reach users', () => {
       for (const a of floodAnswers) byStatus.set(a.status, (byStatus.get(a.status) ?? 0) + 1);
       expect(byStatus.get(429)!).toBeGreaterThanOrEqual(390);
       expect(byStatus.get(503)).toBeUndefined();
+      // Every refusal is counted, but the flood does not flood the logs: one line per kind per 10 s.
+      expect(await gw.metric('ws_upgrades_rejected_total', { status: '429', error: 'too_many_upgrades' })).toBe(byStatus.get(429));
+      expect(gw.logs.filter((l) => l.event === 'upgrade_refused' && l.error === 'too_many_upgrades').length).toBe(1);
       await Promise.all(clients.map((c) => c.close()));
       // The users' address is read from X-Forwarded-For only because the peer is trusted.
       const spoofed = await refusal(gw.ws(ALERTS), { headers: { 'X-Forwarded-For': '203.0.113.66' } });

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import pino from 'pino';
-import { createLogger, LineBatcher } from '../../src/logging/logger';
+import { createLogger, hotLine, jsonString, LineBatcher } from '../../src/logging/logger';
 
 describe('LineBatcher (the log destination)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rg-log-'));
@@ -45,5 +45,42 @@ describe('LineBatcher (the log destination)', () => {
     log.info({ token: 'eyJhbGciOi.secret', headers: { authorization: 'Bearer x' } }, 'oops');
     batcher.flushSync();
     expect(JSON.stringify(lines())).not.toMatch(/secret|Bearer/);
+  });
+});
+
+describe('hotLine (connect and close lines without pino\'s generic path)', () => {
+  const strings = ['', 'alice', 'a"b', 'back\\slash', 'tab\there', 'new\nline', 'caf\u00e9 \u{1F600}', 'lone \ud800 surrogate', 'x'.repeat(100), 'y'.repeat(101) + '"', '\u0000', '\u007f\u2028'];
+
+  function capture(level = 'info', bindings?: Record<string, unknown>) {
+    const lines: string[] = [];
+    let log = createLogger(level, 'node-"1"', { write: (line: string) => void lines.push(line) });
+    if (bindings) log = log.child(bindings);
+    return { log, lines };
+  }
+
+  it.each(strings)('writes what pino writes for %j', (value) => {
+    const pinoOut = capture();
+    const ours = capture();
+    const line = hotLine(ours.log, 'info', 'connection closed')!;
+    expect(line.enabled).toBe(true);
+    pinoOut.log.info({ event: 'close', conn: value, gateway: 'alerts', sub: value, code: 1000, reason: value, durationMs: 12 }, 'connection closed');
+    line.write(`,"event":"close","conn":${jsonString(value)},"gateway":${jsonString('alerts')},"sub":${jsonString(value)},"code":${1000},"reason":${jsonString(value)},"durationMs":${12}`);
+    // Same bytes apart from the timestamp, which may tick between the two lines.
+    const untimed = (l: string) => l.replace(/"time":"[^"]*"/, '"time":""');
+    expect(untimed(ours.lines[0])).toBe(untimed(pinoOut.lines[0]));
+  });
+
+  it('follows bindings and level changes', () => {
+    const { log, lines } = capture('info', { component: 'x' });
+    const line = hotLine(log, 'info', 'connection opened')!;
+    line.write(',"event":"connect"');
+    expect(JSON.parse(lines[0])).toMatchObject({ level: 'info', node: 'node-"1"', component: 'x', event: 'connect', msg: 'connection opened' });
+    log.level = 'warn';
+    expect(line.enabled).toBe(false);
+  });
+
+  it('steps aside for pino features it does not reproduce', () => {
+    const log = pino({ mixin: () => ({ extra: 1 }) }, { write: () => undefined });
+    expect(hotLine(log, 'info', 'connection opened')).toBeUndefined();
   });
 });
