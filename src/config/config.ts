@@ -262,6 +262,18 @@ function buildJwt(env: z.infer<typeof envSchema>): { jwt: JwtConfig; warnings: s
   if (env.JWT_SECRET_PREVIOUS && !env.JWT_SECRET) {
     throw new ConfigError('JWT_SECRET_PREVIOUS', 'is the key being rotated out; it needs JWT_SECRET (the new key) beside it');
   }
+  if (env.JWT_JWKS_URL || env.OIDC_ISSUER_URL) {
+    // An identity provider signs tokens for every application it serves with the same keys (a Keycloak realm,
+    // an Auth0 tenant): without an audience check, a token minted for another application gets in here.
+    if (!env.JWT_AUDIENCE) {
+      warnings.push(
+        `${sources[0]} is set without JWT_AUDIENCE: a token your identity provider issued for any other application is accepted here. Set JWT_AUDIENCE to this gateway's audience.`,
+      );
+    }
+    if (env.JWT_JWKS_URL && !env.JWT_ISSUER) {
+      warnings.push('JWT_JWKS_URL is set without JWT_ISSUER: tokens are not checked for their issuer. Set JWT_ISSUER (or use OIDC_ISSUER_URL, which checks it).');
+    }
+  }
   if (env.JWT_JWKS_URL) return { jwt: { keys: [], jwksUrl: env.JWT_JWKS_URL, usingDevKey: false, ...common }, warnings };
   if (env.OIDC_ISSUER_URL) {
     return { jwt: { keys: [], oidcIssuerUrl: env.OIDC_ISSUER_URL, usingDevKey: false, ...common }, warnings };

@@ -70,6 +70,30 @@ describe('configuration', () => {
     expect(fails({ JWT_PUBLIC_KEY: ec, JWT_SECRET: 'x'.repeat(32) })).toMatch(/^JWT_PUBLIC_KEY: set one key source, not JWT_SECRET and JWT_PUBLIC_KEY/);
   });
 
+  it('takes keys from an identity provider, one key source at a time, and warns when audience or issuer go unchecked', () => {
+    const oidc = loadConfig({ OIDC_ISSUER_URL: 'https://sso.example.com/realms/main', JWT_AUDIENCE: 'realtime-gateway', NODE_ENV: 'production' });
+    expect(oidc.config.jwt).toMatchObject({ keys: [], oidcIssuerUrl: 'https://sso.example.com/realms/main', usingDevKey: false });
+    expect(oidc.warnings).toEqual([]);
+    expect(loadConfig({ OIDC_ISSUER_URL: 'https://sso.example.com/realms/main' }).warnings.join()).toMatch(/without JWT_AUDIENCE/);
+    const jwks = loadConfig({ JWT_JWKS_URL: 'https://idp.example.com/jwks.json', JWT_AUDIENCE: 'gw' });
+    expect(jwks.config.jwt.jwksUrl).toBe('https://idp.example.com/jwks.json');
+    expect(jwks.warnings.join()).toMatch(/without JWT_ISSUER/);
+    expect(fails({ JWT_JWKS_URL: 'https://idp.example.com/jwks.json', OIDC_ISSUER_URL: 'https://idp.example.com' })).toMatch(/^OIDC_ISSUER_URL: set one key source, not JWT_JWKS_URL and OIDC_ISSUER_URL/);
+    expect(fails({ JWT_JWKS_URL: 'ftp://idp.example.com/jwks' })).toMatch(/^JWT_JWKS_URL: must be an http\(s\) URL/);
+    expect(fails({ OIDC_ISSUER_URL: 'https://user:pw@idp.example.com' })).not.toMatch(/pw/);
+    expect(fails({ JWT_SECRET_PREVIOUS: 'x'.repeat(40) })).toMatch(/^JWT_SECRET_PREVIOUS: .*needs JWT_SECRET/);
+  });
+
+  it('reads TRUSTED_PROXIES as addresses and CIDRs, and names a bad entry', () => {
+    expect(loadConfig({ TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.7 ,fd00::/8' }).config.trustedProxies).toEqual([
+      { address: '10.0.0.0', prefix: 8, family: 'ipv4' },
+      { address: '192.168.1.7', prefix: 32, family: 'ipv4' },
+      { address: 'fd00::', prefix: 8, family: 'ipv6' },
+    ]);
+    expect(fails({ TRUSTED_PROXIES: '10.0.0.0/33' })).toMatch(/^TRUSTED_PROXIES: "10.0.0.0\/33" is not an address or CIDR/);
+    expect(fails({ TRUSTED_PROXIES: 'proxy.internal' })).toMatch(/^TRUSTED_PROXIES:/);
+  });
+
   it.each([
     ['PORT', '70000', /^PORT: must be at most 65535 \(got "70000"\)/],
     ['PORT', '8o8o', /^PORT: must be a whole number/],
