@@ -1,6 +1,6 @@
 import { createHmac, createSecretKey, generateKeyPairSync, sign as cryptoSign, type KeyObject } from 'node:crypto';
 import jwt, { type Algorithm as JwtAlgorithm } from 'jsonwebtoken';
-import { JwsVerifier, type Algorithm } from '../../src/auth/jws';
+import { hmacSigner, JwsVerifier, type Algorithm } from '../../src/auth/jws';
 
 // The gateway's verifier against jsonwebtoken (what it replaced on the upgrade path) on the same corpus: every
 // token must get the same verdict (accepted with the same claims, expired, not yet valid, or refused).
@@ -155,5 +155,18 @@ describe.each(setups)('JwsVerifier agrees with jsonwebtoken: $name', (setup) => 
     expect(verifier.verify(valid)).toMatchObject({ sub: 'alice' });
     expect(() => verifier.verify(`${h}.${p}.`)).toThrow('unsigned');
     expect(() => verifier.verify(`${h}.${b64({ ...claims, role: 'admin' })}.${valid.split('.')[2]}`)).toThrow('signature');
+  });
+});
+
+describe('hmacSigner (the precomputed-pad HMAC of the HS* fast path)', () => {
+  // Keys shorter than, equal to and longer than both block sizes (64 and 128 bytes), and inputs of any length.
+  const keys = [1, 32, 64, 65, 128, 129, 300].map((n) => Buffer.from('k'.repeat(n - 1) + String.fromCharCode(32 + n % 90)));
+  const inputs = ['', 'a', 'x'.repeat(63), 'y'.repeat(64), 'z'.repeat(1000), `${b64({ alg: 'HS256' })}.${b64(claims)}`];
+  it.each(['sha256', 'sha384', 'sha512'] as const)('equals createHmac for %s', (digest) => {
+    for (const key of keys) {
+      const signer = hmacSigner(digest, createSecretKey(key));
+      expect(signer).toBeDefined(); // Node >= 20.12 (crypto.hash)
+      for (const input of inputs) expect(signer!(input)).toBe(createHmac(digest, key).update(input).digest('base64url'));
+    }
   });
 });
