@@ -53,13 +53,100 @@ export interface TrustedProxy {
   family: 'ipv4' | 'ipv6';
 }
 
+/** A host and port of a Redis node or Sentinel. */
+export interface RedisAddress {
+  host: string;
+  port: number;
+}
+
+/** Where Redis is, from REDIS_URL: a standalone server, a Sentinel group, or a Redis Cluster. */
+export type RedisTarget =
+  | { kind: 'standalone'; url: string }
+  | {
+      kind: 'sentinel';
+      sentinels: RedisAddress[];
+      /** The master name the sentinels monitor. */
+      name: string;
+      db: number;
+      username?: string;
+      password?: string;
+      /** `?sentinelPassword=`: the sentinels' own password, when they require one. */
+      sentinelPassword?: string;
+      tls: boolean;
+    }
+  | { kind: 'cluster'; nodes: RedisAddress[]; username?: string; password?: string; tls: boolean };
+
+const REDIS_URL_FORMS =
+  'must be redis://host:6379/0 (or rediss://), redis+sentinel://[:password@]host1:26379,host2:26379/<master>[/<db>], or redis+cluster://[:password@]host1:7000,host2:7001';
+
+function parseAddresses(list: string, defaultPort: number): RedisAddress[] | undefined {
+  const addresses: RedisAddress[] = [];
+  for (const entry of list.split(',')) {
+    // host, host:port, [v6]:port
+    const match = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?$/.exec(entry.trim());
+    if (!match) return undefined;
+    const port = match[2] === undefined ? defaultPort : Number(match[2]);
+    if (port < 1 || port > 65535) return undefined;
+    addresses.push({ host: match[1].replace(/^\[|\]$/g, ''), port });
+  }
+  return addresses.length ? addresses : undefined;
+}
+
+/** Parses REDIS_URL; throws ConfigError naming the form it expected (never echoing the value: it may hold a password). */
+export function parseRedisUrl(raw: string): RedisTarget {
+  const scheme = /^([a-z+]+):\/\//.exec(raw)?.[1];
+  if (scheme === 'redis' || scheme === 'rediss') {
+    if (!/^rediss?:\/\/\S+$/.test(raw)) throw new ConfigError('REDIS_URL', REDIS_URL_FORMS);
+    return { kind: 'standalone', url: raw };
+  }
+  const sentinel = scheme === 'redis+sentinel' || scheme === 'rediss+sentinel';
+  const cluster = scheme === 'redis+cluster' || scheme === 'rediss+cluster';
+  if (!sentinel && !cluster) throw new ConfigError('REDIS_URL', REDIS_URL_FORMS);
+  const rest = raw.slice(scheme!.length + 3);
+  const [beforeQuery, query = ''] = rest.split('?', 2);
+  const at = beforeQuery.lastIndexOf('@');
+  const auth = at === -1 ? '' : beforeQuery.slice(0, at);
+  const [hostsPart, ...path] = (at === -1 ? beforeQuery : beforeQuery.slice(at + 1)).split('/');
+  let username: string | undefined;
+  let password: string | undefined;
+  if (auth) {
+    const colon = auth.indexOf(':');
+    username = decodeURIComponent(colon === -1 ? auth : auth.slice(0, colon)) || undefined;
+    password = colon === -1 ? undefined : decodeURIComponent(auth.slice(colon + 1)) || undefined;
+  }
+  const tls = scheme!.startsWith('rediss');
+  if (cluster) {
+    const nodes = parseAddresses(hostsPart, 6379);
+    if (!nodes || path.some(Boolean)) throw new ConfigError('REDIS_URL', `${REDIS_URL_FORMS} (Redis Cluster has no database number)`);
+    return { kind: 'cluster', nodes, username, password, tls };
+  }
+  const sentinels = parseAddresses(hostsPart, 26379);
+  const [name, dbText = '0', ...extra] = path;
+  if (!sentinels || !name || !/^[A-Za-z0-9._-]{1,128}$/.test(name) || !/^\d{1,2}$/.test(dbText) || extra.length) {
+    throw new ConfigError('REDIS_URL', `${REDIS_URL_FORMS} (a Sentinel URL names the master after the hosts)`);
+  }
+  const sentinelPassword = new URLSearchParams(query).get('sentinelPassword') ?? undefined;
+  return { kind: 'sentinel', sentinels, name, db: Number(dbText), username, password, sentinelPassword, tls };
+}
+
+function supportedRedis(target: RedisTarget): RedisTarget {
+  // Not yet: the presence scripts read keys of several slots (CROSSSLOT on Redis Cluster).
+  if (target.kind === 'cluster') {
+    throw new ConfigError('REDIS_URL', 'redis+cluster:// (Redis Cluster) is not supported yet; use a standalone Redis or Sentinel (redis+sentinel://)');
+  }
+  return target;
+}
+
 export interface AppConfig {
   port: number;
   host: string;
   nodeEnv: string;
   nodeId: string;
   jwt: JwtConfig;
+  /** REDIS_URL as given (cluster mode when set). */
   redisUrl?: string;
+  /** REDIS_URL, parsed. */
+  redis?: RedisTarget;
   redisPrefix: string;
   allowedOrigins: string[];
   heartbeatIntervalMs: number;
@@ -144,10 +231,7 @@ const envSchema = z.object({
   OIDC_ISSUER_URL: z.preprocess(blankIsUnset, httpUrl('an issuer such as https://idp.example.com/realms/main').optional()),
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
-  REDIS_URL: z.preprocess(
-    blankIsUnset,
-    z.string().regex(/^rediss?:\/\/[^\s]+$/, 'must look like redis://host:6379/0 (or rediss://)').optional(),
-  ),
+  REDIS_URL: z.preprocess(blankIsUnset, z.string().optional()),
   REDIS_PREFIX: z.preprocess(
     blankIsUnset,
     z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'may only hold letters, digits and _ . : - (at most 64)').default('rt'),
@@ -341,6 +425,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     nodeId: env.NODE_ID ?? `${hostname()}-${process.pid}`,
     jwt,
     redisUrl: env.REDIS_URL,
+    redis: env.REDIS_URL === undefined ? undefined : supportedRedis(parseRedisUrl(env.REDIS_URL)),
     redisPrefix: env.REDIS_PREFIX,
     allowedOrigins: parseOrigins(env.ALLOWED_ORIGINS),
     heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,

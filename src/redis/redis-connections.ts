@@ -1,7 +1,7 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
 import Redis, { type RedisOptions } from 'ioredis';
 import { Gauge } from 'prom-client';
-import { APP_CONFIG, type AppConfig } from '../config/config';
+import { APP_CONFIG, type AppConfig, type RedisTarget } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 
@@ -9,6 +9,38 @@ type Role = 'command' | 'subscriber' | 'blocking';
 
 /** Longest blocking read: a frozen link is noticed within this plus REDIS_TIMEOUT_MS. */
 const MAX_BLOCK_MS = 5000;
+/** Connection errors are logged at warn at most this often per link (one line per new reason at once). */
+const ERROR_LOG_EVERY_MS = 30_000;
+
+/**
+ * A client for the configured topology. Sentinel: ioredis asks the sentinels for the master, reconnects to the
+ * new one after a failover (the failover detector listens for +switch-master), and checks the role it reached.
+ */
+export function redisClient(target: RedisTarget, options: RedisOptions): Redis {
+  // A replica promoted away from under us (or a demoted old master) answers writes with READONLY: reconnect,
+  // which in Sentinel mode resolves the master again.
+  const common: RedisOptions = { ...options, reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 2 : false) };
+  switch (target.kind) {
+    case 'standalone':
+      return new Redis(target.url, common);
+    case 'sentinel':
+      return new Redis({
+        ...common,
+        sentinels: target.sentinels,
+        name: target.name,
+        db: target.db,
+        username: target.username,
+        password: target.password,
+        sentinelPassword: target.sentinelPassword,
+        enableTLSForSentinelMode: target.tls,
+        ...(target.tls ? { tls: {} } : {}),
+        failoverDetector: true,
+        sentinelRetryStrategy: (attempt) => Math.min(attempt * 100, 2000),
+      });
+    case 'cluster':
+      throw new Error('redis+cluster:// is handled by the cluster client');
+  }
+}
 
 /**
  * The three Redis connections of a cluster-mode node, and whether they all work (`ws_redis_up`, /readyz):
@@ -37,6 +69,7 @@ export class RedisConnections implements OnApplicationShutdown {
   private readonly downListeners = new Set<() => void>();
   private readonly silent = new Set<Role>();
   private readonly probing = new Map<Role, number>();
+  private readonly lastError = new Map<Role, { reason: string; at: number }>();
   /** When each link last received anything: a busy link (replies queued behind thousands of commands) is alive. */
   private readonly heardAt = new Map<Role, number>();
   private readonly watchdog: NodeJS.Timeout;
@@ -48,7 +81,8 @@ export class RedisConnections implements OnApplicationShutdown {
     metrics: Metrics,
     @Inject(LOGGER) private readonly log: Logger,
   ) {
-    if (!config.redisUrl) throw new Error('cluster mode needs REDIS_URL');
+    if (!config.redis) throw new Error('cluster mode needs REDIS_URL');
+    const target = config.redis;
     this.timeoutMs = config.redisTimeoutMs;
     this.blockMs = Math.max(100, Math.min(MAX_BLOCK_MS, Math.floor(config.redisTimeoutMs / 2)));
     this.up = new Gauge({ name: 'ws_redis_up', help: '1 while every Redis connection of this node answers', registers: [metrics.registry] });
@@ -59,16 +93,16 @@ export class RedisConnections implements OnApplicationShutdown {
       connectTimeout: Math.min(5000, config.redisTimeoutMs),
       keepAlive: 10_000,
     };
-    this.command = new Redis(config.redisUrl, {
+    this.command = redisClient(target, {
       ...common,
       enableOfflineQueue: false,
       maxRetriesPerRequest: 1,
       commandTimeout: config.redisTimeoutMs,
     });
     // Subscriptions issued while reconnecting wait in the queue rather than being lost.
-    this.subscriber = new Redis(config.redisUrl, { ...common, autoResubscribe: true });
+    this.subscriber = redisClient(target, { ...common, autoResubscribe: true });
     // The tail re-issues its read itself after a failure; a queued read simply waits for the link.
-    this.blocking = new Redis(config.redisUrl, {
+    this.blocking = redisClient(target, {
       ...common,
       maxRetriesPerRequest: null,
       commandTimeout: this.blockMs + config.redisTimeoutMs,
@@ -85,12 +119,21 @@ export class RedisConnections implements OnApplicationShutdown {
         this.heardAt.set(role, Date.now());
         (connection as unknown as { stream?: NodeJS.EventEmitter }).stream?.on('data', () => this.heardAt.set(role, Date.now()));
       });
-      // ioredis reports every failed reconnect attempt; the up/down transitions are logged once each.
-      connection.on('error', (error: Error) => this.log.debug({ redis: role, err: error.message }, 'redis connection error'));
+      // ioredis reports every failed reconnect attempt: each new reason at warn at once, a repeated one at most
+      // every 30 s, so an unreachable Redis (or sentinel, or wrong master name) is said, not only at debug.
+      connection.on('error', (error: Error) => this.connectionError(role, error));
     }
     const every = Math.max(50, Math.floor(config.redisTimeoutMs / 4));
     this.watchdog = setInterval(() => this.probe(), every);
     this.watchdog.unref();
+  }
+
+  private connectionError(role: Role, error: Error): void {
+    const now = Date.now();
+    const last = this.lastError.get(role);
+    if (last && last.reason === error.message && now - last.at < ERROR_LOG_EVERY_MS) return;
+    this.lastError.set(role, { reason: error.message, at: now });
+    this.log.warn({ event: 'redis_error', connection: role, reason: error.message }, `redis ${role} link: ${error.message}`);
   }
 
   private links(): [Role, Redis][] {

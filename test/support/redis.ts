@@ -10,13 +10,17 @@ import { freePort } from './process';
 export class RedisProcess {
   private child: ChildProcess | undefined;
 
-  private constructor(readonly port: number) {}
+  private constructor(
+    readonly port: number,
+    /** Extra arguments: a config file first (a sentinel's), or more options (`--replicaof`). */
+    private readonly extra: (port: number) => string[] = () => [],
+  ) {}
 
-  static async start(): Promise<RedisProcess> {
+  static async start(extra?: (port: number) => string[]): Promise<RedisProcess> {
     // freePort() only says the port was free a moment ago: a suite running in parallel can take it first, and
     // then this redis-server exits while the other one answers our PING. Only our own process will do.
     for (let attempt = 0; ; attempt++) {
-      const redis = new RedisProcess(await freePort());
+      const redis = new RedisProcess(await freePort(), extra);
       try {
         await redis.restart();
         return redis;
@@ -34,7 +38,10 @@ export class RedisProcess {
   /** Starts (again) on the same port and resolves when it answers PING. */
   async restart(): Promise<void> {
     if (this.child) throw new Error('redis-server is already running');
-    this.child = spawn('redis-server', ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no'], {
+    const extra = this.extra(this.port);
+    // A config file (a sentinel's) must come first; options follow it.
+    const [file, rest] = extra[0] && !extra[0].startsWith('--') ? [[extra[0]], extra.slice(1)] : [[], extra];
+    this.child = spawn('redis-server', [...file, '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...rest], {
       stdio: 'ignore',
     });
     const child = this.child;
@@ -64,6 +71,22 @@ export class RedisProcess {
     return this.kill();
   }
 
+  /** One command over a raw connection (inline form); resolves with the raw reply. */
+  command(line: string): Promise<string> {
+    return new Promise((resolve, reject) => {
+      let reply = '';
+      const socket = connect(this.port, '127.0.0.1', () => socket.write(`${line}\r\n`));
+      socket.on('data', (data) => {
+        reply += data.toString();
+        if (complete(reply)) {
+          socket.destroy();
+          resolve(reply);
+        }
+      });
+      socket.once('error', reject);
+    });
+  }
+
   /** The process id of the redis-server answering on the port (INFO server), or undefined if none answers. */
   private pid(): Promise<number | undefined> {
     return new Promise((resolve) => {
@@ -80,4 +103,24 @@ export class RedisProcess {
       socket.once('close', () => resolve(undefined));
     });
   }
+}
+
+/** Whether a RESP reply is complete (enough for INFO, simple strings, arrays of bulk strings, errors). */
+function complete(reply: string): boolean {
+  const type = reply[0];
+  if (type === '+' || type === '-' || type === ':') return reply.includes('\r\n');
+  if (type === '$') {
+    const end = reply.indexOf('\r\n');
+    if (end === -1) return false;
+    const length = Number(reply.slice(1, end));
+    return length < 0 || Buffer.byteLength(reply) >= end + 2 + length + 2;
+  }
+  if (type === '*') {
+    const lines = reply.split('\r\n');
+    const count = Number(lines[0].slice(1));
+    if (count <= 0) return true;
+    // Flat arrays of bulk strings: header, then two lines per element.
+    return lines.length >= 1 + count * 2 + 1;
+  }
+  return false;
 }

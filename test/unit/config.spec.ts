@@ -1,5 +1,5 @@
 import { generateKeyPairSync } from 'node:crypto';
-import { ConfigError, DEV_JWT_SECRET, loadConfig } from '../../src/config/config';
+import { ConfigError, DEV_JWT_SECRET, loadConfig, parseRedisUrl } from '../../src/config/config';
 
 const fails = (env: Record<string, string>) => {
   try {
@@ -92,6 +92,31 @@ describe('configuration', () => {
     ]);
     expect(fails({ TRUSTED_PROXIES: '10.0.0.0/33' })).toMatch(/^TRUSTED_PROXIES: "10.0.0.0\/33" is not an address or CIDR/);
     expect(fails({ TRUSTED_PROXIES: 'proxy.internal' })).toMatch(/^TRUSTED_PROXIES:/);
+  });
+
+  it('reads the three REDIS_URL forms and names the expected ones on a mistake, never echoing a password', () => {
+    expect(loadConfig({ REDIS_URL: 'redis://:pw@127.0.0.1:6379/2' }).config.redis).toEqual({ kind: 'standalone', url: 'redis://:pw@127.0.0.1:6379/2' });
+    expect(loadConfig({ REDIS_URL: 'redis+sentinel://:s3cret@10.0.0.1:26379,10.0.0.2,[::1]:26380/mymaster/3?sentinelPassword=other' }).config.redis).toEqual({
+      kind: 'sentinel',
+      sentinels: [
+        { host: '10.0.0.1', port: 26379 },
+        { host: '10.0.0.2', port: 26379 },
+        { host: '::1', port: 26380 },
+      ],
+      name: 'mymaster',
+      db: 3,
+      username: undefined,
+      password: 's3cret',
+      sentinelPassword: 'other',
+      tls: false,
+    });
+    expect(parseRedisUrl('rediss+cluster://u:pw@h1:7000,h2:7001')).toEqual({ kind: 'cluster', nodes: [{ host: 'h1', port: 7000 }, { host: 'h2', port: 7001 }], username: 'u', password: 'pw', tls: true });
+    expect(fails({ REDIS_URL: 'redis+cluster://h1:7000' })).toMatch(/^REDIS_URL: redis\+cluster:\/\/ \(Redis Cluster\) is not supported yet/);
+    for (const bad of ['redis+sentinel://:hunter2@h1:26379', 'redis+sentinel://:hunter2@h1:99999/m', 'mysql://:hunter2@h', 'redis+sentinel://:hunter2@h1/m/x/y']) {
+      const message = fails({ REDIS_URL: bad });
+      expect(message).toMatch(/^REDIS_URL: must be redis:\/\/host:6379\/0/);
+      expect(message).not.toContain('hunter2');
+    }
   });
 
   it.each([

@@ -98,3 +98,17 @@ if exists == 1 then
 end
 return {epoch, top, first, removed, maxdel}
 `);
+
+/**
+ * KEYS: meta. ARGV: the epoch the caller knows, a new epoch.
+ * The history was rewound (a failover promoted a replica that had not received the newest entries): renews the
+ * epoch unless another node already did. Returns the epoch now in force.
+ */
+export const RENEW_EPOCH = new Script(`
+local epoch = redis.call('HGET', KEYS[1], 'epoch')
+if epoch == ARGV[1] then
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[2])
+  return ARGV[2]
+end
+return epoch or ARGV[2]
+`);

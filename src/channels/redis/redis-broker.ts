@@ -18,7 +18,7 @@ import { newEpoch } from '../memory-broker';
 import { jsonDepthExceeds, MESSAGE_LIMITS, MessageLimits } from '../message-limits';
 import { channelKind, EXTERNAL_ORIGIN, isObject, preciseNow, type HistoryPage, type Publication, type StreamPosition } from '../publication';
 import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from '../stream-id';
-import { POSITION, PUBLISH_HISTORY, PUBLISH_LIVE } from './broker-scripts';
+import { POSITION, PUBLISH_HISTORY, PUBLISH_LIVE, RENEW_EPOCH } from './broker-scripts';
 
 /** Entries per XRANGE / XREAD round trip: catching up after an outage goes page by page. */
 const PAGE = 500;
@@ -413,6 +413,19 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
           'publications were trimmed before this node could read them; subscribers are told',
         );
         this.lost(state);
+      } else if (await this.rewound(state)) {
+        // The stream no longer holds what this node delivered last: a failover promoted a replica that had not
+        // received the newest entries (replication is asynchronous). Their ids stay in clients' hands, and new
+        // entries get later ids, so nothing would show the gap: a new epoch makes every resume across it say
+        // recovered:false, here and on every node.
+        const renewed = (await RENEW_EPOCH.run(this.redis.command, [this.name(`${state.channel}:meta`)], [state.epoch!, newEpoch()])) as string;
+        this.log.warn(
+          { event: 'history_rewound', channel: state.kind, last: formatStreamId(state.last!), top: formatStreamId(position.top) },
+          'channel history lost entries this node had delivered (Redis failover); new epoch, subscribers are told',
+        );
+        state.epoch = renewed;
+        state.last = position.top;
+        this.lost(state);
       }
       const key = this.name(`${state.channel}:stream`);
       for (;;) {
@@ -428,6 +441,15 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       state.filling = false;
       if (!this.stopped && !state.closed && this.redis.isCommandReady()) setTimeout(() => void this.fill(state), RETRY_MS).unref();
     }
+  }
+
+  /** Whether the last id this node delivered is missing from a stream that was not trimmed past it. */
+  private async rewound(state: ChannelState): Promise<boolean> {
+    const last = state.last!;
+    if (last.ms === 0 && last.seq === 0) return false;
+    const id = formatStreamId(last);
+    const found = (await this.redis.command.xrange(this.name(`${state.channel}:stream`), id, id, 'COUNT', 1)) as StreamEntry[];
+    return found.length === 0;
   }
 
   private deliverEntries(state: ChannelState, entries: StreamEntry[]): void {
