@@ -1,6 +1,10 @@
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { connect, refusal } from '../support/clients';
 import { Replica } from '../support/cluster';
 import { eventually } from '../support/gateway';
+import { RedisProcess } from '../support/redis';
 import { ResumingSubscriber } from '../support/resuming-subscriber';
 import { SentinelGroup } from '../support/sentinel';
 import { token } from '../support/tokens';
@@ -125,5 +129,44 @@ describe('Redis with Sentinel', () => {
     }
     // The replicas said what happened, at warn, not only at debug.
     expect([...a.logs({ event: 'redis_down' }), ...b.logs({ event: 'redis_down' })].length).toBeGreaterThan(0);
+  });
+});
+
+describe('an acknowledged write that Redis lost (what a failover to a lagging replica does)', () => {
+  // Deterministically: a Redis that comes back from an older snapshot holds the same stream and epoch, minus
+  // the newest entries, which clients had already received. New entries get later ids, so only a node that
+  // remembers what it delivered can see the hole.
+  it('renews the epoch, so connected clients and every resume across the hole are told recovered:false', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rg-rdb-'));
+    const redis = await RedisProcess.start(() => ['--dir', dir]);
+    const replica = await Replica.start('rewind', redis.url, ENV);
+    try {
+      await eventually(async () => (await replica.readyStatus()) === 200, 10_000, 'ready');
+      const watcher = await connect(replica.ws(`/api/alerts/subscribe?token=${token({ sub: 'watcher' })}`));
+      const welcome = await watcher.ofType('welcome');
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) {
+        const sent = await replica.publish({ data: { i } });
+        ids.push(String(sent.body.id));
+        expect(await watcher.ofType('alert')).toMatchObject({ id: sent.body.id });
+        if (i === 2) await redis.command('SAVE'); // the "replica" has the first three
+      }
+      await redis.kill();
+      await redis.restart(); // loads the snapshot: entries 4 and 5 are gone, the epoch is the same
+      // The connected client is told: a new welcome (new epoch), then resumed:false.
+      const renewed = await watcher.ofType('welcome', 15_000);
+      expect(renewed.epoch).not.toBe(welcome.epoch);
+      expect(await watcher.ofType('resumed')).toEqual({ type: 'resumed', recovered: false });
+      await watcher.close();
+      await eventually(() => replica.logs({ event: 'history_rewound' }).length > 0, 5000, 'a history_rewound warn line');
+      // A client that saw entry 2 and resumes with the old epoch would otherwise get entry 3 and recovered:true,
+      // missing 4 and 5 without a word.
+      const late = await connect(replica.ws(`/api/alerts/subscribe?token=${token({ sub: 'late' })}&since=${ids[1]}&epoch=${welcome.epoch}`));
+      expect(await late.ofType('resumed')).toEqual({ type: 'resumed', recovered: false });
+      await late.close();
+    } finally {
+      await replica.kill();
+      await redis.stop();
+    }
   });
 });
