@@ -27,7 +27,7 @@ describe('the service as a process (node dist/main.js)', () => {
     [{ PORT: 'eighty' }, /^realtime-gateway: invalid configuration: PORT: must be a whole number/],
     [{ HEARTBEAT_INTERVAL_MS: '-5' }, /HEARTBEAT_INTERVAL_MS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL: must be one of/],
-    [{ REDIS_URL: 'localhost:6379' }, /REDIS_URL: must look like redis:\/\//],
+    [{ REDIS_URL: 'localhost:6379' }, /REDIS_URL: must be redis:\/\/host:6379\/0/],
     [{ ALLOWED_ORIGINS: 'not a url' }, /ALLOWED_ORIGINS/],
     [{ NODE_ENV: 'production' }, /JWT_SECRET: is required when NODE_ENV=production/],
     [{ JWT_PUBLIC_KEY: 'garbage' }, /JWT_PUBLIC_KEY: is not a PEM public key/],

@@ -439,7 +439,12 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       // Redis is down again (or only this link): held publications wait; try again shortly, and the next
       // reconnect fills too.
       state.filling = false;
-      if (!this.stopped && !state.closed && this.redis.isCommandReady()) setTimeout(() => void this.fill(state), RETRY_MS).unref();
+      // Retry if the link is back, or if a fill was asked for meanwhile (the reconnect's own fill, which found
+      // this one in flight and left it the work): dropping that request left the channel unread until the next
+      // publication, and a rewound or lost history unannounced.
+      const again = state.refill || this.redis.isCommandReady();
+      state.refill = false;
+      if (!this.stopped && !state.closed && again) setTimeout(() => void this.fill(state), RETRY_MS).unref();
     }
   }
 
