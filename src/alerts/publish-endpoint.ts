@@ -2,7 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { extractToken } from '../auth/token-extractor';
 import { AuthError, JwtVerifier, KeysUnavailableError, WWW_AUTHENTICATE } from '../auth/jwt-verifier';
-import { BrokerUnavailableError } from '../channels/broker';
+import { BrokerUnavailableError, NotReplicatedError } from '../channels/broker';
 import { MESSAGE_LIMITS, type MessageLimits } from '../channels/message-limits';
 import { LOGGER, type Logger } from '../logging/logger';
 import { AlertInputSchema } from './alert';
@@ -129,6 +129,9 @@ export class PublishEndpoint {
       return await this.alerts.publish(parsed.data, idempotencyKey === undefined ? undefined : `${caller}\u0000${idempotencyKey}`);
     } catch (error) {
       // Fail fast: an alert we cannot store durably is refused, never queued in memory.
+      if (error instanceof NotReplicatedError) {
+        throw new HttpError(503, 'redis_unavailable', `the alert was ${error.message}; retry with the same Idempotency-Key (it publishes nothing new)`, { 'Retry-After': '2' });
+      }
       if (error instanceof BrokerUnavailableError) {
         throw new HttpError(503, 'redis_unavailable', 'the alert could not be stored: Redis is unreachable; retry shortly', { 'Retry-After': '2' });
       }

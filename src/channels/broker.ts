@@ -68,3 +68,18 @@ export class BrokerUnavailableError extends Error {
     super(detail);
   }
 }
+
+/**
+ * REDIS_MIN_REPLICAS_ACK: the message is on the master (and may have been delivered) but fewer replicas than
+ * required confirmed it in time, so a failover could still lose it. The publisher is told to retry with the same
+ * Idempotency-Key, which publishes nothing new.
+ */
+export class NotReplicatedError extends BrokerUnavailableError {
+  constructor(
+    readonly acknowledged: number,
+    readonly required: number,
+    readonly waitedMs: number,
+  ) {
+    super(`stored on the Redis master but confirmed by ${acknowledged} of the ${required} replicas REDIS_MIN_REPLICAS_ACK requires within ${waitedMs} ms`);
+  }
+}

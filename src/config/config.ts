@@ -177,6 +177,8 @@ export interface AppConfig {
   maxJsonDepth: number;
   /** A Redis link that answers nothing for this long counts as down. */
   redisTimeoutMs: number;
+  /** History publishes wait (WAIT) until this many replicas have them; 0: acknowledged by the master alone. */
+  redisMinReplicasAck: number;
   /** Cluster mode: a crashed node's presence entries vanish after about this long. */
   presenceTtlMs: number;
 }
@@ -260,6 +262,7 @@ const envSchema = z.object({
   MAX_PUBLISH_BYTES: int(64, 64 * 1024 * 1024, 65_536),
   MAX_JSON_DEPTH: int(2, 1000, 32),
   REDIS_TIMEOUT_MS: int(100, 600_000, 5000),
+  REDIS_MIN_REPLICAS_ACK: int(0, 16, 0),
   PRESENCE_TTL_MS: int(1000, 600_000, 15_000),
 });
 
@@ -447,6 +450,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     maxPublishBytes: env.MAX_PUBLISH_BYTES,
     maxJsonDepth: env.MAX_JSON_DEPTH,
     redisTimeoutMs: env.REDIS_TIMEOUT_MS,
+    redisMinReplicasAck: env.REDIS_MIN_REPLICAS_ACK,
     presenceTtlMs: env.PRESENCE_TTL_MS,
   };
   return { config, warnings };

@@ -68,6 +68,22 @@ describe('Redis with Sentinel', () => {
     await Promise.all([alice.close(), bob.close(), carol.close(), doctor.close()]);
   });
 
+  it('with REDIS_MIN_REPLICAS_ACK, answers 202 only once a replica has the alert, and 503 when none confirms in time', async () => {
+    const durable = await Replica.start('sentinel-durable', group.url, { ...ENV, REDIS_MIN_REPLICAS_ACK: '1' });
+    try {
+      await eventually(async () => (await durable.readyStatus()) === 200, 15_000, 'ready');
+      expect((await durable.publish({ data: { n: 1 } })).status).toBe(202);
+      await group.replica.kill();
+      const refused = await durable.publish({ data: { n: 2 } });
+      expect(refused.status).toBe(503);
+      expect(refused.body).toMatchObject({ error: 'redis_unavailable', message: expect.stringMatching(/confirmed by 0 of the 1 replicas REDIS_MIN_REPLICAS_ACK requires.*same Idempotency-Key/) });
+      await group.replica.restart();
+      await eventually(async () => (await durable.publish({ data: { n: 3 } })).status === 202, 15_000, 'a 202 once the replica has synced again');
+    } finally {
+      await durable.kill();
+    }
+  });
+
   it('follows a failover during publishing: 503 while it cannot write, then every acknowledged alert once and in order, or recovered:false', async () => {
     const replicas = [a, b];
     const subscribers = [0, 1, 2].map(
@@ -101,7 +117,11 @@ describe('Redis with Sentinel', () => {
     await eventually(() => published.length >= 30, 10_000, 'alerts before the failover');
     const before = published.length;
     await group.failover();
-    await eventually(async () => (await a.readyStatus()) === 200 && (await b.readyStatus()) === 200, 30_000, 'both replicas ready on the new master');
+    await eventually(async () => (await a.readyStatus()) === 200 && (await b.readyStatus()) === 200, 30_000, 'both replicas ready on the new master').catch((error: Error) => {
+      // Say why: each replica's Redis events since the failover.
+      const events = (r: Replica) => r.process.stdout.filter((l) => /"event":"(redis_|history_)/.test(l)).slice(-12).map((l) => l.slice(0, 200));
+      throw new Error(`${error.message}; master now on ${group.master.port}; a: ${events(a).join(' | ')}; b: ${events(b).join(' | ')}`);
+    });
     await eventually(() => published.length >= before + 30, 20_000, 'alerts after the failover');
     publishing = false;
     await publisher;

@@ -6,6 +6,7 @@ import { Metrics } from '../../metrics/metrics';
 import { RedisConnections } from '../../redis/redis-connections';
 import {
   BrokerUnavailableError,
+  NotReplicatedError,
   IDEMPOTENCY_TTL_MS,
   type Broker,
   type PublicationHandler,
@@ -189,8 +190,9 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     let publication: Publication;
     try {
       if (options.history) {
+        const link = this.redis.durable ?? this.redis.command;
         const [id, epoch, first] = (await PUBLISH_HISTORY.run(
-          this.redis.command,
+          link,
           [this.name(`${channel}:stream`), this.name(`${channel}:meta`), ...idem],
           [
             this.config.historySize,
@@ -203,17 +205,28 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
             IDEMPOTENCY_TTL_MS,
           ],
         )) as [string, string, string, number];
+        // On the same link after the script: WAIT counts the replicas that have this connection's writes so far.
+        if (this.redis.durable) await this.replicated(link);
         publication = { channel, id, key: parseStreamId(id), epoch, ts: Number(first), origin, data };
       } else {
         const envelope = `{"v":1,"ts":${ts},"o":"${origin}","data":${json}}`;
         const [first] = (await PUBLISH_LIVE.run(this.redis.command, idem, [this.name(channel), envelope, IDEMPOTENCY_TTL_MS, String(ts)])) as [string, number];
         publication = { channel, ts: Number(first), origin, data };
       }
-    } catch {
+    } catch (error) {
+      if (error instanceof NotReplicatedError) throw error;
       throw new BrokerUnavailableError();
     }
     this.metrics.busPublished.labels(channelKind(channel)).inc();
     return publication;
+  }
+
+  /** WAIT for REDIS_MIN_REPLICAS_ACK replicas, at most half of REDIS_TIMEOUT_MS (the link must not look silent). */
+  private async replicated(link: RedisConnections['command']): Promise<void> {
+    const required = this.config.redisMinReplicasAck;
+    const timeout = Math.max(50, Math.floor(this.config.redisTimeoutMs / 2));
+    const acknowledged = Number(await link.wait(required, timeout));
+    if (acknowledged < required) throw new NotReplicatedError(acknowledged, required, timeout);
   }
 
   subscribe(channel: string, handler: PublicationHandler, options: SubscribeOptions): Subscription {
