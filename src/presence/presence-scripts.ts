@@ -1,14 +1,14 @@
 import { Script } from '../redis/script';
 
 /**
- * Presence is kept consistent by Lua scripts, each atomic on the Redis server. Keys under the prefix `P`:
+ * Presence is kept consistent by Lua scripts, each atomic on the Redis server. Keys under `{P}` (P, the prefix,
+ * as a hash tag: one slot on Redis Cluster):
  *   P:node:<id>          liveness key, PX = PRESENCE_TTL_MS, refreshed every TTL/3
  *   P:nodes              set of node ids that may still hold registrations
  *   P:node:<id>:holds    set of what that node registered: "c\0<group>\0<member>" or "u\0<user>"
  *   P:claims:<group>     hash member -> "<node>|<connection>"
  *   P:conns:<user>       hash node -> open connections of that user on that node
- * Scripts read other nodes' liveness keys by name, so they need one Redis (standalone or Sentinel), not a
- * Redis Cluster.
+ * Scripts read other nodes' liveness keys by name: allowed on Redis Cluster because they share the slot.
  */
 
 const IS_LIVE = `

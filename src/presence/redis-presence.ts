@@ -51,7 +51,10 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     @Inject(BROKER) private readonly broker: Broker,
     @Inject(LOGGER) private readonly log: Logger,
   ) {
-    this.prefix = config.redisPrefix;
+    // Every presence key under one hash tag, `{P}`: the scripts read other nodes' liveness keys by name, which
+    // Redis Cluster allows only within the script's slot. Presence is connection churn, not message traffic, so
+    // one slot carries it (docs/cluster.md).
+    this.prefix = `{${config.redisPrefix}}`;
     this.nodeId = config.nodeId;
     this.ttlMs = config.presenceTtlMs;
     this.maxAnnounceBytes = Math.floor(config.maxPublishBytes / 2);

@@ -187,7 +187,7 @@ describe('cluster mode: three replicas, one redis-server', () => {
     expect(refused).toMatchObject({ status: 429, body: { error: 'too_many_connections' } });
     expect(refused.body.message).toContain('2 open connections');
     await one.close();
-    await eventually(async () => (await raw.hget('rt:conns:limited', 'node-a')) === null, 5000, 'the slot to be released');
+    await eventually(async () => (await raw.hget('{rt}:conns:limited', 'node-a')) === null, 5000, 'the slot to be released');
     await subscriber(c, 'limited');
   });
 
@@ -215,7 +215,7 @@ describe('cluster mode: three replicas, one redis-server', () => {
     const last = (await a.publish({ data: { before: 'crash' } })).body.id as string;
     expect((await alerts(victim, 1))[0].id).toBe(last);
     await alerts(bystander, 1);
-    expect(await raw.hget('rt:conns:crash-1', 'node-c')).toBe('1');
+    expect(await raw.hget('{rt}:conns:crash-1', 'node-c')).toBe('1');
 
     await c.kill();
     expect((await victim.closed).code).toBe(1006);
@@ -223,9 +223,9 @@ describe('cluster mode: three replicas, one redis-server', () => {
     for (let i = 0; i < 3; i++) missed.push((await b.publish({ data: { during: i } })).body.id);
     expect((await alerts(bystander, 3)).map((f) => f.id)).toEqual(missed);
 
-    await eventually(async () => (await raw.sismember('rt:nodes', 'node-c')) === 0, TTL_MS * 4, 'node-c to be reaped');
-    expect(await raw.hget('rt:conns:crash-1', 'node-c')).toBeNull();
-    expect(await raw.exists('rt:node:node-c', 'rt:node:node-c:holds')).toBe(0);
+    await eventually(async () => (await raw.sismember('{rt}:nodes', 'node-c')) === 0, TTL_MS * 4, 'node-c to be reaped');
+    expect(await raw.hget('{rt}:conns:crash-1', 'node-c')).toBeNull();
+    expect(await raw.exists('{rt}:node:node-c', '{rt}:node:node-c:holds')).toBe(0);
     expect([...a.logs({ event: 'node_gone', node: 'node-c' }), ...b.logs({ event: 'node_gone', node: 'node-c' })]).toHaveLength(1);
 
     const resumed = await subscriber(b, 'crash-1', { since: last });
@@ -261,13 +261,13 @@ describe('cluster mode: three replicas, one redis-server', () => {
 
   it('drains a replica on SIGTERM: 1012 to its clients, exit 0, and its presence removed at once', async () => {
     const onB = await subscriber(b, 'leaving');
-    expect(await raw.hget('rt:conns:leaving', 'node-b')).toBe('1');
+    expect(await raw.hget('{rt}:conns:leaving', 'node-b')).toBe('1');
     expect(await b.stop()).toBe(0);
     expect(await onB.closed).toEqual({ code: 1012, reason: 'server restarting' });
     // No waiting for the TTL after a clean stop.
-    expect(await raw.exists('rt:node:node-b', 'rt:node:node-b:holds')).toBe(0);
-    expect(await raw.sismember('rt:nodes', 'node-b')).toBe(0);
-    expect(await raw.hget('rt:conns:leaving', 'node-b')).toBeNull();
+    expect(await raw.exists('{rt}:node:node-b', '{rt}:node:node-b:holds')).toBe(0);
+    expect(await raw.sismember('{rt}:nodes', 'node-b')).toBe(0);
+    expect(await raw.hget('{rt}:conns:leaving', 'node-b')).toBeNull();
     expect(await a.readyStatus()).toBe(200);
   });
 });

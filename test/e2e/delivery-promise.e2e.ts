@@ -186,9 +186,9 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
     clients.push(alice);
     await alice.ofType('system');
     const before = (await a.metric('ws_bus_invalid_total', { channel: 'chat' })) ?? 0;
-    for (let i = 0; i < 20; i++) await raw.publish('rt:chat:lobby', '<garbage>');
-    await raw.publish('rt:chat:lobby', '{"frame":"x"}');
-    await raw.publish('rt:chat:lobby', JSON.stringify({ data: { notice: 'valid' } }));
+    for (let i = 0; i < 20; i++) await raw.publish('rt:{chat:lobby}', '<garbage>');
+    await raw.publish('rt:{chat:lobby}', '{"frame":"x"}');
+    await raw.publish('rt:{chat:lobby}', JSON.stringify({ data: { notice: 'valid' } }));
     expect(await alice.ofType('publication')).toMatchObject({ channel: 'chat:lobby', data: { notice: 'valid' } });
     await eventually(async () => (await a.metric('ws_bus_invalid_total', { channel: 'chat' })) === before + 21, 5000, 'all 21 counted');
     const lines = a.logs({ event: 'bus_invalid' });

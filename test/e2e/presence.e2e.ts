@@ -24,7 +24,7 @@ async function node(redis: RedisProcess | TcpProxy, nodeId: string) {
   const presence = new RedisPresence(config, connections, broker, log);
   presence.onApplicationBootstrap();
   await eventually(() => connections.isReady(), 5000, `${nodeId} connected`);
-  await eventually(async () => (await connections.command.exists(`rt:node:${nodeId}`)) === 1, 5000, `${nodeId} heartbeat`);
+  await eventually(async () => (await connections.command.exists(`{rt}:node:${nodeId}`)) === 1, 5000, `${nodeId} heartbeat`);
   return {
     presence,
     /** Gone without a goodbye: no release, no heartbeat, links dropped. */
@@ -68,7 +68,7 @@ describe('RedisPresence (real redis-server, two nodes)', () => {
     expect(loser).toEqual({ ok: false, holder: first.ok ? 'node-x|conn-1' : 'node-y|conn-2' });
     expect(await y.presence.members('seat:c1')).toEqual(new Map([['doctor', first.ok ? 'node-x|conn-1' : 'node-y|conn-2']]));
     if (winner.ok) winner.release();
-    await eventually(async () => (await raw.hlen('rt:claims:seat:c1')) === 0, 2000, 'the release');
+    await eventually(async () => (await raw.hlen('{rt}:claims:seat:c1')) === 0, 2000, 'the release');
     expect(await y.presence.claim('seat:c1', 'doctor', 'conn-3')).toMatchObject({ ok: true });
   });
 
@@ -78,7 +78,7 @@ describe('RedisPresence (real redis-server, two nodes)', () => {
     expect([one.ok, two.ok]).toEqual([true, true]);
     expect(await x.presence.acquireUserSlot('carol', 2)).toEqual({ ok: false, open: 2 });
     if (one.ok) one.release();
-    await eventually(async () => (await raw.hget('rt:conns:carol', 'node-x')) === null, 2000, 'the slot release');
+    await eventually(async () => (await raw.hget('{rt}:conns:carol', 'node-x')) === null, 2000, 'the slot release');
     expect((await y.presence.acquireUserSlot('carol', 2)).ok).toBe(true);
   });
 
@@ -90,8 +90,8 @@ describe('RedisPresence (real redis-server, two nodes)', () => {
     await redis.kill();
     await expect(y.presence.claim('room:lobby', 'erin', 'conn-10')).rejects.toBeInstanceOf(BrokerUnavailableError);
     await redis.restart(); // no persistence: every key is gone
-    await eventually(async () => (await raw.hget('rt:claims:room:lobby', 'dave').catch(() => null)) === 'node-x|conn-9', 10_000, 'the claim to be written back');
-    await eventually(async () => (await raw.hget('rt:conns:dave', 'node-x')) === '1', 5000, 'the slot count to be written back');
+    await eventually(async () => (await raw.hget('{rt}:claims:room:lobby', 'dave').catch(() => null)) === 'node-x|conn-9', 10_000, 'the claim to be written back');
+    await eventually(async () => (await raw.hget('{rt}:conns:dave', 'node-x')) === '1', 5000, 'the slot count to be written back');
     expect(await y.presence.claim('room:lobby', 'dave', 'conn-11')).toEqual({ ok: false, holder: 'node-x|conn-9' });
   });
 
@@ -109,7 +109,7 @@ describe('RedisPresence (real redis-server, two nodes)', () => {
     expect(took).toBeGreaterThanOrEqual(TTL_MS * 0.5);
     expect(took).toBeLessThan(TTL_MS * 3);
     expect(gone).toEqual([['node-z', [{ group: 'seat:c2', member: 'patient', owner: 'node-z|conn-5' }]]]);
-    expect(await raw.sismember('rt:nodes', 'node-z')).toBe(0);
+    expect(await raw.sismember('{rt}:nodes', 'node-z')).toBe(0);
     expect(await y.presence.members('seat:c2')).toEqual(new Map());
     expect((await y.presence.acquireUserSlot('frank', 1)).ok).toBe(true);
   });

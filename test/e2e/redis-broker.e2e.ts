@@ -110,11 +110,11 @@ describe('RedisBroker (real redis-server on a free port)', () => {
     const off1 = b.broker.subscribe('chat:lobby', () => undefined, HISTORY);
     const off2 = b.broker.subscribe('chat:lobby', () => undefined, HISTORY);
     await off2.ready;
-    expect(await channels()).toContain('tst:chat:lobby');
+    expect(await channels()).toContain('tst:{chat:lobby}');
     off1();
-    expect(await numsub('tst:chat:lobby')).toBe(1);
+    expect(await numsub('tst:{chat:lobby}')).toBe(1);
     off2();
-    await eventually(async () => !(await channels()).includes('tst:chat:lobby'), 5000, 'the unsubscribe');
+    await eventually(async () => !(await channels()).includes('tst:{chat:lobby}'), 5000, 'the unsubscribe');
   });
 
   it('gives history publications increasing ids and an epoch, and replays them after an id', async () => {
@@ -175,12 +175,12 @@ describe('RedisBroker (real redis-server on a free port)', () => {
     const onB = inbox();
     const off = b.broker.subscribe('user:bob', onB.handler, HISTORY);
     await off.ready;
-    const x1 = await raw.xadd('tst:user:bob:stream', '*', 'data', '{"n":1}');
-    await raw.publish('tst:user:bob', '{"v":1,"sync":true}');
+    const x1 = await raw.xadd('tst:{user:bob}:stream', '*', 'data', '{"n":1}');
+    await raw.publish('tst:{user:bob}', '{"v":1,"sync":true}');
     await onB.until(1);
     // No poke this time: the next publish names x2 as its prev, so b reads it first.
-    const x2 = await raw.xadd('tst:user:bob:stream', '*', 'data', '{"n":2}');
-    await raw.hset('tst:user:bob:meta', 'last', x2!);
+    const x2 = await raw.xadd('tst:{user:bob}:stream', '*', 'data', '{"n":2}');
+    await raw.hset('tst:{user:bob}:meta', 'last', x2!);
     const g3 = await a.broker.publish('user:bob', { data: { n: 3 } }, HISTORY);
     await onB.until(3);
     expect(onB.got.map((p) => p.id)).toEqual([x1, x2, g3.id]);
@@ -202,7 +202,7 @@ describe('RedisBroker (real redis-server on a free port)', () => {
     // Redis came back empty: the history was lost, so b tells its subscribers (they resume: recovered false).
     await onB.until(2);
     expect(onB.got[1]).toMatchObject({ lost: true });
-    await eventually(async () => (await numsub('tst:chat:outage')) === 1, 5000, 'resubscribe');
+    await eventually(async () => (await numsub('tst:{chat:outage}')) === 1, 5000, 'resubscribe');
     await a.broker.publish('chat:outage', { after: 'outage' }, HISTORY);
     await onB.until(3);
     expect(onB.got[2].data).toEqual({ after: 'outage' });

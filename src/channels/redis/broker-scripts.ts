@@ -1,12 +1,12 @@
 import { Script } from '../../redis/script';
 
 /**
- * A history channel `C` in Redis, under the prefix `P`:
- *   P:C            pub/sub channel: every publication, as `{"v":1,"id","prev","epoch","ts","o","data"}`
- *   P:C:stream     stream: the last HISTORY_SIZE publications, entry fields `p <payload json> ts <ms> o <node>`
- *                  (other services may write `data <json>` [+ `roles`, `users`], see docs/cluster.md)
- *   P:C:meta       hash: `epoch` (changes when the history is lost) and `last` (the newest id seen)
- *   P:idem:<sha1>  string, PX 5 min: `<id> <epoch> <ts>` of the first publish with that Idempotency-Key
+ * A history channel in Redis (names: channel-keys.ts, one hash slot per channel):
+ *   live      pub/sub channel: every publication, as `{"v":1,"id","prev","epoch","ts","o","data"}`
+ *   stream    the last HISTORY_SIZE publications, entry fields `p <payload json> ts <ms> o <node>`
+ *             (other services may write `data <json>` [+ `roles`, `users`], see docs/cluster.md)
+ *   meta      hash: `epoch` (changes when the history is lost) and `last` (the newest id seen)
+ *   idem      string, PX 5 min: `<id> <epoch> <ts>` of the first publish with that Idempotency-Key
  *
  * `prev` lets every node prove it missed nothing: a publication whose `prev` is not the last id that node
  * delivered on C means something came in between (a cut link, another service's XADD), and the node reads the

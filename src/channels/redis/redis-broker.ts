@@ -1,5 +1,4 @@
 import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
-import { createHash } from 'node:crypto';
 import { APP_CONFIG, type AppConfig } from '../../config/config';
 import { LOGGER, type Logger } from '../../logging/logger';
 import { Metrics } from '../../metrics/metrics';
@@ -20,6 +19,7 @@ import { jsonDepthExceeds, MESSAGE_LIMITS, MessageLimits } from '../message-limi
 import { channelKind, EXTERNAL_ORIGIN, isObject, preciseNow, type HistoryPage, type Publication, type StreamPosition } from '../publication';
 import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from '../stream-id';
 import { POSITION, PUBLISH_HISTORY, PUBLISH_LIVE, RENEW_EPOCH } from './broker-scripts';
+import { channelKeys, channelOf, type ChannelKeys } from './channel-keys';
 
 /** Entries per XRANGE / XREAD round trip: catching up after an outage goes page by page. */
 const PAGE = 500;
@@ -173,12 +173,8 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     return { id: formatStreamId(state.last), epoch: state.epoch };
   }
 
-  private name(channel: string): string {
-    return `${this.prefix}:${channel}`;
-  }
-
-  private idempotencyKey(key: string): string {
-    return `${this.prefix}:idem:${createHash('sha1').update(key).digest('hex')}`;
+  private keys(channel: string): ChannelKeys {
+    return channelKeys(this.prefix, channel);
   }
 
   async publish(channel: string, data: Record<string, unknown>, options: PublishOptions): Promise<Publication> {
@@ -186,19 +182,20 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     const ts = preciseNow();
     const json = JSON.stringify(data);
     const origin = this.config.nodeId;
-    const idem = options.idempotencyKey === undefined ? [] : [this.idempotencyKey(options.idempotencyKey)];
+    const keys = this.keys(channel);
+    const idem = options.idempotencyKey === undefined ? [] : [keys.idempotency(options.idempotencyKey)];
     let publication: Publication;
     try {
       if (options.history) {
         const link = this.redis.durable ?? this.redis.command;
         const [id, epoch, first] = (await PUBLISH_HISTORY.run(
           link,
-          [this.name(`${channel}:stream`), this.name(`${channel}:meta`), ...idem],
+          [keys.stream, keys.meta, ...idem],
           [
             this.config.historySize,
             newEpoch(),
             options.historyTtlMs ?? 0,
-            options.externalAppends ? '' : this.name(channel),
+            options.externalAppends ? '' : keys.live,
             json,
             String(ts),
             origin,
@@ -210,7 +207,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         publication = { channel, id, key: parseStreamId(id), epoch, ts: Number(first), origin, data };
       } else {
         const envelope = `{"v":1,"ts":${ts},"o":"${origin}","data":${json}}`;
-        const [first] = (await PUBLISH_LIVE.run(this.redis.command, idem, [this.name(channel), envelope, IDEMPOTENCY_TTL_MS, String(ts)])) as [string, number];
+        const [first] = (await PUBLISH_LIVE.run(this.redis.command, idem, [keys.live, envelope, IDEMPOTENCY_TTL_MS, String(ts)])) as [string, number];
         publication = { channel, ts: Number(first), origin, data };
       }
     } catch (error) {
@@ -255,7 +252,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       if (current.handlers.size > 0 || this.states.get(channel) !== current) return;
       current.closed = true;
       this.states.delete(channel);
-      this.redis.subscriber.unsubscribe(this.name(channel)).catch(() => undefined);
+      this.redis.subscriber.unsubscribe(this.keys(channel).live).catch(() => undefined);
     };
     return Object.assign(unsubscribe, { ready: state.ready });
   }
@@ -271,7 +268,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       if (state.closed || this.stopped) return;
       if (this.redis.subscriber.status === 'ready') {
         try {
-          await this.redis.subscriber.subscribe(this.name(state.channel));
+          await this.redis.subscriber.subscribe(this.keys(state.channel).live);
           return;
         } catch (error) {
           if (attempt % 20 === 0) this.log.warn({ channel: state.kind, err: (error as Error).message }, 'subscribe failed; retrying');
@@ -287,7 +284,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       if (since) {
         let from = `(${since.id}`;
         while (publications.length < limit) {
-          const page = (await this.redis.command.xrange(this.name(`${channel}:stream`), from, '+', 'COUNT', Math.min(PAGE, limit - publications.length))) as StreamEntry[];
+          const page = (await this.redis.command.xrange(this.keys(channel).stream, from, '+', 'COUNT', Math.min(PAGE, limit - publications.length))) as StreamEntry[];
           for (const [id, fields] of page) {
             const publication = this.decodeEntry(channel, id, fields);
             if (publication) publications.push(publication);
@@ -311,7 +308,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
   private async position(channel: string): Promise<Position> {
     const [epoch, top, first, removed, maxDeleted] = (await POSITION.run(
       this.redis.command,
-      [this.name(`${channel}:stream`), this.name(`${channel}:meta`)],
+      [this.keys(channel).stream, this.keys(channel).meta],
       [newEpoch()],
     )) as [string, string, string, number, string];
     return { epoch, top: parseStreamId(top)!, first: first ? parseStreamId(first) : undefined, removed: removed === 1, maxDeleted: parseStreamId(maxDeleted)! };
@@ -350,8 +347,8 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
   }
 
   private receive(redisChannel: string, payload: Buffer): void {
-    if (!redisChannel.startsWith(`${this.prefix}:`)) return;
-    const channel = redisChannel.slice(this.prefix.length + 1);
+    const channel = channelOf(this.prefix, redisChannel);
+    if (channel === undefined) return;
     const state = this.states.get(channel);
     const kind = state?.kind ?? channelKind(channel);
     const verdict = this.limits.parseObject(payload, this.limits.maxBytes + ENVELOPE_BYTES);
@@ -431,7 +428,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         // received the newest entries (replication is asynchronous). Their ids stay in clients' hands, and new
         // entries get later ids, so nothing would show the gap: a new epoch makes every resume across it say
         // recovered:false, here and on every node.
-        const renewed = (await RENEW_EPOCH.run(this.redis.command, [this.name(`${state.channel}:meta`)], [state.epoch!, newEpoch()])) as string;
+        const renewed = (await RENEW_EPOCH.run(this.redis.command, [this.keys(state.channel).meta], [state.epoch!, newEpoch()])) as string;
         this.log.warn(
           { event: 'history_rewound', channel: state.kind, last: formatStreamId(state.last!), top: formatStreamId(position.top) },
           'channel history lost entries this node had delivered (Redis failover); new epoch, subscribers are told',
@@ -440,7 +437,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         state.last = position.top;
         this.lost(state);
       }
-      const key = this.name(`${state.channel}:stream`);
+      const key = this.keys(state.channel).stream;
       for (;;) {
         const page = (await this.redis.command.xrange(key, `(${state.last!.ms}-${state.last!.seq}`, '+', 'COUNT', PAGE)) as StreamEntry[];
         this.deliverEntries(state, page);
@@ -466,7 +463,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     const last = state.last!;
     if (last.ms === 0 && last.seq === 0) return false;
     const id = formatStreamId(last);
-    const found = (await this.redis.command.xrange(this.name(`${state.channel}:stream`), id, id, 'COUNT', 1)) as StreamEntry[];
+    const found = (await this.redis.command.xrange(this.keys(state.channel).stream, id, id, 'COUNT', 1)) as StreamEntry[];
     return found.length === 0;
   }
 
@@ -522,7 +519,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         continue;
       }
       try {
-        const keys = tailed.map((s) => this.name(`${s.channel}:stream`));
+        const keys = tailed.map((s) => this.keys(s.channel).stream);
         const ids = tailed.map((s) => `${s.last!.ms}-${s.last!.seq}`);
         const reply = (await this.redis.blocking.xread('COUNT', PAGE, 'BLOCK', this.redis.blockMs, 'STREAMS', ...keys, ...ids)) as
           | [string, StreamEntry[]][]

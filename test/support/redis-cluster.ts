@@ -1,0 +1,59 @@
+import { spawn } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { RedisProcess } from './redis';
+
+async function until(check: () => Promise<boolean>, ms: number, what: string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!(await check().catch(() => false))) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+}
+
+function run(command: string, args: string[]): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let output = '';
+    child.stdout.on('data', (chunk) => (output += chunk));
+    child.stderr.on('data', (chunk) => (output += chunk));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(output) : reject(new Error(`${command} ${args.join(' ')} exited with ${code}: ${output}`))));
+  });
+}
+
+/**
+ * A Redis Cluster on free ports: 3 masters and 3 replicas (`redis-server --cluster-enabled yes`, then
+ * `redis-cli --cluster create --cluster-replicas 1`), resolved once every node reports cluster_state:ok.
+ */
+export class RedisClusterProcesses {
+  private constructor(readonly nodes: RedisProcess[]) {}
+
+  static async start(): Promise<RedisClusterProcesses> {
+    const dir = mkdtempSync(join(tmpdir(), 'rg-cluster-'));
+    const nodes: RedisProcess[] = [];
+    for (let i = 0; i < 6; i++) {
+      nodes.push(
+        await RedisProcess.start((port) => [
+          '--cluster-enabled', 'yes',
+          '--cluster-config-file', join(dir, `nodes-${port}.conf`),
+          '--cluster-node-timeout', '2000',
+          '--dir', dir,
+        ]),
+      );
+    }
+    await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '1', '--cluster-yes']);
+    await until(async () => (await Promise.all(nodes.map((n) => n.command('CLUSTER INFO')))).every((info) => info.includes('cluster_state:ok')), 20_000, 'cluster_state:ok on every node');
+    return new RedisClusterProcesses(nodes);
+  }
+
+  /** `redis+cluster://` with every node as a seed. */
+  get url(): string {
+    return `redis+cluster://${this.nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`;
+  }
+
+  async stop(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.kill()));
+  }
+}
