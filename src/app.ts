@@ -48,7 +48,7 @@ export async function startGateway(
   const publish = app.select(AlertsModule).get(PublishEndpoint);
   // POST /api/alerts and plain requests for WebSocket paths go to their own handlers; everything else to
   // Express (and through it, Nest).
-  dispatch(server, [(req, res) => publish.handles(req) && (publish.handle(req, res), true), (req, res) => gateways.handlePlainRequest(req, res)]);
+  dispatch(server, [(req, res) => publish.handles(req) && (publish.handle(req, res), true), (req, res) => gateways.handlePlainRequest(req, res)], config.maxPublishBytes);
   server.on('clientError', gateways.onClientError);
   await app.listen(config.port, config.host);
   const port = (app.getHttpServer().address() as AddressInfo).port;

@@ -36,11 +36,16 @@ class FetchFailure extends Error {}
 async function fetchJson(url: string): Promise<{ body: unknown; maxAgeMs: number | undefined }> {
   let response: Response;
   try {
-    response = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/json' } });
+    // No redirects: a key set is trust, and a redirect to another host would quietly move it there.
+    response = await fetch(url, { signal: AbortSignal.timeout(FETCH_TIMEOUT_MS), headers: { accept: 'application/json' }, redirect: 'manual' });
   } catch (error) {
     const cause = (error as { cause?: { code?: string; message?: string } }).cause;
     if ((error as Error).name === 'TimeoutError') throw new FetchFailure(`no answer within ${FETCH_TIMEOUT_MS} ms`);
     throw new FetchFailure(cause?.code ?? cause?.message ?? (error as Error).message);
+  }
+  if (response.status >= 300 && response.status < 400) {
+    await response.body?.cancel();
+    throw new FetchFailure(`HTTP ${response.status}: redirects are not followed; configure the final URL`);
   }
   if (!response.ok) {
     await response.body?.cancel();
@@ -50,10 +55,7 @@ async function fetchJson(url: string): Promise<{ body: unknown; maxAgeMs: number
     await response.body?.cancel();
     throw new FetchFailure(`document larger than ${MAX_DOCUMENT_BYTES} bytes`);
   }
-  const text = await response.text().catch((error: Error) => {
-    throw new FetchFailure(error.name === 'TimeoutError' ? `no answer within ${FETCH_TIMEOUT_MS} ms` : 'connection lost while reading');
-  });
-  if (text.length > MAX_DOCUMENT_BYTES) throw new FetchFailure(`document larger than ${MAX_DOCUMENT_BYTES} bytes`);
+  const text = await readCapped(response);
   let body: unknown;
   try {
     body = JSON.parse(text);
@@ -61,6 +63,33 @@ async function fetchJson(url: string): Promise<{ body: unknown; maxAgeMs: number
     throw new FetchFailure('the answer is not JSON');
   }
   return { body, maxAgeMs: maxAgeOf(response.headers.get('cache-control')) };
+}
+
+/**
+ * The body as text, refusing it as soon as it passes MAX_DOCUMENT_BYTES: a provider (or whatever answers at
+ * that URL) streaming without a Content-Length must not make the gateway buffer it whole (1.6 GB was seen).
+ */
+async function readCapped(response: Response): Promise<string> {
+  const reader = response.body?.getReader();
+  if (!reader) return '';
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.byteLength;
+      if (size > MAX_DOCUMENT_BYTES) {
+        await reader.cancel();
+        throw new FetchFailure(`document larger than ${MAX_DOCUMENT_BYTES} bytes`);
+      }
+      chunks.push(value);
+    }
+  } catch (error) {
+    if (error instanceof FetchFailure) throw error;
+    throw new FetchFailure((error as Error).name === 'TimeoutError' ? `no answer within ${FETCH_TIMEOUT_MS} ms` : 'connection lost while reading');
+  }
+  return Buffer.concat(chunks).toString('utf8');
 }
 
 /** `max-age` in ms (`no-cache` / `no-store`: 0), or undefined when the header says nothing about it. */

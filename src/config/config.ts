@@ -129,14 +129,6 @@ export function parseRedisUrl(raw: string): RedisTarget {
   return { kind: 'sentinel', sentinels, name, db: Number(dbText), username, password, sentinelPassword, tls };
 }
 
-function supportedRedis(target: RedisTarget): RedisTarget {
-  // Not yet: the presence scripts read keys of several slots (CROSSSLOT on Redis Cluster).
-  if (target.kind === 'cluster') {
-    throw new ConfigError('REDIS_URL', 'redis+cluster:// (Redis Cluster) is not supported yet; use a standalone Redis or Sentinel (redis+sentinel://)');
-  }
-  return target;
-}
-
 export interface AppConfig {
   port: number;
   host: string;
@@ -421,6 +413,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
       `must be at most SLOW_CONSUMER_BYTES / 4 (${Math.floor(env.SLOW_CONSUMER_BYTES / 4)}), or one message could close every subscriber as a slow consumer`,
     );
   }
+  if (env.REDIS_URL && parseRedisUrl(env.REDIS_URL).kind === 'cluster') {
+    warnings.push(
+      'redis+cluster:// (Redis Cluster) is incomplete: publishing, history, presence and sharded delivery work, but after a master dies publishes can hang until the gateway restarts. Prefer a standalone Redis or Sentinel in production for now (docs/cluster.md).',
+    );
+  }
+  if (env.REDIS_MIN_REPLICAS_ACK > 0 && env.REDIS_URL && parseRedisUrl(env.REDIS_URL).kind === 'cluster') {
+    // WAIT counts the replicas of the node a connection last wrote to; a cluster client spreads writes over nodes.
+    throw new ConfigError('REDIS_MIN_REPLICAS_ACK', 'is not supported with redis+cluster:// yet (WAIT is per node); use it with a standalone Redis or Sentinel');
+  }
   const config: AppConfig = {
     port: env.PORT,
     host: env.HOST,
@@ -428,7 +429,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     nodeId: env.NODE_ID ?? `${hostname()}-${process.pid}`,
     jwt,
     redisUrl: env.REDIS_URL,
-    redis: env.REDIS_URL === undefined ? undefined : supportedRedis(parseRedisUrl(env.REDIS_URL)),
+    redis: env.REDIS_URL === undefined ? undefined : parseRedisUrl(env.REDIS_URL),
     redisPrefix: env.REDIS_PREFIX,
     allowedOrigins: parseOrigins(env.ALLOWED_ORIGINS),
     heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,

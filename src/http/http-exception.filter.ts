@@ -13,7 +13,7 @@ const CODES: Record<number, string> = {
  * No answer names the URL.
  */
 const UNKNOWN_PATH =
-  'no endpoint at this path: HTTP serves GET /healthz, /readyz, /metrics and POST /api/alerts; WebSocket clients connect to /api/alerts/subscribe, /ws/chat/:room or /ws/signaling/:consultationId/:userType';
+  'no endpoint at this path: HTTP serves GET /healthz, /readyz, /metrics, /demo and POST /api/alerts; WebSocket clients connect to /api/alerts/subscribe, /ws/chat/:room or /ws/signaling/:consultationId/:userType';
 
 /**
  * Framework routes (/healthz, /readyz, /metrics, and unknown paths) answer errors as `{"error", "message"}`

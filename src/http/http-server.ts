@@ -61,16 +61,37 @@ function lingerThenClose(req: IncomingMessage): void {
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
+function jsonAnswer(res: ServerResponse, status: number, error: string, message: string): void {
+  const body = JSON.stringify({ error, message });
+  res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', Connection: 'close' });
+  res.end(body);
+}
+
 /**
  * Puts `handlers` in front of the framework on the server's `request` event: the first that returns true has
  * answered. Every response to a request whose body was not read in full closes its socket within LINGER_MS.
  */
-export function dispatch(server: Server, handlers: RequestHandler[]): void {
+export function dispatch(server: Server, handlers: RequestHandler[], maxBodyBytes: number): void {
   const framework = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
   server.removeAllListeners('request');
-  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+  const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     if (!req.complete) res.once('finish', () => lingerThenClose(req));
     for (const handler of handlers) if (handler(req, res)) return;
     for (const listener of framework) listener.call(server, req, res);
+  };
+  server.on('request', onRequest);
+  // `Expect: 100-continue`: a body no endpoint would take is refused before the client sends it (Node would
+  // invite it with 100 Continue, then the endpoint answers 413 after reading a second of it).
+  server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+    if (Number(req.headers['content-length']) > maxBodyBytes) {
+      jsonAnswer(res, 413, 'too_large', `request body larger than ${maxBodyBytes} bytes (MAX_PUBLISH_BYTES)`);
+      return;
+    }
+    res.writeContinue();
+    onRequest(req, res);
   });
+  // Any other Expect: Node's own answer is an empty 417.
+  server.on('checkExpectation', (_req: IncomingMessage, res: ServerResponse) =>
+    jsonAnswer(res, 417, 'expectation_failed', 'the only Expect this server understands is 100-continue'),
+  );
 }

@@ -1,11 +1,14 @@
 import { Inject, Injectable, type OnApplicationShutdown } from '@nestjs/common';
-import Redis, { type RedisOptions } from 'ioredis';
+import Redis, { Cluster, type RedisOptions } from 'ioredis';
 import { Gauge } from 'prom-client';
 import { APP_CONFIG, type AppConfig, type RedisTarget } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 
 type Role = 'command' | 'subscriber' | 'blocking' | 'durable';
+
+/** A link to Redis: one connection (standalone, Sentinel) or a Redis Cluster client (a connection per node). */
+export type RedisLink = Redis | Cluster;
 
 /** Longest blocking read: a frozen link is noticed within this plus REDIS_TIMEOUT_MS. */
 const MAX_BLOCK_MS = 5000;
@@ -16,7 +19,7 @@ const ERROR_LOG_EVERY_MS = 30_000;
  * A client for the configured topology. Sentinel: ioredis asks the sentinels for the master, reconnects to the
  * new one after a failover (the failover detector listens for +switch-master), and checks the role it reached.
  */
-export function redisClient(target: RedisTarget, options: RedisOptions): Redis {
+export function redisClient(target: RedisTarget, options: RedisOptions, cluster: { sharded?: boolean } = {}): RedisLink {
   // A replica promoted away from under us (or a demoted old master) answers writes with READONLY: reconnect,
   // which in Sentinel mode resolves the master again.
   const common: RedisOptions = { ...options, reconnectOnError: (error) => (error.message.startsWith('READONLY') ? 2 : false) };
@@ -39,35 +42,34 @@ export function redisClient(target: RedisTarget, options: RedisOptions): Redis {
         // link anyway, a demoted one answers READONLY (above), and a silent one is found by the watchdog.
         sentinelRetryStrategy: (attempt) => Math.min(attempt * 100, 2000),
       });
-    case 'cluster':
-      throw new Error('redis+cluster:// is handled by the cluster client');
+    case 'cluster': {
+      // ioredis follows MOVED/ASK and the slot map itself; a failover is a new slot owner.
+      const { retryStrategy, enableOfflineQueue, ...perNode } = options;
+      return new Cluster(target.nodes, {
+        redisOptions: { ...perNode, username: target.username, password: target.password, ...(target.tls ? { tls: {} } : {}) },
+        clusterRetryStrategy: (attempt) => retryStrategy?.(attempt) ?? Math.min(attempt * 100, 2000),
+        enableOfflineQueue: enableOfflineQueue ?? true,
+        // SSUBSCRIBE goes to the node that owns the channel's slot: one subscriber connection per shard.
+        shardedSubscribers: cluster.sharded ?? false,
+        slotsRefreshTimeout: Math.min(5000, options.connectTimeout ?? 5000),
+      });
+    }
   }
 }
 
-/**
- * The three Redis connections of a cluster-mode node, and whether they all work (`ws_redis_up`, /readyz):
- * - `command`: publishes, stream reads, presence scripts. No offline queue: while Redis is down every command
- *   fails at once instead of piling up in memory; a command unanswered for REDIS_TIMEOUT_MS fails.
- * - `subscriber`: pub/sub only; ioredis resubscribes by itself after a reconnect.
- * - `blocking`: the XREAD of streams other services append to (a blocking read would stall a shared link).
- *
- * A link whose TCP connection stays open while nothing answers (a frozen proxy, a half-dead failover) is
- * invisible to ioredis until TCP keepalive gives up, about 11 minutes. So each link is probed: a PING every
- * REDIS_TIMEOUT_MS/4, and a link that has an answer outstanding for REDIS_TIMEOUT_MS counts as down (warn log,
- * readiness 503, ws_redis_up 0) and is reconnected. This is the failure Centrifugo users met after a Sentinel
- * failover (centrifugo#1189), fixed there the same way.
- */
 @Injectable()
 export class RedisConnections implements OnApplicationShutdown {
-  readonly command: Redis;
-  readonly subscriber: Redis;
-  readonly blocking: Redis;
+  readonly command: RedisLink;
+  readonly subscriber: RedisLink;
+  readonly blocking: RedisLink;
+  /** Redis Cluster: shard channels (SSUBSCRIBE/SPUBLISH) for everything but the SPEC's classic `alerts` channel. */
+  readonly cluster: boolean;
   /**
    * REDIS_MIN_REPLICAS_ACK > 0 only: history publishes and their WAIT. WAIT counts the replicas that have this
    * connection's writes and blocks the connection meanwhile, so it gets a link of its own rather than stalling
    * presence and reads on `command`.
    */
-  readonly durable: Redis | undefined;
+  readonly durable: RedisLink | undefined;
   /** BLOCK argument of XREAD: a read returns empty after this long, so it never outlives the timeout. */
   readonly blockMs: number;
   private readonly up: Gauge;
@@ -91,6 +93,7 @@ export class RedisConnections implements OnApplicationShutdown {
   ) {
     if (!config.redis) throw new Error('cluster mode needs REDIS_URL');
     const target = config.redis;
+    this.cluster = target.kind === 'cluster';
     this.timeoutMs = config.redisTimeoutMs;
     this.blockMs = Math.max(100, Math.min(MAX_BLOCK_MS, Math.floor(config.redisTimeoutMs / 2)));
     this.up = new Gauge({ name: 'ws_redis_up', help: '1 while every Redis connection of this node answers', registers: [metrics.registry] });
@@ -108,7 +111,7 @@ export class RedisConnections implements OnApplicationShutdown {
       commandTimeout: config.redisTimeoutMs,
     });
     // Subscriptions issued while reconnecting wait in the queue rather than being lost.
-    this.subscriber = redisClient(target, { ...common, autoResubscribe: true });
+    this.subscriber = redisClient(target, { ...common, autoResubscribe: true }, { sharded: true });
     // The tail re-issues its read itself after a failure; a queued read simply waits for the link.
     this.blocking = redisClient(target, {
       ...common,
@@ -155,8 +158,8 @@ export class RedisConnections implements OnApplicationShutdown {
     this.log.warn({ event: 'redis_error', connection: role, reason: error.message }, `redis ${role} link: ${error.message}`);
   }
 
-  private links(): [Role, Redis][] {
-    const links: [Role, Redis][] = [
+  private links(): [Role, RedisLink][] {
+    const links: [Role, RedisLink][] = [
       ['command', this.command],
       ['subscriber', this.subscriber],
       ['blocking', this.blocking],
@@ -251,7 +254,7 @@ export class RedisConnections implements OnApplicationShutdown {
     }
   }
 
-  private declareSilent(role: Role, connection: Redis): void {
+  private declareSilent(role: Role, connection: RedisLink): void {
     this.silent.add(role);
     this.probing.delete(role);
     this.log.warn(

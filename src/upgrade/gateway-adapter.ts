@@ -150,6 +150,22 @@ export class GatewayAdapter extends WsAdapter {
   }
 
   private readonly onUpgrade = (req: IncomingMessage, socket: Duplex, head: Buffer): void => {
+    // An upgrade pipelined behind a request whose answer is still being written (keep-alive, `GET /healthz`
+    // then the upgrade in one packet) waits for that answer: answering first would put the 101 ahead of it,
+    // and the earlier answer would then be written into the WebSocket stream.
+    const pending = (socket as Duplex & { _httpMessage?: ServerResponse | null })._httpMessage;
+    if (pending && !pending.writableFinished) {
+      const waiting = () => undefined; // a peer that leaves meanwhile must not crash anything
+      socket.on('error', waiting);
+      pending.once('finish', () => {
+        socket.off('error', waiting);
+        this.onUpgrade(req, socket, head);
+      });
+      pending.once('close', () => {
+        if (!pending.writableFinished) socket.destroy();
+      });
+      return;
+    }
     socket.on('error', ignoreSocketError);
     try {
       this.handleUpgrade(req, socket, head)?.catch((error) => this.unexpected(socket, error));

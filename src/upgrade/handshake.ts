@@ -13,6 +13,10 @@ function badRequest(message: string): UpgradeRefusal {
  */
 export function validateHandshake(req: IncomingMessage): void {
   if (req.method !== 'GET') throw badRequest('a WebSocket upgrade must be a GET request');
+  // RFC 6455 §4.1: HTTP/1.1 or later (ws itself does not check).
+  if (req.httpVersionMajor < 1 || (req.httpVersionMajor === 1 && req.httpVersionMinor < 1)) {
+    throw badRequest('a WebSocket upgrade needs HTTP/1.1');
+  }
   if ((req.headers.upgrade ?? '').toLowerCase() !== 'websocket') {
     throw badRequest('the Upgrade header must be "websocket"');
   }

@@ -1,4 +1,5 @@
 import { createHmac, generateKeyPairSync, sign as cryptoSign } from 'node:crypto';
+import { connect as netConnect } from 'node:net';
 import { connect, refusal } from '../support/clients';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { plainRequest, rawExchange, upgradeRequest, type RawAnswer } from '../support/raw-http';
@@ -85,6 +86,10 @@ const cases: Case[] = [
   { name: 'a 12 KB token in the query', server: 'hs', build: () => upgradeWith(huge(12_000)), status: 401, error: 'token_invalid', counted: 'alerts' },
   { name: 'a request line that is not HTTP', server: 'hs', build: () => ({ request: 'GET /api/alerts/subscribe?marker-zq84 HTTP/9\r\n\r\n', secret: 'marker-zq84' }), status: 400, error: 'bad_request', counted: 'unknown' },
   { name: 'an upgrade with method POST', server: 'hs', build: () => { const t = valid(); return { request: upgradeRequest(`${ALERTS}?token=${t}`).replace(/^GET/, 'POST'), secret: t }; }, status: 400, error: 'bad_request', counted: 'alerts' },
+  // Found by an attacker's tour after the first round of this suite.
+  { name: 'an upgrade over HTTP/1.0', server: 'hs', build: () => { const t = valid(); return { request: upgradeRequest(`${ALERTS}?token=${t}`).replace('HTTP/1.1', 'HTTP/1.0'), secret: t }; }, status: 400, error: 'bad_request', counted: 'alerts' },
+  { name: 'an Expect the server does not understand', server: 'hs', build: () => ({ request: plainRequest('GET', '/healthz?marker-zq87', { Expect: 'zz' }), secret: 'marker-zq87' }), status: 417, error: 'expectation_failed' },
+  { name: 'Expect: 100-continue with a body over MAX_PUBLISH_BYTES: refused before it is invited', server: 'hs', build: () => { const t = service(); return { request: plainRequest('POST', '/api/alerts', { Authorization: `Bearer ${t}`, 'Content-Type': 'application/json', 'Content-Length': '9999999', Expect: '100-continue' }), secret: t }; }, status: 413, error: 'too_large' },
   // The earlier corpus.
   { name: 'alg none', server: 'hs', build: () => upgradeWith(`${b64({ alg: 'none', typ: 'JWT' })}.${b64({ sub: 'mallory', role: 'admin', exp: now() + 60 })}.`), status: 401, error: 'token_invalid', counted: 'alerts' },
   { name: 'alg none with a signature', server: 'hs', build: () => { const [, p, s] = valid().split('.'); return upgradeWith(`${b64({ alg: 'none' })}.${p}.${s}`); }, status: 401, error: 'token_invalid', counted: 'alerts' },
@@ -178,6 +183,34 @@ describe('the door answers every hostile request in one form', () => {
     expect(await mistyped.json()).toMatchObject({ error: 'unknown_path', message: expect.stringMatching(/repeats the prefix/) });
     const mistypedPreflight = await fetch(servers.hs.http(`/api${ALERTS}`), { method: 'OPTIONS', headers: { Origin: ORIGIN, 'Access-Control-Request-Method': 'GET' } });
     expect([mistypedPreflight.status, mistypedPreflight.headers.get('access-control-allow-origin')]).toEqual([204, ORIGIN]);
+  });
+});
+
+describe('pipelined requests', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway();
+  });
+  afterAll(() => gw.close());
+
+  it('answers a request pipelined before an upgrade first: the 101 never jumps ahead of it', async () => {
+    const request = `${plainRequest('GET', '/healthz', { Connection: 'keep-alive' })}${upgradeRequest(`${ALERTS}?token=${valid()}`)}`;
+    const raw = await new Promise<string>((resolve, reject) => {
+      const socket = netConnect(gw.port, '127.0.0.1', () => socket.write(request));
+      let got = '';
+      socket.setEncoding('latin1');
+      socket.on('data', (chunk: string) => {
+        got += chunk;
+        if (got.includes('HTTP/1.1 101') && got.includes('"welcome"') && got.includes('HTTP/1.1 200')) {
+          socket.destroy();
+          resolve(got);
+        }
+      });
+      socket.on('error', reject);
+      socket.on('close', () => resolve(got));
+    });
+    expect(raw.indexOf('HTTP/1.1 200')).toBeGreaterThanOrEqual(0);
+    expect(raw.indexOf('HTTP/1.1 200')).toBeLessThan(raw.indexOf('HTTP/1.1 101'));
   });
 });
 

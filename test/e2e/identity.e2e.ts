@@ -161,6 +161,42 @@ describe('a JWKS the test controls (JWT_JWKS_URL)', () => {
     }
   });
 
+  it('refuses a key set that streams without end, or that redirects, and says why', async () => {
+    const { createServer } = await import('node:http');
+    const endless = createServer((req, res) => {
+      if (req.url === '/redirect') {
+        res.writeHead(302, { Location: 'http://127.0.0.2:1/elsewhere' }).end();
+        return;
+      }
+      // Chunked, no Content-Length, never ending: a stand-in that must not be buffered whole.
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.write('{"keys":[');
+      const filler = ' '.repeat(64 * 1024);
+      const pump = () => {
+        while (res.write(filler)) if (res.destroyed) return;
+        res.once('drain', pump);
+      };
+      pump();
+      res.on('close', () => res.removeAllListeners('drain'));
+    });
+    await new Promise<void>((resolve) => endless.listen(0, '127.0.0.1', resolve));
+    const port = (endless.address() as { port: number }).port;
+    const streaming = await startTestGateway({ JWT_SECRET: '', JWT_JWKS_URL: `http://127.0.0.1:${port}/jwks.json` });
+    const redirecting = await startTestGateway({ JWT_SECRET: '', JWT_JWKS_URL: `http://127.0.0.1:${port}/redirect` });
+    try {
+      await eventually(() => streaming.logs.some((l) => l.event === 'jwks_unreachable'), 10_000, 'the warn line');
+      expect(streaming.logs.find((l) => l.event === 'jwks_unreachable')).toMatchObject({ reason: 'document larger than 1048576 bytes' });
+      await eventually(() => redirecting.logs.some((l) => l.event === 'jwks_unreachable'), 10_000, 'the warn line');
+      expect(redirecting.logs.find((l) => l.event === 'jwks_unreachable')!.reason).toMatch(/^HTTP 302: redirects are not followed/);
+      expect((await fetch(redirecting.http('/readyz'))).status).toBe(503);
+    } finally {
+      await streaming.close();
+      await redirecting.close();
+      endless.closeAllConnections();
+      endless.close();
+    }
+  });
+
   it('fetches at most once per 10 s however many unknown kids arrive', async () => {
     const key = generateSigningKey('ES256', 'k1');
     const server = await startJwksServer(jwksOf(key));

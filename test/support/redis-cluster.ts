@@ -53,6 +53,33 @@ export class RedisClusterProcesses {
     return `redis+cluster://${this.nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`;
   }
 
+  /**
+   * SIGKILLs the master that owns `key`'s slot and resolves once a replica has taken the slot over
+   * (cluster_state:ok again on the survivors).
+   */
+  async killMasterOf(key: string): Promise<void> {
+    const live = this.nodes.filter((n) => n.running);
+    const slot = Number((await live[0].command(`CLUSTER KEYSLOT ${key}`)).slice(1));
+    const shards = await live[0].command('CLUSTER NODES');
+    const owner = shards
+      .split('\n')
+      .map((line) => line.split(' '))
+      .find((f) => f[2]?.includes('master') && f.slice(8).some((range) => {
+        const [from, to = from] = range.split('-').map(Number);
+        return slot >= from && slot <= to;
+      }));
+    const port = Number(owner![1].split(':')[1].split('@')[0]);
+    const victim = this.nodes.find((n) => n.port === port)!;
+    await victim.kill();
+    const survivors = this.nodes.filter((n) => n.running);
+    await until(async () => {
+      const infos = await Promise.all(survivors.map((n) => n.command('CLUSTER INFO')));
+      if (!infos.every((info) => info.includes('cluster_state:ok'))) return false;
+      const map = await survivors[0].command('CLUSTER NODES');
+      return !map.includes(`:${port}@`) || map.split('\n').some((l) => l.includes(`:${port}@`) && l.includes('fail'));
+    }, 30_000, 'a replica to take over the slot');
+  }
+
   async stop(): Promise<void> {
     await Promise.all(this.nodes.map((n) => n.kill()));
   }

@@ -31,6 +31,11 @@ export class RedisProcess {
     }
   }
 
+  /** Whether the redis-server process is up (not killed). */
+  get running(): boolean {
+    return this.child !== undefined;
+  }
+
   get url(): string {
     return `redis://127.0.0.1:${this.port}/0`;
   }

@@ -31,7 +31,8 @@ end
 
 /**
  * KEYS: stream, meta[, idempotency key]. ARGV: maxlen, epoch candidate, ttl ms (0: none), pub/sub channel
- * ('' : none), payload json, ts, origin, idempotency ttl ms.
+ * ('' : none), payload json, ts, origin, idempotency ttl ms, publish command (PUBLISH, or SPUBLISH for a shard
+ * channel on Redis Cluster: it is in the keys' slot).
  * Returns {id, epoch, ts, duplicate(0|1)}.
  */
 export const PUBLISH_HISTORY = new Script(`${EPOCH}
@@ -52,7 +53,7 @@ if ttl > 0 then
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 if ARGV[4] ~= '' then
-  redis.call('PUBLISH', ARGV[4], '{"v":1,"id":"' .. id .. '","prev":"' .. prev .. '","epoch":"' .. epoch ..
+  redis.call(ARGV[9], ARGV[4], '{"v":1,"id":"' .. id .. '","prev":"' .. prev .. '","epoch":"' .. epoch ..
     '","ts":' .. ARGV[6] .. ',"o":"' .. ARGV[7] .. '","data":' .. ARGV[5] .. '}')
 end
 if KEYS[3] then redis.call('SET', KEYS[3], id .. ' ' .. epoch .. ' ' .. ARGV[6], 'PX', ARGV[8]) end
@@ -60,16 +61,17 @@ return {id, epoch, ARGV[6], 0}
 `);
 
 /**
- * KEYS: [idempotency key]. ARGV: pub/sub channel, envelope, idempotency ttl ms, ts.
+ * KEYS: the channel's meta key (it only names the slot, so Redis Cluster runs this where the channel lives)
+ * [, idempotency key]. ARGV: pub/sub channel, envelope, idempotency ttl ms, ts, publish command.
  * Returns {ts, duplicate(0|1)}.
  */
 export const PUBLISH_LIVE = new Script(`
-if KEYS[1] then
-  local done = redis.call('GET', KEYS[1])
+if KEYS[2] then
+  local done = redis.call('GET', KEYS[2])
   if done then return {done, 1} end
-  redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[3])
+  redis.call('SET', KEYS[2], ARGV[4], 'PX', ARGV[3])
 end
-redis.call('PUBLISH', ARGV[1], ARGV[2])
+redis.call(ARGV[5], ARGV[1], ARGV[2])
 return {ARGV[4], 0}
 `);
 

@@ -143,6 +143,8 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     this.prefix = config.redisPrefix;
     this.invalid = new InvalidMessages(metrics, log);
     redis.subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) => this.receive(channel.toString(), payload));
+    // Shard channels (Redis Cluster).
+    redis.subscriber.on('smessageBuffer', (channel: Buffer, payload: Buffer) => this.receive(channel.toString(), payload));
     // After every reconnect (of the subscriber, once resubscribed, and of the whole set): read what each
     // history channel got while this node was away. A fill that finds nothing costs one round trip.
     const fillAll = () => {
@@ -177,8 +179,20 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     return channelKeys(this.prefix, channel);
   }
 
+  /** On Redis Cluster a channel's messages travel sharded: only to its shard and the nodes subscribed there. */
+  private sharded(keys: ChannelKeys): boolean {
+    return keys.sharded && this.redis.cluster;
+  }
+
+  private publishCommand(keys: ChannelKeys): 'PUBLISH' | 'SPUBLISH' {
+    return this.sharded(keys) ? 'SPUBLISH' : 'PUBLISH';
+  }
+
   async publish(channel: string, data: Record<string, unknown>, options: PublishOptions): Promise<Publication> {
-    if (!this.redis.isCommandReady()) throw new BrokerUnavailableError();
+    if (!this.redis.isCommandReady()) {
+      this.log.debug({ event: 'publish_refused', status: this.redis.command.status }, 'publish refused: command link not ready');
+      throw new BrokerUnavailableError();
+    }
     const ts = preciseNow();
     const json = JSON.stringify(data);
     const origin = this.config.nodeId;
@@ -200,6 +214,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
             String(ts),
             origin,
             IDEMPOTENCY_TTL_MS,
+            this.publishCommand(keys),
           ],
         )) as [string, string, string, number];
         // On the same link after the script: WAIT counts the replicas that have this connection's writes so far.
@@ -207,11 +222,15 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         publication = { channel, id, key: parseStreamId(id), epoch, ts: Number(first), origin, data };
       } else {
         const envelope = `{"v":1,"ts":${ts},"o":"${origin}","data":${json}}`;
-        const [first] = (await PUBLISH_LIVE.run(this.redis.command, idem, [keys.live, envelope, IDEMPOTENCY_TTL_MS, String(ts)])) as [string, number];
+        const [first] = (await PUBLISH_LIVE.run(this.redis.command, [keys.meta, ...idem], [keys.live, envelope, IDEMPOTENCY_TTL_MS, String(ts), this.publishCommand(keys)])) as [
+          string,
+          number,
+        ];
         publication = { channel, ts: Number(first), origin, data };
       }
     } catch (error) {
       if (error instanceof NotReplicatedError) throw error;
+      this.log.debug({ event: 'publish_failed', channel: channelKind(channel), reason: (error as Error).message }, 'publish failed');
       throw new BrokerUnavailableError();
     }
     this.metrics.busPublished.labels(channelKind(channel)).inc();
@@ -252,7 +271,8 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       if (current.handlers.size > 0 || this.states.get(channel) !== current) return;
       current.closed = true;
       this.states.delete(channel);
-      this.redis.subscriber.unsubscribe(this.keys(channel).live).catch(() => undefined);
+      const keys = this.keys(channel);
+      (this.sharded(keys) ? this.redis.subscriber.sunsubscribe(keys.live) : this.redis.subscriber.unsubscribe(keys.live)).catch(() => undefined);
     };
     return Object.assign(unsubscribe, { ready: state.ready });
   }
@@ -268,7 +288,8 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       if (state.closed || this.stopped) return;
       if (this.redis.subscriber.status === 'ready') {
         try {
-          await this.redis.subscriber.subscribe(this.keys(state.channel).live);
+          const keys = this.keys(state.channel);
+          await (this.sharded(keys) ? this.redis.subscriber.ssubscribe(keys.live) : this.redis.subscriber.subscribe(keys.live));
           return;
         } catch (error) {
           if (attempt % 20 === 0) this.log.warn({ channel: state.kind, err: (error as Error).message }, 'subscribe failed; retrying');
