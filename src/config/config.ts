@@ -413,11 +413,6 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
       `must be at most SLOW_CONSUMER_BYTES / 4 (${Math.floor(env.SLOW_CONSUMER_BYTES / 4)}), or one message could close every subscriber as a slow consumer`,
     );
   }
-  if (env.REDIS_URL && parseRedisUrl(env.REDIS_URL).kind === 'cluster') {
-    warnings.push(
-      'redis+cluster:// (Redis Cluster) is incomplete: publishing, history, presence and sharded delivery work, but after a master dies publishes can hang until the gateway restarts. Prefer a standalone Redis or Sentinel in production for now (docs/cluster.md).',
-    );
-  }
   if (env.REDIS_MIN_REPLICAS_ACK > 0 && env.REDIS_URL && parseRedisUrl(env.REDIS_URL).kind === 'cluster') {
     // WAIT counts the replicas of the node a connection last wrote to; a cluster client spreads writes over nodes.
     throw new ConfigError('REDIS_MIN_REPLICAS_ACK', 'is not supported with redis+cluster:// yet (WAIT is per node); use it with a standalone Redis or Sentinel');

@@ -111,7 +111,7 @@ describe('configuration', () => {
       tls: false,
     });
     expect(parseRedisUrl('rediss+cluster://u:pw@h1:7000,h2:7001')).toEqual({ kind: 'cluster', nodes: [{ host: 'h1', port: 7000 }, { host: 'h2', port: 7001 }], username: 'u', password: 'pw', tls: true });
-    expect(loadConfig({ REDIS_URL: 'redis+cluster://h1:7000' }).warnings.join()).toMatch(/redis\+cluster:\/\/ \(Redis Cluster\) is incomplete/);
+    expect(loadConfig({ REDIS_URL: 'redis+cluster://h1:7000' }).config.redis).toMatchObject({ kind: 'cluster', nodes: [{ host: 'h1', port: 7000 }] });
     expect(fails({ REDIS_URL: 'redis+cluster://h1:7000', REDIS_MIN_REPLICAS_ACK: '1' })).toMatch(/^REDIS_MIN_REPLICAS_ACK: is not supported with redis\+cluster/);
     for (const bad of ['redis+sentinel://:hunter2@h1:26379', 'redis+sentinel://:hunter2@h1:99999/m', 'mysql://:hunter2@h', 'redis+sentinel://:hunter2@h1/m/x/y']) {
       const message = fails({ REDIS_URL: bad });
