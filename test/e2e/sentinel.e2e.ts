@@ -190,3 +190,35 @@ describe('an acknowledged write that Redis lost (what a failover to a lagging re
     }
   });
 });
+
+describe('a REDIS_URL that points at the wrong thing', () => {
+  // Never a silent embedded mode or a hang: readiness 503 and a warn line with the reason.
+  let standalone: RedisProcess;
+  let group: SentinelGroup;
+  beforeAll(async () => {
+    [standalone, group] = await Promise.all([RedisProcess.start(), SentinelGroup.start()]);
+  });
+  afterAll(async () => {
+    await standalone?.stop();
+    await group?.stop();
+  });
+
+  it.each([
+    ['a cluster URL at a standalone Redis', () => `redis+cluster://127.0.0.1:${standalone.port}`],
+    ['a Sentinel URL with a master name the sentinels do not know', () => group.url.replace(/\/rtmaster$/, '/nosuchmaster')],
+    ['a Sentinel URL whose sentinels are all down', () => 'redis+sentinel://127.0.0.1:1,127.0.0.1:2/rtmaster'],
+  ])('%s: readiness 503 and a redis_error warn line naming the reason', async (_what, url) => {
+    const replica = await Replica.start('misconfigured', url(), ENV);
+    try {
+      await eventually(() => replica.logs({ event: 'redis_error' }).length > 0, 10_000, 'a redis_error line');
+      const res = await fetch(replica.http('/readyz'));
+      expect([res.status, await res.json()]).toEqual([503, { status: 'redis_unavailable' }]);
+      const line = replica.logs({ event: 'redis_error' })[0];
+      expect(line).toMatchObject({ level: 'warn', reason: expect.any(String) });
+      expect(String(line.reason)).not.toContain('password');
+      expect(replica.logs({ event: 'listening', mode: 'cluster' })).toHaveLength(1);
+    } finally {
+      await replica.kill();
+    }
+  });
+});
