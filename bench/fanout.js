@@ -137,7 +137,7 @@ async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries }) 
       const after = (await server.next('cpu')).cpu;
       const cpuSeconds = (after.user + after.system - before.user - before.system) / 1e6;
       const deliveries = perBatch * batches;
-      results[name] = { perCpuSec: deliveries / cpuSeconds, perSec: deliveries / seconds };
+      results[name] = { perCpuSec: deliveries / cpuSeconds, perSec: deliveries / seconds, messages: batches * burst };
     }
   } finally {
     await sink.close();
