@@ -64,6 +64,8 @@ describe('Redis Cluster', () => {
     expect([seat.status, seat.body.error]).toEqual([409, 'role_taken']);
     const patient = await connect(b.ws(`/ws/signaling/c9/patient?token=${token({ sub: 'pt', role: 'patient' })}`));
     expect(await doctor.ofType('peer-joined')).toMatchObject({ role: 'patient' });
+    doctor.send({ type: 'offer', payload: { sdp: 'v=0' } });
+    expect(await patient.ofType('offer')).toMatchObject({ from: 'doctor', payload: { sdp: 'v=0' } });
     const [one, two] = [await connect(a.ws(`/api/alerts/subscribe?token=${token({ sub: 'limited' })}`)), await connect(b.ws(`/api/alerts/subscribe?token=${token({ sub: 'limited' })}`))];
     const third = await refusal(a.ws(`/api/alerts/subscribe?token=${token({ sub: 'limited' })}`));
     expect([third.status, third.body.error]).toEqual([429, 'too_many_connections']);

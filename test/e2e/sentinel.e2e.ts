@@ -16,7 +16,7 @@ import { token } from '../support/tokens';
 
 jest.setTimeout(90_000);
 
-const ENV = { PRESENCE_TTL_MS: '3000', REDIS_TIMEOUT_MS: '2000' };
+const ENV = { PRESENCE_TTL_MS: '3000', REDIS_TIMEOUT_MS: '2000', MAX_CONNECTIONS_PER_USER: '2' };
 
 describe('Redis with Sentinel', () => {
   let group: SentinelGroup;
@@ -35,7 +35,7 @@ describe('Redis with Sentinel', () => {
     await group?.stop();
   });
 
-  it('carries alerts, resume, chat history and cluster-wide seats across replicas', async () => {
+  it('carries alerts, resume, chat history, signaling, and cluster-wide seats and per-user limits across replicas', async () => {
     const subscriber = await connect(b.ws(`/api/alerts/subscribe?token=${token({ sub: 'watcher' })}`));
     const welcome = await subscriber.ofType('welcome');
     const sent = await a.publish({ data: { via: 'sentinel' } });
@@ -65,7 +65,17 @@ describe('Redis with Sentinel', () => {
     const doctor = await connect(a.ws(`/ws/signaling/c1/doctor?token=${token({ sub: 'dr', role: 'doctor' })}`));
     const second = await refusal(b.ws(`/ws/signaling/c1/doctor?token=${token({ sub: 'dr2', role: 'doctor' })}`));
     expect([second.status, second.body.error]).toEqual([409, 'role_taken']);
-    await Promise.all([alice.close(), bob.close(), carol.close(), doctor.close()]);
+    // Signaling relays across replicas.
+    const patient = await connect(b.ws(`/ws/signaling/c1/patient?token=${token({ sub: 'pt', role: 'patient' })}`));
+    expect(await doctor.ofType('peer-joined')).toMatchObject({ role: 'patient' });
+    doctor.send({ type: 'offer', payload: { sdp: 'v=0' } });
+    expect(await patient.ofType('offer')).toMatchObject({ from: 'doctor', payload: { sdp: 'v=0' } });
+    // MAX_CONNECTIONS_PER_USER counts the user's connections on both replicas together.
+    const one = await connect(a.ws(`/api/alerts/subscribe?token=${token({ sub: 'limited' })}`));
+    const two = await connect(b.ws(`/api/alerts/subscribe?token=${token({ sub: 'limited' })}`));
+    const third = await refusal(a.ws(`/api/alerts/subscribe?token=${token({ sub: 'limited' })}`));
+    expect([third.status, third.body.error]).toEqual([429, 'too_many_connections']);
+    await Promise.all([alice.close(), bob.close(), carol.close(), doctor.close(), patient.close(), one.close(), two.close()]);
   });
 
   it('with REDIS_MIN_REPLICAS_ACK, answers 202 only once a replica has the alert, and 503 when none confirms in time', async () => {
