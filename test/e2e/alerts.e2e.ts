@@ -4,10 +4,10 @@ import { token } from '../support/tokens';
 
 const service = () => token({ sub: 'svc', role: 'service' });
 
-function post(gw: TestGateway, body: unknown, bearer: string | null = service()) {
+function post(gw: TestGateway, body: unknown, bearer: string | null = service(), headers: Record<string, string> = {}) {
   return fetch(gw.http('/api/alerts'), {
     method: 'POST',
-    headers: { ...(bearer ? { authorization: `Bearer ${bearer}` } : {}), 'content-type': 'application/json' },
+    headers: { ...(bearer ? { authorization: `Bearer ${bearer}` } : {}), 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
   });
 }
@@ -115,6 +115,28 @@ describe('POST /api/alerts', () => {
     expect((await alerts(admin, 2)).map((a) => a.data.n)).toEqual([1, 3]);
     expect((await alerts(authority, 2)).map((a) => a.data.n)).toEqual([2, 3]);
     await Promise.all([authority.close(), admin.close()]);
+  });
+
+  it("sends an alert for users only to those users' personal channels, not through alerts", async () => {
+    const carol = await subscribe(gw, '', { sub: 'carol' });
+    const dave = await subscribe(gw, '', { sub: 'dave' });
+    const other = await subscribe(gw, '', { sub: 'erin' });
+    const welcome = await other.ofType('welcome');
+    const res = await post(gw, { data: { n: 'personal' }, users: ['carol', 'dave'] });
+    expect(res.status).toBe(202);
+    const body = (await res.json()) as { id: string; ids: Record<string, string> };
+    expect(body).toMatchObject({ id: body.ids.carol, ids: { carol: expect.any(String), dave: expect.any(String) } });
+    expect(await carol.ofType('alert')).toMatchObject({ channel: 'user:carol', id: body.ids.carol, data: { n: 'personal' } });
+    expect(await dave.ofType('alert')).toMatchObject({ channel: 'user:dave', id: body.ids.dave, data: { n: 'personal' } });
+    // Not on alerts: a subscriber resuming alerts from before it gets nothing replayed.
+    const resumed = await subscribe(gw, `&since=${welcome.id}&epoch=${welcome.epoch}`, { sub: 'erin' });
+    expect(await resumed.ofType('resumed')).toEqual({ type: 'resumed', recovered: true });
+    expect(resumed.frames.filter((f) => (f as { type?: string }).type === 'alert')).toEqual([]);
+    // A retry with the same Idempotency-Key publishes nothing new and answers the same ids.
+    const first = await post(gw, { data: { n: 'once' }, users: ['carol'] }, service(), { 'idempotency-key': 'k-personal' });
+    const again = await post(gw, { data: { n: 'once' }, users: ['carol'] }, service(), { 'idempotency-key': 'k-personal' });
+    expect(((await again.json()) as { id: string }).id).toBe(((await first.json()) as { id: string }).id);
+    await Promise.all([carol, dave, other, resumed].map((c) => c.close()));
   });
 });
 

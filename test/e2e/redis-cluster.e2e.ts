@@ -42,6 +42,18 @@ describe('Redis Cluster', () => {
     await resumed.close();
   });
 
+  it("delivers an alert for users through those users' channels only: a replica without them receives nothing", async () => {
+    const solo = await connect(a.ws(`/api/alerts/subscribe?token=${token({ sub: 'solo' })}`));
+    await solo.ofType('welcome');
+    const before = { alerts: (await b.metric('ws_bus_received_total', { channel: 'alerts' })) ?? 0, user: (await b.metric('ws_bus_received_total', { channel: 'user' })) ?? 0 };
+    const sent = await b.publish({ data: { for: 'solo' }, users: ['solo'] });
+    expect(sent.status).toBe(202);
+    expect(await solo.ofType('alert')).toMatchObject({ channel: 'user:solo', id: sent.body.id, data: { for: 'solo' } });
+    // b published it but holds no connection of solo: it never received it back, on alerts or on user:solo.
+    expect({ alerts: (await b.metric('ws_bus_received_total', { channel: 'alerts' })) ?? 0, user: (await b.metric('ws_bus_received_total', { channel: 'user' })) ?? 0 }).toEqual(before);
+    await solo.close();
+  });
+
   it('carries chat with history on shard channels, and keeps seats, memberships and per-user limits cluster-wide', async () => {
     const alice = await connect(a.ws(`/ws/chat/lobby?token=${token({ sub: 'alice' })}`));
     const bob = await connect(b.ws(`/ws/chat/lobby?token=${token({ sub: 'bob' })}`));
