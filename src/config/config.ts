@@ -258,43 +258,41 @@ const envSchema = z.object({
   PRESENCE_TTL_MS: int(1000, 600_000, 15_000),
 });
 
-function parseProxies(raw: string | undefined): TrustedProxy[] {
-  if (!raw) return [];
-  return raw
+/** The non-empty entries of a comma list. */
+function commaList(raw: string | undefined): string[] {
+  return (raw ?? '')
     .split(',')
     .map((entry) => entry.trim())
-    .filter(Boolean)
-    .map((entry) => {
-      const [address, bits, extra] = entry.split('/');
-      const family = isIP(address);
-      const max = family === 6 ? 128 : 32;
-      const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
-      if (!family || extra !== undefined || !(prefix >= 0 && prefix <= max)) {
-        throw new ConfigError('TRUSTED_PROXIES', `"${entry.slice(0, 64)}" is not an address or CIDR such as 10.0.0.0/8 or fd00::/8`);
-      }
-      return { address, prefix, family: family === 6 ? 'ipv6' : 'ipv4' };
-    });
+    .filter(Boolean);
+}
+
+function parseProxies(raw: string | undefined): TrustedProxy[] {
+  return commaList(raw).map((entry) => {
+    const [address, bits, extra] = entry.split('/');
+    const family = isIP(address);
+    const max = family === 6 ? 128 : 32;
+    const prefix = bits === undefined ? max : /^\d{1,3}$/.test(bits) ? Number(bits) : NaN;
+    if (!family || extra !== undefined || !(prefix >= 0 && prefix <= max)) {
+      throw new ConfigError('TRUSTED_PROXIES', `"${entry.slice(0, 64)}" is not an address or CIDR such as 10.0.0.0/8 or fd00::/8`);
+    }
+    return { address, prefix, family: family === 6 ? 'ipv6' : 'ipv4' };
+  });
 }
 
 function parseOrigins(raw: string | undefined): string[] {
-  if (!raw) return [];
-  return raw
-    .split(',')
-    .map((o) => o.trim())
-    .filter(Boolean)
-    .map((o) => {
-      if (o === '*') return o;
-      let url: URL;
-      try {
-        url = new URL(o);
-      } catch {
-        throw new ConfigError('ALLOWED_ORIGINS', `"${o}" is not an origin such as https://app.example.com`);
-      }
-      if (url.origin === 'null' || url.pathname !== '/' || url.search || url.hash) {
-        throw new ConfigError('ALLOWED_ORIGINS', `"${o}" is not an origin such as https://app.example.com`);
-      }
-      return url.origin;
-    });
+  return commaList(raw).map((o) => {
+    if (o === '*') return o;
+    let url: URL;
+    try {
+      url = new URL(o);
+    } catch {
+      throw new ConfigError('ALLOWED_ORIGINS', `"${o}" is not an origin such as https://app.example.com`);
+    }
+    if (url.origin === 'null' || url.pathname !== '/' || url.search || url.hash) {
+      throw new ConfigError('ALLOWED_ORIGINS', `"${o}" is not an origin such as https://app.example.com`);
+    }
+    return url.origin;
+  });
 }
 
 const EC_ALGORITHMS: Record<string, Algorithm> = {

@@ -1,8 +1,8 @@
 import { connect, refusal } from '../support/clients';
 import { Replica } from '../support/cluster';
 import { eventually } from '../support/gateway';
+import { AlertPublisher, expectEveryAlertOnceInOrderOrTold, resumingSubscribers } from '../support/failover';
 import { RedisClusterProcesses } from '../support/redis-cluster';
-import { ResumingSubscriber } from '../support/resuming-subscriber';
 import { token } from '../support/tokens';
 
 // Redis Cluster (redis+cluster://): 3 masters and 3 replicas, real processes on free ports, two gateway
@@ -85,47 +85,12 @@ describe('Redis Cluster', () => {
   });
 
   it('follows a master killed during publishing: every acknowledged alert once and in order, or recovered:false', async () => {
-    const replicas = [a, b];
-    const subscribers = [0, 1].map(
-      (i) => new ResumingSubscriber(`rc-failover-${i}`, (attempt) => {
-        const target = replicas[(attempt + i) % 2];
-        return { name: target.name, url: `ws://127.0.0.1:${target.process.port}` };
-      }),
-    );
-    for (const s of subscribers) s.start();
-    await eventually(() => subscribers.every((s) => s.position !== undefined), 10_000, 'the subscriptions');
-    const published: string[] = [];
-    let publishing = true;
-    let lastRefusal = '';
-    const publisher = (async () => {
-      for (let i = 0; publishing; i++) {
-        const result = await replicas[i % 2].publish({ data: { i } }).catch(() => undefined);
-        if (result?.status === 202) published.push(String(result.body.id));
-        else lastRefusal = JSON.stringify(result);
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    })();
-    await eventually(() => published.length >= 30, 10_000, 'alerts before the failover');
-    const before = published.length;
+    const subscribers = await resumingSubscribers('rc-failover', [a, b], 2);
+    const publisher = new AlertPublisher([a, b]);
+    await publisher.more(30, 10_000, 'alerts before the failover');
     await cluster.killMasterOf('rt:alerts:stream');
-    await eventually(() => published.length >= before + 30, 40_000, 'alerts after the failover').catch((error: Error) => {
-      publishing = false;
-      throw new Error(`${error.message}; ${published.length - before} after it; last refusal ${lastRefusal}`);
-    });
-    publishing = false;
-    await publisher;
-    const last = published[published.length - 1];
-    await eventually(() => subscribers.every((s) => s.received.includes(last)), 20_000, 'the last alert everywhere');
-    await Promise.all(subscribers.map((s) => s.stop()));
-    const index = new Map(published.map((id, i) => [id, i]));
-    for (const [i, s] of subscribers.entries()) {
-      const positions = s.received.map((id) => index.get(id));
-      expect({ subscriber: i, unknown: positions.filter((p) => p === undefined).length }).toEqual({ subscriber: i, unknown: 0 });
-      expect({ subscriber: i, ordered: positions.every((p, j) => j === 0 || p! > positions[j - 1]!) }).toEqual({ subscriber: i, ordered: true });
-      const got = new Set(s.received);
-      const covered = s.notRecoveredAt.map((at) => (at < s.received.length ? index.get(s.received[at])! : Infinity));
-      const silent = published.slice(positions[0]!).filter((id) => !got.has(id) && !covered.some((bound) => index.get(id)! < bound));
-      expect({ subscriber: i, silentlyMissing: silent }).toEqual({ subscriber: i, silentlyMissing: [] });
-    }
+    await publisher.more(30, 40_000, 'alerts after the failover');
+    await publisher.stop();
+    await expectEveryAlertOnceInOrderOrTold(subscribers, publisher.published);
   });
 });

@@ -4,8 +4,8 @@ import { join } from 'node:path';
 import { connect, refusal } from '../support/clients';
 import { Replica } from '../support/cluster';
 import { eventually } from '../support/gateway';
+import { AlertPublisher, expectEveryAlertOnceInOrderOrTold, resumingSubscribers } from '../support/failover';
 import { RedisProcess } from '../support/redis';
-import { ResumingSubscriber } from '../support/resuming-subscriber';
 import { SentinelGroup } from '../support/sentinel';
 import { token } from '../support/tokens';
 
@@ -22,7 +22,6 @@ describe('Redis with Sentinel', () => {
   let group: SentinelGroup;
   let a: Replica;
   let b: Replica;
-  let running = true;
 
   beforeAll(async () => {
     group = await SentinelGroup.start();
@@ -30,7 +29,6 @@ describe('Redis with Sentinel', () => {
     await eventually(async () => (await a.readyStatus()) === 200 && (await b.readyStatus()) === 200, 15_000, 'both replicas ready');
   });
   afterAll(async () => {
-    running = false;
     await Promise.all([a?.kill(), b?.kill()]);
     await group?.stop();
   });
@@ -95,25 +93,8 @@ describe('Redis with Sentinel', () => {
   });
 
   it('follows a failover during publishing: 503 while it cannot write, then every acknowledged alert once and in order, or recovered:false', async () => {
-    const replicas = [a, b];
-    const subscribers = [0, 1, 2].map(
-      (i) => new ResumingSubscriber(`failover-${i}`, (attempt) => {
-        const target = replicas[(attempt + i) % 2];
-        return { name: target.name, url: `ws://127.0.0.1:${target.process.port}` };
-      }),
-    );
-    for (const s of subscribers) s.start();
-    await eventually(() => subscribers.every((s) => s.position !== undefined), 10_000, 'the subscriptions');
-
-    const published: string[] = [];
-    let publishing = true;
-    const publisher = (async () => {
-      for (let i = 0; publishing && running; i++) {
-        const result = await replicas[i % 2].publish({ data: { i } }).catch(() => undefined);
-        if (result?.status === 202) published.push(String(result.body.id));
-        await new Promise((resolve) => setTimeout(resolve, 10));
-      }
-    })();
+    const subscribers = await resumingSubscribers('failover', [a, b], 3);
+    const publisher = new AlertPublisher([a, b]);
     // Readiness, sampled through the failover: it must say 503 while the master is gone.
     const readiness: number[] = [];
     let sampling = true;
@@ -124,39 +105,19 @@ describe('Redis with Sentinel', () => {
       }
     })();
 
-    await eventually(() => published.length >= 30, 10_000, 'alerts before the failover');
-    const before = published.length;
+    await publisher.more(30, 10_000, 'alerts before the failover');
     await group.failover();
     await eventually(async () => (await a.readyStatus()) === 200 && (await b.readyStatus()) === 200, 30_000, 'both replicas ready on the new master').catch((error: Error) => {
       // Say why: each replica's Redis events since the failover.
       const events = (r: Replica) => r.process.stdout.filter((l) => /"event":"(redis_|history_)/.test(l)).slice(-12).map((l) => l.slice(0, 200));
       throw new Error(`${error.message}; master now on ${group.master.port}; a: ${events(a).join(' | ')}; b: ${events(b).join(' | ')}`);
     });
-    await eventually(() => published.length >= before + 30, 20_000, 'alerts after the failover');
-    publishing = false;
-    await publisher;
+    await publisher.more(30, 20_000, 'alerts after the failover');
+    await publisher.stop();
     sampling = false;
     await sampler;
     expect(readiness).toContain(503);
-    const last = published[published.length - 1];
-    await eventually(() => subscribers.every((s) => s.received.includes(last)), 15_000, 'the last alert everywhere');
-    await Promise.all(subscribers.map((s) => s.stop()));
-
-    const index = new Map(published.map((id, i) => [id, i]));
-    for (const [i, s] of subscribers.entries()) {
-      const positions = s.received.map((id) => index.get(id));
-      // Exactly once and in order (an alert lost in the failover may have been seen live before it: it is
-      // still one the publisher had acknowledged).
-      expect({ subscriber: i, unknown: positions.filter((p) => p === undefined).length }).toEqual({ subscriber: i, unknown: 0 });
-      expect({ subscriber: i, ordered: positions.every((p, j) => j === 0 || p! > positions[j - 1]!) }).toEqual({ subscriber: i, ordered: true });
-      // Complete from its first alert on, except what a recovered:false covers: a gap must lie before the first
-      // alert received after such a notice.
-      const first = positions[0]!;
-      const got = new Set(s.received);
-      const covered = s.notRecoveredAt.map((at) => (at < s.received.length ? index.get(s.received[at])! : Infinity));
-      const silent = published.slice(first).filter((id) => !got.has(id) && !covered.some((bound) => index.get(id)! < bound));
-      expect({ subscriber: i, silentlyMissing: silent }).toEqual({ subscriber: i, silentlyMissing: [] });
-    }
+    await expectEveryAlertOnceInOrderOrTold(subscribers, publisher.published);
     // The replicas said what happened, at warn, not only at debug.
     expect([...a.logs({ event: 'redis_down' }), ...b.logs({ event: 'redis_down' })].length).toBeGreaterThan(0);
   });

@@ -31,6 +31,8 @@ const ENVELOPE_BYTES = 512;
 type StreamEntry = [id: string, fields: string[]];
 
 interface ChannelState {
+  /** Its Redis names, computed once (every publish, read and tail turn uses them). */
+  keys: ChannelKeys;
   readonly channel: string;
   readonly kind: string;
   readonly handlers: Set<PublicationHandler>;
@@ -176,7 +178,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
   }
 
   private keys(channel: string): ChannelKeys {
-    return channelKeys(this.prefix, channel);
+    return this.states.get(channel)?.keys ?? channelKeys(this.prefix, channel);
   }
 
   /** On Redis Cluster a channel's messages travel sharded: only to its shard and the nodes subscribed there. */
@@ -249,6 +251,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     let state = this.states.get(channel);
     if (!state) {
       const created: ChannelState = {
+        keys: channelKeys(this.prefix, channel),
         channel,
         kind: channelKind(channel),
         received: this.metrics.busReceived.labels(channelKind(channel)),
@@ -271,7 +274,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       if (current.handlers.size > 0 || this.states.get(channel) !== current) return;
       current.closed = true;
       this.states.delete(channel);
-      const keys = this.keys(channel);
+      const keys = current.keys;
       (this.sharded(keys) ? this.redis.subscriber.sunsubscribe(keys.live) : this.redis.subscriber.unsubscribe(keys.live)).catch(() => undefined);
     };
     return Object.assign(unsubscribe, { ready: state.ready });
@@ -288,7 +291,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       if (state.closed || this.stopped) return;
       if (this.redis.subscriber.status === 'ready') {
         try {
-          const keys = this.keys(state.channel);
+          const keys = state.keys;
           await (this.sharded(keys) ? this.redis.subscriber.ssubscribe(keys.live) : this.redis.subscriber.subscribe(keys.live));
           return;
         } catch (error) {
@@ -304,8 +307,9 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
       const publications: Publication[] = [];
       if (since) {
         let from = `(${since.id}`;
+        const { stream } = this.keys(channel);
         while (publications.length < limit) {
-          const page = (await this.redis.command.xrange(this.keys(channel).stream, from, '+', 'COUNT', Math.min(PAGE, limit - publications.length))) as StreamEntry[];
+          const page = (await this.redis.command.xrange(stream, from, '+', 'COUNT', Math.min(PAGE, limit - publications.length))) as StreamEntry[];
           for (const [id, fields] of page) {
             const publication = this.decodeEntry(channel, id, fields);
             if (publication) publications.push(publication);
@@ -327,9 +331,10 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
   }
 
   private async position(channel: string): Promise<Position> {
+    const { stream, meta } = this.keys(channel);
     const [epoch, top, first, removed, maxDeleted] = (await POSITION.run(
       this.redis.command,
-      [this.keys(channel).stream, this.keys(channel).meta],
+      [stream, meta],
       [newEpoch()],
     )) as [string, string, string, number, string];
     return { epoch, top: parseStreamId(top)!, first: first ? parseStreamId(first) : undefined, removed: removed === 1, maxDeleted: parseStreamId(maxDeleted)! };
@@ -449,7 +454,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         // received the newest entries (replication is asynchronous). Their ids stay in clients' hands, and new
         // entries get later ids, so nothing would show the gap: a new epoch makes every resume across it say
         // recovered:false, here and on every node.
-        const renewed = (await RENEW_EPOCH.run(this.redis.command, [this.keys(state.channel).meta], [state.epoch!, newEpoch()])) as string;
+        const renewed = (await RENEW_EPOCH.run(this.redis.command, [state.keys.meta], [state.epoch!, newEpoch()])) as string;
         this.log.warn(
           { event: 'history_rewound', channel: state.kind, last: formatStreamId(state.last!), top: formatStreamId(position.top) },
           'channel history lost entries this node had delivered (Redis failover); new epoch, subscribers are told',
@@ -458,7 +463,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         state.last = position.top;
         this.lost(state);
       }
-      const key = this.keys(state.channel).stream;
+      const key = state.keys.stream;
       for (;;) {
         const page = (await this.redis.command.xrange(key, `(${state.last!.ms}-${state.last!.seq}`, '+', 'COUNT', PAGE)) as StreamEntry[];
         this.deliverEntries(state, page);
@@ -484,7 +489,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     const last = state.last!;
     if (last.ms === 0 && last.seq === 0) return false;
     const id = formatStreamId(last);
-    const found = (await this.redis.command.xrange(this.keys(state.channel).stream, id, id, 'COUNT', 1)) as StreamEntry[];
+    const found = (await this.redis.command.xrange(state.keys.stream, id, id, 'COUNT', 1)) as StreamEntry[];
     return found.length === 0;
   }
 
@@ -540,7 +545,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
         continue;
       }
       try {
-        const keys = tailed.map((s) => this.keys(s.channel).stream);
+        const keys = tailed.map((s) => s.keys.stream);
         const ids = tailed.map((s) => `${s.last!.ms}-${s.last!.seq}`);
         const reply = (await this.redis.blocking.xread('COUNT', PAGE, 'BLOCK', this.redis.blockMs, 'STREAMS', ...keys, ...ids)) as
           | [string, StreamEntry[]][]
