@@ -87,7 +87,7 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
       new Promise((resolve) => {
         const body = JSON.stringify({ data: { at } });
         const req = http.request(
-          { host: '127.0.0.1', port: a.port, path: '/api/alerts', method: 'POST', agent, headers: { authorization: `Bearer ${pubToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+          { host: '127.0.0.1', port: a.internalPort, path: '/api/alerts', method: 'POST', agent, headers: { authorization: `Bearer ${pubToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
           (res) => {
             if (res.statusCode !== 202) failed++;
             res.resume();

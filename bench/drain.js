@@ -13,7 +13,7 @@ const PORT = 18000 + Math.floor(Math.random() * 1000);
 
 async function main() {
   const child = spawn(process.execPath, [join(__dirname, '..', 'dist', 'main.js')], {
-    env: { PATH: process.env.PATH, PORT: String(PORT), HOST: '127.0.0.1', JWT_SECRET: SECRET, LOG_LEVEL: 'warn', MAX_UPGRADES_PER_SEC: '0' },
+    env: { PATH: process.env.PATH, PORT: String(PORT), HOST: '127.0.0.1', INTERNAL_PORT: '0', INTERNAL_HOST: '127.0.0.1', JWT_SECRET: SECRET, LOG_LEVEL: 'warn', MAX_UPGRADES_PER_SEC: '0' },
     stdio: ['ignore', 'ignore', 'inherit'],
   });
   const exited = new Promise((resolve) => child.on('exit', (code) => resolve({ code, at: performance.now() })));

@@ -83,8 +83,8 @@ async function startServer(peer, redisUrl, core = 0, env = {}) {
     JWT_SECRET: SECRET, LOG_LEVEL: 'info', MAX_UPGRADES_PER_SEC: '0', REDIS_URL: peer === 'gateway' ? '' : redisUrl,
     NODE_ID: `bench-${peer}-${process.hrtime.bigint()}`, ...env,
   });
-  const { port } = await server.next('ready');
-  return { ...server, port, kill: () => server.proc.kill(profile.length ? 'SIGINT' : 'SIGKILL') };
+  const { port, internalPort } = await server.next('ready');
+  return { ...server, port, internalPort, kill: () => server.proc.kill(profile.length ? 'SIGINT' : 'SIGKILL') };
 }
 
 /** The counting sink (bench/load/sink.js) pinned to core 1, with `subscribers` sockets to the server. */
@@ -107,41 +107,56 @@ async function startSink(peer, port, subscribers) {
   };
 }
 
-/** One peer at one size: fresh server and sink; single broadcasts, then bursts of 8. */
-async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries }) {
-  const server = await startServer(peer, redisUrl);
-  const sink = await startSink(peer, server.port, subscribers);
+/**
+ * One peer at one size: fresh servers and sinks; single broadcasts, then bursts of 8. With `replicas` > 1 (cluster
+ * mode only) the subscribers are split evenly over that many replicas (all on core 0), every message is published
+ * on the first, and the cost is the CPU time of all of them: what a delivery costs once the bus is crossed.
+ */
+async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries, replicas = 1 }) {
+  if (replicas > 1 && peer !== 'gateway-cluster') throw new Error('several replicas need cluster mode');
+  const servers = [];
+  const sinks = [];
   const results = {};
   let expected = 0;
+  const cpu = async () => {
+    let total = 0;
+    for (const server of servers) {
+      server.send({ type: 'cpu' });
+      const { cpu: c } = await server.next('cpu');
+      total += c.user + c.system;
+    }
+    return total / 1e6;
+  };
   try {
-    await sink.dial();
+    for (let i = 0; i < replicas; i++) servers.push(await startServer(peer, redisUrl));
+    for (const server of servers) sinks.push(await startSink(peer, server.port, subscribers / replicas));
+    for (const sink of sinks) await sink.dial();
     // One broadcast (or one burst) per batch: the next starts only when every frame of this one arrived, so no
     // peer can merge separate broadcasts into one write; a burst's 8 messages are published together.
     for (const [name, burst] of [['single', 1], ['burst8', 8]]) {
       const perBatch = subscribers * burst;
       const batch = async () => {
-        expected += perBatch;
-        sink.send({ type: 'expect', total: expected, timeoutMs: 60_000 });
-        server.send({ type: 'broadcast', count: 1, burst });
-        const got = await sink.next('got');
-        if (got.timedOut) throw new Error(`${peer}: not every frame arrived (${name}, ${subscribers} subscribers: ${got.frames} frames)`);
+        expected += burst * (subscribers / replicas);
+        for (const sink of sinks) sink.send({ type: 'expect', total: expected, timeoutMs: 60_000 });
+        servers[0].send({ type: 'broadcast', count: 1, burst });
+        for (const sink of sinks) {
+          const got = await sink.next('got');
+          if (got.timedOut) throw new Error(`${peer}: not every frame arrived (${name}, ${subscribers} subscribers: ${got.frames} frames)`);
+        }
       };
       for (let w = 0; w < 3; w++) await batch(); // warm-up
       const batches = Math.max(3, Math.ceil(targetDeliveries / perBatch));
-      server.send({ type: 'cpu' });
-      const before = (await server.next('cpu')).cpu;
+      const before = await cpu();
       const t0 = process.hrtime.bigint();
       for (let b = 0; b < batches; b++) await batch();
       const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
-      server.send({ type: 'cpu' });
-      const after = (await server.next('cpu')).cpu;
-      const cpuSeconds = (after.user + after.system - before.user - before.system) / 1e6;
+      const cpuSeconds = (await cpu()) - before;
       const deliveries = perBatch * batches;
       results[name] = { perCpuSec: deliveries / cpuSeconds, perSec: deliveries / seconds, messages: batches * burst };
     }
   } finally {
-    await sink.close();
-    server.kill();
+    for (const sink of sinks) await sink.close();
+    for (const server of servers) server.kill();
   }
   return results;
 }

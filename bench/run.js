@@ -133,6 +133,10 @@ async function main() {
 
     const door = await require('./door-flood').main();
 
+    console.error('  Redis topologies (bench/topologies.js)…');
+    const { measureTopologies, topologyTables, writeRecord } = require('./topologies');
+    const topologies = await measureTopologies({ rounds: quick ? 1 : 2, quick });
+
     const col = (peer, key) => idleResults[peer].map((x) => x[key]);
     const ratio = (a, b) => (median(a) / median(b)).toFixed(2);
     const idleRows = [
@@ -193,13 +197,32 @@ async function main() {
     const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
     const minutes = ((Date.now() - started) / 60000).toFixed(1);
     const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}\n\n${doorTable}`;
-    console.log(`\n${report}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
+    console.log(`\n${report}\n\nRedis topologies:\n\n${topologyTables(topologies)}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
+    // Every figure of the run, for bench/capacity.js (docs/scaling.md): the last run always, the recorded one
+    // with --write.
+    const results = {
+      command: `npm run bench${quick ? ' -- --quick' : ''}`,
+      date: new Date().toISOString().slice(0, 10),
+      machine,
+      rounds: ROUNDS,
+      jwt: jwtResults,
+      idle: { sockets: IDLE_SOCKETS, ...idleResults },
+      fanout,
+      latency,
+      slow,
+      door,
+      topologies,
+    };
+    writeFileSync(join(__dirname, 'last-run.json'), `${JSON.stringify(results, null, 1)}\n`);
+    console.error(`bench: figures in ${join(__dirname, 'last-run.json')}; \`npm run capacity -- bench/last-run.json\` turns them into the capacity table`);
     if (args.has('--write')) {
       const doc = join(__dirname, '..', 'docs', 'benchmarks.md');
       const text = readFileSync(doc, 'utf8');
       const block = `<!-- bench:start -->\nCommand: \`npm run bench${quick ? ' -- --quick' : ''} -- --write\` · ${new Date().toISOString().slice(0, 10)} · ${machine} · ${ROUNDS} interleaved round(s), ${minutes} min\n\n${report}\n<!-- bench:end -->`;
       writeFileSync(doc, text.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, block));
-      console.error(`bench: wrote ${doc}`);
+      writeFileSync(join(__dirname, '..', 'docs', 'bench-results.json'), `${JSON.stringify(results, null, 1)}\n`);
+      writeRecord(topologies, `npm run bench${quick ? ' -- --quick' : ''} -- --write`); // its own section of the doc
+      console.error(`bench: wrote ${doc} and docs/bench-results.json (run \`npm run capacity -- --write\` to update docs/scaling.md)`);
     }
   } finally {
     redis.proc.kill('SIGKILL');

@@ -3,7 +3,7 @@
 //   ws:       a bare `ws` server, no auth, serialise once and one write per message per socket (W)
 //   ws8:      the same, but the messages of a burst go out in one write per socket (W8, the Node limit)
 //   socketio: Socket.IO 4.8 with @socket.io/redis-adapter, websocket transport only, no compression (S)
-// IPC: memory -> memory; cpu -> cpu; open -> open {count}; accepting {sub?} -> accepting {count} (open, not closing; G: of that user); broadcast {count, burst} -> broadcasted (after the last burst is queued).
+// IPC: memory -> memory; subscribe {channel} -> subscribed; publish-channel {channel, count, burst, rate?}; received {channel, total} -> received {count} (once that many arrived); cpu -> cpu; open -> open {count}; accepting {sub?} -> accepting {count} (open, not closing; G: of that user); broadcast {count, burst, rate?} -> broadcasted (after the last burst is queued).
 'use strict';
 const kind = process.argv[2];
 const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
@@ -12,6 +12,8 @@ let broadcast; // (burst: number) => void, one burst of messages to every subscr
 let broadcastAt; // (at: number, text: string) => void, one message stamped with its publish time
 let openSockets; // () => number, sockets the server still holds
 let acceptingSockets; // (sub?) => number, of those the ones still open for messages (not closing); G can filter by user
+let internalPort; // G: the internal listener (POST /api/alerts); the other peers serve everything on one port
+let channel; // G: { subscribe(name), publish(name, burst), receivedAtLeast(name, total) } straight on the broker
 
 async function start() {
   if (kind === 'gateway' || kind === 'gateway-cluster') {
@@ -19,7 +21,7 @@ async function start() {
     const { loadConfig } = require('../../dist/config/config');
     const { createLogger, batchedDestination } = require('../../dist/logging/logger');
     const { AlertsService } = require('../../dist/alerts/alerts.service');
-    const { config } = loadConfig({ ...process.env, PORT: '0', HOST: '127.0.0.1' });
+    const { config } = loadConfig({ ...process.env, PORT: '0', HOST: '127.0.0.1', INTERNAL_PORT: '0', INTERNAL_HOST: '127.0.0.1' });
     // Logs are part of the product cost: keep them on, through the product's own destination, to /dev/null.
     const log = createLogger(config.logLevel, config.nodeId, batchedDestination(require('node:fs').openSync(process.env.BENCH_LOG_FILE || '/dev/null', 'a')));
     const gw = await startGateway(config, log);
@@ -29,12 +31,35 @@ async function start() {
       for (let i = 0; i < burst; i++) void alerts.publish({ data: { n: n++, text: TEXT } });
     };
     broadcastAt = (at, text) => void alerts.publish({ data: { at, text } });
+    // A chat-like channel (history, pub/sub notices, no stream tail) for Redis's cost per message: a handler on
+    // the broker counts what this replica receives; no sockets involved.
+    const broker = gw.app.get(require('../../dist/channels/broker').BROKER);
+    const counts = new Map();
+    const waiters = new Map(); // name -> { total, resolve }
+    channel = {
+      subscribe: async (name) => {
+        counts.set(name, 0);
+        const handler = () => {
+          const count = counts.get(name) + 1;
+          counts.set(name, count);
+          const waiter = waiters.get(name);
+          if (waiter && count >= waiter.total) (waiters.delete(name), waiter.resolve(count));
+        };
+        await broker.subscribe(name, handler, { history: true }).ready;
+      },
+      /** Resolves with the count once this replica received `total` publications of the channel. */
+      receivedAtLeast: (name, total) => (counts.get(name) >= total ? Promise.resolve(counts.get(name)) : new Promise((resolve) => waiters.set(name, { total, resolve }))),
+      publish: (name, burst) => {
+        for (let i = 0; i < burst; i++) void broker.publish(name, { n: n++, text: TEXT }, { history: true });
+      },
+    };
     openSockets = () => gw.connections.registry.size;
     acceptingSockets = (sub) => {
       let n = 0;
       for (const conn of gw.connections.registry.all()) if (conn.isOpen && (sub === undefined || conn.user.sub === sub)) n++;
       return n;
     };
+    internalPort = gw.internalPort;
     return gw.port;
   }
   if (kind === 'ws' || kind === 'ws8') {
@@ -108,10 +133,40 @@ function memory() {
   return { rss: m.rss, heapUsed: m.heapUsed, cpu: process.cpuUsage() };
 }
 
+/**
+ * `msg.count` bursts of `msg.burst` messages: back to back (one per turn of the event loop), or paced so that
+ * no more than `msg.rate` messages per second go out (a fixed rate keeps Redis's batching the same whatever the
+ * number of replicas, so costs measured at different replica counts compare).
+ */
+function bursts(msg, send, done = () => {}) {
+  let left = msg.count;
+  if (!msg.rate) {
+    const next = () => {
+      send();
+      if (--left > 0) setImmediate(next);
+      else done();
+    };
+    return next();
+  }
+  const start = performance.now();
+  let sent = 0;
+  const tick = () => {
+    const due = Math.min(msg.count, Math.floor(((performance.now() - start) * msg.rate) / 1000 / msg.burst) + 1);
+    while (sent < due) {
+      sent++;
+      left--;
+      send();
+    }
+    if (left > 0) setTimeout(tick, 1);
+    else done();
+  };
+  tick();
+}
+
 process.on('SIGINT', () => process.exit(0)); // lets --cpu-prof write its profile
 
 start().then((port) => {
-  process.send({ type: 'ready', port });
+  process.send({ type: 'ready', port, internalPort: internalPort ?? port });
   process.on('message', (msg) => {
     if (msg.type === 'memory') process.send({ type: 'memory', ...memory() });
     if (msg.type === 'cpu') process.send({ type: 'cpu', cpu: process.cpuUsage() });
@@ -135,14 +190,9 @@ start().then((port) => {
       };
       tick();
     }
-    if (msg.type === 'broadcast') {
-      let left = msg.count;
-      const next = () => {
-        broadcast(msg.burst);
-        if (--left > 0) setImmediate(next);
-        else process.send({ type: 'broadcasted' });
-      };
-      next();
-    }
+    if (msg.type === 'subscribe') void channel.subscribe(msg.channel).then(() => process.send({ type: 'subscribed' }));
+    if (msg.type === 'received') void channel.receivedAtLeast(msg.channel, msg.total ?? 0).then((count) => process.send({ type: 'received', count }));
+    if (msg.type === 'publish-channel') bursts(msg, () => channel.publish(msg.channel, msg.burst));
+    if (msg.type === 'broadcast') bursts(msg, () => broadcast(msg.burst), () => process.send({ type: 'broadcasted' }));
   });
 });

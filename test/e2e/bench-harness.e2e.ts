@@ -15,6 +15,10 @@ const { measureSlowConsumer } = require('../../bench/slow-consumer') as {
   measureSlowConsumer(opts: Record<string, unknown>): Promise<{ stalledClosedByServer: number; stalledDialed: number; rounds: { alone: number; beside: number }[] }>;
 };
 
+const { measureRedisCost } = require('../../bench/topologies') as {
+  measureRedisCost(url: string, ports: number[], replicas: number, messages: number, kind: string): Promise<{ callsPerMessage: Record<string, number>; bytesOutPerMessage: number; gatewayCpuUsPerMessage: number[]; cpuUsPerMessage: number }>;
+};
+
 const SINK = join(__dirname, '..', '..', 'bench', 'load', 'sink.js');
 
 function next(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
@@ -82,5 +86,21 @@ describe('benchmark harness', () => {
     expect(result.stalledDialed).toBe(3);
     expect(result.stalledClosedByServer).toBe(3);
     expect(result.rounds[0].alone).toBeGreaterThan(0);
+  }, 60_000);
+
+  it("reads Redis's own counters per published message (the figures docs/scaling.md is computed from)", async () => {
+    // Two replicas on a chat-like channel: each message is one publish script (XADD and PUBLISH inside) and its
+    // notice is written to both replicas, about 1 KB each.
+    const port = Number(new URL(redis.url).port);
+    const chat = await measureRedisCost(redis.url, [port], 2, 800, 'chat');
+    expect(chat.callsPerMessage.evalsha).toBeCloseTo(1, 2);
+    expect(chat.callsPerMessage.publish).toBeCloseTo(1, 2);
+    expect(chat.callsPerMessage.xadd).toBeCloseTo(1, 2);
+    expect(chat.bytesOutPerMessage).toBeGreaterThan(2 * 1000);
+    expect(chat.gatewayCpuUsPerMessage).toHaveLength(2);
+    // The alerts channel is tailed with XREAD instead: no PUBLISH at all.
+    const alerts = await measureRedisCost(redis.url, [port], 1, 800, 'alerts');
+    expect(alerts.callsPerMessage.publish).toBeUndefined();
+    expect(alerts.callsPerMessage.xread).toBeGreaterThan(0);
   }, 60_000);
 });
