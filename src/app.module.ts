@@ -1,4 +1,5 @@
 import { Module, type DynamicModule, type Type } from '@nestjs/common';
+import { AdminModule } from './admin/admin.module';
 import { AuthModule } from './auth/auth.module';
 import { ChannelsModule } from './channels/channels.module';
 import { ConfigModule } from './config/config.module';
@@ -11,7 +12,10 @@ import { LoggingModule } from './logging/logging.module';
 import { MetricsModule } from './metrics/metrics.module';
 import { ClusterModule } from './mode/cluster.module';
 import { EmbeddedModule } from './mode/embedded.module';
+import { PresenceModule } from './presence/presence.module';
 import { RoomsModule } from './rooms/rooms.module';
+import { HttpApiModule } from './http/http-api.module';
+import { ServerApiModule } from './server-api/server-api.module';
 import { UpgradeModule } from './upgrade/upgrade.module';
 import { GATEWAYS } from './gateways';
 
@@ -26,13 +30,17 @@ export class AppModule {
         MetricsModule,
         AuthModule,
         config.redisUrl ? ClusterModule : EmbeddedModule,
+        PresenceModule,
         ConnectionModule,
         ChannelsModule,
         RoomsModule,
         UpgradeModule,
         HealthModule,
-        DemoModule,
+        HttpApiModule,
+        ...(config.demo ? [DemoModule] : []),
         ...GATEWAYS,
+        ServerApiModule,
+        AdminModule,
         ...extra,
       ],
     };

@@ -2,23 +2,30 @@ import 'reflect-metadata';
 import type { DynamicModule, INestApplication, Type } from '@nestjs/common';
 import { NestFactory } from '@nestjs/core';
 import type { NestExpressApplication } from '@nestjs/platform-express';
-import type { Server as HttpServer } from 'node:http';
+import type { IncomingMessage, Server as HttpServer, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { AlertsModule } from './alerts/alerts.module';
-import { PublishEndpoint } from './alerts/publish-endpoint';
+import type { Duplex } from 'node:stream';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { AppModule } from './app.module';
 import type { AppConfig } from './config/config';
 import { ConnectionManager } from './connection/connection-manager';
 import { HttpExceptionFilter } from './http/http-exception.filter';
-import { dispatch, GatewayHttpAdapter } from './http/http-server';
+import { createBoundedServer, dispatch, GatewayHttpAdapter, jsonAnswer } from './http/http-server';
+import { JsonApi } from './http/json-api';
+import { Listeners } from './http/listeners';
+import { openApiDocument } from './http/openapi';
+import { Readiness } from './health/readiness';
 import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
 import { Metrics } from './metrics/metrics';
 import { GatewayAdapter } from './upgrade/gateway-adapter';
 
 export interface RunningGateway {
   app: INestApplication;
-  /** The port actually bound (PORT=0 picks a free one). */
+  /** The public port actually bound (PORT=0 picks a free one): WebSocket endpoints and health. */
   port: number;
+  /** The internal port actually bound (INTERNAL_PORT=0 picks a free one): metrics, server API, /admin, /demo. */
+  internalPort: number;
   log: Logger;
   connections: ConnectionManager;
   /** Drain (1012) and stop. */
@@ -30,7 +37,25 @@ export interface StartOptions {
   imports?: (Type | DynamicModule)[];
 }
 
-/** Builds and starts the service on config.host:config.port. Used by main.ts and by the tests alike. */
+const VERSION = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
+
+/** The one answer of the public port to anything that is not a WebSocket path or health. */
+const NOT_PUBLIC = 'no endpoint at this path: this port serves the WebSocket endpoints (/api/alerts/subscribe, /ws/chat/:room, /ws/signaling/:consultationId/:userType), /healthz and /readyz';
+
+function listen(server: HttpServer, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve((server.address() as AddressInfo).port);
+    });
+  });
+}
+
+/**
+ * Builds and starts the service: the public listener (config.host:config.port) and the internal one
+ * (config.internalHost:config.internalPort). Used by main.ts and by the tests alike.
+ */
 export async function startGateway(
   config: AppConfig,
   log: Logger = createLogger(config.logLevel, config.nodeId),
@@ -42,24 +67,66 @@ export async function startGateway(
   });
   app.useGlobalFilters(new HttpExceptionFilter(log));
   const connections = app.get(ConnectionManager);
-  const gateways = new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics) });
+  // The public listener is ours alone: upgrades, plain requests for WebSocket paths, health, and a JSON 404.
+  const publicServer = createBoundedServer();
+  const gateways = new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics), server: publicServer });
   app.useWebSocketAdapter(gateways);
-  const server: HttpServer = app.getHttpServer();
-  const publish = app.select(AlertsModule).get(PublishEndpoint);
-  // POST /api/alerts and plain requests for WebSocket paths go to their own handlers; everything else to
-  // Express (and through it, Nest).
-  dispatch(server, [(req, res) => publish.handles(req) && (publish.handle(req, res), true), (req, res) => gateways.handlePlainRequest(req, res)], config.maxPublishBytes);
-  server.on('clientError', gateways.onClientError);
-  await app.listen(config.port, config.host);
-  const port = (app.getHttpServer().address() as AddressInfo).port;
+  const internal: HttpServer = app.getHttpServer();
+  const readiness = app.get(Readiness);
+  const health = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if (req.method !== 'GET' && req.method !== 'HEAD') return false;
+    const path = (req.url ?? '').split('?', 1)[0];
+    const answer = path === '/healthz' ? readiness.live() : path === '/readyz' ? readiness.ready() : undefined;
+    if (!answer) return false;
+    const body = JSON.stringify(answer.body);
+    res.writeHead(answer.status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : body);
+    return true;
+  };
+  dispatch(publicServer, [(req, res) => gateways.handlePlainRequest(req, res), health], config.maxPublishBytes, (_req, res) => jsonAnswer(res, 404, 'unknown_path', NOT_PUBLIC));
+  publicServer.on('clientError', gateways.onClientError);
+
+  // The internal listener: the server API and its document straight from the request event (the hot path),
+  // everything else (health, metrics, /admin, /demo) through Nest.
+  const api = app.get(JsonApi);
+  let openapi: string | undefined;
+  const serveOpenApi = (req: IncomingMessage, res: ServerResponse): boolean => {
+    if ((req.method !== 'GET' && req.method !== 'HEAD') || (req.url ?? '').split('?', 1)[0] !== '/api/openapi.json') return false;
+    openapi ??= JSON.stringify(openApiDocument(api.routes(), VERSION), null, 1);
+    res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(openapi), 'Cache-Control': 'no-cache' });
+    res.end(req.method === 'HEAD' ? undefined : openapi);
+    return true;
+  };
+  dispatch(internal, [serveOpenApi, (req, res) => api.handles(req) && (api.handle(req, res), true)], config.maxPublishBytes);
+  internal.on('clientError', gateways.onClientError);
+  internal.on('upgrade', (_req: IncomingMessage, socket: Duplex) => {
+    const body = JSON.stringify({ error: 'unknown_path', message: 'WebSocket endpoints are on the public port (PORT), not the internal one' });
+    socket.on('error', () => undefined);
+    socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
+  });
+
+  await app.listen(config.internalPort, config.internalHost);
+  const internalPort = (internal.address() as AddressInfo).port;
+  let port: number;
+  try {
+    port = await listen(publicServer, config.port, config.host);
+  } catch (error) {
+    await app.close();
+    throw error;
+  }
+  Object.assign(app.get(Listeners), { publicPort: port, internalPort });
   const running: RunningGateway = {
     app,
     port,
+    internalPort,
     log,
     connections,
-    // Sockets first, then Nest's hooks: the alert tail and presence keep working while clients are drained.
+    // Sockets first, then the public listener, then Nest's hooks: the alert tail and presence keep working
+    // while clients are drained.
     close: async () => {
       await connections.drain();
+      publicServer.closeAllConnections();
+      await new Promise<void>((resolve) => publicServer.close(() => resolve()));
       await app.close();
     },
   };

@@ -22,8 +22,8 @@ async function main(): Promise<void> {
   const gateway = await startGateway(config, log);
   const mode = gateway.app.get<Broker>(BROKER).mode;
   log.info(
-    { event: 'listening', host: config.host, port: gateway.port, mode },
-    `realtime-gateway listening on http://${config.host}:${gateway.port} (${mode} mode)`,
+    { event: 'listening', host: config.host, port: gateway.port, internal_host: config.internalHost, internal_port: gateway.internalPort, mode },
+    `realtime-gateway listening on http://${config.host}:${gateway.port} (WebSocket endpoints, health), internal http://${config.internalHost}:${gateway.internalPort} (metrics, server API, /admin${config.demo ? ', /demo' : ''}) (${mode} mode)`,
   );
   log.flush(); // whoever waits for this line (a supervisor, a test) should not wait for the batch
 

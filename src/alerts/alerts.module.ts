@@ -1,10 +1,10 @@
 import { Module } from '@nestjs/common';
 import { AlertsGateway } from './alerts.gateway';
 import { AlertsService } from './alerts.service';
-import { PublishEndpoint } from './publish-endpoint';
+import { AlertsApi } from './alerts-api';
 
 @Module({
-  providers: [AlertsService, AlertsGateway, PublishEndpoint],
-  exports: [AlertsService, PublishEndpoint],
+  providers: [AlertsService, AlertsGateway, AlertsApi],
+  exports: [AlertsService],
 })
 export class AlertsModule {}

@@ -18,6 +18,6 @@ import { JwtVerifier } from './jwt-verifier';
     }),
   ],
   providers: [JwtVerifier],
-  exports: [JwtVerifier],
+  exports: [JwtVerifier, JwtModule],
 })
 export class AuthModule {}

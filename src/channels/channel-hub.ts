@@ -95,6 +95,11 @@ export class ChannelHub {
     this.policies.set(policy.kind, policy);
   }
 
+  /** Whether a feature registered this channel's kind. */
+  knows(channel: string): boolean {
+    return this.policies.has(channelKind(channel));
+  }
+
   policy(channel: string): ChannelPolicy {
     const policy = this.policies.get(channelKind(channel));
     if (!policy) throw new Error(`no channel policy for "${channelKind(channel)}"`);

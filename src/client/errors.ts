@@ -18,6 +18,9 @@ export class GatewayError extends Error {
 }
 
 /** Close codes after which reconnecting unchanged is pointless (SPEC "Close codes"). */
-export const FATAL_CLOSE_CODES = new Set([1003, 1008, 1009]);
+export const FATAL_CLOSE_CODES = new Set([1003, 1008, 1009, 4003]);
+
+/** Closed by the server API (`POST /api/disconnect`): an operator ended the session; the client stays closed. */
+export const DISCONNECTED_CLOSE_CODE = 4003;
 /** Upgrade refusals that a retry cannot fix. */
 export const FATAL_HTTP_STATUSES = new Set([400, 401, 403, 404]);

@@ -1,5 +1,5 @@
 import { backoffDelay, RESTART_JITTER_MS, type BackoffOptions } from './backoff';
-import { FATAL_CLOSE_CODES, FATAL_HTTP_STATUSES, GatewayError } from './errors';
+import { DISCONNECTED_CLOSE_CODE, FATAL_CLOSE_CODES, FATAL_HTTP_STATUSES, GatewayError } from './errors';
 
 /** The subset of the WebSocket API the client uses: the browser's, Node 22's, or the `ws` package's. */
 export interface WebSocketLike {
@@ -95,13 +95,18 @@ interface Events {
   signal: SignalFrame;
   rejected: ErrorFrame;
   close: { code: number; reason: string; reconnectInMs: number | undefined };
+  /** Closed with 4003 by an operator (server API disconnect); the client does not reconnect. */
+  disconnected: { reason: string };
+  /** The upgrade was refused with 403 `banned`; the client does not reconnect. Retry after `retryAfterMs` at the earliest. */
+  banned: { retryAfterMs: number | undefined; message: string | undefined };
   error: GatewayError;
 }
 
 /**
  * A WebSocket client for realtime-gateway that reconnects the way the server expects: at once (with a little
  * jitter) after a drain (1012) or going-away (1001); after a new token on 4001; with exponential backoff and
- * full jitter after anything else; never after 1003, 1008, 1009 or an HTTP 400/401/403/404, which surface as a
+ * full jitter after anything else; never after 1003, 1008, 1009, 4003 (an operator disconnected the user:
+ * also a `disconnected` event) or an HTTP 400/401/403/404 (a 403 `banned` also emits `banned`), which surface as a
  * fatal `error` (a `token_expired` first gets one retry if getToken() returns another token). Browsers hide
  * the status of a refused upgrade: there, after a failed attempt, the client asks the server why with a plain
  * GET of the same URL (token in `Authorization`), which answers with the same refusal. On the alerts and chat endpoints it resumes with `?since=<last id>&epoch=<epoch>` (alerts
@@ -311,6 +316,7 @@ export class RealtimeClient {
     if (refused && FATAL_HTTP_STATUSES.has(refused.status)) {
       this.stopped = true;
       this.emit('close', { code, reason, reconnectInMs: undefined });
+      if (refused.error === 'banned') this.emit('banned', { retryAfterMs: refused.retryAfterMs, message: refused.message });
       const detail = refused.message && this.token ? refused.message.split(this.token).join('<token>') : refused.message;
       this.emit('error', new GatewayError('http', refused.status, refused.error, `refused: ${refused.status} ${refused.error ?? ''}${detail ? ` — ${detail}` : ''}`.trim(), true));
       return;
@@ -318,6 +324,7 @@ export class RealtimeClient {
     if (FATAL_CLOSE_CODES.has(code)) {
       this.stopped = true;
       this.emit('close', { code, reason, reconnectInMs: undefined });
+      if (code === DISCONNECTED_CLOSE_CODE) this.emit('disconnected', { reason });
       this.emit('error', new GatewayError('close', code, undefined, `closed ${code} ${reason}`.trim(), true));
       return;
     }

@@ -130,8 +130,14 @@ export function parseRedisUrl(raw: string): RedisTarget {
 }
 
 export interface AppConfig {
+  /** The public listener: WebSocket endpoints and health only. */
   port: number;
   host: string;
+  /** The internal listener: metrics, health, the server API and its OpenAPI document, /admin, /demo. */
+  internalPort: number;
+  internalHost: string;
+  /** Serve /demo on the internal port (DEMO; default: on unless NODE_ENV=production). */
+  demo: boolean;
   nodeEnv: string;
   nodeId: string;
   jwt: JwtConfig;
@@ -213,6 +219,9 @@ const httpUrl = (example: string) =>
 const envSchema = z.object({
   PORT: int(0, 65535, 8080),
   HOST: z.preprocess(blankIsUnset, z.string().default('0.0.0.0')),
+  INTERNAL_PORT: int(0, 65535, 9090),
+  INTERNAL_HOST: z.preprocess(blankIsUnset, z.string().default('0.0.0.0')),
+  DEMO: z.preprocess(blankIsUnset, z.enum(['on', 'off'], { message: 'must be on or off' }).optional()),
   NODE_ENV: z.preprocess(blankIsUnset, z.string().default('development')),
   NODE_ID: z.preprocess(
     blankIsUnset,
@@ -415,9 +424,15 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     // WAIT counts the replicas of the node a connection last wrote to; a cluster client spreads writes over nodes.
     throw new ConfigError('REDIS_MIN_REPLICAS_ACK', 'is not supported with redis+cluster:// yet (WAIT is per node); use it with a standalone Redis or Sentinel');
   }
+  if (env.PORT !== 0 && env.PORT === env.INTERNAL_PORT) {
+    throw new ConfigError('INTERNAL_PORT', `must differ from PORT (${env.PORT}): the internal port serves what the public one must not`);
+  }
   const config: AppConfig = {
     port: env.PORT,
     host: env.HOST,
+    internalPort: env.INTERNAL_PORT,
+    internalHost: env.INTERNAL_HOST,
+    demo: env.DEMO === undefined ? env.NODE_ENV !== 'production' : env.DEMO === 'on',
     nodeEnv: env.NODE_ENV,
     nodeId: env.NODE_ID ?? `${hostname()}-${process.pid}`,
     jwt,

@@ -89,6 +89,26 @@ export class ConnectionRegistry {
     return this.byId.values();
   }
 
+  /** The `limit` channels (rooms) with the most members on this node, busiest first. */
+  busiestRooms(limit: number): { channel: string; members: number }[] {
+    const top: { channel: string; members: number }[] = [];
+    for (const [channel, set] of this.byRoom) {
+      if (top.length < limit || set.size > top[top.length - 1].members) {
+        top.push({ channel, members: set.size });
+        top.sort((a, b) => b.members - a.members || a.channel.localeCompare(b.channel));
+        if (top.length > limit) top.pop();
+      }
+    }
+    return top;
+  }
+
+  /** Open connections per gateway name (gateways with none are absent). */
+  countsByGateway(): Record<string, number> {
+    const counts: Record<string, number> = {};
+    for (const [gateway, set] of this.byGateway) counts[gateway] = set.size;
+    return counts;
+  }
+
   /** Index sizes, for tests and diagnostics: all zero once every socket is gone. */
   stats(): { connections: number; gateways: number; users: number; rooms: number } {
     return {

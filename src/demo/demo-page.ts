@@ -11,6 +11,7 @@ export const CLOSE_CODES: Record<number, string> = {
   1012: 'server restarting (drain): reconnect at once, resuming with since and epoch',
   1013: 'slow consumer: read faster',
   4001: 'token expired: refresh it, then reconnect',
+  4003: 'disconnected by an operator (server API): do not reconnect',
 };
 
 const rows = Object.entries(CLOSE_CODES)
@@ -53,6 +54,7 @@ export const DEMO_PAGE = `<!doctype html>
     <option value="signaling-patient">/ws/signaling/:consultation/patient</option>
   </select></label>
   <label>Room / consultation <input id="room" value="lobby" size="12"></label><br>
+  <label>Gateway <input id="gateway" size="32" title="the public port: this page is served on the internal one"></label><br>
   <label>Token <input id="token" placeholder="paste a JWT (npm run token -- --role authority)"></label><br>
   <button id="connect">Connect</button> <button id="disconnect">Disconnect</button>
   State: <span id="state" data-state="idle">idle</span>
@@ -89,9 +91,12 @@ export const DEMO_PAGE = `<!doctype html>
     if (endpoint === 'chat') return '/ws/chat/' + room;
     return '/ws/signaling/' + room + '/' + endpoint.split('-')[1];
   }
+  // The WebSocket endpoints are on the public port (this page is on the internal one); behind a load balancer,
+  // type its address instead.
+  $('gateway').value = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.hostname + ':' + __PUBLIC_PORT__;
   $('connect').onclick = function () {
     if (client) client.close();
-    var url = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.host + path();
+    var url = $('gateway').value.trim().replace(/[/]+$/, '') + path();
     client = new RealtimeClient({ url: url, getToken: function () { return $('token').value.trim(); } });
     client.on('open', function () { setState('open'); log('open', url); });
     client.on('frame', function (frame) { log('in', JSON.stringify(frame)); });

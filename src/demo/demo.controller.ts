@@ -1,4 +1,5 @@
 import { Controller, Get, Header } from '@nestjs/common';
+import { Listeners } from '../http/listeners';
 import { buildClientBundle } from './client-bundle';
 import { DEMO_PAGE } from './demo-page';
 
@@ -7,11 +8,13 @@ import { DEMO_PAGE } from './demo-page';
 export class DemoController {
   private bundle: string | undefined;
 
+  constructor(private readonly listeners: Listeners) {}
+
   @Get()
   @Header('Content-Type', 'text/html; charset=utf-8')
   @Header('Cache-Control', 'no-store')
   page(): string {
-    return DEMO_PAGE;
+    return DEMO_PAGE.replace('__PUBLIC_PORT__', String(this.listeners.publicPort));
   }
 
   @Get('client.js')

@@ -13,10 +13,10 @@ const CODES: Record<number, string> = {
  * No answer names the URL.
  */
 const UNKNOWN_PATH =
-  'no endpoint at this path: HTTP serves GET /healthz, /readyz, /metrics, /demo and POST /api/alerts; WebSocket clients connect to /api/alerts/subscribe, /ws/chat/:room or /ws/signaling/:consultationId/:userType';
+  'no endpoint at this path: this (internal) port serves GET /healthz, /readyz, /metrics, /admin, /demo (unless off), the server API under /api/ (listed at /api/openapi.json); WebSocket clients connect to the public port';
 
 /**
- * Framework routes (/healthz, /readyz, /metrics, and unknown paths) answer errors as `{"error", "message"}`
+ * Framework routes on the internal port (/healthz, /readyz, /metrics, /admin, /demo, and unknown paths) answer errors as `{"error", "message"}`
  * like the rest of the API; unexpected errors are logged and answered 500 without details.
  */
 @Catch()

@@ -21,8 +21,18 @@ const TIMEOUT_CHECK_MS = 1_000;
  */
 export const LINGER_MS = 1_000;
 
+/** An HTTP server with the bounds above (both listeners use one). */
+export function createBoundedServer(): Server {
+  return createServer({
+    headersTimeout: HEADERS_TIMEOUT_MS,
+    requestTimeout: REQUEST_TIMEOUT_MS,
+    connectionsCheckingInterval: TIMEOUT_CHECK_MS,
+  });
+}
+
 /**
- * Nest's Express adapter, with a server created with the bounds above and without `X-Powered-By`.
+ * Nest's Express adapter (the internal listener), with a server created with the bounds above and without
+ * `X-Powered-By`.
  */
 export class GatewayHttpAdapter extends ExpressAdapter {
   constructor() {
@@ -31,11 +41,7 @@ export class GatewayHttpAdapter extends ExpressAdapter {
   }
 
   override initHttpServer(_options: NestApplicationOptions): void {
-    this.httpServer = createServer({
-      headersTimeout: HEADERS_TIMEOUT_MS,
-      requestTimeout: REQUEST_TIMEOUT_MS,
-      connectionsCheckingInterval: TIMEOUT_CHECK_MS,
-    });
+    this.httpServer = createBoundedServer();
     this.httpServer.on('request', this.getInstance());
     // No trackOpenConnections (Nest's forceCloseConnections): it keeps a Set entry and a close listener per
     // socket, upgraded WebSocket sockets included (0.5% of an upgrade's CPU). close() below asks Node, which
@@ -61,7 +67,7 @@ function lingerThenClose(req: IncomingMessage): void {
 
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => boolean;
 
-function jsonAnswer(res: ServerResponse, status: number, error: string, message: string): void {
+export function jsonAnswer(res: ServerResponse, status: number, error: string, message: string): void {
   const body = JSON.stringify({ error, message });
   res.writeHead(status, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store', Connection: 'close' });
   res.end(body);
@@ -69,14 +75,16 @@ function jsonAnswer(res: ServerResponse, status: number, error: string, message:
 
 /**
  * Puts `handlers` in front of the framework on the server's `request` event: the first that returns true has
- * answered. Every response to a request whose body was not read in full closes its socket within LINGER_MS.
+ * answered; then the framework, or (a server without one) `fallback`. Every response to a request whose body
+ * was not read in full closes its socket within LINGER_MS.
  */
-export function dispatch(server: Server, handlers: RequestHandler[], maxBodyBytes: number): void {
+export function dispatch(server: Server, handlers: RequestHandler[], maxBodyBytes: number, fallback?: (req: IncomingMessage, res: ServerResponse) => void): void {
   const framework = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
   server.removeAllListeners('request');
   const onRequest = (req: IncomingMessage, res: ServerResponse) => {
     if (!req.complete) res.once('finish', () => lingerThenClose(req));
     for (const handler of handlers) if (handler(req, res)) return;
+    if (framework.length === 0) return fallback?.(req, res);
     for (const listener of framework) listener.call(server, req, res);
   };
   server.on('request', onRequest);

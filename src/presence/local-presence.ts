@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/config';
-import { ownerOf, releaseOnce, UserCounts, type ClaimResult, type Presence, type SlotResult } from './presence';
+import { ownerOf, releaseOnce, UserCounts, type ClaimResult, type NodeInfo, type Presence, type SlotResult } from './presence';
 
 /** Embedded mode: one process is the whole deployment, so presence is a few maps (and no node ever dies). */
 @Injectable()
@@ -41,5 +41,26 @@ export class LocalPresence implements Presence {
 
   onNodeGone(): () => void {
     return () => undefined;
+  }
+
+  private readonly banned = new Map<string, number>();
+  private describe: () => NodeInfo | Promise<NodeInfo> = () => ({ id: this.config.nodeId });
+
+  async ban(user: string, until: number): Promise<void> {
+    this.banned.set(user, until);
+  }
+
+  async bans(): Promise<Map<string, number>> {
+    const now = Date.now();
+    for (const [user, until] of this.banned) if (until <= now) this.banned.delete(user);
+    return new Map(this.banned);
+  }
+
+  describeNode(describe: () => NodeInfo | Promise<NodeInfo>): void {
+    this.describe = describe;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    return [await this.describe()];
   }
 }

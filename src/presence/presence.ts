@@ -27,6 +27,23 @@ export interface Presence {
   members(group: string): Promise<Map<string, string>>;
   /** Claims that vanished because their node died (after about the TTL), delivered on every node. */
   onNodeGone(listener: (node: string, claims: Claim[]) => void): () => void;
+  /** Records that `user` is banned until `until` (ms since the epoch), cluster-wide. Rejects while Redis is down. */
+  ban(user: string, until: number): Promise<void>;
+  /** The bans in force: user → until. Rejects while Redis is down. */
+  bans(): Promise<Map<string, number>>;
+  /** Where this node's description comes from; read on every heartbeat (cluster) or on each nodes() call. */
+  describeNode(describe: () => NodeInfo | Promise<NodeInfo>): void;
+  /**
+   * Every live node's description: this node's as of now, the others' as of their last heartbeat (at most
+   * a third of PRESENCE_TTL_MS old). Rejects while Redis is down.
+   */
+  nodes(): Promise<NodeInfo[]>;
+}
+
+/** What a node says about itself (GET /api/nodes). */
+export interface NodeInfo {
+  id: string;
+  [field: string]: unknown;
 }
 
 export const PRESENCE = Symbol('PRESENCE');

@@ -3,7 +3,7 @@ import { BROKER, BrokerUnavailableError, type Broker } from '../channels/broker'
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { RedisConnections } from '../redis/redis-connections';
-import { ownerOf, releaseOnce, UserCounts, type Claim, type ClaimResult, type Presence, type SlotResult } from './presence';
+import { ownerOf, releaseOnce, UserCounts, type Claim, type ClaimResult, type NodeInfo, type Presence, type SlotResult } from './presence';
 import { ACQUIRE_SLOT, CLAIM, HEARTBEAT, MEMBERS, REAP, RELEASE, RELEASE_SLOT, SET_SLOTS } from './presence-scripts';
 
 /** Bus channel on which the node that reaped a dead node tells every node what vanished. */
@@ -44,6 +44,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   private clearedPreviousIncarnation = false;
   private syncing: Promise<void> | undefined;
   private readonly maxAnnounceBytes: number;
+  private describe: () => NodeInfo | Promise<NodeInfo>;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -58,6 +59,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     this.nodeId = config.nodeId;
     this.ttlMs = config.presenceTtlMs;
     this.maxAnnounceBytes = Math.floor(config.maxPublishBytes / 2);
+    this.describe = () => ({ id: this.nodeId });
   }
 
   onApplicationBootstrap(): void {
@@ -75,6 +77,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     if (!this.up()) return;
     try {
       await this.redis.command.del(this.nodeKey(this.nodeId));
+      await this.redis.command.hdel(this.infoKey(), this.nodeId);
       await this.reap(this.nodeId, 'stopped');
     } catch {
       // Redis went away as we stopped: the TTL cleans up.
@@ -165,6 +168,57 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     return `${this.prefix}:${kind}:${name}`;
   }
 
+  /** Hash: node → its description as of its last heartbeat (JSON, with `seen`). */
+  private infoKey(): string {
+    return `${this.prefix}:nodeinfo`;
+  }
+
+  /** Sorted set: banned user → until (ms since the epoch). */
+  private bansKey(): string {
+    return `${this.prefix}:bans`;
+  }
+
+  async ban(user: string, until: number): Promise<void> {
+    if (!this.up()) throw new BrokerUnavailableError();
+    const now = Date.now();
+    // One slot ({prefix}), so one MULTI; expired bans are dropped by each new one (the set stays small).
+    await this.redis.command.multi().zadd(this.bansKey(), until, user).zremrangebyscore(this.bansKey(), '-inf', now).exec();
+  }
+
+  async bans(): Promise<Map<string, number>> {
+    if (!this.up()) throw new BrokerUnavailableError();
+    const flat = await this.redis.command.zrangebyscore(this.bansKey(), Date.now(), '+inf', 'WITHSCORES');
+    const bans = new Map<string, number>();
+    for (let i = 0; i + 1 < flat.length; i += 2) bans.set(flat[i], Number(flat[i + 1]));
+    return bans;
+  }
+
+  describeNode(describe: () => NodeInfo | Promise<NodeInfo>): void {
+    this.describe = describe;
+  }
+
+  async nodes(): Promise<NodeInfo[]> {
+    if (!this.up()) throw new BrokerUnavailableError();
+    const [info, members] = await Promise.all([this.redis.command.hgetall(this.infoKey()), this.redis.command.smembers(`${this.prefix}:nodes`)]);
+    const live = new Set(members);
+    const now = Date.now();
+    const nodes: NodeInfo[] = [await this.describe()];
+    for (const [node, json] of Object.entries(info)) {
+      if (node === this.nodeId) continue;
+      let parsed: NodeInfo & { seen?: number };
+      try {
+        parsed = JSON.parse(json) as NodeInfo & { seen?: number };
+      } catch {
+        continue;
+      }
+      // Reaped nodes leave the set; a description older than the TTL is a node that stopped beating.
+      if (!live.has(node) || typeof parsed.seen !== 'number' || now - parsed.seen > this.ttlMs) continue;
+      delete parsed.seen;
+      nodes.push(parsed);
+    }
+    return nodes.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
   private nodeKey(node: string): string {
     return `${this.prefix}:node:${node}`;
   }
@@ -213,6 +267,11 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
       this.log.debug({ err: (error as Error).message }, 'presence heartbeat failed');
       return;
     }
+    try {
+      await this.redis.command.hset(this.infoKey(), this.nodeId, JSON.stringify({ ...(await this.describe()), seen: Date.now() }));
+    } catch (error) {
+      this.log.debug({ err: (error as Error).message }, 'node description not written');
+    }
     for (const node of dead) if (node !== this.nodeId) await this.reap(node, 'expired');
   }
 
@@ -234,6 +293,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
       return;
     }
     if (Number(reply[0]) !== 1) return;
+    await this.redis.command.hdel(this.infoKey(), node).catch(() => undefined);
     const claims: NodeGone['claims'] = [];
     for (let i = 1; i + 2 < reply.length; i += 3) claims.push([reply[i], reply[i + 1], reply[i + 2]]);
     if (why === 'restarted' && claims.length === 0) return; // a fresh start: nothing to announce

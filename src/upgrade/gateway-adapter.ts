@@ -29,6 +29,8 @@ export interface GatewayAdapterDeps {
   metrics: Metrics;
   log: Logger;
   connections: ConnectionManager;
+  /** The public listener whose upgrades this adapter owns (the internal one serves no WebSocket endpoint). */
+  server: HttpServer;
 }
 
 /** Refusal log lines: at most one per kind (gateway, status, error) per this long. */
@@ -96,7 +98,7 @@ export class GatewayAdapter extends WsAdapter {
   override create(port: number, options: Record<string, unknown> = {}): WebSocketServer {
     const gatewayClass = options[GATEWAY_CLASS_OPTION] as Type | undefined;
     if (!gatewayClass) throw new Error('WebSocket gateways must be declared with @RealtimeGateway');
-    if (port !== 0 || !this.httpServer) throw new Error('@RealtimeGateway gateways share the HTTP port; set no port');
+    if (port !== 0) throw new Error('@RealtimeGateway gateways share the public port; set no port');
     const meta = getGatewayMetadata(gatewayClass);
     // closeTimeout is a ws >= 8.21 option that @types/ws does not list yet.
     const wss = new WebSocketServer({
@@ -112,7 +114,7 @@ export class GatewayAdapter extends WsAdapter {
     if (typeof gatewayClass.prototype.handleDisconnect === 'function') this.disconnectAware.add(meta.name);
     this.routes.add(meta.path, { wss, meta, guards });
     this.deps.metrics.initGateway(meta.name);
-    this.listen(this.httpServer as HttpServer);
+    this.listen(this.deps.server);
     return wss;
   }
 

@@ -5,7 +5,7 @@ import { token } from '../support/tokens';
 const service = () => token({ sub: 'svc', role: 'service' });
 
 function post(gw: TestGateway, body: unknown, bearer: string | null = service(), headers: Record<string, string> = {}) {
-  return fetch(gw.http('/api/alerts'), {
+  return fetch(gw.internal('/api/alerts'), {
     method: 'POST',
     headers: { ...(bearer ? { authorization: `Bearer ${bearer}` } : {}), 'content-type': 'application/json', ...headers },
     body: typeof body === 'string' ? body : JSON.stringify(body),
@@ -89,21 +89,23 @@ describe('POST /api/alerts', () => {
   it('answers 413 for a body over MAX_PUBLISH_BYTES and 415 for a body that is not JSON, and takes ?token= too', async () => {
     const big = await post(gw, { data: { blob: 'x'.repeat(65 * 1024) } });
     expect([big.status, await big.json()]).toEqual([413, { error: 'too_large', message: expect.stringContaining('MAX_PUBLISH_BYTES') }]);
-    const form = await fetch(gw.http('/api/alerts'), {
+    const form = await fetch(gw.internal('/api/alerts'), {
       method: 'POST',
       headers: { authorization: `Bearer ${service()}`, 'content-type': 'application/x-www-form-urlencoded' },
       body: 'data=1',
     });
     expect([form.status, await form.json()]).toMatchObject([415, { error: 'unsupported_media_type' }]);
-    const query = await fetch(gw.http(`/api/alerts?token=${service()}`), {
+    const query = await fetch(gw.internal(`/api/alerts?token=${service()}`), {
       method: 'POST',
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ data: { via: 'query' } }),
     });
     expect(query.status).toBe(202);
-    // Other methods and paths still reach the framework's 404.
-    const get = await fetch(gw.http('/api/alerts'));
-    expect([get.status, ((await get.json()) as { error: string }).error]).toEqual([404, 'unknown_path']);
+    // Another method on the path: 405 naming the one it answers; an unknown path under /api/: 404.
+    const get = await fetch(gw.internal('/api/alerts'));
+    expect([get.status, get.headers.get('allow'), ((await get.json()) as { error: string }).error]).toEqual([405, 'POST', 'method_not_allowed']);
+    const unknown = await fetch(gw.internal('/api/alertz'), { method: 'POST' });
+    expect([unknown.status, ((await unknown.json()) as { error: string }).error]).toEqual([404, 'unknown_path']);
   });
 
   it('delivers targeted alerts only to the listed roles or users', async () => {

@@ -258,7 +258,7 @@ describe('client SDK in headless Chromium: why an upgrade was refused', () => {
   });
   beforeEach(async () => {
     page = await browser.newPage();
-    await page.goto(home.http('/healthz'));
+    await page.goto(home.internal('/healthz')); // the SDK bundle is served on the internal port
     await page.addScriptTag({ url: '/demo/client.js' });
   });
   afterEach(() => page.close());

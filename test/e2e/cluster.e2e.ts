@@ -105,7 +105,7 @@ describe('cluster mode: three replicas, one redis-server', () => {
     const [[streamId]] = (await raw.xrange('rt:alerts:stream', String(first.body.id), String(first.body.id))) as [string, string[]][];
     expect(streamId).toBe(first.body.id);
     for (const replica of [a, b, c]) expect(await replica.metric('ws_delivery_seconds_count')).toBeGreaterThanOrEqual(2);
-    const { status, output } = promtool(['check', 'metrics'], await (await fetch(b.http('/metrics'))).text());
+    const { status, output } = promtool(['check', 'metrics'], await (await fetch(b.internal('/metrics'))).text());
     expect([status, output.trim()]).toEqual([0, '']);
     for (const client of subs) await client.close();
   });

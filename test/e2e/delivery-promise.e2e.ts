@@ -40,7 +40,7 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
   }
 
   async function post(replica: Replica, body: string, headers: Record<string, string> = {}): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(replica.http('/api/alerts'), {
+    const res = await fetch(replica.internal('/api/alerts'), {
       method: 'POST',
       headers: { authorization: `Bearer ${service()}`, 'content-type': 'application/json', ...headers },
       body,

@@ -36,7 +36,7 @@ describe('demo console in headless Chromium', () => {
 
   it('connects, shows an alert published over HTTP, explains the 1012 of a drain, and resumes without a gap', async () => {
     const page = await browser.newPage();
-    await page.goto(`http://127.0.0.1:${port}/demo`);
+    await page.goto(`http://127.0.0.1:${served!.internalPort}/demo`); // the page is internal; its client dials the public PORT
     await page.fill('#token', token({ sub: 'browser', role: 'authority' }));
     await page.selectOption('#endpoint', 'alerts');
     await page.click('#connect');
@@ -63,7 +63,7 @@ describe('demo console in headless Chromium', () => {
     await page.fill('#outgoing', '{"type":"ping"}');
     await page.click('#send');
     await page.waitForSelector('#log li[data-kind="in"]:has-text("\\"type\\":\\"pong\\"")');
-    await eventually(async () => (await page.$$('#codes tr')).length === 11, 1000, 'the close-code table');
+    await eventually(async () => (await page.$$('#codes tr')).length === 12, 1000, 'the close-code table'); // 4003 joined the SPEC's codes
     await page.close();
   });
 });
@@ -87,7 +87,7 @@ describe('demo console: why an upgrade was refused (browsers hide the status)', 
     const sockets: string[] = [];
     page.on('websocket', (ws) => sockets.push(ws.url()));
     const before = await rejected(error);
-    await page.goto(gw.http('/demo'));
+    await page.goto(gw.internal('/demo'));
     await page.fill('#token', jwt);
     await page.selectOption('#endpoint', 'alerts');
     await page.click('#connect');

@@ -138,7 +138,8 @@ describe('the door answers every hostile request in one form', () => {
     const counter = c.counted && { gateway: c.counted, status: String(c.status), error: c.error };
     const before = counter ? ((await gw.metric('ws_upgrades_rejected_total', counter)) ?? 0) : 0;
     const { request, secret } = c.build();
-    const answer = await rawExchange(gw.port, request, { closeWithinMs: 1000 });
+    // The server API lives on the internal port; everything else here is the public port's.
+    const answer = await rawExchange(/^POST \/api\/(?!alerts\/subscribe)/.test(request) ? gw.internalPort : gw.port, request, { closeWithinMs: 1000 });
     const body = JSON.parse(answer.body) as { error: string; message: string };
     expect([answer.status, body.error]).toEqual([c.status, c.error]);
     expect(Object.keys(body).sort()).toEqual(['error', 'message']);
@@ -158,10 +159,12 @@ describe('the door answers every hostile request in one form', () => {
     await client.close();
   });
 
-  it('no response of any kind carries X-Powered-By', async () => {
-    for (const path of ['/healthz', '/readyz', '/metrics', '/nothing', '/demo']) {
-      const res = await fetch(servers.hs.http(path));
-      expect([path, res.headers.get('x-powered-by')]).toEqual([path, null]);
+  it('no response of any kind, on either port, carries X-Powered-By', async () => {
+    for (const path of ['/healthz', '/readyz', '/metrics', '/nothing', '/demo', '/api/nodes', '/api/openapi.json']) {
+      for (const url of [servers.hs.http(path), servers.hs.internal(path)]) {
+        const res = await fetch(url);
+        expect([url, res.headers.get('x-powered-by')]).toEqual([url, null]);
+      }
     }
   });
 
@@ -226,7 +229,7 @@ describe('a refused request cannot hold its socket', () => {
     ['a 404 on an unknown path', '/nothing', 404],
   ])('after %s, a client trickling a declared 10 MB body is closed within seconds', async (_what, path, status) => {
     const head = plainRequest('POST', path, { 'Content-Type': 'application/json', 'Content-Length': '10000000', Connection: 'keep-alive' });
-    const answer = await rawExchange(gw.port, `${head}${'a'.repeat(1024)}`, { trickle: { everyMs: 50 }, closeWithinMs: 5000 });
+    const answer = await rawExchange(path.startsWith('/api/') ? gw.internalPort : gw.port, `${head}${'a'.repeat(1024)}`, { trickle: { everyMs: 50 }, closeWithinMs: 5000 });
     expect(answer.status).toBe(status);
     expect(answer.closedAfterMs).toBeDefined();
     expect(answer.closedAfterMs!).toBeLessThan(3000);
@@ -236,7 +239,7 @@ describe('a refused request cannot hold its socket', () => {
     const head = plainRequest('POST', '/api/alerts', { Authorization: `Bearer ${service()}`, 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked', Connection: 'keep-alive' });
     const chunk = 'a'.repeat(64 * 1024);
     const body = Array.from({ length: 8 }, () => `${chunk.length.toString(16)}\r\n${chunk}\r\n`).join('');
-    const answer = await rawExchange(gw.port, `${head}${body}`, { trickle: { everyMs: 50, data: '1\r\na\r\n' }, closeWithinMs: 5000 });
+    const answer = await rawExchange(gw.internalPort, `${head}${body}`, { trickle: { everyMs: 50, data: '1\r\na\r\n' }, closeWithinMs: 5000 });
     expect([answer.status, JSON.parse(answer.body).error]).toEqual([413, 'too_large']);
     expect(answer.closedAfterMs!).toBeLessThan(3000);
   });

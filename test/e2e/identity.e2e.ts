@@ -55,7 +55,7 @@ describe.each<ProviderAlg>(['RS256', 'ES256', 'EdDSA'])('a real OpenID Provider 
   it('accepts the tokens it issues (client credentials) on the WebSocket and on POST /api/alerts', async () => {
     const client = await connect(gw.ws(`${ALERTS}?token=${await provider.token('dashboard')}`));
     await client.ofType('welcome');
-    const res = await fetch(gw.http('/api/alerts'), {
+    const res = await fetch(gw.internal('/api/alerts'), {
       method: 'POST',
       headers: { authorization: `Bearer ${await provider.token('billing')}`, 'content-type': 'application/json' },
       body: JSON.stringify({ data: { via: 'oidc' } }),

@@ -8,7 +8,7 @@ import { token } from '../support/tokens';
 const echo = (gw: TestGateway, sub = 'alice', room = 'r1') => connect(gw.ws(`/test/echo/${room}?token=${token({ sub, role: 'user' })}`));
 const subscriber = (gw: TestGateway, sub = 'watcher') => connect(gw.ws(`/api/alerts/subscribe?token=${token({ sub, role: 'authority' })}`));
 const publish = (gw: TestGateway, data: object) =>
-  fetch(gw.http('/api/alerts'), {
+  fetch(gw.internal('/api/alerts'), {
     method: 'POST',
     headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
     body: JSON.stringify({ data }),

@@ -23,7 +23,7 @@ describe('health, readiness, metrics and logs', () => {
     const subscriber = token({ sub: 'delivery-user', role: 'authority' });
     secrets.push(publisher, subscriber);
     const post = (n: number) =>
-      fetch(gw.http('/api/alerts'), {
+      fetch(gw.internal('/api/alerts'), {
         method: 'POST',
         headers: { authorization: `Bearer ${publisher}`, 'content-type': 'application/json' },
         body: JSON.stringify({ data: { n } }),
@@ -45,14 +45,14 @@ describe('health, readiness, metrics and logs', () => {
     await client.ofType('pong');
     const publisher = token({ role: 'service' });
     secrets.push(publisher);
-    await fetch(gw.http('/api/alerts'), {
+    await fetch(gw.internal('/api/alerts'), {
       method: 'POST',
       headers: { authorization: `Bearer ${publisher}`, 'content-type': 'application/json' },
       body: '{"data":{"x":1}}',
     });
     await client.ofType('alert');
     const text = await gw.metrics();
-    expect((await fetch(gw.http('/metrics'))).headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
+    expect((await fetch(gw.internal('/metrics'))).headers.get('content-type')).toMatch(/^text\/plain; version=0\.0\.4/);
     for (const name of [
       'ws_connections_active',
       'ws_connections_total',

@@ -73,7 +73,9 @@ describe('cluster mode while Redis cannot be reached at all', () => {
       const ready = await fetch(`${base}/readyz`);
       expect(ready.status).toBe(503);
       expect(await ready.json()).toEqual({ status: 'redis_unavailable' });
-      const post = await fetch(`${base}/api/alerts`, {
+      // Health on both ports; the server API on the internal one.
+      expect((await fetch(`http://127.0.0.1:${gw.internalPort}/readyz`)).status).toBe(503);
+      const post = await fetch(`http://127.0.0.1:${gw.internalPort}/api/alerts`, {
         method: 'POST',
         headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
         body: JSON.stringify({ data: { level: 'red' } }),

@@ -72,7 +72,7 @@ describe('docs/protocol.md', () => {
     const hub = gw.app.get(ChannelHub);
     await hub.publish('user:auth', { data: { text: 'your report was read' } });
     seen.push(await subscriber.take((f) => f.type === 'alert' && f.channel === 'user:auth'));
-    const res = await fetch(gw.http('/api/alerts'), {
+    const res = await fetch(gw.internal('/api/alerts'), {
       method: 'POST',
       headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
       body: JSON.stringify({ ...examples.find((e) => e.endpoint === 'http')!.frame, users: ['auth'] }),

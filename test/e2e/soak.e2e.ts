@@ -92,7 +92,7 @@ describe('soak: resuming clients through replica restarts, a Redis restart and a
         for (;;) {
           const replica = pick();
           const res = replica
-            ? await fetch(replica.http('/api/alerts'), {
+            ? await fetch(replica.internal('/api/alerts'), {
                 method: 'POST',
                 headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json', 'idempotency-key': key },
                 body: JSON.stringify({ data: { n } }),

@@ -19,12 +19,18 @@ export class Replica {
     return `ws://127.0.0.1:${this.process.port}${path}`;
   }
 
+  /** On the public port (WebSocket paths, health). */
   http(path: string): string {
     return `http://127.0.0.1:${this.process.port}${path}`;
   }
 
+  /** On the internal port (metrics, server API). */
+  internal(path: string): string {
+    return `http://127.0.0.1:${this.process.internalPort}${path}`;
+  }
+
   async metric(name: string, labels: Record<string, string> = {}): Promise<number | undefined> {
-    return metricValue(await (await fetch(this.http('/metrics'))).text(), name, labels);
+    return metricValue(await (await fetch(this.internal('/metrics'))).text(), name, labels);
   }
 
   async readyStatus(): Promise<number> {
@@ -33,7 +39,7 @@ export class Replica {
 
   /** POST /api/alerts as a service; resolves with the status and body. */
   async publish(body: unknown): Promise<{ status: number; body: Record<string, unknown> }> {
-    const res = await fetch(this.http('/api/alerts'), {
+    const res = await fetch(this.internal('/api/alerts'), {
       method: 'POST',
       headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
       body: JSON.stringify(body),

@@ -11,7 +11,10 @@ export interface TestGateway extends RunningGateway {
   /** Every log line as written, for "the token never appears" checks. */
   rawLogs: string[];
   ws(path: string): string;
+  /** A URL on the public port (WebSocket paths, /healthz, /readyz). */
   http(path: string): string;
+  /** A URL on the internal port (metrics, server API, /admin, /demo). */
+  internal(path: string): string;
   metrics(): Promise<string>;
   /** Value of one series in /metrics, e.g. ('ws_closes_total', {gateway:'alerts', code:'1000'}). */
   metric(name: string, labels?: Record<string, string>): Promise<number | undefined>;
@@ -22,7 +25,7 @@ export async function startTestGateway(
   env: Record<string, string> = {},
   options: { imports?: (Type | DynamicModule)[] } = {},
 ): Promise<TestGateway> {
-  const { config } = loadConfig({ PORT: '0', HOST: '127.0.0.1', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', ...env });
+  const { config } = loadConfig({ PORT: '0', HOST: '127.0.0.1', INTERNAL_PORT: '0', INTERNAL_HOST: '127.0.0.1', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', ...env });
   const rawLogs: string[] = [];
   const logs: Record<string, unknown>[] = [];
   const sink = {
@@ -34,6 +37,7 @@ export async function startTestGateway(
   const log = pino({ level: config.logLevel, base: { node: config.nodeId } }, sink);
   const running = await startGateway(config, log, options);
   const base = `127.0.0.1:${running.port}`;
+  const internalBase = `127.0.0.1:${running.internalPort}`;
   const gateway: TestGateway = {
     ...running,
     config,
@@ -41,7 +45,8 @@ export async function startTestGateway(
     rawLogs,
     ws: (path) => `ws://${base}${path}`,
     http: (path) => `http://${base}${path}`,
-    metrics: async () => (await fetch(`http://${base}/metrics`)).text(),
+    internal: (path) => `http://${internalBase}${path}`,
+    metrics: async () => (await fetch(`http://${internalBase}/metrics`)).text(),
     metric: async (name, labels = {}) => metricValue(await gateway.metrics(), name, labels),
   };
   return gateway;

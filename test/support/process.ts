@@ -19,7 +19,10 @@ export function freePort(): Promise<number> {
 
 export interface GatewayProcess {
   child: ChildProcess;
+  /** The public port (WebSocket endpoints, health). */
   port: number;
+  /** The internal port (metrics, server API, /admin, /demo). */
+  internalPort: number;
   stdout: string[];
   stderr: () => string;
   exited: Promise<number | null>;
@@ -28,9 +31,10 @@ export interface GatewayProcess {
 /** Runs `node dist/main.js` (the built service) with `env`, resolving once it logs that it listens. */
 export async function spawnGateway(env: Record<string, string>, { waitForListening = true } = {}): Promise<GatewayProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
+  const internalPort = env.INTERNAL_PORT ? Number(env.INTERNAL_PORT) : await freePort();
   const child = spawn(process.execPath, [MAIN], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), ...env },
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), INTERNAL_HOST: '127.0.0.1', INTERNAL_PORT: String(internalPort), ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stdout: string[] = [];
@@ -54,5 +58,5 @@ export async function spawnGateway(env: Record<string, string>, { waitForListeni
   child.stderr!.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
   if (waitForListening) await listening;
   else listening.catch(() => undefined);
-  return { child, port, stdout, stderr: () => stderr, exited };
+  return { child, port, internalPort, stdout, stderr: () => stderr, exited };
 }

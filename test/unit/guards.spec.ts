@@ -8,6 +8,7 @@ import { createLogger } from '../../src/logging/logger';
 import type { Connection } from '../../src/connection/connection';
 import { ConnectionManager } from '../../src/connection/connection-manager';
 import { Metrics } from '../../src/metrics/metrics';
+import { BanList } from '../../src/presence/ban-list';
 import { LocalPresence } from '../../src/presence/local-presence';
 import { AuthenticateGuard } from '../../src/upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../../src/upgrade/guards/capacity.guard';
@@ -68,7 +69,18 @@ describe('OriginGuard', () => {
 
 describe('AuthenticateGuard', () => {
   const config = loadConfig({ JWT_SECRET: TEST_SECRET }).config;
-  const guard = new AuthenticateGuard(verifier(config));
+  const bans = new BanList(new LocalPresence(config), pino({ level: 'silent' }));
+  const guard = new AuthenticateGuard(verifier(config), bans);
+
+  it('refuses a banned user with 403 banned and Retry-After, and lets them in once the ban ends', () => {
+    bans.remember('u-banned', Date.now() + 90_000);
+    const ctx = context({ search: `token=${token({ sub: 'u-banned', role: 'admin' })}` });
+    const refusal = refusalOf(() => guard.canUpgrade(ctx));
+    expect(refusal).toMatchObject({ status: 403, error: 'banned' });
+    expect(Number(refusal.headers['Retry-After'])).toBeGreaterThanOrEqual(89);
+    expect(bans.bannedUntil('u-banned', Date.now() + 91_000)).toBeUndefined();
+    expect(ctx.user).toBeUndefined();
+  });
 
   it('sets the verified user', () => {
     const ctx = context({ search: `token=${token({ sub: 'u1', role: 'admin', email: 'u1@x' })}` });

@@ -2,6 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AuthError, JwtVerifier, KeysUnavailableError, WWW_AUTHENTICATE } from '../../auth/jwt-verifier';
 import type { Principal } from '../../auth/principal';
 import { extractToken } from '../../auth/token-extractor';
+import { BanList } from '../../presence/ban-list';
 import type { UpgradeContext, UpgradeGuard } from '../upgrade-guard';
 import { UpgradeRefusal } from '../upgrade-refusal';
 
@@ -14,11 +15,24 @@ export function authRefusal(error: unknown): UpgradeRefusal {
 
 /**
  * Finds the token (header, subprotocol or query), verifies it and sets `ctx.user`; 401 otherwise (503 while
- * an identity provider's keys are not loaded yet). Synchronous unless the token names a key we do not have.
+ * an identity provider's keys are not loaded yet), 403 `banned` while the user is banned (POST
+ * /api/disconnect with ban_seconds). Synchronous unless the token names a key we do not have.
  */
 @Injectable()
 export class AuthenticateGuard implements UpgradeGuard {
-  constructor(private readonly verifier: JwtVerifier) {}
+  constructor(
+    private readonly verifier: JwtVerifier,
+    private readonly bans: BanList,
+  ) {}
+
+  private admit(ctx: UpgradeContext, user: Principal): void {
+    const until = this.bans.bannedUntil(user.sub);
+    if (until !== undefined) {
+      const seconds = Math.max(1, Math.ceil((until - Date.now()) / 1000));
+      throw new UpgradeRefusal(403, 'banned', `this user is banned from connecting for another ${seconds} s`, { 'Retry-After': String(seconds) });
+    }
+    ctx.user = user;
+  }
 
   canUpgrade(ctx: UpgradeContext): void | Promise<void> {
     const found = extractToken(ctx.req.headers, ctx.query, ctx.protocols);
@@ -29,12 +43,9 @@ export class AuthenticateGuard implements UpgradeGuard {
     } catch (error) {
       throw authRefusal(error);
     }
-    if (!(verified instanceof Promise)) {
-      ctx.user = verified;
-      return;
-    }
+    if (!(verified instanceof Promise)) return this.admit(ctx, verified);
     return verified.then(
-      (user) => void (ctx.user = user),
+      (user) => this.admit(ctx, user),
       (error: unknown) => {
         throw authRefusal(error);
       },

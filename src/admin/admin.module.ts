@@ -1,0 +1,6 @@
+import { Module } from '@nestjs/common';
+import { AdminController } from './admin.controller';
+
+/** The admin console on the internal port; it uses the server API like any other client. */
+@Module({ controllers: [AdminController] })
+export class AdminModule {}

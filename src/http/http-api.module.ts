@@ -1,0 +1,21 @@
+import { Global, Module } from '@nestjs/common';
+import { JwtVerifier } from '../auth/jwt-verifier';
+import { MESSAGE_LIMITS, type MessageLimits } from '../channels/message-limits';
+import { LOGGER, type Logger } from '../logging/logger';
+import { JsonApi } from './json-api';
+import { Listeners } from './listeners';
+
+/** The server API's shared door (auth, body, errors); features and the server API register routes on it. */
+@Global()
+@Module({
+  providers: [
+    Listeners,
+    {
+      provide: JsonApi,
+      inject: [JwtVerifier, MESSAGE_LIMITS, LOGGER],
+      useFactory: (verifier: JwtVerifier, limits: MessageLimits, log: Logger) => new JsonApi(verifier, limits, log),
+    },
+  ],
+  exports: [JsonApi, Listeners],
+})
+export class HttpApiModule {}

@@ -1,0 +1,110 @@
+import { z } from 'zod';
+
+/** Room and consultation names (SPEC: `[A-Za-z0-9_.-]{1,64}`); user subs: 1–256 characters, no control characters. */
+const CHANNEL = /^(alerts|user:[^\x00-\x1f\x7f]{1,256}|chat:[A-Za-z0-9_.-]{1,64}|signaling:[A-Za-z0-9_.-]{1,64})$/;
+
+export const ChannelName = z
+  .string()
+  .regex(CHANNEL, 'must be alerts, user:<sub>, chat:<room> or signaling:<consultationId> (room and consultation names: letters, digits, _ . -, at most 64)')
+  .meta({ example: 'chat:lobby' });
+
+const UserSub = z.string().min(1).max(256).regex(/^[^\x00-\x1f\x7f]+$/, 'must not hold control characters');
+
+const Data = z.record(z.string(), z.unknown(), { message: '"data" must be a JSON object' }).describe('the message, any JSON object');
+
+export const PublishInput = z
+  .object({ channel: ChannelName, data: Data })
+  .strict()
+  .describe('{"channel": "<channel>", "data": {...}}')
+  .meta({ example: { channel: 'chat:lobby', data: { text: 'The ward round starts in 10 minutes' } } });
+
+export const PublishAccepted = z
+  .object({
+    id: z.string().optional().describe('the stream id; absent on channels without history (signaling)'),
+    ts: z.number().describe('ms since the epoch'),
+  })
+  .meta({ example: { id: '1732700000000-0', ts: 1732700000000 } });
+
+/** The close reason holds `disconnected: <reason>`, and a close reason is at most 123 bytes. */
+const REASON_BYTES = 100;
+
+export const DisconnectInput = z
+  .object({
+    user: UserSub.describe('the `sub` of the user whose connections close'),
+    reason: z
+      .string()
+      .refine((r) => Buffer.byteLength(r) <= REASON_BYTES, `must be at most ${REASON_BYTES} bytes of UTF-8 (it travels in the close frame)`)
+      .optional()
+      .describe('sent in the close frame as `disconnected: <reason>`'),
+    ban_seconds: z.number().int().min(1).max(30 * 86_400).optional().describe('refuse this user\'s upgrades with 403 banned for this long (at most 30 days)'),
+  })
+  .strict()
+  .describe('{"user": "<sub>", "reason"?: "...", "ban_seconds"?: N}')
+  .meta({ example: { user: 'u-1042', reason: 'account suspended', ban_seconds: 3600 } });
+
+export const DisconnectAccepted = z
+  .object({
+    user: z.string(),
+    banned_until: z.number().optional().describe('ms since the epoch, with ban_seconds'),
+  })
+  .meta({ example: { user: 'u-1042', banned_until: 1732703600000 } });
+
+export const ChannelParam = { channel: ChannelName };
+
+export const PresenceAnswer = z
+  .object({
+    members: z.array(
+      z.object({
+        user: z.string().describe('chat: the member\'s sub; signaling: the seat (doctor or patient)'),
+        node: z.string().describe('the replica it is connected to'),
+        connections: z.number().int(),
+      }),
+    ),
+  })
+  .meta({ example: { members: [{ user: 'u-1042', node: 'gateway-7c9f-1', connections: 1 }] } });
+
+export const HistoryQuery = z
+  .object({
+    since: z.string().regex(/^\d{1,15}-\d{1,15}$/, 'must be a message id such as 1732700000000-0').optional().describe('only messages after this id (omit: from the oldest kept)'),
+    epoch: z.string().max(64).optional().describe('the epoch `since` belongs to: a different one makes recovered false'),
+    limit: z.coerce.number().int().min(1).max(1000).default(100).describe('at most this many messages (1–1000, default 100)'),
+  })
+  .strict();
+
+export const HistoryAnswer = z
+  .object({
+    epoch: z.string(),
+    messages: z.array(z.object({ id: z.string(), ts: z.number(), data: z.record(z.string(), z.unknown()) })),
+    recovered: z.boolean().describe('true only when nothing between `since` and the first message returned was lost'),
+  })
+  .meta({ example: { epoch: 'a1b2c3d4e5f6', messages: [{ id: '1732700000000-0', ts: 1732700000000, data: { text: 'hello' } }], recovered: true } });
+
+export const NodesAnswer = z
+  .object({
+    nodes: z.array(
+      z.object({
+        id: z.string(),
+        version: z.string(),
+        uptime_s: z.number().int(),
+        connections: z.record(z.string(), z.number().int()).describe('open connections per gateway (alerts, chat, signaling)'),
+        channels: z.array(z.object({ channel: z.string(), members: z.number().int() })).describe('its 10 busiest channels by members connected to it'),
+        messages_sent: z.number().describe('frames sent to clients since it started'),
+        connections_opened: z.number().describe('connections accepted since it started'),
+      }),
+    ),
+  })
+  .meta({
+    example: {
+      nodes: [
+        {
+          id: 'gateway-7c9f-1',
+          version: '0.1.0',
+          uptime_s: 3600,
+          connections: { alerts: 120, chat: 40, signaling: 2 },
+          channels: [{ channel: 'alerts', members: 120 }, { channel: 'chat:ward-3', members: 12 }],
+          messages_sent: 481_220,
+          connections_opened: 1_904,
+        },
+      ],
+    },
+  });

@@ -1,0 +1,204 @@
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy, type OnModuleInit } from '@nestjs/common';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { BROKER, type Broker } from '../channels/broker';
+import { ChannelHub } from '../channels/channel-hub';
+import { channelKind, isObject } from '../channels/publication';
+import { APP_CONFIG, type AppConfig } from '../config/config';
+import { CloseCode } from '../connection/close-codes';
+import { ConnectionManager } from '../connection/connection-manager';
+import { Readiness } from '../health/readiness';
+import { HttpError, JsonApi } from '../http/json-api';
+import { LOGGER, type Logger } from '../logging/logger';
+import { Metrics } from '../metrics/metrics';
+import { BanList } from '../presence/ban-list';
+import { PRESENCE, type Presence } from '../presence/presence';
+import {
+  ChannelParam,
+  DisconnectAccepted,
+  DisconnectInput,
+  HistoryAnswer,
+  HistoryQuery,
+  NodesAnswer,
+  PresenceAnswer,
+  PublishAccepted,
+  PublishInput,
+} from './schemas';
+
+/** Commands every node carries out (live only): `disconnect` closes a user's connections there. */
+export const CONTROL_CHANNEL = 'control';
+const ROLES = ['service', 'admin'] as const;
+/** Channels per node in GET /api/nodes: its busiest by local members. */
+const BUSIEST_CHANNELS = 10;
+
+/** A counter's value summed over its label sets. */
+async function total(counter: { get(): Promise<{ values: { value: number }[] }> }): Promise<number> {
+  return (await counter.get()).values.reduce((sum, v) => sum + v.value, 0);
+}
+const VERSION = (JSON.parse(readFileSync(join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string }).version;
+
+interface DisconnectCommand {
+  op: 'disconnect';
+  user: string;
+  reason?: string;
+  until?: number;
+}
+
+/**
+ * The server API (SPEC "Server API"): publish on any channel, disconnect (and ban) a user, a channel's presence
+ * and history, the live nodes. Every operation is cluster-wide: publications and commands travel on the bus,
+ * presence and bans are in presence storage. Routes sit on the shared JsonApi (auth, body, errors).
+ */
+@Injectable()
+export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
+  private readonly started = Date.now();
+  private unsubscribe: (() => void) | undefined;
+  /** The command channel is subscribed: until then a disconnect sent by anyone would miss this node. */
+  private listening = false;
+
+  constructor(
+    private readonly api: JsonApi,
+    private readonly hub: ChannelHub,
+    @Inject(BROKER) private readonly broker: Broker,
+    @Inject(PRESENCE) private readonly presence: Presence,
+    private readonly bans: BanList,
+    private readonly connections: ConnectionManager,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
+    @Inject(LOGGER) private readonly log: Logger,
+    private readonly metrics: Metrics,
+    readiness: Readiness,
+  ) {
+    readiness.gate(() => this.listening);
+  }
+
+  onModuleInit(): void {
+    this.presence.describeNode(async () => ({
+      id: this.config.nodeId,
+      version: VERSION,
+      uptime_s: Math.floor((Date.now() - this.started) / 1000),
+      connections: this.connections.registry.countsByGateway(),
+      channels: this.connections.registry.busiestRooms(BUSIEST_CHANNELS),
+      // Totals since start; a reader that samples them twice has the rates (the admin console does).
+      messages_sent: await total(this.metrics.messagesSent),
+      connections_opened: await total(this.metrics.connectionsTotal),
+    }));
+
+    this.api.add({
+      method: 'POST',
+      path: '/api/publish',
+      operationId: 'publish',
+      summary: 'Publish on a channel',
+      description:
+        'alerts and user:<sub> arrive as alert frames on alerts connections; chat:<room> and signaling:<id> as {"type":"publication",...} frames (signaling without an id: it keeps no history).',
+      body: PublishInput,
+      status: 202,
+      response: PublishAccepted,
+      idempotent: true,
+      roles: ROLES,
+      errors: [413, 415, 503],
+      handle: async ({ body, idempotencyKey }) => {
+        if (!this.hub.knows(body.channel)) throw new HttpError(400, 'bad_request', `channel: no gateway serves ${channelKind(body.channel)} channels here`);
+        const publication = await this.hub.publish(body.channel, { data: body.data }, { idempotencyKey });
+        return { status: 202, body: { ...(publication.id ? { id: publication.id } : {}), ts: publication.key ? publication.key.ms : Math.floor(publication.ts) } };
+      },
+    });
+
+    this.api.add({
+      method: 'POST',
+      path: '/api/disconnect',
+      operationId: 'disconnect',
+      summary: 'Close every connection of a user, on every replica (close code 4003)',
+      description: 'With ban_seconds, the user\'s upgrades are refused with 403 banned for that long, on every replica.',
+      body: DisconnectInput,
+      status: 202,
+      response: DisconnectAccepted,
+      roles: ROLES,
+      errors: [413, 415, 503],
+      handle: async ({ body }) => {
+        const until = body.ban_seconds === undefined ? undefined : Date.now() + body.ban_seconds * 1000;
+        // The ban first: a connection that the command closes must not get straight back in.
+        if (until !== undefined) await this.bans.ban(body.user, until);
+        const command: DisconnectCommand = { op: 'disconnect', user: body.user, ...(body.reason ? { reason: body.reason } : {}), ...(until ? { until } : {}) };
+        await this.broker.publish(CONTROL_CHANNEL, command as unknown as Record<string, unknown>, { history: false });
+        return { status: 202, body: { user: body.user, ...(until ? { banned_until: until } : {}) } };
+      },
+    });
+
+    this.api.add({
+      method: 'GET',
+      path: '/api/channels/:channel/presence',
+      operationId: 'presence',
+      summary: 'Who is in a chat room or a consultation, on every replica',
+      params: ChannelParam,
+      status: 200,
+      response: PresenceAnswer,
+      roles: ROLES,
+      errors: [503],
+      handle: async ({ params }) => {
+        const kind = channelKind(params.channel);
+        if (kind !== 'chat' && kind !== 'signaling') throw new HttpError(400, 'bad_request', 'channel: presence is kept for chat:<room> and signaling:<id> channels');
+        const members = await this.presence.members(params.channel);
+        return {
+          status: 200,
+          body: { members: [...members].sort(([a], [b]) => a.localeCompare(b)).map(([user, holder]) => ({ user, node: holder.slice(0, holder.lastIndexOf('|')), connections: 1 })) },
+        };
+      },
+    });
+
+    this.api.add({
+      method: 'GET',
+      path: '/api/channels/:channel/history',
+      operationId: 'history',
+      summary: 'A channel\'s kept messages, oldest first',
+      description: 'Page through with since=<the last id of the previous page>. recovered is false when messages after since were lost (trimmed, or another epoch).',
+      params: ChannelParam,
+      query: HistoryQuery,
+      status: 200,
+      response: HistoryAnswer,
+      roles: ROLES,
+      errors: [503],
+      handle: async ({ params, query }) => {
+        if (!this.hub.knows(params.channel)) throw new HttpError(400, 'bad_request', `channel: no gateway serves ${channelKind(params.channel)} channels here`);
+        if (!this.hub.policy(params.channel).history) throw new HttpError(400, 'bad_request', `channel: ${channelKind(params.channel)} channels keep no history`);
+        // Without `since`: from the start of the current history, so `recovered` says whether anything of it was
+        // trimmed (the epoch is read first: from the start of *this* history, `0-0` is a proven position).
+        const epoch = query.since === undefined ? (await this.broker.history(params.channel)).epoch : query.epoch;
+        const page = await this.broker.history(params.channel, { id: query.since ?? '0-0', ...(epoch ? { epoch } : {}) }, query.limit);
+        const messages = page.publications.map((p) => ({ id: p.id!, ts: p.key ? p.key.ms : Math.floor(p.ts), data: isObject(p.data.data) && Object.keys(p.data).length === 1 ? p.data.data : p.data }));
+        return { status: 200, body: { epoch: page.epoch, messages, recovered: page.recovered } };
+      },
+    });
+
+    this.api.add({
+      method: 'GET',
+      path: '/api/nodes',
+      operationId: 'nodes',
+      summary: 'Every live replica: version, uptime and connections per gateway',
+      status: 200,
+      response: NodesAnswer,
+      roles: ROLES,
+      errors: [503],
+      handle: async () => ({ status: 200, body: { nodes: await this.presence.nodes() } }),
+    });
+  }
+
+  onApplicationBootstrap(): void {
+    const subscription = this.broker.subscribe(CONTROL_CHANNEL, (publication) => this.carryOut(publication.data), { history: false });
+    this.unsubscribe = subscription;
+    void subscription.ready.then(() => (this.listening = true));
+  }
+
+  onModuleDestroy(): void {
+    this.unsubscribe?.();
+  }
+
+  private carryOut(data: Record<string, unknown>): void {
+    if (data.op !== 'disconnect' || typeof data.user !== 'string') return;
+    const command = data as unknown as DisconnectCommand;
+    if (typeof command.until === 'number') this.bans.remember(command.user, command.until);
+    const reason = typeof command.reason === 'string' ? `disconnected: ${command.reason}` : 'disconnected';
+    const targets = [...this.connections.registry.ofUser(command.user)];
+    for (const conn of targets) conn.close(CloseCode.DISCONNECTED, reason);
+    if (targets.length) this.log.info({ event: 'disconnected_by_api', sub: command.user, closed: targets.length, banned: command.until !== undefined }, 'closed a user\'s connections (server API)');
+  }
+}
