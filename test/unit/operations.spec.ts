@@ -29,7 +29,7 @@ describe('Dockerfile (not built here: no Docker engine)', () => {
   });
 
   it('exposes the port, checks /healthz, lets SIGTERM reach node, and bakes in no key', () => {
-    expect(dockerfile).toMatch(/^EXPOSE 8080$/m);
+    expect(dockerfile).toMatch(/^EXPOSE 8080 9090$/m); // public and internal (SPEC "Ports")
     expect(dockerfile).toMatch(/^HEALTHCHECK[\s\S]*\/healthz/m);
     expect(dockerfile).toMatch(/^CMD \["node", "dist\/main.js"\]$/m); // exec form: node is PID 1 and gets the signal
     expect(dockerfile).not.toMatch(/JWT_SECRET=|REDIS_URL=|JWT_PUBLIC_KEY=/);
