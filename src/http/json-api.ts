@@ -118,6 +118,8 @@ export function describeIssue(error: z.ZodError, expected?: string): string {
  */
 export class JsonApi {
   private readonly compiled: CompiledRoute[] = [];
+  /** Routes without path parameters by path: the publish routes are matched with one Map lookup. */
+  private readonly exact = new Map<string, ApiRoute[]>();
 
   constructor(
     private readonly verifier: JwtVerifier,
@@ -127,6 +129,7 @@ export class JsonApi {
 
   add<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodUndefined>(route: ApiRoute<B, Q>): void {
     this.compiled.push({ route: route as unknown as ApiRoute, segments: route.path.split('/') });
+    if (!route.path.includes(':')) this.exact.set(route.path, [...(this.exact.get(route.path) ?? []), route as unknown as ApiRoute]);
   }
 
   routes(): ApiRoute[] {
@@ -151,6 +154,7 @@ export class JsonApi {
   }
 
   private match(method: string, pathname: string): { route: ApiRoute; params: Record<string, string> } {
+    for (const route of this.exact.get(pathname) ?? []) if (route.method === method) return { route, params: {} };
     const parts = pathname.split('/');
     const allowed: string[] = [];
     for (const { route, segments } of this.compiled) {

@@ -69,6 +69,36 @@ describe('client SDK against the gateway', () => {
     expect(() => client.send({ type: 'ping' })).toThrow(/closed/);
   });
 
+  it('stays closed after an operator disconnects the user (4003), and reports a ban as its own event', async () => {
+    const open = (sub: string) => {
+      const client = new RealtimeClient({ url: gw.ws('/api/alerts/subscribe'), getToken: () => token({ sub, role: 'authority' }), WebSocket: WS });
+      const closes: { code: number; reconnectInMs: number | undefined }[] = [];
+      client.on('close', ({ code, reconnectInMs }) => closes.push({ code, reconnectInMs }));
+      return { client, closes, opened: new Promise<void>((resolve) => client.on('open', () => resolve())) };
+    };
+    const disconnect = (body: object) =>
+      fetch(gw.internal('/api/disconnect'), { method: 'POST', headers: { authorization: `Bearer ${token({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+    const kicked = open('kicked');
+    const disconnected = new Promise<{ reason: string }>((resolve) => kicked.client.on('disconnected', resolve));
+    const fatal = new Promise<GatewayError>((resolve) => kicked.client.on('error', resolve));
+    kicked.client.connect();
+    await kicked.opened;
+    expect((await disconnect({ user: 'kicked', reason: 'policy' })).status).toBe(202);
+    expect(await disconnected).toEqual({ reason: 'disconnected: policy' });
+    expect(await fatal).toMatchObject({ kind: 'close', code: 4003, fatal: true });
+    expect(kicked.closes).toEqual([{ code: 4003, reconnectInMs: undefined }]); // no reconnect scheduled
+
+    expect((await disconnect({ user: 'barred', ban_seconds: 60 })).status).toBe(202);
+    const barred = open('barred');
+    const banned = new Promise<{ retryAfterMs: number | undefined }>((resolve) => barred.client.on('banned', resolve));
+    const refused = new Promise<GatewayError>((resolve) => barred.client.on('error', resolve));
+    barred.client.connect();
+    expect((await banned).retryAfterMs).toBeGreaterThan(50_000);
+    expect(await refused).toMatchObject({ kind: 'http', code: 403, error: 'banned', fatal: true });
+    expect(barred.closes.map((c) => c.reconnectInMs)).toEqual([undefined]);
+  });
+
   it('gets one fresh token after a refused token_expired (Node path), and gives up after a second one', async () => {
     const expired = (sub: string) => token({ sub, role: 'authority' }, { ttl: -30 });
     const tokens = [expired('a'), token({ sub: 'a', role: 'authority' })];
