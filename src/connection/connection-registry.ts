@@ -102,13 +102,6 @@ export class ConnectionRegistry {
     return top;
   }
 
-  /** Open connections per gateway name (gateways with none are absent). */
-  countsByGateway(): Record<string, number> {
-    const counts: Record<string, number> = {};
-    for (const [gateway, set] of this.byGateway) counts[gateway] = set.size;
-    return counts;
-  }
-
   /** Index sizes, for tests and diagnostics: all zero once every socket is gone. */
   stats(): { connections: number; gateways: number; users: number; rooms: number } {
     return {

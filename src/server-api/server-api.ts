@@ -76,7 +76,8 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
       id: this.config.nodeId,
       version: VERSION,
       uptime_s: Math.floor((Date.now() - this.started) / 1000),
-      connections: this.connections.registry.countsByGateway(),
+      // Every gateway, with 0 for those without connections (ws_connections_active has a series per gateway).
+      connections: Object.fromEntries((await this.metrics.connectionsActive.get()).values.map((v) => [String(v.labels.gateway), v.value])),
       channels: this.connections.registry.busiestRooms(BUSIEST_CHANNELS),
       // Totals since start; a reader that samples them twice has the rates (the admin console does).
       messages_sent: await total(this.metrics.messagesSent),

@@ -161,7 +161,10 @@ describe('server API, embedded mode', () => {
     try {
       const { version } = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string };
       const nodes = await call(api, 'GET', '/api/nodes');
-      expect(nodes).toMatchObject({ status: 200, body: { nodes: [{ id: gw.config.nodeId, version, uptime_s: expect.any(Number), connections: { alerts: 1 } }] } });
+      expect(nodes).toMatchObject({
+        status: 200,
+        body: { nodes: [{ id: gw.config.nodeId, version, uptime_s: expect.any(Number), connections: { alerts: 1, chat: 0, signaling: 0 }, channels: expect.arrayContaining([{ channel: 'alerts', members: 1 }]) }] },
+      });
     } finally {
       await alerts.close();
     }
