@@ -9,7 +9,8 @@ async function main(): Promise<void> {
     loaded = loadConfig();
   } catch (error) {
     if (!(error instanceof ConfigError)) throw error;
-    process.stderr.write(`realtime-gateway: invalid configuration: ${error.message}\n`);
+    // One line per bad variable, all of them: a deploy is fixed in one round, not one variable per restart.
+    for (const { variable, problem } of error.problems) process.stderr.write(`realtime-gateway: invalid configuration: ${variable}: ${problem}\n`);
     process.exit(1);
   }
   const { config, warnings } = loaded;

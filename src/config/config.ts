@@ -181,9 +181,24 @@ export interface AppConfig {
   presenceTtlMs: number;
 }
 
+export interface ConfigProblem {
+  variable: string;
+  problem: string;
+}
+
+/** One or more bad variables: the message has one line per variable, `<VARIABLE>: <problem>`. */
 export class ConfigError extends Error {
-  constructor(readonly variable: string, problem: string) {
-    super(`${variable}: ${problem}`);
+  readonly problems: ConfigProblem[];
+
+  constructor(variable: string | ConfigProblem[], problem = '') {
+    const problems = typeof variable === 'string' ? [{ variable, problem }] : variable;
+    super(problems.map((p) => `${p.variable}: ${p.problem}`).join('\n'));
+    this.problems = problems;
+  }
+
+  /** The first bad variable. */
+  get variable(): string {
+    return this.problems[0].variable;
   }
 }
 
@@ -234,7 +249,20 @@ const envSchema = z.object({
   OIDC_ISSUER_URL: z.preprocess(blankIsUnset, httpUrl('an issuer such as https://idp.example.com/realms/main').optional()),
   JWT_ISSUER: optionalString,
   JWT_AUDIENCE: optionalString,
-  REDIS_URL: z.preprocess(blankIsUnset, z.string().optional()),
+  REDIS_URL: z.preprocess(
+    blankIsUnset,
+    z
+      .string()
+      .superRefine((raw, ctx) => {
+        try {
+          parseRedisUrl(raw);
+        } catch (error) {
+          if (!(error instanceof ConfigError)) throw error;
+          ctx.addIssue({ code: 'custom', message: error.problems[0].problem });
+        }
+      })
+      .optional(),
+  ),
   REDIS_PREFIX: z.preprocess(
     blankIsUnset,
     z.string().regex(/^[A-Za-z0-9_.:-]{1,64}$/, 'may only hold letters, digits and _ . : - (at most 64)').default('rt'),
@@ -395,38 +423,97 @@ function buildJwt(env: z.infer<typeof envSchema>): { jwt: JwtConfig; warnings: s
   return { jwt: { keys, usingDevKey, signingSecret: secret, ...common }, warnings };
 }
 
+/** Variables of the environment that are not ours but often set beside a service: never "near misses". */
+const FOREIGN = /^(npm_|NODE_OPTIONS$|NODE_PATH$|NODE_EXTRA_CA_CERTS$|NODE_TLS_REJECT_UNAUTHORIZED$|KUBERNETES_|HOSTNAME$|HOME$|PATH$|PWD$|SHLVL$|TERM|LANG|LC_|TZ$|USER$|SHELL$|_$)/;
+
+function editDistance(a: string, b: string): number {
+  const row = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    let diagonal = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const above = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diagonal = above;
+    }
+  }
+  return row[b.length];
+}
+
 /**
- * Parses and validates the whole environment once. Throws ConfigError naming the first bad variable; never
- * echoes a secret value.
+ * Unknown variables that look like one of ours (`REDIS_URI`, `JWT_SECERT`, `MAX_CONNECTION`): a typo would
+ * otherwise silently give the default (embedded mode for a mistyped REDIS_URL). One warning each, naming the
+ * variable it resembles; the value is never shown.
+ */
+export function nearMisses(source: NodeJS.ProcessEnv): string[] {
+  const known = Object.keys(envSchema.shape);
+  const warnings: string[] = [];
+  for (const name of Object.keys(source)) {
+    if (known.includes(name) || FOREIGN.test(name) || !/^[A-Z][A-Z0-9_]*$/.test(name)) continue;
+    let best: string | undefined;
+    let distance = Infinity;
+    for (const candidate of known) {
+      const d = editDistance(name, candidate);
+      if (d < distance) [best, distance] = [candidate, d];
+    }
+    // One edit for short names, two (a swapped pair: JWT_SECERT) for longer ones, three past 16 characters.
+    if (best && distance <= (best.length <= 5 ? 1 : best.length <= 16 ? 2 : 3)) warnings.push(`${name} is not a setting of this service and is ignored: did you mean ${best}?`);
+  }
+  return warnings;
+}
+
+/**
+ * Parses and validates the whole environment once. Throws ConfigError naming every bad variable, one line
+ * each; never echoes a secret value. Warns about unknown variables that look like ours.
  */
 export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: AppConfig; warnings: string[] } {
   const parsed = envSchema.safeParse(source);
   if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const variable = String(issue.path[0] ?? 'environment');
-    const raw = source[variable];
-    const shown = raw === undefined || /SECRET|KEY|URL/.test(variable) ? '' : ` (got "${raw}")`;
-    throw new ConfigError(variable, `${issue.message}${shown}`);
+    // Every bad variable at once, one line each (its first problem), in the order they are declared.
+    const problems: ConfigProblem[] = [];
+    for (const issue of parsed.error.issues) {
+      const variable = String(issue.path[0] ?? 'environment');
+      if (problems.some((p) => p.variable === variable)) continue;
+      const raw = source[variable];
+      const shown = raw === undefined || /SECRET|KEY|URL|PASSWORD/.test(variable) ? '' : ` (got "${raw}")`;
+      problems.push({ variable, problem: `${issue.message}${shown}` });
+    }
+    throw new ConfigError(problems);
   }
   const env = parsed.data;
-  const { jwt, warnings } = buildJwt(env);
+  // The checks across variables: each adds its problem, and all are reported together.
+  const problems: ConfigProblem[] = [];
+  const check = <T>(run: () => T): T | undefined => {
+    try {
+      return run();
+    } catch (error) {
+      if (!(error instanceof ConfigError)) throw error;
+      problems.push(...error.problems);
+      return undefined;
+    }
+  };
+  const built = check(() => buildJwt(env));
   // HISTORY_SIZE is the v2 name; ALERT_HISTORY_SIZE stays accepted (the new name wins when both are set).
   const historyVariable = env.HISTORY_SIZE !== undefined ? 'HISTORY_SIZE' : 'ALERT_HISTORY_SIZE';
   const history = int(1, 10_000_000, 10_000).safeParse(env.HISTORY_SIZE ?? env.ALERT_HISTORY_SIZE);
-  if (!history.success) throw new ConfigError(historyVariable, history.error.issues[0].message);
+  if (!history.success) problems.push({ variable: historyVariable, problem: history.error.issues[0].message });
   if (env.MAX_PUBLISH_BYTES > env.SLOW_CONSUMER_BYTES / 4) {
-    throw new ConfigError(
-      'MAX_PUBLISH_BYTES',
-      `must be at most SLOW_CONSUMER_BYTES / 4 (${Math.floor(env.SLOW_CONSUMER_BYTES / 4)}), or one message could close every subscriber as a slow consumer`,
-    );
+    problems.push({
+      variable: 'MAX_PUBLISH_BYTES',
+      problem: `must be at most SLOW_CONSUMER_BYTES / 4 (${Math.floor(env.SLOW_CONSUMER_BYTES / 4)}), or one message could close every subscriber as a slow consumer`,
+    });
   }
-  if (env.REDIS_MIN_REPLICAS_ACK > 0 && env.REDIS_URL && parseRedisUrl(env.REDIS_URL).kind === 'cluster') {
+  const redis = env.REDIS_URL === undefined ? undefined : check(() => parseRedisUrl(env.REDIS_URL!));
+  if (env.REDIS_MIN_REPLICAS_ACK > 0 && redis?.kind === 'cluster') {
     // WAIT counts the replicas of the node a connection last wrote to; a cluster client spreads writes over nodes.
-    throw new ConfigError('REDIS_MIN_REPLICAS_ACK', 'is not supported with redis+cluster:// yet (WAIT is per node); use it with a standalone Redis or Sentinel');
+    problems.push({ variable: 'REDIS_MIN_REPLICAS_ACK', problem: 'is not supported with redis+cluster:// yet (WAIT is per node); use it with a standalone Redis or Sentinel' });
   }
   if (env.PORT !== 0 && env.PORT === env.INTERNAL_PORT) {
-    throw new ConfigError('INTERNAL_PORT', `must differ from PORT (${env.PORT}): the internal port serves what the public one must not`);
+    problems.push({ variable: 'INTERNAL_PORT', problem: `must differ from PORT (${env.PORT}): the internal port serves what the public one must not` });
   }
+  if (problems.length > 0 || !built || !history.success) throw new ConfigError(problems);
+  const { jwt, warnings } = built;
+  warnings.push(...nearMisses(source));
   const config: AppConfig = {
     port: env.PORT,
     host: env.HOST,
@@ -437,7 +524,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     nodeId: env.NODE_ID ?? `${hostname()}-${process.pid}`,
     jwt,
     redisUrl: env.REDIS_URL,
-    redis: env.REDIS_URL === undefined ? undefined : parseRedisUrl(env.REDIS_URL),
+    redis,
     redisPrefix: env.REDIS_PREFIX,
     allowedOrigins: parseOrigins(env.ALLOWED_ORIGINS),
     heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,
@@ -454,7 +541,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     maxUpgradesPerIpPerSec: env.MAX_UPGRADES_PER_IP_PER_SEC,
     trustedProxies: parseProxies(env.TRUSTED_PROXIES),
     logLevel: env.LOG_LEVEL,
-    historySize: history.data,
+    historySize: history.data!,
     historyTtlMs: env.HISTORY_TTL_MS,
     maxPublishBytes: env.MAX_PUBLISH_BYTES,
     maxJsonDepth: env.MAX_JSON_DEPTH,

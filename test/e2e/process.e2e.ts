@@ -39,6 +39,25 @@ describe('the service as a process (node dist/main.js)', () => {
     expect(lines[0]).toMatch(message);
   });
 
+  it('reports every bad variable at once, one line each, and warns about near-miss names', async () => {
+    const gw = await spawnGateway({ PORT: 'eighty', LOG_LEVEL: 'loud', REDIS_URL: 'localhost:6379' }, { waitForListening: false });
+    expect(await gw.exited).toBe(1);
+    expect(gw.stderr().trim().split('\n').sort()).toEqual([
+      expect.stringMatching(/^realtime-gateway: invalid configuration: LOG_LEVEL: must be one of/),
+      expect.stringMatching(/^realtime-gateway: invalid configuration: PORT: must be a whole number/),
+      expect.stringMatching(/^realtime-gateway: invalid configuration: REDIS_URL: must be redis:\/\//),
+    ]);
+    // A typo of REDIS_URL would silently give embedded mode: it is named at start, without its value.
+    const typo = await spawnGateway({ JWT_SECRET: TEST_SECRET, REDIS_URI: 'redis://127.0.0.1:1/0' });
+    try {
+      const warning = typo.stdout.map((l) => JSON.parse(l) as { event?: string; msg?: string }).find((l) => l.event === 'config_warning');
+      expect(warning?.msg).toBe('REDIS_URI is not a setting of this service and is ignored: did you mean REDIS_URL?');
+      expect(typo.stdout.join('\n')).not.toContain('127.0.0.1:1/0');
+    } finally {
+      typo.child.kill('SIGKILL');
+    }
+  });
+
   it('never echoes a secret in a configuration error', async () => {
     const gw = await spawnGateway({ JWT_SECRET: 'sup3r-s3cret-value-sup3r-s3cret-value', JWT_PUBLIC_KEY: 'also-secret' }, { waitForListening: false });
     expect(await gw.exited).toBe(1);
