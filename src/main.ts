@@ -1,7 +1,7 @@
 import { startGateway } from './app';
 import { BROKER, type Broker } from './channels/broker';
 import { ConfigError, loadConfig } from './config/config';
-import { createLogger } from './logging/logger';
+import { createLogger, stdoutDestination } from './logging/logger';
 
 async function main(): Promise<void> {
   let loaded: ReturnType<typeof loadConfig>;
@@ -14,7 +14,7 @@ async function main(): Promise<void> {
     process.exit(1);
   }
   const { config, warnings } = loaded;
-  const log = createLogger(config.logLevel, config.nodeId);
+  const log = createLogger(config.logLevel, config.nodeId, stdoutDestination(config.nodeEnv));
   for (const warning of warnings) {
     log.warn({ event: 'config_warning' }, warning);
     process.stderr.write(`\n  WARNING: ${warning}\n\n`);

@@ -1,6 +1,7 @@
 import { Module } from '@nestjs/common';
 import { AdminController } from './admin.controller';
+import { IndexController } from './index.controller';
 
 /** The admin console on the internal port; it uses the server API like any other client. */
-@Module({ controllers: [AdminController] })
+@Module({ controllers: [AdminController, IndexController] })
 export class AdminModule {}

@@ -36,6 +36,17 @@ export function createLogger(level: string, nodeId: string, destination?: Destin
 }
 
 /**
+ * The destination for this process's stdout: JSON lines (batched) for machines, and readable colored lines
+ * (pino-pretty, synchronous) when a person watches a terminal outside production.
+ */
+export function stdoutDestination(nodeEnv: string, isTty = process.stdout.isTTY === true, terminal?: NodeJS.WritableStream): DestinationStream {
+  if (!isTty || nodeEnv === 'production') return batchedDestination();
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  const pretty = require('pino-pretty') as (options: Record<string, unknown>) => DestinationStream;
+  return pretty({ colorize: terminal === undefined, sync: true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname', ...(terminal ? { destination: terminal } : {}) });
+}
+
+/**
  * Collects whole lines and hands them to sonic-boom about 16 KB at a time. A busy node logs a line per connect
  * and per close; sonic-boom alone re-measures its pending buffer on every write (`Buffer.byteLength` of up to
  * 16 KB), which cost more than building the line. Flushed at least every second, so a quiet node's logs are

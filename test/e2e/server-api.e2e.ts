@@ -50,6 +50,9 @@ describe('server API, embedded mode', () => {
     }
     expect((await fetch(gw.internal('/metrics'))).status).toBe(200);
     expect((await fetch(gw.internal('/demo'))).status).toBe(200);
+    // The internal port's index points to what is there; the public one has no index.
+    expect(await (await fetch(gw.internal('/'))).json()).toMatchObject({ admin: '/admin', demo: '/demo', metrics: '/metrics', openapi: '/api/openapi.json' });
+    expect((await fetch(gw.http('/'))).status).toBe(404);
     // No WebSocket on the internal port: a JSON 404 that says where they are.
     const internalUpgrade = await refusal(`ws://127.0.0.1:${gw.internalPort}/api/alerts/subscribe?token=${token({ role: 'authority' })}`);
     expect([internalUpgrade.status, internalUpgrade.body.error]).toEqual([404, 'unknown_path']);

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { once } from 'node:events';
 import pino from 'pino';
-import { createLogger, hotLine, jsonString, LineBatcher } from '../../src/logging/logger';
+import { PassThrough } from 'node:stream';
+import { createLogger, hotLine, jsonString, LineBatcher, stdoutDestination } from '../../src/logging/logger';
 
 describe('LineBatcher (the log destination)', () => {
   const dir = mkdtempSync(join(tmpdir(), 'rg-log-'));
@@ -82,5 +83,19 @@ describe('hotLine (connect and close lines without pino\'s generic path)', () =>
   it('steps aside for pino features it does not reproduce', () => {
     const log = pino({ mixin: () => ({ extra: 1 }) }, { write: () => undefined });
     expect(hotLine(log, 'info', 'connection opened')).toBeUndefined();
+  });
+});
+
+describe('stdout for people (a terminal, outside production)', () => {
+  it('writes readable lines instead of JSON, with the same fields and the same redaction', () => {
+    const terminal = new PassThrough();
+    let text = '';
+    terminal.on('data', (chunk: Buffer) => (text += chunk.toString()));
+    const log = createLogger('info', 'node-1', stdoutDestination('development', true, terminal));
+    log.info({ event: 'listening', port: 8080, token: 'secret-token-value' }, 'realtime-gateway listening');
+    expect(text).toMatch(/INFO.*realtime-gateway listening/);
+    expect(text).toMatch(/event: "listening"/);
+    expect(text).not.toMatch(/^\{/);
+    expect(text).not.toContain('secret-token-value');
   });
 });
