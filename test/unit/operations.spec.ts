@@ -1,4 +1,4 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ROOT } from '../support/process';
 import { promtool } from '../support/promtool';
@@ -33,6 +33,23 @@ describe('Dockerfile (not built here: no Docker engine)', () => {
     expect(dockerfile).toMatch(/^HEALTHCHECK[\s\S]*\/healthz/m);
     expect(dockerfile).toMatch(/^CMD \["node", "dist\/main.js"\]$/m); // exec form: node is PID 1 and gets the signal
     expect(dockerfile).not.toMatch(/JWT_SECRET=|REDIS_URL=|JWT_PUBLIC_KEY=/);
-    for (const entry of ['node_modules', '.git', '.env', 'test']) expect(ignore).toContain(entry);
+    for (const entry of ['node_modules', '.git', '.env', 'test', '*.pem', '*.key', '.npmrc']) expect(ignore).toContain(entry);
+  });
+
+  it('copies only what exists and what .dockerignore lets into the build context', () => {
+    const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1].split(/\s+/));
+    expect(sources.sort()).toEqual(['package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'src', 'tsconfig.build.json', 'tsconfig.json']);
+    for (const source of sources) {
+      expect([source, existsSync(join(ROOT, source))]).toEqual([source, true]);
+      expect([source, ignore.includes(source)]).toEqual([source, false]);
+    }
+  });
+
+  it('runs what npm start runs (after its build), with the same entry point', () => {
+    const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
+    const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]) as string[];
+    expect(cmd.join(' ')).toBe(pkg.scripts.start);
+    expect(pkg.scripts.prestart).toBe('npm run build'); // the image builds in its first stage instead
+    expect(existsSync(join(ROOT, 'src', 'main.ts'))).toBe(true);
   });
 });
