@@ -1,4 +1,6 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../support/process';
 import { promtool } from '../support/promtool';
@@ -51,5 +53,21 @@ describe('Dockerfile (not built here: no Docker engine)', () => {
     expect(cmd.join(' ')).toBe(pkg.scripts.start);
     expect(pkg.scripts.prestart).toBe('npm run build'); // the image builds in its first stage instead
     expect(existsSync(join(ROOT, 'src', 'main.ts'))).toBe(true);
+  });
+});
+
+describe('npm test on a machine without the tools (scripts/test-tools.js)', () => {
+  it('stops at once naming each missing tool and the exact command, when it may not install', () => {
+    const bin = mkdtempSync(join(tmpdir(), 'rg-nobin-'));
+    symlinkSync(process.execPath, join(bin, 'node'));
+    const result = spawnSync(join(bin, 'node'), [join(ROOT, 'scripts', 'test-tools.js')], { env: { PATH: bin, TEST_TOOLS_NO_INSTALL: '1' }, encoding: 'utf8' });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toMatch(/missing redis-server .*redis-cli .*promtool/);
+    expect(result.stderr).toContain('sudo apt-get update && sudo apt-get install -y --no-install-recommends redis-server redis-tools prometheus');
+  });
+
+  it('passes quietly where everything is installed (this machine)', () => {
+    const result = spawnSync(process.execPath, [join(ROOT, 'scripts', 'test-tools.js')], { encoding: 'utf8' });
+    expect([result.status, result.stderr]).toEqual([0, '']);
   });
 });
