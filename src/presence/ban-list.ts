@@ -27,6 +27,11 @@ export class BanList implements OnApplicationBootstrap, OnModuleDestroy {
   ) {}
 
   onApplicationBootstrap(): void {
+    // After a reconnect Redis may be a new, empty one: the bans this node knows are written back at once.
+    this.presence.onResync(() => {
+      clearTimeout(this.timer);
+      void this.refresh();
+    });
     void this.refresh();
   }
 
@@ -60,7 +65,11 @@ export class BanList implements OnApplicationBootstrap, OnModuleDestroy {
     const now = Date.now();
     for (const [user, until] of this.until) if (until <= now) this.until.delete(user);
     try {
-      for (const [user, until] of await this.presence.bans()) this.remember(user, until);
+      const stored = await this.presence.bans();
+      for (const [user, until] of stored) this.remember(user, until);
+      // Bans this node knows that storage lost (Redis restarted empty, a failover lost the write): written back,
+      // so replicas started later still refuse those users.
+      for (const [user, until] of this.until) if ((stored.get(user) ?? 0) < until && until > now) await this.presence.ban(user, until);
       read = true;
     } catch (error) {
       this.log.debug({ err: (error as Error).message }, 'bans not read (Redis unreachable); retrying');

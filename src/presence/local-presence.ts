@@ -56,6 +56,10 @@ export class LocalPresence implements Presence {
     return new Map(this.banned);
   }
 
+  onResync(): void {
+    // One process: nothing to write back.
+  }
+
   describeNode(describe: () => NodeInfo | Promise<NodeInfo>): void {
     this.describe = describe;
   }

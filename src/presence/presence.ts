@@ -27,6 +27,8 @@ export interface Presence {
   members(group: string): Promise<Map<string, string>>;
   /** Claims that vanished because their node died (after about the TTL), delivered on every node. */
   onNodeGone(listener: (node: string, claims: Claim[]) => void): () => void;
+  /** Called after presence was written back to storage (start, every reconnect: Redis may have lost it all). */
+  onResync(listener: () => void): void;
   /** Records that `user` is banned until `until` (ms since the epoch), cluster-wide. Rejects while Redis is down. */
   ban(user: string, until: number): Promise<void>;
   /** The bans in force: user → until. Rejects while Redis is down. */

@@ -39,6 +39,8 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   /** Claims released while Redis was unreachable: they must not linger there and block others. */
   private readonly unreleased = new Map<string, Claim>();
   private readonly listeners = new Set<(node: string, claims: Claim[]) => void>();
+  /** Told after each successful resync (start, and every reconnect): what lives in memory is written back then. */
+  private readonly resynced = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
   private unsubscribe: (() => void) | undefined;
   private clearedPreviousIncarnation = false;
@@ -161,7 +163,8 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   private up(): boolean {
-    return this.redis.command.status === 'ready';
+    // Connected and not found silent by the watchdog: a frozen Redis answers 503 at once, not after a timeout.
+    return this.redis.isCommandReady();
   }
 
   private key(kind: 'conns' | 'claims', name: string): string {
@@ -179,18 +182,26 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   async ban(user: string, until: number): Promise<void> {
-    if (!this.up()) throw new BrokerUnavailableError();
     const now = Date.now();
     // One slot ({prefix}), so one MULTI; expired bans are dropped by each new one (the set stays small).
-    await this.redis.command.multi().zadd(this.bansKey(), until, user).zremrangebyscore(this.bansKey(), '-inf', now).exec();
+    await this.available(() => this.redis.command.multi().zadd(this.bansKey(), until, user).zremrangebyscore(this.bansKey(), '-inf', now).exec());
   }
 
   async bans(): Promise<Map<string, number>> {
-    if (!this.up()) throw new BrokerUnavailableError();
-    const flat = await this.redis.command.zrangebyscore(this.bansKey(), Date.now(), '+inf', 'WITHSCORES');
+    const flat = await this.available(() => this.redis.command.zrangebyscore(this.bansKey(), Date.now(), '+inf', 'WITHSCORES'));
     const bans = new Map<string, number>();
     for (let i = 0; i + 1 < flat.length; i += 2) bans.set(flat[i], Number(flat[i + 1]));
     return bans;
+  }
+
+  /** A Redis call, or BrokerUnavailableError (503 at the API) when the link is down, silent or timing out. */
+  private async available<T>(run: () => Promise<T>): Promise<T> {
+    if (!this.up()) throw new BrokerUnavailableError();
+    try {
+      return await run();
+    } catch {
+      throw new BrokerUnavailableError();
+    }
   }
 
   describeNode(describe: () => NodeInfo | Promise<NodeInfo>): void {
@@ -198,8 +209,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   async nodes(): Promise<NodeInfo[]> {
-    if (!this.up()) throw new BrokerUnavailableError();
-    const [info, members] = await Promise.all([this.redis.command.hgetall(this.infoKey()), this.redis.command.smembers(`${this.prefix}:nodes`)]);
+    const [info, members] = await this.available(() => Promise.all([this.redis.command.hgetall(this.infoKey()), this.redis.command.smembers(`${this.prefix}:nodes`)]));
     const live = new Set(members);
     const now = Date.now();
     const nodes: NodeInfo[] = [await this.describe()];
@@ -373,6 +383,12 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
       }
     } catch (error) {
       this.log.warn({ err: (error as Error).message }, 'presence resync failed; retried when Redis is ready again');
+      return;
     }
+    for (const listener of this.resynced) listener();
+  }
+
+  onResync(listener: () => void): void {
+    this.resynced.add(listener);
   }
 }

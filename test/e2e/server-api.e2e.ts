@@ -9,6 +9,7 @@ import { eventually, startTestGateway, type TestGateway } from '../support/gatew
 import { rawExchange } from '../support/raw-http';
 import { ROOT, spawnGateway } from '../support/process';
 import { RedisProcess } from '../support/redis';
+import { TcpProxy } from '../support/tcp-proxy';
 import { TEST_SECRET, token } from '../support/tokens';
 
 // The server API (SPEC "Server API") on the internal port, in embedded mode and across two real replicas, and
@@ -324,6 +325,43 @@ describe('server API across two replicas (cluster mode)', () => {
       await eventually(async () => (await refusal(c.ws(`/ws/chat/lobby?token=${token({ sub: 'late', role: 'patient' })}`)).catch(() => undefined))?.body.error === 'banned', 5000, 'the ban on the new replica');
     } finally {
       await c.stop();
+    }
+  });
+
+  it('answers a frozen Redis link with 503 at once, never a 500, and works again after', async () => {
+    const proxy = await TcpProxy.start(redis.port);
+    const c = await Replica.start('api-frozen', `redis://127.0.0.1:${proxy.port}/0`, { REDIS_TIMEOUT_MS: '1000' });
+    try {
+      await eventually(async () => (await c.readyStatus()) === 200, 10_000, 'the replica behind the proxy ready');
+      proxy.freeze();
+      const statuses = new Set<number>();
+      await eventually(async () => {
+        for (const [method, path, body] of [['GET', '/api/nodes'], ['POST', '/api/disconnect', { user: 'frozen', ban_seconds: 5 }], ['GET', '/api/channels/chat:lobby/presence']] as const) {
+          statuses.add((await call(api(c), method, path, body)).status);
+        }
+        return (await c.readyStatus()) === 503 && statuses.has(503);
+      }, 10_000, 'the frozen link to be noticed');
+      const after = await call(api(c), 'POST', '/api/disconnect', { user: 'frozen', ban_seconds: 5 });
+      expect([after.status, after.body.error, after.headers.get('retry-after')]).toEqual([503, 'redis_unavailable', '2']);
+      expect([...statuses].filter((s) => s >= 500 && s !== 503)).toEqual([]);
+      proxy.restore();
+      await eventually(async () => (await call(api(c), 'GET', '/api/nodes')).status === 200, 10_000, 'answers again');
+    } finally {
+      await c.stop();
+      await proxy.stop();
+    }
+  });
+
+  it('gives a Redis restarted empty its bans back from the replicas, so a replica started later still refuses', async () => {
+    expect((await call(api(a), 'POST', '/api/disconnect', { user: 'phoenix', ban_seconds: 120 })).status).toBe(202);
+    await redis.stop();
+    await redis.restart(); // an empty Redis (it keeps nothing on disk): {rt}:bans is gone
+    await eventually(async () => (await a.readyStatus()) === 200 && (await b.readyStatus()) === 200, 15_000, 'both replicas back');
+    const late = await Replica.start('api-late', redis.url);
+    try {
+      await eventually(async () => (await refusal(late.ws(`/ws/chat/lobby?token=${token({ sub: 'phoenix', role: 'patient' })}`)).catch(() => undefined))?.body.error === 'banned', 10_000, 'the ban on a replica started after the restart');
+    } finally {
+      await late.stop();
     }
   });
 
