@@ -59,7 +59,9 @@ export class MemoryBroker implements Broker, OnModuleDestroy {
   }
 
   async publish(channel: string, data: Record<string, unknown>, options: PublishOptions): Promise<Publication> {
-    const key = options.idempotencyKey;
+    // Per channel, as in cluster mode (the key lives beside the channel's stream there): the same key on two
+    // channels is two publications.
+    const key = options.idempotencyKey === undefined ? undefined : `${channel}\u0000${options.idempotencyKey}`;
     if (key !== undefined) {
       const first = this.idempotency.get(key);
       if (first) return first;

@@ -126,6 +126,12 @@ describe('server API, embedded mode', () => {
       const after = await call(api, 'POST', '/api/publish', { channel: 'chat:idem', data: { n: 2 } });
       expect((await chat.ofType('publication')).id).toBe(first.body.id);
       expect((await chat.ofType('publication')).id).toBe(after.body.id); // the retry delivered nothing
+      // A key is per channel (as in cluster mode): the same key on another channel publishes there.
+      const elsewhere = await call(api, 'POST', '/api/alerts', { data: { level: 'critical' } }, { 'idempotency-key': 'order-17' });
+      expect(elsewhere.status).toBe(202);
+      expect(elsewhere.body.id).not.toBe(first.body.id);
+      const history = await call(api, 'GET', '/api/channels/alerts/history?limit=1000');
+      expect(history.body.messages.map((m: { id: string }) => m.id)).toContain(elsewhere.body.id);
     } finally {
       await chat.close();
     }
