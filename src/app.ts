@@ -18,7 +18,7 @@ import { openApiDocument } from './http/openapi';
 import { Readiness } from './health/readiness';
 import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
 import { Metrics } from './metrics/metrics';
-import { GatewayAdapter } from './upgrade/gateway-adapter';
+import { answerClientError, GatewayAdapter } from './upgrade/gateway-adapter';
 
 export interface RunningGateway {
   app: INestApplication;
@@ -98,7 +98,8 @@ export async function startGateway(
     return true;
   };
   dispatch(internal, [serveOpenApi, (req, res) => api.handles(req) && (api.handle(req, res), true)], config.maxPublishBytes);
-  internal.on('clientError', gateways.onClientError);
+  // Malformed requests on the internal port get the same JSON answers, but are no refused WebSocket upgrades.
+  internal.on('clientError', answerClientError);
   internal.on('upgrade', (_req: IncomingMessage, socket: Duplex) => {
     const body = JSON.stringify({ error: 'unknown_path', message: 'WebSocket endpoints are on the public port (PORT), not the internal one' });
     socket.on('error', () => undefined);

@@ -51,6 +51,23 @@ function releaseAfterFinishing(conn: Connection, releases: (() => void)[]): () =
   return () => void conn.finished().then(() => runAll(releases));
 }
 
+/**
+ * Node's HTTP parser refused a request (malformed, headers too large, too slow): answered in the JSON form of
+ * every refusal. Returns what was answered. The public port also counts it (it may have been an upgrade); the
+ * internal port only answers.
+ */
+export function answerClientError(error: NodeJS.ErrnoException, socket: Duplex): UpgradeRefusal | undefined {
+  socket.on('error', ignoreSocketError);
+  const refusal = refusalForClientError(error.code);
+  const response = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
+  if (!refusal || !socket.writable || response?.headersSent) {
+    socket.destroy();
+    return undefined;
+  }
+  writeRefusal(socket, refusal);
+  return refusal;
+}
+
 /** A peer that closes while we verify its token must not crash anything. */
 const ignoreSocketError = () => undefined;
 
@@ -367,15 +384,8 @@ export class GatewayAdapter extends WsAdapter {
    * request that took too long): the same JSON form and counter as every other refusal, never Node's plain text.
    */
   readonly onClientError = (error: NodeJS.ErrnoException, socket: Duplex): void => {
-    socket.on('error', ignoreSocketError);
-    const refusal = refusalForClientError(error.code);
-    const response = (socket as Duplex & { _httpMessage?: { headersSent?: boolean } })._httpMessage;
-    if (!refusal || !socket.writable || response?.headersSent) {
-      socket.destroy();
-      return;
-    }
-    this.count('unknown', refusal);
-    writeRefusal(socket, refusal);
+    const refusal = answerClientError(error, socket);
+    if (refusal) this.count('unknown', refusal);
   };
 
   /**

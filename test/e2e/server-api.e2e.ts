@@ -116,6 +116,15 @@ describe('server API, embedded mode', () => {
     expect(gw.logs.filter((l) => l.level === 50)).toEqual([]); // nothing logged as an error
   });
 
+  it('answers malformed HTTP on the internal port in JSON without counting it as a refused WebSocket upgrade', async () => {
+    const counted = async () => (await gw.metric('ws_upgrades_rejected_total', { gateway: 'unknown', status: '400', error: 'bad_request' })) ?? 0;
+    const before = await counted();
+    const answer = await rawExchange(gw.internalPort, 'GET /api/nodes HTTP/1.1\r\nHost: x\r\nBad Header\r\n\r\n');
+    expect([answer.status, JSON.parse(answer.body).error]).toEqual([400, 'bad_request']);
+    expect(await counted()).toBe(before);
+    expect(gw.logs.filter((l) => l.event === 'upgrade_refused' && l.gateway === 'unknown')).toEqual([]);
+  });
+
   it('returns the first answer for a retried publish with the same Idempotency-Key, and publishes once', async () => {
     const chat = await connect(gw.ws(`/ws/chat/idem?token=${token({ sub: 'r2', role: 'patient' })}`));
     await chat.ofType('welcome');
