@@ -40,6 +40,7 @@ export const ADMIN_PAGE = `<!doctype html>
   .result { font-size: .9rem; margin-top: .4rem; word-break: break-word; }
   .result[data-ok="false"] { color: var(--bad); }
   a.channel { color: var(--accent); cursor: pointer; text-decoration: underline; }
+  body[data-stale] main table, body[data-stale] .stats { opacity: .45; }
   tr.selected td { background: #eef5fc; }
   @media (max-width: 40rem) { main { padding: .6rem; gap: .6rem; } header { padding: .6rem; } th, td { padding: .3rem .2rem; font-size: .85rem; } }
 </style>
@@ -186,12 +187,14 @@ export const ADMIN_PAGE = `<!doctype html>
     api('GET', '/api/nodes').then(function (answer) {
       if (answer.status !== 200) {
         status('error', answer.status + ' ' + (answer.body.error || '') + ': ' + (answer.body.message || 'request failed'));
+        document.body.dataset.stale = 'true';
         return;
       }
+      delete document.body.dataset.stale;
       status('live', 'live · ' + answer.body.nodes.length + ' replica(s) · ' + new Date().toLocaleTimeString());
       render(answer.body.nodes);
       members();
-    }, function () { status('error', 'the gateway does not answer'); });
+    }, function () { status('error', 'the gateway does not answer'); document.body.dataset.stale = 'true'; });
   }
 
   function start(t) {
@@ -208,6 +211,9 @@ export const ADMIN_PAGE = `<!doctype html>
     var body = { user: $('discUser').value.trim() };
     if ($('discReason').value.trim()) body.reason = $('discReason').value.trim();
     if ($('discBan').value) body.ban_seconds = Number($('discBan').value);
+    // Says exactly what will happen, ban included: a ban left in the form must not surprise anyone.
+    var what = 'Disconnect "' + body.user + '" on every replica' + (body.ban_seconds ? ' and ban them for ' + body.ban_seconds + ' s' : '') + '?';
+    if (!window.confirm(what)) return;
     api('POST', '/api/disconnect', body).then(function (answer) { show($('discResult'), answer); refresh(); });
   }
 

@@ -2,7 +2,8 @@ import { z } from 'zod';
 import type { Publication } from '../channels/publication';
 import { isObject } from '../channels/publication';
 
-const name = z.string().min(1).max(256);
+/** A role or a user's sub: what a token can carry (no control characters, as the server API's `user:<sub>`). */
+const name = z.string().min(1).max(256).regex(/^[^\x00-\x1f\x7f]+$/, 'must not hold control characters');
 
 /** Body of POST /api/alerts (and, in cluster mode, of messages published by other services). */
 export const AlertInputSchema = z

@@ -51,6 +51,12 @@ export function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
   });
 }
 
+/** A path parameter whose percent-encoding is broken: refused as 400 by the parameter's check. */
+const BAD_ENCODING = '\u0000bad-encoding';
+
+/** JSON, or a JSON-based type (`application/problem+json`), in UTF-8: how the body is read. */
+const JSON_TYPE = /^application\/([\w.-]+\+)?json\s*(;\s*charset\s*=\s*"?utf-8"?\s*)?$/i;
+
 /** Idempotency-Key values: printable ASCII, at most this long (they are hashed before they reach Redis). */
 const IDEMPOTENCY_KEY = /^[\x21-\x7e]{1,256}$/;
 
@@ -166,14 +172,14 @@ export class JsonApi {
           try {
             params[segments[i].slice(1)] = decodeURIComponent(parts[i]);
           } catch {
-            ok = false;
+            params[segments[i].slice(1)] = BAD_ENCODING;
           }
           if (parts[i] === '') ok = false;
         } else ok = segments[i] === parts[i];
       }
       if (!ok) continue;
       if (route.method === method || (method === 'HEAD' && route.method === 'GET')) return { route, params };
-      allowed.push(route.method);
+      allowed.push(...(route.method === 'GET' ? ['GET', 'HEAD'] : [route.method]));
     }
     if (allowed.length) throw new HttpError(405, 'method_not_allowed', `this path answers ${allowed.join(', ')}`, { Allow: allowed.join(', ') });
     throw new HttpError(404, 'unknown_path', 'no such endpoint; the server API is listed at /api/openapi.json');
@@ -190,14 +196,20 @@ export class JsonApi {
       throw new HttpError(403, 'forbidden_role', `role "${caller.role}" may not call this endpoint (allowed: ${route.roles.join(', ')})`);
     }
     for (const [name, schema] of Object.entries(route.params ?? {})) {
+      if (params[name] === BAD_ENCODING) throw new HttpError(400, 'bad_request', `${name}: not valid percent-encoding`);
       const parsed = schema.safeParse(params[name]);
       if (!parsed.success) throw new HttpError(400, 'bad_request', `${name}: ${parsed.error.issues[0].message}`);
     }
     let query: unknown = undefined;
     if (route.query) {
-      const raw: Record<string, string> = {};
-      for (const [key, value] of search) if (key !== 'token') raw[key] = value;
-      const parsed = route.query.safeParse(raw);
+      // A null-prototype object: `?__proto__=1` is an unknown parameter like any other, refused by the schema.
+      const raw = Object.create(null) as Record<string, string>;
+      for (const [key, value] of search) {
+        if (key === 'token') continue;
+        if (key in raw) throw new HttpError(400, 'bad_request', `${key}: given more than once`);
+        raw[key] = value;
+      }
+      const parsed = route.query.safeParse({ ...raw });
       if (!parsed.success) throw new HttpError(400, 'bad_request', describeIssue(parsed.error));
       query = parsed.data;
     }
@@ -212,7 +224,9 @@ export class JsonApi {
     let body: unknown = undefined;
     if (route.body) {
       const type = req.headers['content-type'] ?? '';
-      if (!/^application\/([\w.+-]*\+)?json\b/i.test(type)) throw new HttpError(415, 'unsupported_media_type', 'send the body as application/json');
+      if (!JSON_TYPE.test(type)) throw new HttpError(415, 'unsupported_media_type', 'send the body as application/json (UTF-8)');
+      const encoding = req.headers['content-encoding'];
+      if (encoding !== undefined && encoding.toLowerCase() !== 'identity') throw new HttpError(415, 'unsupported_media_type', 'send the body uncompressed (no Content-Encoding)');
       const verdict = this.limits.parseObject(await readBody(req, this.limits.maxBytes));
       if (!verdict.ok) {
         if (verdict.status === 413) throw tooLarge(this.limits.maxBytes);
@@ -239,7 +253,8 @@ export class JsonApi {
   private async authenticate(req: IncomingMessage, query: URLSearchParams): Promise<Principal> {
     const found = extractToken(req.headers, query);
     try {
-      if (found.token === undefined) throw new AuthError('token_missing', `no token: ${found.hint}`);
+      // The hint names WebSocket subprotocols, which HTTP calls do not have.
+      if (found.token === undefined) throw new AuthError('token_missing', found.hint.startsWith('pass it as') ? 'no token: send "Authorization: Bearer <jwt>" (a token with role service or admin)' : `no token: ${found.hint}`);
       return await this.verifier.verifyOrRefresh(found.token);
     } catch (error) {
       if (error instanceof KeysUnavailableError) throw new HttpError(503, 'keys_unavailable', error.message, { 'Retry-After': '2' });

@@ -2,13 +2,14 @@ import { z } from 'zod';
 import type { ApiRoute } from './json-api';
 
 /** What every route may answer besides its own errors. */
-const COMMON_ERRORS = [400, 401, 403, 404];
+const COMMON_ERRORS = [400, 401, 403, 404, 405];
 
 const ERROR_TEXT: Record<number, string> = {
   400: '`bad_request`: the body, a parameter or Idempotency-Key is not as documented (the message says which)',
   401: '`token_missing`, `token_invalid` or `token_expired`',
   403: '`forbidden_role`: the token\'s role may not call this',
   404: '`unknown_path`',
+  405: '`method_not_allowed`: the path answers other methods (`Allow` names them)',
   413: '`too_large`: the body is larger than MAX_PUBLISH_BYTES',
   415: '`unsupported_media_type`: send application/json',
   503: '`redis_unavailable` (cluster mode, Redis unreachable) or `keys_unavailable` (identity provider keys not loaded yet); retry after Retry-After',

@@ -1,14 +1,24 @@
 import { z } from 'zod';
 
+/** A lone UTF-16 surrogate: it would become U+FFFD on the way to Redis, so two names would collide. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
+const wellFormed = (text: string) => !LONE_SURROGATE.test(text);
+
 /** Room and consultation names (SPEC: `[A-Za-z0-9_.-]{1,64}`); user subs: 1–256 characters, no control characters. */
-const CHANNEL = /^(alerts|user:[^\x00-\x1f\x7f]{1,256}|chat:[A-Za-z0-9_.-]{1,64}|signaling:[A-Za-z0-9_.-]{1,64})$/;
+const CHANNEL = /^(alerts|user:[^\x00-\x1f\x7f]{1,256}|chat:(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}|signaling:(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64})$/;
 
 export const ChannelName = z
   .string()
-  .regex(CHANNEL, 'must be alerts, user:<sub>, chat:<room> or signaling:<consultationId> (room and consultation names: letters, digits, _ . -, at most 64)')
+  .regex(CHANNEL, 'must be alerts, user:<sub> (1-256 characters, no control characters), chat:<room> or signaling:<consultationId> (room and consultation names: letters, digits, _ . -, at most 64, not . or ..)')
+  .refine(wellFormed, 'must be well-formed Unicode (no lone surrogates)')
   .meta({ example: 'chat:lobby' });
 
-const UserSub = z.string().min(1).max(256).regex(/^[^\x00-\x1f\x7f]+$/, 'must not hold control characters');
+export const UserSub = z
+  .string()
+  .min(1)
+  .max(256)
+  .regex(/^[^\x00-\x1f\x7f]+$/, 'must not hold control characters')
+  .refine(wellFormed, 'must be well-formed Unicode (no lone surrogates)');
 
 const Data = z.record(z.string(), z.unknown(), { message: '"data" must be a JSON object' }).describe('the message, any JSON object');
 
@@ -67,9 +77,16 @@ export const HistoryQuery = z
   .object({
     since: z.string().regex(/^\d{1,15}-\d{1,15}$/, 'must be a message id such as 1732700000000-0').optional().describe('only messages after this id (omit: from the oldest kept)'),
     epoch: z.string().max(64).optional().describe('the epoch `since` belongs to: a different one makes recovered false'),
-    limit: z.coerce.number().int().min(1).max(1000).default(100).describe('at most this many messages (1–1000, default 100)'),
+    limit: z
+      .string()
+      .regex(/^[0-9]{1,4}$/, 'must be a whole number from 1 to 1000')
+      .transform(Number)
+      .pipe(z.number().int().min(1, 'must be a whole number from 1 to 1000').max(1000, 'must be a whole number from 1 to 1000'))
+      .default(100)
+      .describe('at most this many messages (1–1000, default 100)'),
   })
-  .strict();
+  .strict()
+  .refine((q) => q.epoch === undefined || q.since !== undefined, { message: 'epoch is only meaningful with since (the id it belongs to)', path: ['epoch'] });
 
 export const HistoryAnswer = z
   .object({

@@ -115,8 +115,10 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
       response: DisconnectAccepted,
       roles: ROLES,
       errors: [413, 415, 503],
-      handle: async ({ body }) => {
+      handle: async ({ body, caller }) => {
         const until = body.ban_seconds === undefined ? undefined : Date.now() + body.ban_seconds * 1000;
+        // The audit line: who asked, for whom, for how long (every node that closes sockets logs its own line).
+        this.log.info({ event: 'disconnect_requested', by: caller.sub, role: caller.role, sub: body.user, ban_seconds: body.ban_seconds ?? 0 }, 'disconnect requested (server API)');
         // The ban first: a connection that the command closes must not get straight back in.
         if (until !== undefined) await this.bans.ban(body.user, until);
         const command: DisconnectCommand = { op: 'disconnect', user: body.user, ...(body.reason ? { reason: body.reason } : {}), ...(until ? { until } : {}) };

@@ -63,8 +63,15 @@ describe('admin console in headless Chromium, two replicas', () => {
     expect(await ann.ofType('publication')).toMatchObject({ channel: 'chat:ward-3', data: { text: 'rounds at 10' } });
     await page.screenshot({ path: join(SHOTS, 'admin-laptop.png'), fullPage: true });
 
-    // Disconnect from the member list: ann's socket on the other replica closes with 4003.
+    // Disconnect from the member list, after a confirmation that says what will happen: ann's socket on the
+    // other replica closes with 4003.
+    const asked: string[] = [];
+    page.once('dialog', (dialog) => {
+      asked.push(dialog.message());
+      void dialog.accept();
+    });
     await page.click('#members tr[data-user="ann"] button');
+    expect(asked).toEqual(['Disconnect "ann" on every replica?']);
     await page.waitForSelector('#discResult[data-ok="true"]');
     expect(await ann.closed).toEqual({ code: 4003, reason: 'disconnected' });
     bob.send({ type: 'ping' });
@@ -87,6 +94,7 @@ describe('admin console in headless Chromium, two replicas', () => {
     await p.fill('#token', token({ sub: 'someone', role: 'authority' }));
     await p.click('#use');
     await p.waitForSelector('#status[data-state="error"]:has-text("403 forbidden_role")');
+    expect(await p.getAttribute('body', 'data-stale')).toBe('true'); // what is shown is marked as old
     await p.close();
   });
 });

@@ -94,6 +94,7 @@ describe('server API, embedded mode', () => {
       ['an extra field', await call(api, 'POST', '/api/publish', { channel: 'alerts', data: {}, extra: 1 }), 400, 'bad_request'],
       ['not JSON', await call(api, 'POST', '/api/publish', '{"channel":'), 400, 'bad_request'],
       ['no token', await call(api, 'POST', '/api/publish', { channel: 'alerts', data: {} }, { authorization: '' }), 401, 'token_missing'],
+      ['no Authorization at all', await fetch(api('/api/nodes')).then(async (r) => ({ status: r.status, headers: r.headers, body: (await r.json()) as Record<string, any> })), 401, 'token_missing'],
       ['a client role', await call(api, 'POST', '/api/disconnect', { user: 'u' }, {}, token({ role: 'authority' })), 403, 'forbidden_role'],
       ['form encoded', await call(api, 'POST', '/api/publish', 'channel=alerts', { 'content-type': 'application/x-www-form-urlencoded' }), 415, 'unsupported_media_type'],
       ['over MAX_PUBLISH_BYTES', await call(api, 'POST', '/api/publish', { channel: 'alerts', data: { x: 'x'.repeat(5000) } }), 413, 'too_large'],
@@ -104,7 +105,17 @@ describe('server API, embedded mode', () => {
       ['history since not an id', await call(api, 'GET', '/api/channels/chat:lobby/history?since=yesterday'), 400, 'bad_request'],
       ['history limit 0', await call(api, 'GET', '/api/channels/chat:lobby/history?limit=0'), 400, 'bad_request'],
       ['history unknown parameter', await call(api, 'GET', '/api/channels/chat:lobby/history?from=1'), 400, 'bad_request'],
-      ['a bad percent-encoding', await call(api, 'GET', '/api/channels/%E0%A4%A/history'), 404, 'unknown_path'],
+      ['a bad percent-encoding', await call(api, 'GET', '/api/channels/%E0%A4%A/history'), 400, 'bad_request'],
+      ['a room named ..', await call(api, 'POST', '/api/publish', { channel: 'chat:..', data: {} }), 400, 'bad_request'],
+      ['a lone surrogate', await call(api, 'POST', '/api/publish', { channel: 'user:\ud800', data: {} }), 400, 'bad_request'],
+      ['a control character in users', await call(api, 'POST', '/api/alerts', { data: {}, users: ['a\u0000b'] }), 400, 'bad_request'],
+      ['limit in hex', await call(api, 'GET', '/api/channels/chat:lobby/history?limit=0x10'), 400, 'bad_request'],
+      ['limit given twice', await call(api, 'GET', '/api/channels/chat:lobby/history?limit=5000&limit=1'), 400, 'bad_request'],
+      ['__proto__ as a parameter', await call(api, 'GET', '/api/channels/chat:lobby/history?__proto__=1'), 400, 'bad_request'],
+      ['epoch without since', await call(api, 'GET', '/api/channels/chat:lobby/history?epoch=abc'), 400, 'bad_request'],
+      ['JSON in UTF-16', await call(api, 'POST', '/api/publish', { channel: 'alerts', data: {} }, { 'content-type': 'application/json; charset=utf-16' }), 415, 'unsupported_media_type'],
+      ['a json-seq body', await call(api, 'POST', '/api/publish', { channel: 'alerts', data: {} }, { 'content-type': 'application/json-seq' }), 415, 'unsupported_media_type'],
+      ['a gzip body', await call(api, 'POST', '/api/publish', { channel: 'alerts', data: {} }, { 'content-encoding': 'gzip' }), 415, 'unsupported_media_type'],
       ['unknown path', await call(api, 'GET', '/api/nodez'), 404, 'unknown_path'],
       ['wrong method', await call(api, 'DELETE', '/api/nodes'), 405, 'method_not_allowed'],
     ];
@@ -112,7 +123,11 @@ describe('server API, embedded mode', () => {
       expect([what, answer.status, answer.body.error]).toEqual([what, status, error]);
       expect([what, Object.keys(answer.body).sort()]).toEqual([what, ['error', 'message']]);
     }
-    expect(cases.find(([, answer]) => answer.status === 405)![1].headers.get('allow')).toBe('GET');
+    expect(cases.find(([, answer]) => answer.status === 405)![1].headers.get('allow')).toBe('GET, HEAD');
+    // No token: the message says how an HTTP caller sends one (no WebSocket subprotocols here).
+    expect(cases.find(([what]) => what === 'no token')![1].body.message).toMatch(/Authorization/);
+    expect(cases.find(([what]) => what === 'no Authorization at all')![1].body.message).toMatch(/Authorization: Bearer <jwt>/);
+    expect(cases.find(([what]) => what === 'no Authorization at all')![1].body.message).not.toMatch(/subprotocol/);
     expect(gw.logs.filter((l) => l.level === 50)).toEqual([]); // nothing logged as an error
   });
 
