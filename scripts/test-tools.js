@@ -13,6 +13,8 @@ const TOOLS = [
   { bin: 'redis-cli', pkg: 'redis-tools', needs: 'creating the test Redis Cluster' },
   { bin: 'promtool', pkg: 'prometheus', needs: 'checking /metrics and the alerting rules' },
   { bin: '/usr/bin/chromium', pkg: 'chromium', needs: 'the demo, SDK and admin console tests (playwright-core drives it)' },
+  { bin: 'haproxy', pkg: 'haproxy', needs: 'the rolling restart behind docs/examples/haproxy.cfg and npm run cluster' },
+  { bin: 'curl', pkg: 'curl', needs: 'running the commands npm run cluster prints' },
 ];
 
 function found(bin) {

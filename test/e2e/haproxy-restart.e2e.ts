@@ -16,7 +16,7 @@ jest.setTimeout(120_000);
 const WS = WebSocket as unknown as WebSocketConstructor;
 const CLIENTS = 100;
 const RATE = 200; // alerts per second
-const ENV = { JWT_SECRET: TEST_SECRET, DRAIN_WINDOW_MS: '1000', SHUTDOWN_GRACE_MS: '3000', PRESENCE_TTL_MS: '3000', LOG_LEVEL: 'warn', MAX_UPGRADES_PER_SEC: '0' };
+const ENV = { JWT_SECRET: TEST_SECRET, DRAIN_WINDOW_MS: '1000', SHUTDOWN_GRACE_MS: '3000', PRESENCE_TTL_MS: '3000', MAX_UPGRADES_PER_SEC: '0' };
 
 /** One line of HAProxy's `show stat` per server of the backend: name → status (UP, DOWN, ...). */
 function serverStatus(socket: string): Promise<Record<string, string>> {
