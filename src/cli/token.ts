@@ -5,7 +5,8 @@ import { ConfigError, loadConfig } from '../config/config';
 const USAGE = `Usage: npm run token -- --role <role> [--sub <id>] [--email <e>] [--ttl <seconds>]
 
 Prints a JWT signed with the configured key (JWT_SECRET, or the development key when unset).
-Roles: authority | admin (alerts), service (POST /api/alerts), doctor | patient (signaling), any (chat).`;
+Roles: authority | admin (subscribe to alerts), service | admin (the server API on the internal port, /admin
+takes admin), doctor | patient (signaling), any (chat).`;
 
 function fail(message: string): never {
   process.stderr.write(`token: ${message}\n\n${USAGE}\n`);
