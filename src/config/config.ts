@@ -97,6 +97,19 @@ export function parseRedisUrl(raw: string): RedisTarget {
   const scheme = /^([a-z+]+):\/\//.exec(raw)?.[1];
   if (scheme === 'redis' || scheme === 'rediss') {
     if (!/^rediss?:\/\/\S+$/.test(raw)) throw new ConfigError('REDIS_URL', REDIS_URL_FORMS);
+    // Checked here as ioredis would read it, so that a bad port or encoding is one config line, not a stack
+    // trace that prints the URL (and its password) from inside ioredis.
+    let url: URL;
+    try {
+      url = new URL(raw);
+      if (url.username) decodeURIComponent(url.username);
+      if (url.password) decodeURIComponent(url.password);
+    } catch {
+      throw new ConfigError('REDIS_URL', `${REDIS_URL_FORMS} (it does not parse as a URL: check the port and any %-encoding)`);
+    }
+    if (!url.hostname) throw new ConfigError('REDIS_URL', `${REDIS_URL_FORMS} (no host)`);
+    const db = url.pathname.replace(/^\//, '');
+    if (db !== '' && !/^\d{1,2}$/.test(db)) throw new ConfigError('REDIS_URL', `${REDIS_URL_FORMS} (the path is the database number, 0-15)`);
     return { kind: 'standalone', url: raw };
   }
   const sentinel = scheme === 'redis+sentinel' || scheme === 'rediss+sentinel';
@@ -117,7 +130,8 @@ export function parseRedisUrl(raw: string): RedisTarget {
   const tls = scheme!.startsWith('rediss');
   if (cluster) {
     const nodes = parseAddresses(hostsPart, 6379);
-    if (!nodes || path.some(Boolean)) throw new ConfigError('REDIS_URL', `${REDIS_URL_FORMS} (Redis Cluster has no database number)`);
+    if (!nodes) throw new ConfigError('REDIS_URL', `${REDIS_URL_FORMS} (each seed node is host:port, with a port from 1 to 65535)`);
+    if (path.some(Boolean)) throw new ConfigError('REDIS_URL', `${REDIS_URL_FORMS} (Redis Cluster has no database number)`);
     return { kind: 'cluster', nodes, username, password, tls };
   }
   const sentinels = parseAddresses(hostsPart, 26379);
@@ -372,6 +386,12 @@ function buildJwt(env: z.infer<typeof envSchema>): { jwt: JwtConfig; warnings: s
   const sources = (['JWT_SECRET', 'JWT_PUBLIC_KEY', 'JWT_JWKS_URL', 'OIDC_ISSUER_URL'] as const).filter((v) => env[v]);
   if (sources.length > 1) {
     throw new ConfigError(sources[1], `set one key source, not ${sources.join(' and ')}`);
+  }
+  for (const variable of ['JWT_SECRET', 'JWT_SECRET_PREVIOUS'] as const) {
+    // A PEM here would be used as an HMAC secret: anyone holding the public key could sign admin tokens.
+    if (env[variable] && /-----BEGIN [A-Z ]*KEY-----/.test(env[variable]!)) {
+      throw new ConfigError(variable, 'holds a PEM key; a public key goes in JWT_PUBLIC_KEY (an HMAC secret is random bytes, not a key file)');
+    }
   }
   if (env.JWT_SECRET_PREVIOUS && !env.JWT_SECRET) {
     throw new ConfigError('JWT_SECRET_PREVIOUS', 'is the key being rotated out; it needs JWT_SECRET (the new key) beside it');

@@ -42,6 +42,21 @@ describe('configuration', () => {
     expect(warnings.join()).toMatch(/JWT_SECRET is not set/);
   });
 
+  it('refuses a PEM key given as JWT_SECRET (it would be an HMAC secret anyone with the public key knows)', () => {
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
+    expect(fails({ JWT_SECRET: pem })).toMatch(/^JWT_SECRET: holds a PEM key; a public key goes in JWT_PUBLIC_KEY/);
+    expect(fails({ JWT_SECRET: 'x'.repeat(40), JWT_SECRET_PREVIOUS: pem })).toMatch(/^JWT_SECRET_PREVIOUS: holds a PEM key/);
+  });
+
+  it('refuses a standalone REDIS_URL that would not parse, in one line and without its password', () => {
+    for (const url of ['redis://:hunter2@127.0.0.1:notaport/0', 'redis://:hunter2@127.0.0.1:99999/0', 'redis://:%ZZhunter2@h:6379/0', 'redis://:hunter2@h:6379/zero']) {
+      const message = fails({ REDIS_URL: url });
+      expect(message).toMatch(/^REDIS_URL: must be redis:\/\//);
+      expect(message).not.toContain('hunter2');
+    }
+  });
+
   it('refuses to start in production without a key', () => {
     expect(fails({ NODE_ENV: 'production' })).toMatch(/^JWT_SECRET: is required when NODE_ENV=production/);
   });

