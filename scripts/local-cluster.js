@@ -6,15 +6,30 @@
 'use strict';
 const { spawn, spawnSync } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
-const { mkdtempSync, readFileSync, writeFileSync } = require('node:fs');
+const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const net = require('node:net');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
 
 const ROOT = join(__dirname, '..');
 const args = process.argv.slice(2);
-const REPLICAS = Number(args[args.indexOf('--replicas') + 1] || 3) || 3;
+/** `--replicas N` or `--replicas=N`: 1 to 20. */
+function replicasArg() {
+  const at = args.findIndex((a) => a === '--replicas' || a.startsWith('--replicas='));
+  if (at === -1) return 3;
+  const raw = args[at].includes('=') ? args[at].split('=')[1] : args[at + 1];
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < 1 || n > 20) {
+    console.error(`cluster: --replicas must be a whole number from 1 to 20 (got ${raw})`);
+    process.exit(2);
+  }
+  return n;
+}
+const REPLICAS = replicasArg();
+/** Started processes, in start order: the replicas are stopped first (they drain), then HAProxy, then Redis. */
 const children = [];
+const replicaProcesses = [];
+let workDir;
 
 function freePort() {
   return new Promise((resolve) => {
@@ -39,18 +54,26 @@ async function until(check, what, ms = 15_000) {
 
 const answers = (port, path = '/readyz') => fetch(`http://127.0.0.1:${port}${path}`).then((r) => r.status === 200, () => false);
 
-/** SIGTERM to everything (the replicas drain), then exit once all have: nothing is left behind. */
-function stop(code = 0) {
-  const running = children.filter((child) => child.exitCode === null && child.signalCode === null);
-  const gone = running.map((child) => new Promise((resolve) => child.once('exit', resolve)));
-  for (const child of running.reverse()) child.kill('SIGTERM');
-  const force = setTimeout(() => {
-    for (const child of running) child.kill('SIGKILL');
-  }, 15_000);
-  void Promise.all(gone).then(() => {
-    clearTimeout(force);
-    process.exit(code);
-  });
+const alive = (child) => child.exitCode === null && child.signalCode === null;
+
+/** SIGTERM to a set of processes; resolves when all have exited (SIGKILL after 15 s). */
+function terminate(set) {
+  const running = set.filter(alive);
+  const gone = Promise.all(running.map((child) => new Promise((resolve) => child.once('exit', resolve))));
+  for (const child of running) child.kill('SIGTERM');
+  const force = setTimeout(() => running.forEach((child) => alive(child) && child.kill('SIGKILL')), 15_000);
+  return gone.finally(() => clearTimeout(force));
+}
+
+/**
+ * The replicas first (they drain: clients get 1012 and the load balancer and Redis are still there for them),
+ * then HAProxy and Redis; then the temp directory. Exits once nothing is left.
+ */
+async function stop(code = 0) {
+  await terminate(replicaProcesses);
+  await terminate(children.filter((child) => !replicaProcesses.includes(child)));
+  if (workDir) rmSync(workDir, { recursive: true, force: true });
+  process.exit(code);
 }
 
 async function main() {
@@ -58,10 +81,25 @@ async function main() {
   // public development key.
   process.env.JWT_SECRET ??= randomBytes(32).toString('base64url');
   let redisUrl = process.env.REDIS_URL;
+  if (redisUrl) {
+    // Said at once, rather than after replicas that wait for it time out.
+    let target;
+    try {
+      target = new URL(redisUrl);
+    } catch {
+      throw new Error('REDIS_URL is not a redis://host:port/db URL (npm run cluster takes a standalone Redis)');
+    }
+    const port = Number(target.port || 6379);
+    const reachable = await new Promise((resolve) => {
+      const socket = net.connect(port, target.hostname, () => (socket.destroy(), resolve(true)));
+      socket.on('error', () => resolve(false));
+    });
+    if (!reachable) throw new Error(`nothing answers at ${target.hostname}:${port} (REDIS_URL); start a Redis there, or unset REDIS_URL to get a throwaway one`);
+  }
   if (!redisUrl) {
     if (!has('redis-server')) throw new Error('redis-server is not installed (Debian: apt-get install redis-server), or set REDIS_URL');
     const port = await freePort();
-    children.push(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' }));
+    children.push(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore', detached: true }));
     redisUrl = `redis://127.0.0.1:${port}/0`;
     await until(() => new Promise((resolve) => {
       const socket = net.connect(port, '127.0.0.1', () => (socket.destroy(), resolve(true)));
@@ -72,7 +110,10 @@ async function main() {
   for (let i = 1; i <= REPLICAS; i++) {
     const replica = { name: `local-${i}`, port: await freePort(), internalPort: await freePort() };
     const env = { ...process.env, REDIS_URL: redisUrl, NODE_ID: replica.name, PORT: String(replica.port), INTERNAL_PORT: String(replica.internalPort), HOST: '127.0.0.1', INTERNAL_HOST: '127.0.0.1', LOG_LEVEL: process.env.LOG_LEVEL ?? 'warn' };
-    const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { env, stdio: ['ignore', 'inherit', 'inherit'] });
+    // Its own process group (detached): a Ctrl-C in the terminal reaches this script alone, which then stops
+    // the replicas once, with SIGTERM, so they drain (1012) instead of being told twice and exiting at once.
+    const child = spawn(process.execPath, [join(ROOT, 'dist', 'main.js')], { env, stdio: ['ignore', 'inherit', 'inherit'], detached: true });
+    replicaProcesses.push(child);
     child.on('exit', (code) => {
       if (!stopping) {
         console.error(`cluster: ${replica.name} exited (${code}); stopping`);
@@ -89,9 +130,10 @@ async function main() {
     front = await freePort();
     let config = readFileSync(join(ROOT, 'docs', 'examples', 'haproxy.cfg'), 'utf8').replace(/^(\s*)bind :8000$/m, `$1bind 127.0.0.1:${front}`).replace(/^\s*server .*$/gm, '');
     config += replicas.map((r) => `    server ${r.name} 127.0.0.1:${r.port} check\n`).join('');
-    const file = join(mkdtempSync(join(tmpdir(), 'rg-cluster-')), 'haproxy.cfg');
+    workDir = mkdtempSync(join(tmpdir(), 'rg-cluster-'));
+    const file = join(workDir, 'haproxy.cfg');
     writeFileSync(file, config);
-    children.push(spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'inherit'] }));
+    children.push(spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'inherit'], detached: true }));
     await until(() => answers(front), 'HAProxy');
   }
 
@@ -102,7 +144,7 @@ async function main() {
   const wsBase = front ? `ws://127.0.0.1:${front}` : `ws://127.0.0.1:${replicas[0].port}`;
   const lines = [
     '',
-    `realtime-gateway cluster: ${REPLICAS} replicas on ${redisUrl}${front ? `, HAProxy on :${front}` : ' (HAProxy not installed: connect to a replica directly)'}`,
+    `realtime-gateway cluster: ${REPLICAS} replicas on ${redisUrl.replace(/\/\/[^@/]*@/, '//***@')}${front ? `, HAProxy on :${front}` : ' (HAProxy not installed: connect to a replica directly)'}`,
     '',
     ...replicas.map((r) => `  ${r.name}: public http://127.0.0.1:${r.port}   internal http://127.0.0.1:${r.internalPort} (/admin, /metrics, /api/...)`),
     ...(front ? [`  load balancer: ws://127.0.0.1:${front} (the public ports only)`] : []),
@@ -114,7 +156,7 @@ async function main() {
     'Watch it:',
     `  http://127.0.0.1:${replicas[0].internalPort}/admin   (admin token: ${admin})`,
     '',
-    'Ctrl-C stops everything.',
+    'The tokens are valid for an hour. Ctrl-C stops everything (the replicas drain first).',
   ];
   console.log(lines.join('\n'));
 }

@@ -299,7 +299,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
         [node, this.prefix, force ? '1' : '0'],
       )) as string[];
     } catch (error) {
-      this.log.debug({ err: (error as Error).message, node }, 'presence reap failed');
+      this.log.debug({ err: (error as Error).message, gone: node }, 'presence reap failed');
       return;
     }
     if (Number(reply[0]) !== 1) return;
@@ -307,7 +307,8 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     const claims: NodeGone['claims'] = [];
     for (let i = 1; i + 2 < reply.length; i += 3) claims.push([reply[i], reply[i + 1], reply[i + 2]]);
     if (why === 'restarted' && claims.length === 0) return; // a fresh start: nothing to announce
-    this.log.info({ event: 'node_gone', node, why, claims: claims.length }, 'removed the presence of a node that is gone');
+    // `gone`, not `node`: every line already carries `node` (the replica that writes it).
+    this.log.info({ event: 'node_gone', gone: node, why, claims: claims.length }, 'removed the presence of a node that is gone');
     try {
       // In batches well under MAX_PUBLISH_BYTES (which every node checks on receipt): a node with thousands of
       // seats and rooms would otherwise be announced in one message the others drop.
@@ -325,7 +326,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
       }
       await this.broker.publish(PRESENCE_CHANNEL, { node, claims: batch } satisfies NodeGone, { history: false });
     } catch {
-      this.log.warn({ event: 'node_gone_unannounced', node }, 'could not announce a dead node (Redis unreachable)');
+      this.log.warn({ event: 'node_gone_unannounced', gone: node }, 'could not announce a dead node (Redis unreachable)');
     }
   }
 

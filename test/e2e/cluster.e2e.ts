@@ -226,7 +226,7 @@ describe('cluster mode: three replicas, one redis-server', () => {
     await eventually(async () => (await raw.sismember('{rt}:nodes', 'node-c')) === 0, TTL_MS * 4, 'node-c to be reaped');
     expect(await raw.hget('{rt}:conns:crash-1', 'node-c')).toBeNull();
     expect(await raw.exists('{rt}:node:node-c', '{rt}:node:node-c:holds')).toBe(0);
-    expect([...a.logs({ event: 'node_gone', node: 'node-c' }), ...b.logs({ event: 'node_gone', node: 'node-c' })]).toHaveLength(1);
+    expect([...a.logs({ event: 'node_gone', gone: 'node-c' }), ...b.logs({ event: 'node_gone', gone: 'node-c' })]).toHaveLength(1);
 
     const resumed = await subscriber(b, 'crash-1', { since: last });
     expect((await alerts(resumed, 3)).map((f) => f.id)).toEqual(missed);

@@ -8,7 +8,7 @@ jest.setTimeout(60_000);
 // `npm run cluster` (scripts/local-cluster.js): what it prints works when pasted, and Ctrl-C stops it all.
 describe('npm run cluster', () => {
   it('starts Redis, two replicas and HAProxy, prints commands that work, and stops everything on SIGINT', async () => {
-    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'local-cluster.js'), '--replicas', '2'], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [join(ROOT, 'scripts', 'local-cluster.js'), '--replicas=2'], { cwd: ROOT, env: { PATH: process.env.PATH, HOME: process.env.HOME }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout!.on('data', (chunk) => (out += chunk));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -26,9 +26,11 @@ describe('npm run cluster', () => {
       const publish = /^ {2}(curl -sS .*)$/m.exec(out)![1];
       const answer = JSON.parse(execFileSync('sh', ['-c', publish], { encoding: 'utf8' })) as { id: string };
       expect(await subscriber.ofType('alert')).toMatchObject({ id: answer.id, data: { text: 'hello' } });
-      await subscriber.close();
       const admin = /(http:\/\/127\.0\.0\.1:\d+\/admin)/.exec(out)![1];
       expect((await fetch(admin)).status).toBe(200);
+      // Ctrl-C: the replicas drain first (the subscriber is told 1012 through HAProxy), then the rest stops.
+      child.kill('SIGINT');
+      expect((await subscriber.closed).code).toBe(1012);
     } finally {
       child.kill('SIGINT');
     }
