@@ -124,6 +124,16 @@ describe('the Helm chart, rendered', () => {
     expect(shipped).toEqual(JSON.parse(readFileSync(join(CHART, 'dashboards', 'realtime-gateway.json'), 'utf8')));
   });
 
+  it('says in its NOTES what an operator must fix, and only that', () => {
+    const notes = (set: string[]) => helm(['install', '--dry-run=client', 'rt', CHART, '-n', 'prod', ...set.flatMap((v) => ['--set', v])]).split('NOTES:')[1];
+    expect(notes([])).toMatch(/WARNING: no JWT key configured/);
+    const idp = notes(['jwt.jwksUrl=https://idp.example.com/jwks.json', 'jwt.audience=gw', 'jwt.issuer=https://idp.example.com', 'redis.url=redis://r:6379/0']);
+    expect(idp).not.toMatch(/WARNING/);
+    expect(idp).toContain('kubectl -n prod port-forward svc/rt-realtime-gateway-internal 9090:9090');
+    expect(idp).not.toMatch(/Ingress/);
+    expect(notes([`jwt.secret=${SECRET}`, 'jwt.existingSecret=keys'])).toMatch(/jwt.secret is ignored/);
+  });
+
   it('renders the PodDisruptionBudget by default and an autoscaling/v2 HPA when asked', () => {
     expect(find(render({ 'jwt.secret': SECRET }), 'PodDisruptionBudget').apiVersion).toBe('policy/v1');
     const hpa = find(render({ 'jwt.secret': SECRET, 'autoscaling.enabled': true }), 'HorizontalPodAutoscaler');
