@@ -496,7 +496,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
       if (problems.some((p) => p.variable === variable)) continue;
       const raw = source[variable];
       const shown = raw === undefined || /SECRET|KEY|URL|PASSWORD/.test(variable) ? '' : ` (got "${raw}")`;
-      problems.push({ variable, problem: `${issue.message}${shown}` });
+      // The limit that holds across variables too, so one round of fixing is enough.
+      const also = variable === 'MAX_PUBLISH_BYTES' ? '; it must also be at most SLOW_CONSUMER_BYTES / 4 (262144 with the default SLOW_CONSUMER_BYTES)' : '';
+      problems.push({ variable, problem: `${issue.message}${shown}${also}` });
     }
     throw new ConfigError(problems);
   }

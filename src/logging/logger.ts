@@ -181,6 +181,8 @@ export function hotLine(log: Logger, level: 'info' | 'debug', msg: string): HotL
 }
 
 /** Routes Nest's own log lines (bootstrap, route mapping, exceptions) into the same JSON stream. */
+const BOOT_CONTEXTS = new Set(['NestFactory', 'InstanceLoader', 'RoutesResolver', 'RouterExplorer', 'NestApplication', 'WebSocketsController']);
+
 export class NestPinoLogger implements LoggerService {
   constructor(private readonly pino: Logger) {}
   private write(level: 'info' | 'warn' | 'error' | 'debug' | 'trace', message: unknown, params: unknown[]) {
@@ -189,7 +191,10 @@ export class NestPinoLogger implements LoggerService {
     else this.pino[level]({ context }, String(message));
   }
   log(message: unknown, ...params: unknown[]) {
-    this.write('info', message, params);
+    // Nest's boot chatter (a line per module and per route, about 120 lines) at debug: at info it buried the
+    // lines an operator needs (config warnings, "listening") on a terminal.
+    const context = params[params.length - 1];
+    this.write(typeof context === 'string' && BOOT_CONTEXTS.has(context) ? 'debug' : 'info', message, params);
   }
   error(message: unknown, ...params: unknown[]) {
     // Nest passes (message, stack, context); keep the stack out of the message line.
