@@ -118,19 +118,10 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   async claim(group: string, member: string, connectionId: string, onLost?: () => void): Promise<ClaimResult> {
-    if (!this.up()) throw new BrokerUnavailableError();
     const owner = ownerOf(this.nodeId, connectionId);
-    let holder: unknown;
-    try {
-      holder = await CLAIM.run(this.redis.command, [this.key('claims', group), this.holdsKey(this.nodeId)], [
-        member,
-        owner,
-        this.prefix,
-        `c${SEP}${group}${SEP}${member}`,
-      ]);
-    } catch {
-      throw new BrokerUnavailableError();
-    }
+    const holder: unknown = await this.available(() =>
+      CLAIM.run(this.redis.command, [this.key('claims', group), this.holdsKey(this.nodeId)], [member, owner, this.prefix, `c${SEP}${group}${SEP}${member}`]),
+    );
     if (typeof holder === 'string') return { ok: false, holder };
     const id = `${group}${SEP}${member}`;
     this.held.set(id, { group, member, owner, onLost });
@@ -145,13 +136,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   }
 
   async members(group: string): Promise<Map<string, string>> {
-    if (!this.up()) throw new BrokerUnavailableError();
-    let flat: string[];
-    try {
-      flat = (await MEMBERS.run(this.redis.command, [this.key('claims', group)], [this.prefix])) as string[];
-    } catch {
-      throw new BrokerUnavailableError();
-    }
+    const flat = (await this.available(() => MEMBERS.run(this.redis.command, [this.key('claims', group)], [this.prefix]))) as string[];
     const members = new Map<string, string>();
     for (let i = 0; i + 1 < flat.length; i += 2) members.set(flat[i], flat[i + 1]);
     return members;

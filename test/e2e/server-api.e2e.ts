@@ -33,6 +33,16 @@ async function call(base: (path: string) => string, method: string, path: string
   return { status: res.status, headers: res.headers, body: (await res.json()) as Record<string, any> };
 }
 
+/** Retries an upgrade that a ban refuses until the ban ends (a few seconds here); the admitted client. */
+async function admittedOnceTheBanEnds(url: string): Promise<TestClient> {
+  let back: TestClient | undefined;
+  await eventually(async () => {
+    back = await connect(url).catch(() => undefined);
+    return back !== undefined;
+  }, 5000, 'the ban to end');
+  return back!;
+}
+
 describe('server API, embedded mode', () => {
   let gw: TestGateway;
   const api = (path: string) => gw.internal(path);
@@ -220,12 +230,7 @@ describe('server API, embedded mode', () => {
     expect(await bystander.ofType('pong')).toMatchObject({ type: 'pong' });
     expect(await gw.metric('ws_closes_total', { gateway: 'chat', code: '4003' })).toBe(1);
     // The ban ends on its own.
-    let back: TestClient | undefined;
-    await eventually(async () => {
-      back = await connect(url('/ws/chat/lobby', 'mallory')).catch(() => undefined);
-      return back !== undefined;
-    }, 5000, 'the ban to end');
-    await Promise.all([back!.close(), bystander.close()]);
+    await Promise.all([(await admittedOnceTheBanEnds(url('/ws/chat/lobby', 'mallory'))).close(), bystander.close()]);
     // Without a ban: closed, and free to come back at once.
     const again = await connect(url('/ws/chat/lobby', 'mallory'));
     expect((await call(api, 'POST', '/api/disconnect', { user: 'mallory' })).body).toEqual({ user: 'mallory' });
@@ -340,12 +345,7 @@ describe('server API across two replicas (cluster mode)', () => {
     for (const replica of [a, b]) expect((await refusal(url(replica, 'eve'))).body.error).toBe('banned');
     other.send({ type: 'ping' });
     expect(await other.ofType('pong')).toMatchObject({ type: 'pong' });
-    let back: TestClient | undefined;
-    await eventually(async () => {
-      back = await connect(url(b, 'eve')).catch(() => undefined);
-      return back !== undefined;
-    }, 5000, 'the ban to end');
-    await Promise.all([back!.close(), other.close()]);
+    await Promise.all([(await admittedOnceTheBanEnds(url(b, 'eve'))).close(), other.close()]);
   });
 
   it('a replica started after a ban learns it from Redis', async () => {
