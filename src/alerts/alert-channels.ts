@@ -1,4 +1,4 @@
-import type { ChannelPolicy } from '../channels/channel-hub';
+import { publicationFrame, type ChannelPolicy } from '../channels/channel-hub';
 import type { Publication } from '../channels/publication';
 import type { Connection } from '../connection/connection';
 import { encodeAlertFrame, normaliseAlert, PersonalInputSchema, type AlertInput } from './alert';
@@ -16,14 +16,13 @@ function targetsOf(alert: AlertInput): Targets {
 export const userChannel = (sub: string) => `user:${sub}`;
 
 /**
- * `alerts`: every alerts connection, filtered by `roles` / `users`. Kept forever (no idle expiry), and other
+ * `alerts`: every alerts connection, filtered by `roles` / `users`. Kept forever (its built-in namespace sets no TTL), and other
  * services XADD to its stream directly (the SPEC's Redis contract).
  */
 export class AlertsChannelPolicy implements ChannelPolicy {
   readonly kind = 'alerts';
   readonly history = true;
   readonly externalAppends = true;
-  readonly historyTtlMs = 0;
   /** Targeting of each publication, decoded once next to its frame. */
   private readonly targets = new WeakMap<Publication, Targets>();
 
@@ -32,6 +31,12 @@ export class AlertsChannelPolicy implements ChannelPolicy {
     if (typeof alert === 'string') return alert;
     if (alert.roles || alert.users) this.targets.set(publication, targetsOf(alert));
     return encodeAlertFrame(publication, alert.data);
+  }
+
+  /** On `/ws`: a `publication` of channel `alerts`, with the same targeting (audience). */
+  encodeForChannel(publication: Publication): object | string {
+    const alert = normaliseAlert(publication.data);
+    return typeof alert === 'string' ? alert : publicationFrame(publication, { data: alert.data });
   }
 
   audience(publication: Publication): ((conn: Connection) => boolean) | undefined {
@@ -51,5 +56,9 @@ export class UserChannelPolicy implements ChannelPolicy {
     const parsed = PersonalInputSchema.safeParse(publication.data);
     if (!parsed.success) return parsed.error.issues[0].message;
     return encodeAlertFrame(publication, parsed.data.data, publication.channel);
+  }
+
+  encodeForChannel(publication: Publication): object | string {
+    return publicationFrame(publication);
   }
 }

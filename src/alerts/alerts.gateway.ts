@@ -6,12 +6,17 @@ import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../upgrade/guards/capacity.guard';
 import { OriginGuard } from '../upgrade/guards/origin.guard';
 import { ResumeGuard, type ResumeRequest } from '../upgrade/guards/resume.guard';
-import { RolesGuard } from '../upgrade/guards/roles.guard';
+import { ChannelGuard } from '../upgrade/guards/channel.guard';
+import { ALERTS_CHANNEL } from './alert-channels';
 import { AlertsService } from './alerts.service';
 
-/** `/api/alerts/subscribe`: alerts for authorities and admins, resumable with `?since=<id>&epoch=<epoch>`. */
-@RealtimeGateway({ name: 'alerts', path: '/api/alerts/subscribe' })
-@UpgradeGuards(OriginGuard, AuthenticateGuard, RolesGuard, ResumeGuard, CapacityGuard)
+/**
+ * `/api/alerts/subscribe`: the `alerts` channel (and the user's own `user:<sub>`), admitted by the `alerts`
+ * namespace (built in: authorities and admins), resumable with `?since=<id>&epoch=<epoch>`. @AllowRoles is the
+ * built-in rule, kept for the doctor's advice; ChannelGuard applies the configured one.
+ */
+@RealtimeGateway({ name: 'alerts', path: '/api/alerts/subscribe', channel: () => ALERTS_CHANNEL })
+@UpgradeGuards(OriginGuard, AuthenticateGuard, ChannelGuard, ResumeGuard, CapacityGuard)
 @AllowRoles('authority', 'admin')
 export class AlertsGateway implements OnGatewayConnection {
   constructor(private readonly alerts: AlertsService) {}

@@ -59,6 +59,17 @@ function isClaim(value: unknown): value is string {
   return typeof value === 'string' && value.length > 0 && value.length <= MAX_CLAIM;
 }
 
+/** More entries than this is a token built wrong (a claim per channel belongs in a prefix such as `chat:ward-7-*`). */
+const MAX_CHANNEL_CLAIMS = 1000;
+
+/** The `channels` claim: an array of non-empty strings, or the token is invalid (SPEC v3). */
+function channelsClaim(value: unknown): readonly string[] {
+  if (!Array.isArray(value) || value.length > MAX_CHANNEL_CLAIMS || !value.every(isClaim)) {
+    throw new AuthError('token_invalid', `token's "channels" claim must be an array of at most ${MAX_CHANNEL_CLAIMS} channel names or prefixes ending in * (strings of 1-256 characters)`);
+  }
+  return value;
+}
+
 /**
  * Verifies JWTs with the configured keys and pinned algorithms (JwsVerifier: `alg: none` and algorithm
  * confusion are refused), then requires the `sub` and `role` claims. Keys are static (JWT_SECRET and
@@ -131,6 +142,7 @@ export class JwtVerifier implements OnModuleInit, OnModuleDestroy {
     const principal: Principal = { sub: claims.sub, role: claims.role };
     if (isClaim(claims.email)) principal.email = claims.email;
     if (typeof claims.exp === 'number') principal.exp = claims.exp;
+    if (claims.channels !== undefined) principal.channels = channelsClaim(claims.channels);
     return principal;
   }
 

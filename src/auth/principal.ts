@@ -5,4 +5,9 @@ export interface Principal {
   email?: string;
   /** Expiry, seconds since the epoch, when the token has one. */
   exp?: number;
+  /**
+   * The `channels` claim (SPEC v3): channel names, or prefixes ending in `*`, this token may subscribe to where
+   * the namespace's mode is `claim`.
+   */
+  channels?: readonly string[];
 }

@@ -10,7 +10,7 @@ export interface PublishOptions {
   idempotencyKey?: string;
   /** The channel's stream is also appended to by other services (SubscribeOptions.externalAppends). */
   externalAppends?: boolean;
-  /** History: drop it when nobody wrote to it for this long (0 or absent: keep). */
+  /** History: drop it when nobody wrote to it for this long (0: keep; absent: its namespace's TTL). */
   historyTtlMs?: number;
 }
 

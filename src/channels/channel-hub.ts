@@ -6,7 +6,8 @@ import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import { BROKER, type Broker, type Subscription } from './broker';
 import { InvalidMessages } from './invalid-messages';
-import { channelKind, preciseNow, type HistoryPage, type Publication, type StreamPosition } from './publication';
+import { NamespaceRegistry } from './namespaces';
+import { channelKind, isObject, preciseNow, type HistoryPage, type Publication, type StreamPosition } from './publication';
 import { compareStreamIds, parseStreamId, type StreamId } from './stream-id';
 
 /**
@@ -18,18 +19,56 @@ export interface ChannelPolicy {
   readonly history: boolean;
   /** Other services append to its stream directly (see SubscribeOptions.externalAppends). */
   readonly externalAppends?: boolean;
-  /** Drop a history nobody wrote to for this long (default HISTORY_TTL_MS; 0: never). */
-  readonly historyTtlMs?: number;
   /**
    * The client frame for a publication, serialised once per node and shared by every socket and replay; a
    * string is the reason it is invalid (dropped and counted in ws_bus_invalid_total).
    */
   encode(publication: Publication): Buffer | string;
   /**
+   * The frame of `/ws` subscribers (SPEC v3: `publication`, `join`, `leave`, …, each naming the channel); null:
+   * not for them (a seat-to-seat relay); a string: invalid. Absent: the generic `publication` frame.
+   */
+  encodeForChannel?(publication: Publication): object | null | string;
+  /**
    * Who among the members gets it (targeting), decided once per publication: a filter, or undefined for
-   * everyone. Absent: everyone.
+   * everyone. Absent: everyone. Called after encode() of the same publication.
    */
   audience?(publication: Publication): ((conn: Connection) => boolean) | undefined;
+}
+
+/**
+ * The frame every channel of a namespace without a feature's policy gets (an operator-added `ward`, `news`),
+ * and what a `/ws` subscriber gets of any publication a policy does not say otherwise about: the server API's and
+ * Redis's `{"data":{..}}`, a member's `{"data":{..},"user":<sub>}`.
+ */
+export function publicationFrame(publication: Publication, data: Record<string, unknown> = publication.data): object | string {
+  if (!isObject(data.data)) return 'expected {"data":{...}}';
+  for (const key in data) if (key !== 'data' && key !== 'user') return 'expected {"data":{...}}';
+  if (data.user !== undefined && typeof data.user !== 'string') return '"user" must be a string';
+  const ts = publication.key ? publication.key.ms : Math.floor(publication.ts);
+  return { type: 'publication', channel: publication.channel, id: publication.id, data: data.data, ts, user: data.user };
+}
+
+/** The policy of a namespace no feature registered one for: publications only, as `publication` frames. */
+class NamespacePolicy implements ChannelPolicy {
+  constructor(
+    readonly kind: string,
+    readonly history: boolean,
+  ) {}
+
+  encode(publication: Publication): Buffer | string {
+    const frame = publicationFrame(publication);
+    return typeof frame === 'string' ? frame : Buffer.from(JSON.stringify(frame));
+  }
+}
+
+/** A publication's frames on this node, encoded once each and shared by every socket and replay. */
+interface Encoded {
+  /** The path endpoint's frame (the policy's encode); null: invalid, dropped and counted. */
+  native: Buffer | null;
+  /** The `/ws` frame, made on first use; null: not for `/ws` subscribers. */
+  channel?: Buffer | null;
+  audience: ((conn: Connection) => boolean) | null;
 }
 
 export interface ChannelRequest {
@@ -46,11 +85,17 @@ export interface ChannelRequest {
 export interface AttachFrames {
   /**
    * The first frame, given for each history channel the connection is a member of its epoch and the id after
-   * which everything reaches this connection (a client that resumes from there misses nothing).
+   * which everything reaches this connection (a client that resumes from there misses nothing). `channels` are
+   * those this attach is for (a `/ws` subscribe: one).
    */
-  welcome?(positions: ReadonlyMap<string, StreamPosition>, conn: Connection): object;
+  welcome?(positions: ReadonlyMap<string, StreamPosition>, conn: Connection, channels: readonly string[]): object;
   /** After the replays, when any channel resumed; `recovered` is true only if every one proved continuity. */
-  resumed?(recovered: boolean): object;
+  resumed?(recovered: boolean, channels: readonly string[]): object;
+  /**
+   * One channel per attach, each with its own welcome and resumed (`/ws`): a lost history is told for that
+   * channel alone. Otherwise the connection's whole set is described again.
+   */
+  perChannel?: boolean;
 }
 
 /** Per connection and channel while it is attaching or just resumed. */
@@ -70,12 +115,16 @@ interface MemberState {
 @Injectable()
 export class ChannelHub {
   private readonly policies = new Map<string, ChannelPolicy>();
+  /** Whether each kind keeps history: its namespace says (a feature's policy only for kinds of no namespace). */
+  private readonly keeps = new Map<string, boolean>();
   private readonly subscriptions = new Map<string, Subscription>();
   /** Channels whose subscription is live: members joining them need no wait. */
   private readonly live = new Set<string>();
   private readonly retained = new Set<string>();
   private readonly framesOf = new Map<string, AttachFrames>();
   private readonly members = new Map<Connection, Map<string, MemberState>>();
+  /** Each publication's frames on this node (off the message: a publication is data, its frames are ours). */
+  private readonly encoded = new WeakMap<Publication, Encoded>();
   private readonly invalid: InvalidMessages;
 
   constructor(
@@ -83,6 +132,7 @@ export class ChannelHub {
     private readonly connections: ConnectionManager,
     private readonly metrics: Metrics,
     @Inject(LOGGER) private readonly log: Logger,
+    readonly namespaces: NamespaceRegistry,
   ) {
     this.invalid = new InvalidMessages(metrics, log);
     connections.onRoomsEmptied((channels) => {
@@ -93,36 +143,52 @@ export class ChannelHub {
   register(policy: ChannelPolicy): void {
     if (this.policies.has(policy.kind)) throw new Error(`channel kind "${policy.kind}" is registered twice`);
     this.policies.set(policy.kind, policy);
+    this.keeps.delete(policy.kind);
   }
 
-  /** Whether a feature registered this channel's kind. */
+  /** Whether this channel's kind is served: a namespace declares it, or a feature registered it. */
   knows(channel: string): boolean {
-    return this.policies.has(channelKind(channel));
+    const kind = channelKind(channel);
+    return this.policies.has(kind) || this.namespaces.of(channel) !== undefined;
   }
 
   policy(channel: string): ChannelPolicy {
-    const policy = this.policies.get(channelKind(channel));
-    if (!policy) throw new Error(`no channel policy for "${channelKind(channel)}"`);
+    const kind = channelKind(channel);
+    let policy = this.policies.get(kind);
+    if (!policy) {
+      const ns = this.namespaces.of(channel);
+      if (!ns) throw new Error(`no channel policy for "${kind}"`);
+      policy = new NamespacePolicy(kind, ns.historySize > 0);
+      this.policies.set(kind, policy);
+    }
     return policy;
   }
 
-  /** Publishes on a channel with its kind's history setting. Rejects with BrokerUnavailableError. */
+  /** Whether the channel keeps history (ids, resume): its namespace's `history.size` > 0. */
+  keepsHistory(channel: string): boolean {
+    const kind = channelKind(channel);
+    let keeps = this.keeps.get(kind);
+    if (keeps === undefined) {
+      const ns = this.namespaces.of(channel);
+      keeps = ns ? ns.historySize > 0 : this.policy(channel).history;
+      this.keeps.set(kind, keeps);
+    }
+    return keeps;
+  }
+
+  /** Publishes on a channel with its namespace's history setting. Rejects with BrokerUnavailableError. */
   publish(channel: string, data: Record<string, unknown>, options: { idempotencyKey?: string; history?: boolean } = {}): Promise<Publication> {
     const policy = this.policy(channel);
-    const history = options.history ?? policy.history;
-    return this.broker.publish(channel, data, {
-      history,
-      externalAppends: policy.externalAppends,
-      historyTtlMs: history ? policy.historyTtlMs : undefined,
-      idempotencyKey: options.idempotencyKey,
-    });
+    const history = this.keepsHistory(channel) && options.history !== false;
+    return this.broker.publish(channel, data, { history, externalAppends: policy.externalAppends, idempotencyKey: options.idempotencyKey });
   }
 
   /**
    * Makes `conn` a member of each channel and sends, in this order: welcome (with the epochs), each resumed
    * channel's publications after `since` still in history, `resumed`, then live publications — none missed,
    * none twice. Synchronous when nothing needs a round trip (embedded mode, channels already subscribed, no
-   * resume); otherwise a promise. Rejects with BrokerUnavailableError when history cannot be read.
+   * resume); otherwise a promise. Rejects with BrokerUnavailableError when history cannot be read. A
+   * connection may attach again for other channels (a `/ws` subscribe) while earlier attaches are pending.
    */
   attach(conn: Connection, requests: readonly ChannelRequest[], frames: AttachFrames = {}): void | Promise<void> {
     let waits: Promise<void>[] | undefined;
@@ -131,27 +197,38 @@ export class ChannelHub {
       if (ready) (waits ??= []).push(ready);
     }
     if (!this.framesOf.has(conn.gateway)) this.framesOf.set(conn.gateway, frames);
+    const channels = requests.map((r) => r.channel);
     // The common case, with nothing to wait for: welcome now, live from here on, no per-connection state.
     if (!waits && !requests.some((r) => r.since)) {
       const positions = new Map<string, StreamPosition>();
       let known = true;
       for (const { channel } of requests) {
-        if (!this.policy(channel).history) continue;
+        if (!this.keepsHistory(channel)) continue;
         const position = this.broker.knownPosition(channel);
         if (position === undefined) known = false;
         else positions.set(channel, position);
       }
       if (known) {
-        if (frames.welcome) conn.send(frames.welcome(positions, conn));
+        if (frames.welcome) conn.send(frames.welcome(positions, conn, channels));
         return;
       }
     }
     // Otherwise what arrives meanwhile is held for this connection, in order, until it is started.
-    const states = new Map<string, MemberState>();
+    let states = this.members.get(conn);
+    if (!states) {
+      states = new Map<string, MemberState>();
+      this.members.set(conn, states);
+      conn.onClose(() => this.members.delete(conn));
+    }
     for (const { channel } of requests) states.set(channel, { held: [] });
-    this.members.set(conn, states);
-    conn.onClose(() => this.members.delete(conn));
     return this.attachLater(conn, requests, frames, waits ?? []);
+  }
+
+  /** Ends `conn`'s membership of one channel (a `/ws` unsubscribe); the last local member unsubscribes the node. */
+  detach(conn: Connection, channel: string): void {
+    const states = this.members.get(conn);
+    if (states?.delete(channel) && states.size === 0) this.members.delete(conn);
+    if (this.connections.registry.leave(conn, channel)) this.leaveIfEmpty(channel);
   }
 
   private async attachLater(conn: Connection, requests: readonly ChannelRequest[], frames: AttachFrames, waits: Promise<void>[]): Promise<void> {
@@ -160,7 +237,7 @@ export class ChannelHub {
     const pages = new Map<string, HistoryPage>();
     await Promise.all(
       requests.map(async ({ channel, since }) => {
-        if (!this.policy(channel).history) return;
+        if (!this.keepsHistory(channel)) return;
         const known = since ? undefined : this.broker.knownPosition(channel);
         if (known !== undefined) {
           // What came while this connection waited is held for it and follows the welcome: its position is
@@ -179,13 +256,22 @@ export class ChannelHub {
         positions.set(channel, { id: sameEpoch && !ahead ? since!.id : page.top, epoch: page.epoch });
       }),
     );
-    if (!this.members.has(conn)) return; // closed meanwhile
-    this.start(conn, requests, frames, positions, pages);
+    // Closed, or unsubscribed, meanwhile.
+    const states = this.members.get(conn);
+    if (!states || !requests.every((r) => states.get(r.channel)?.held)) return;
+    this.start(conn, states, requests, frames, positions, pages);
   }
 
-  private start(conn: Connection, requests: readonly ChannelRequest[], frames: AttachFrames, positions: Map<string, StreamPosition>, pages: Map<string, HistoryPage>): void {
-    const states = this.members.get(conn)!;
-    if (frames.welcome) conn.send(frames.welcome(positions, conn));
+  private start(
+    conn: Connection,
+    states: Map<string, MemberState>,
+    requests: readonly ChannelRequest[],
+    frames: AttachFrames,
+    positions: Map<string, StreamPosition>,
+    pages: Map<string, HistoryPage>,
+  ): void {
+    const channels = requests.map((r) => r.channel);
+    if (frames.welcome) conn.send(frames.welcome(positions, conn, channels));
     let recovered = true;
     for (const { channel, since } of requests) {
       const page = pages.get(channel);
@@ -195,8 +281,9 @@ export class ChannelHub {
       let floor: StreamId | undefined;
       for (const publication of page.publications) {
         floor = publication.key;
-        const frame = this.frameOf(policy, publication);
-        if (frame && (!publication.audience || publication.audience(conn))) conn.sendEncoded(frame);
+        const encoded = this.encode(policy, publication);
+        const frame = this.frameFor(conn, policy, publication, encoded);
+        if (frame && (!encoded.audience || encoded.audience(conn))) conn.sendEncoded(frame);
       }
       if (!floor) {
         // Nothing replayed: live ones after `since` are new; a `since` ahead of the channel must not hold back
@@ -208,15 +295,16 @@ export class ChannelHub {
       state.floor = floor;
       recovered &&= page.recovered;
     }
-    if (frames.resumed && pages.size > 0) conn.send(frames.resumed(recovered));
-    for (const [channel, state] of states) {
+    if (frames.resumed && pages.size > 0) conn.send(frames.resumed(recovered, channels));
+    for (const channel of channels) {
+      const state = states.get(channel)!;
       const held = state.held!;
       state.held = undefined;
       const policy = this.policy(channel);
       for (const publication of held) if (this.deliverTo(conn, state, policy, publication)) this.observeDelivery(publication);
       if (!state.floor) states.delete(channel);
     }
-    if (states.size === 0) this.members.delete(conn);
+    if (states.size === 0 && this.members.get(conn) === states) this.members.delete(conn);
   }
 
   /**
@@ -246,7 +334,7 @@ export class ChannelHub {
     if (!subscription) {
       const policy = this.policy(channel);
       subscription = this.broker.subscribe(channel, (publication) => this.deliver(policy, publication), {
-        history: policy.history,
+        history: this.keepsHistory(channel),
         externalAppends: policy.externalAppends,
       });
       this.subscriptions.set(channel, subscription);
@@ -277,28 +365,38 @@ export class ChannelHub {
     return this.connections.registry.inRoom(channel);
   }
 
-  private frameOf(policy: ChannelPolicy, publication: Publication): Buffer | undefined {
-    let frame = publication.frame;
-    if (frame === undefined) {
-      const encoded = policy.encode(publication);
-      if (typeof encoded === 'string') {
-        this.invalid.drop(policy.kind, encoded);
-        frame = null;
+  /** The path endpoint's frame and the audience, once per publication on this node (invalid: counted once). */
+  private encode(policy: ChannelPolicy, publication: Publication): Encoded {
+    let encoded = this.encoded.get(publication);
+    if (encoded === undefined) {
+      const frame = policy.encode(publication);
+      if (typeof frame === 'string') {
+        this.invalid.drop(policy.kind, frame);
+        encoded = { native: null, audience: null };
       } else {
-        frame = encoded;
+        encoded = { native: frame, audience: policy.audience ? (policy.audience(publication) ?? null) : null };
       }
-      publication.frame = frame;
-      publication.audience = frame && policy.audience ? (policy.audience(publication) ?? null) : null;
+      this.encoded.set(publication, encoded);
     }
-    return frame ?? undefined;
+    return encoded;
+  }
+
+  /** The frame for this connection's vocabulary: the path endpoint's, or the `/ws` one (made once). */
+  private frameFor(conn: Connection, policy: ChannelPolicy, publication: Publication, encoded: Encoded): Buffer | null {
+    if (encoded.native === null || !conn.multiplexed) return encoded.native;
+    if (encoded.channel === undefined) {
+      const frame = policy.encodeForChannel ? policy.encodeForChannel(publication) : publicationFrame(publication);
+      encoded.channel = frame === null || typeof frame === 'string' ? null : Buffer.from(JSON.stringify(frame));
+    }
+    return encoded.channel;
   }
 
   private deliver(policy: ChannelPolicy, publication: Publication): void {
     const members = this.connections.registry.inRoom(publication.channel);
-    if (publication.lost) return this.lost(members);
-    const frame = this.frameOf(policy, publication);
-    if (!frame) return;
-    const audience = publication.audience;
+    if (publication.lost) return this.lost(publication.channel, members);
+    const encoded = this.encode(policy, publication);
+    if (!encoded.native) return;
+    const audience = encoded.audience;
     let written = false;
     const tracking = this.members.size > 0;
     for (const conn of members) {
@@ -309,7 +407,9 @@ export class ChannelHub {
           continue;
         }
       }
-      if ((!audience || audience(conn)) && conn.sendEncoded(frame)) written = true;
+      if (audience && !audience(conn)) continue;
+      const frame = conn.multiplexed ? this.frameFor(conn, policy, publication, encoded) : encoded.native;
+      if (frame && conn.sendEncoded(frame)) written = true;
     }
     // Only what reached a socket is a delivery: a replica without members would otherwise report every
     // message as delivered at once and pull the histogram down.
@@ -325,22 +425,23 @@ export class ChannelHub {
    * member is told, without being disconnected. A gateway without those frames closes its members instead, so
    * that nothing is lost silently.
    */
-  private lost(members: ReadonlySet<Connection>): void {
+  private lost(channel: string, members: ReadonlySet<Connection>): void {
     for (const conn of [...members]) {
       const frames = this.framesOf.get(conn.gateway);
       if (!frames?.resumed) {
         conn.close(CloseCode.SERVICE_RESTART, 'history lost; resume');
         continue;
       }
+      const channels = frames.perChannel ? [channel] : (conn.rooms ?? []);
       if (frames.welcome) {
         const positions = new Map<string, StreamPosition>();
-        for (const channel of conn.rooms ?? []) {
-          const position = this.policy(channel).history ? this.broker.knownPosition(channel) : undefined;
-          if (position !== undefined) positions.set(channel, position);
+        for (const room of channels) {
+          const position = this.keepsHistory(room) ? this.broker.knownPosition(room) : undefined;
+          if (position !== undefined) positions.set(room, position);
         }
-        conn.send(frames.welcome(positions, conn));
+        conn.send(frames.welcome(positions, conn, channels));
       }
-      conn.send(frames.resumed(false));
+      conn.send(frames.resumed(false, channels));
     }
   }
 
@@ -356,7 +457,9 @@ export class ChannelHub {
       states?.delete(publication.channel);
       if (states?.size === 0) this.members.delete(conn);
     }
-    const frame = this.frameOf(policy, publication);
-    return frame !== undefined && (!publication.audience || publication.audience(conn)) && conn.sendEncoded(frame);
+    const encoded = this.encode(policy, publication);
+    if (encoded.audience && !encoded.audience(conn)) return false;
+    const frame = this.frameFor(conn, policy, publication, encoded);
+    return frame !== null && conn.sendEncoded(frame);
   }
 }

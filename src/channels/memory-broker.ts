@@ -10,6 +10,7 @@ import {
   type PublishOptions,
   type Subscription,
 } from './broker';
+import { NamespaceRegistry } from './namespaces';
 import { IdempotencyCache } from './idempotency';
 import { MemoryHistory } from './memory-history';
 import { channelKind, preciseNow, type HistoryPage, type Publication, type StreamPosition } from './publication';
@@ -34,7 +35,7 @@ export function newEpoch(): string {
  * Embedded mode's broker: one process is the deployment. Delivery runs in a microtask so a publisher never
  * runs subscriber code inline. Each history channel is a ring of HISTORY_SIZE with an epoch drawn at
  * creation, so a restarted process (which lost everything) never claims continuity. A history nobody
- * subscribes to and nobody wrote for HISTORY_TTL_MS is dropped (its epoch with it): rooms a client invents
+ * subscribes to and nobody wrote for its namespace's TTL is dropped (its epoch with it): rooms a client invents
  * cannot grow memory without bound.
  */
 @Injectable()
@@ -45,12 +46,15 @@ export class MemoryBroker implements Broker, OnModuleDestroy {
   private readonly ids = new StreamIdGenerator();
   private readonly idempotency = new IdempotencyCache<Publication>(IDEMPOTENCY_TTL_MS);
   private readonly sweeper: NodeJS.Timeout;
+  /** Each channel's history size and TTL: its namespace's (HISTORY_SIZE and no TTL for a channel of none). */
+  private readonly namespaces: NamespaceRegistry;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly metrics: Metrics,
     @Inject(LOGGER) private readonly log: Logger,
   ) {
+    this.namespaces = new NamespaceRegistry(config);
     this.sweeper = setInterval(() => this.sweep(), SWEEP_MS).unref();
   }
 
@@ -121,18 +125,17 @@ export class MemoryBroker implements Broker, OnModuleDestroy {
   private historyOf(channel: string): MemoryHistory {
     let history = this.histories.get(channel);
     if (!history) {
-      history = new MemoryHistory(newEpoch(), this.config.historySize, Date.now());
+      history = new MemoryHistory(newEpoch(), this.namespaces.of(channel)?.historySize || this.config.historySize, Date.now());
       this.histories.set(channel, history);
     }
     return history;
   }
 
   private sweep(): void {
-    const ttl = this.config.historyTtlMs;
-    if (ttl === 0) return;
-    const cutoff = Date.now() - ttl;
+    const now = Date.now();
     for (const [channel, history] of this.histories) {
-      if (history.lastAppendAt < cutoff && !this.handlers.has(channel)) this.histories.delete(channel);
+      const ttl = this.namespaces.of(channel)?.historyTtlMs ?? 0;
+      if (ttl > 0 && history.lastAppendAt < now - ttl && !this.handlers.has(channel)) this.histories.delete(channel);
     }
   }
 }

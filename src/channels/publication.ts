@@ -1,4 +1,3 @@
-import type { Connection } from '../connection/connection';
 import type { StreamId } from './stream-id';
 
 /**
@@ -27,10 +26,6 @@ export interface Publication {
    * trimmed before the node could read it). Subscribers must be told to resume, which says `recovered:false`.
    */
   readonly lost?: true;
-  /** The client frame, encoded once by the channel's policy and shared by every socket and replay. */
-  frame?: Buffer | null;
-  /** Who gets it (the policy's audience), decided once with the frame; null: every member. */
-  audience?: ((conn: Connection) => boolean) | null;
 }
 
 /** A position in a channel's history: resume after `id`, valid while the channel's epoch is `epoch`. */

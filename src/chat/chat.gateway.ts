@@ -1,6 +1,5 @@
 import { type OnModuleInit } from '@nestjs/common';
 import { ConnectedSocket, MessageBody, SubscribeMessage, type OnGatewayConnection } from '@nestjs/websockets';
-import { randomUUID } from 'node:crypto';
 import { ChannelHub, type AttachFrames } from '../channels/channel-hub';
 import type { Connection } from '../connection/connection';
 import { FrameError } from '../connection/frames';
@@ -9,6 +8,7 @@ import { RealtimeGateway } from '../upgrade/realtime-gateway.decorator';
 import { Rooms } from '../rooms/rooms';
 import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../upgrade/guards/capacity.guard';
+import { ChannelGuard } from '../upgrade/guards/channel.guard';
 import { OriginGuard } from '../upgrade/guards/origin.guard';
 import { ResumeGuard, type ResumeRequest } from '../upgrade/guards/resume.guard';
 import { chatChannel, ChatChannelPolicy } from './chat-channel';
@@ -34,8 +34,8 @@ function checkLength(message: string): void {
  * included, kept in the room's history and resumable with `?since=&epoch=`) and private messages to one
  * member, wherever each member is connected. Membership is a presence claim per user (ChatMemberGuard).
  */
-@RealtimeGateway({ name: 'chat', path: '/ws/chat/:room', frames: CHAT_FRAMES })
-@UpgradeGuards(OriginGuard, AuthenticateGuard, ChatRoomGuard, ResumeGuard, CapacityGuard, ChatMemberGuard)
+@RealtimeGateway({ name: 'chat', path: '/ws/chat/:room', frames: CHAT_FRAMES, channel: (params) => chatChannel(params.room) })
+@UpgradeGuards(OriginGuard, AuthenticateGuard, ChatRoomGuard, ChannelGuard, ResumeGuard, CapacityGuard, ChatMemberGuard)
 export class ChatGateway implements OnGatewayConnection, OnModuleInit {
   constructor(
     private readonly hub: ChannelHub,
@@ -66,9 +66,8 @@ export class ChatGateway implements OnGatewayConnection, OnModuleInit {
     await this.rooms.whenEntered(conn);
     const room = chatChannel(conn.params.room);
     if (!(await this.rooms.members(room)).has(frame.to)) throw new FrameError('user_not_found', `no user "${frame.to}" in this room`);
-    const id = randomUUID();
-    const sent = await this.rooms.publish(room, { type: 'private', pid: id, from: conn.user.sub, to: frame.to, message: frame.message }, false);
+    const sent = await this.rooms.publish(room, { type: 'private', from: conn.user.sub, to: frame.to, message: frame.message }, false);
     // The sender's echo (unless it wrote to itself, which the channel already delivered).
-    if (frame.to !== conn.user.sub) return { type: 'private', id, from: conn.user.sub, to: frame.to, message: frame.message, ts: Math.floor(sent.ts) };
+    if (frame.to !== conn.user.sub) return { type: 'private', from: conn.user.sub, to: frame.to, message: frame.message, ts: Math.floor(sent.ts) };
   }
 }

@@ -2,11 +2,14 @@ import { parseArgs } from 'node:util';
 import jwt from 'jsonwebtoken';
 import { ConfigError, loadConfig } from '../config/config';
 
-const USAGE = `Usage: npm run token -- --role <role> [--sub <id>] [--email <e>] [--ttl <seconds>]
+const USAGE = `Usage: npm run token -- --role <role> [--sub <id>] [--email <e>] [--ttl <seconds>] [--channel <c>]...
 
 Prints a JWT signed with the configured key (JWT_SECRET, or the development key when unset).
 Roles: authority | admin (subscribe to alerts), service | admin (the server API on the internal port, /admin
-takes admin), doctor | patient (signaling), any (chat).`;
+takes admin), doctor | patient (signaling), any (chat).
+--channel (repeatable) adds a channel, or a prefix ending in *, to the token's "channels" claim: namespaces
+whose subscribe mode is "claim" admit only the channels it names. Signaling is such a namespace:
+  npm run token -- --role doctor --channel signaling:c-123`;
 
 function fail(message: string): never {
   process.stderr.write(`token: ${message}\n\n${USAGE}\n`);
@@ -14,7 +17,7 @@ function fail(message: string): never {
 }
 
 function main(): void {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined>;
   try {
     ({ values } = parseArgs({
       options: {
@@ -22,6 +25,7 @@ function main(): void {
         sub: { type: 'string' },
         email: { type: 'string' },
         ttl: { type: 'string', default: '3600' },
+        channel: { type: 'string', multiple: true },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -48,6 +52,12 @@ function main(): void {
   if (config.jwt.usingDevKey) process.stderr.write('token: signed with the development key (JWT_SECRET is not set)\n');
   const claims: Record<string, unknown> = { sub: (values.sub as string | undefined) ?? `dev-${role}`, role };
   if (values.email) claims.email = values.email;
+  const channels = values.channel as string[] | undefined;
+  if (channels) {
+    const bad = channels.find((c) => c.length === 0 || c.length > 256);
+    if (bad !== undefined) fail('--channel takes a channel name or a prefix ending in * (1-256 characters), e.g. signaling:c-123 or chat:ward-7-*');
+    claims.channels = channels;
+  }
   const token = jwt.sign(claims, secret, {
     algorithm: 'HS256',
     expiresIn: ttl,

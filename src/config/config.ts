@@ -2,6 +2,7 @@ import { createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { loadNamespaces, type NamespaceConfig } from './namespaces';
 
 /**
  * The documented development key. Tokens signed with it are worthless outside a laptop: the service refuses
@@ -193,6 +194,10 @@ export interface AppConfig {
   redisMinReplicasAck: number;
   /** Cluster mode: a crashed node's presence entries vanish after about this long. */
   presenceTtlMs: number;
+  /** The channel namespaces: the built-in set, with CHANNELS_FILE's entries replacing those of the same name. */
+  namespaces: NamespaceConfig[];
+  /** Channels one `/ws` connection may hold (MAX_SUBSCRIPTIONS_PER_CONNECTION). */
+  maxSubscriptionsPerConnection: number;
 }
 
 export interface ConfigProblem {
@@ -307,6 +312,8 @@ const envSchema = z.object({
   REDIS_TIMEOUT_MS: int(100, 600_000, 5000),
   REDIS_MIN_REPLICAS_ACK: int(0, 16, 0),
   PRESENCE_TTL_MS: int(1000, 600_000, 15_000),
+  CHANNELS_FILE: optionalString,
+  MAX_SUBSCRIPTIONS_PER_CONNECTION: int(1, 100_000, 128),
 });
 
 /** The non-empty entries of a comma list. */
@@ -533,8 +540,12 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
   if (env.PORT !== 0 && env.PORT === env.INTERNAL_PORT) {
     problems.push({ variable: 'INTERNAL_PORT', problem: `must differ from PORT (${env.PORT}): the internal port serves what the public one must not` });
   }
-  if (problems.length > 0 || !built || !history.success) throw new ConfigError(problems);
+  // After the variables it takes defaults from: a file is only read once they are good.
+  const channels = history.success ? loadNamespaces(env.CHANNELS_FILE, { historySize: history.data!, historyTtlMs: env.HISTORY_TTL_MS, maxPublishBytes: env.MAX_PUBLISH_BYTES }) : undefined;
+  if (channels) problems.push(...channels.problems);
+  if (problems.length > 0 || !built || !history.success || !channels) throw new ConfigError(problems);
   const { jwt, warnings } = built;
+  warnings.push(...channels.warnings);
   warnings.push(...nearMisses(source));
   const config: AppConfig = {
     port: env.PORT,
@@ -570,6 +581,8 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     redisTimeoutMs: env.REDIS_TIMEOUT_MS,
     redisMinReplicasAck: env.REDIS_MIN_REPLICAS_ACK,
     presenceTtlMs: env.PRESENCE_TTL_MS,
+    namespaces: channels.namespaces,
+    maxSubscriptionsPerConnection: env.MAX_SUBSCRIPTIONS_PER_CONNECTION,
   };
   return { config, warnings };
 }

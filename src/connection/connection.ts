@@ -68,6 +68,11 @@ export class Connection {
   closeReason = '';
   /** Room keys this connection joined in the registry. */
   rooms: string[] | undefined;
+  /**
+   * It speaks the channel vocabulary (`/ws`): every delivery is a frame naming its channel (`publication`,
+   * `join`, …), not the path endpoint's (`alert`, `message`, …).
+   */
+  multiplexed = false;
   handlers: Map<string, FrameHandler> | undefined;
   /** This turn's write queue, private like ws's sender queue: frames queued since the last flush. */
   private pending: Buffer | Buffer[] | undefined;

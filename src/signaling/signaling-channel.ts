@@ -1,4 +1,4 @@
-import type { ChannelPolicy } from '../channels/channel-hub';
+import { publicationFrame, type ChannelPolicy } from '../channels/channel-hub';
 import { isObject, type Publication } from '../channels/publication';
 import type { Connection } from '../connection/connection';
 import type { RoomPolicy } from '../rooms/rooms';
@@ -21,8 +21,13 @@ export class SignalingChannelPolicy implements ChannelPolicy, RoomPolicy {
       if (!SEATS.includes(data.to as Seat) || !isObject(data.frame)) return 'expected {"to": "doctor"|"patient", "frame": {...}}';
       return Buffer.from(JSON.stringify(data.frame));
     }
-    if (!isObject(data.data) || Object.keys(data).length !== 1) return 'expected {"data":{...}}';
-    return Buffer.from(JSON.stringify({ type: 'publication', channel: publication.channel, data: data.data, ts: Math.floor(publication.ts) }));
+    const frame = publicationFrame(publication);
+    return typeof frame === 'string' ? frame : Buffer.from(JSON.stringify(frame));
+  }
+
+  /** On `/ws` a consultation carries publications only: the seat-to-seat relay needs a seat (the path endpoint). */
+  encodeForChannel(publication: Publication): object | null | string {
+    return publication.data.to !== undefined ? null : publicationFrame(publication);
   }
 
   audience(publication: Publication): ((conn: Connection) => boolean) | undefined {

@@ -8,6 +8,7 @@ import { RealtimeGateway } from '../upgrade/realtime-gateway.decorator';
 import { Rooms } from '../rooms/rooms';
 import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../upgrade/guards/capacity.guard';
+import { ChannelGuard } from '../upgrade/guards/channel.guard';
 import { OriginGuard } from '../upgrade/guards/origin.guard';
 import { RolesGuard } from '../upgrade/guards/roles.guard';
 import { SeatGuard } from './seat.guard';
@@ -19,8 +20,16 @@ import { otherSeat, SIGNALING_FRAMES, type RelayType, type Seat } from './signal
  * `/ws/signaling/:consultationId/:userType`: a WebRTC signaling relay between the doctor and the patient of a
  * consultation, wherever each is connected. The consultation is a room; the seats are presence claims.
  */
-@RealtimeGateway({ name: 'signaling', path: '/ws/signaling/:consultationId/:userType', frames: SIGNALING_FRAMES, roleParam: 'userType' })
-@UpgradeGuards(OriginGuard, AuthenticateGuard, RolesGuard, SignalingPathGuard, CapacityGuard, SeatGuard)
+@RealtimeGateway({
+  name: 'signaling',
+  path: '/ws/signaling/:consultationId/:userType',
+  frames: SIGNALING_FRAMES,
+  roleParam: 'userType',
+  channel: (params) => signalingChannel(params.consultationId),
+})
+// ChannelGuard before the seat: a token that does not name the consultation (signaling is `claim` by default)
+// gets 403 forbidden_channel even at an occupied seat, and never learns whether it is.
+@UpgradeGuards(OriginGuard, AuthenticateGuard, RolesGuard, SignalingPathGuard, ChannelGuard, CapacityGuard, SeatGuard)
 @AllowRoles('doctor', 'patient')
 export class SignalingGateway implements OnGatewayConnection, OnModuleInit {
   constructor(

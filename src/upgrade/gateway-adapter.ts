@@ -232,6 +232,7 @@ export class GatewayAdapter extends WsAdapter {
         query: url.query,
         protocols,
         allowedRoles: meta.roles,
+        channel: meta.channel?.(match.params),
         attributes: {},
         releases,
       };
@@ -357,6 +358,7 @@ export class GatewayAdapter extends WsAdapter {
       query: url.query,
       protocols: parseProtocols(req.headers['sec-websocket-protocol']),
       allowedRoles: meta.roles,
+      channel: meta.channel?.(match.params),
       attributes: {},
       releases: [],
     };

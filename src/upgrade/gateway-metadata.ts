@@ -11,6 +11,11 @@ export interface RealtimeGatewayOptions {
   frames?: Record<string, ZodType>;
   /** The path parameter that must equal the token's role (signaling's `userType`); documents the rule for tools. */
   roleParam?: string;
+  /**
+   * The channel a path endpoint is a shorthand for (`/ws/chat/:room` → `chat:<room>`): ChannelGuard admits it
+   * by that channel's namespace, as `/ws` does.
+   */
+  channel?: (params: Readonly<Record<string, string>>) => string;
 }
 
 export interface GatewayMetadata extends RealtimeGatewayOptions {

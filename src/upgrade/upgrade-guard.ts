@@ -15,6 +15,8 @@ export interface UpgradeContext {
   readonly protocols: readonly string[];
   /** Roles declared with @AllowRoles on the gateway (empty: any role). */
   readonly allowedRoles: readonly string[];
+  /** The channel a path endpoint serves (its gateway's `channel` option), checked by ChannelGuard. */
+  readonly channel?: string;
   /** Set by the authentication guard; every later guard may rely on it. */
   user?: Principal;
   /** Values for the gateway (e.g. a resume id); handed over as `connection.attributes`. */

@@ -1,11 +1,12 @@
 import { Global, Module } from '@nestjs/common';
 import { AuthenticateGuard } from './guards/authenticate.guard';
 import { CapacityGuard } from './guards/capacity.guard';
+import { ChannelGuard } from './guards/channel.guard';
 import { OriginGuard } from './guards/origin.guard';
 import { ResumeGuard } from './guards/resume.guard';
 import { RolesGuard } from './guards/roles.guard';
 
-const guards = [OriginGuard, AuthenticateGuard, RolesGuard, ResumeGuard, CapacityGuard];
+const guards = [OriginGuard, AuthenticateGuard, RolesGuard, ChannelGuard, ResumeGuard, CapacityGuard];
 
 /** The reusable upgrade guards; gateways list them with @UpgradeGuards. */
 @Global()

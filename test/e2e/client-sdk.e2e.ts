@@ -174,7 +174,7 @@ describe('client SDK: typed signaling events', () => {
     const gw = await startTestGateway();
     try {
       const seat = (role: 'doctor' | 'patient') =>
-        new RealtimeClient({ url: gw.ws(`/ws/signaling/sdk-call/${role}`), getToken: () => token({ sub: role, role }), WebSocket: WS });
+        new RealtimeClient({ url: gw.ws(`/ws/signaling/sdk-call/${role}`), getToken: () => token({ sub: role, role, channels: ['signaling:sdk-call'] }), WebSocket: WS });
       const doctor = seat('doctor');
       const patient = seat('patient');
       const signals: SignalFrame[] = [];

@@ -74,6 +74,21 @@ describe('the service as a process (node dist/main.js)', () => {
     expect(MAIN).toMatch(/dist\/main\.js$/);
   });
 
+  it('puts every --channel in the channels claim, and the token opens that consultation', async () => {
+    const { stdout } = await run('node', [`${ROOT}/dist/cli/token.js`, '--role', 'doctor', '--channel', 'signaling:c-123', '--channel', 'chat:ward-7-*'], {
+      env: { PATH: process.env.PATH, JWT_SECRET: TEST_SECRET },
+    });
+    expect(jwt.verify(stdout.trim(), TEST_SECRET)).toMatchObject({ role: 'doctor', channels: ['signaling:c-123', 'chat:ward-7-*'] });
+    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET });
+    try {
+      const doctor = await connect(`ws://127.0.0.1:${gw.port}/ws/signaling/c-123/doctor`, { protocols: ['bearer', stdout.trim()] });
+      await doctor.close();
+    } finally {
+      gw.child.kill('SIGKILL');
+      await gw.exited;
+    }
+  });
+
   it('explains how to call the token command when --role is missing', async () => {
     await expect(run('node', [`${ROOT}/dist/cli/token.js`], { env: { PATH: process.env.PATH } })).rejects.toMatchObject({
       code: 2,

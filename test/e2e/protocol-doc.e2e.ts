@@ -47,7 +47,7 @@ describe('docs/protocol.md', () => {
   const clients: TestClient[] = [];
 
   async function open(path: string, sub: string, role: string): Promise<TestClient> {
-    const client = await connect(gw.ws(path), { protocols: ['bearer', token({ sub, role })] });
+    const client = await connect(gw.ws(path), { protocols: ['bearer', token({ sub, role, channels: ['signaling:doc-1'] })] });
     clients.push(client);
     return client;
   }

@@ -60,12 +60,12 @@ describe('Redis with Sentinel', () => {
     const twice = await refusal(b.ws(`/ws/chat/lobby?token=${token({ sub: 'alice' })}`));
     expect([twice.status, twice.body.error]).toEqual([409, 'duplicate_user']);
     // Signaling seats are exclusive across replicas too.
-    const doctor = await connect(a.ws(`/ws/signaling/c1/doctor?token=${token({ sub: 'dr', role: 'doctor' })}`));
-    const second = await refusal(b.ws(`/ws/signaling/c1/doctor?token=${token({ sub: 'dr2', role: 'doctor' })}`));
+    const doctor = await connect(a.ws(`/ws/signaling/c1/doctor?token=${token({ sub: 'dr', role: 'doctor', channels: ['signaling:c1'] })}`));
+    const second = await refusal(b.ws(`/ws/signaling/c1/doctor?token=${token({ sub: 'dr2', role: 'doctor', channels: ['signaling:c1'] })}`));
     expect([second.status, second.body.error]).toEqual([409, 'role_taken']);
     // Signaling relays across replicas.
-    const patient = await connect(b.ws(`/ws/signaling/c1/patient?token=${token({ sub: 'pt', role: 'patient' })}`));
-    expect(await doctor.ofType('peer-joined')).toMatchObject({ role: 'patient' });
+    const patient = await connect(b.ws(`/ws/signaling/c1/patient?token=${token({ sub: 'pt', role: 'patient', channels: ['signaling:c1'] })}`));
+    expect(await doctor.ofType('peer-joined')).toMatchObject({ role: 'patient', channels: ['signaling:c1'] });
     doctor.send({ type: 'offer', payload: { sdp: 'v=0' } });
     expect(await patient.ofType('offer')).toMatchObject({ from: 'doctor', payload: { sdp: 'v=0' } });
     // MAX_CONNECTIONS_PER_USER counts the user's connections on both replicas together.

@@ -72,7 +72,7 @@ describe('server API, embedded mode', () => {
 
   it('publishes on every kind of channel, each arriving in its own frame', async () => {
     const chat = await connect(gw.ws(`/ws/chat/lobby?token=${token({ sub: 'reader', role: 'patient' })}`));
-    const doctor = await connect(gw.ws(`/ws/signaling/c-7/doctor?token=${token({ sub: 'dr', role: 'doctor' })}`));
+    const doctor = await connect(gw.ws(`/ws/signaling/c-7/doctor?token=${token({ sub: 'dr', role: 'doctor', channels: ['signaling:c-7'] })}`));
     const alerts = await connect(gw.ws(`/api/alerts/subscribe?token=${token({ sub: 'u-1', role: 'authority' })}`));
     await chat.ofType('welcome');
     await alerts.ofType('welcome');
@@ -188,7 +188,7 @@ describe('server API, embedded mode', () => {
   it('lists the members of a room and of a consultation', async () => {
     const a = await connect(gw.ws(`/ws/chat/presence-room?token=${token({ sub: 'ann', role: 'patient' })}`));
     const b = await connect(gw.ws(`/ws/chat/presence-room?token=${token({ sub: 'bob', role: 'doctor' })}`));
-    const dr = await connect(gw.ws(`/ws/signaling/c-42/doctor?token=${token({ sub: 'dr-who', role: 'doctor' })}`));
+    const dr = await connect(gw.ws(`/ws/signaling/c-42/doctor?token=${token({ sub: 'dr-who', role: 'doctor', channels: ['signaling:c-42'] })}`));
     try {
       await eventually(async () => (await call(api, 'GET', '/api/channels/chat:presence-room/presence')).body.members?.length === 2, 5000, 'both members');
       const room = await call(api, 'GET', '/api/channels/chat:presence-room/presence');

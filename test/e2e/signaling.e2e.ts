@@ -31,7 +31,7 @@ describe.each(modes)('signaling, %s', (_mode, deploy) => {
   const consultation = () => `c${++n}-${Date.now()}`;
   const path = (id: string, seat: string) => `/ws/signaling/${id}/${seat}`;
   async function seat(replica: number, id: string, role: 'doctor' | 'patient', sub = `${role}-${id}`): Promise<TestClient> {
-    const client = await connect(d.ws(replica, path(id, role)), { protocols: ['bearer', token({ sub, role })] });
+    const client = await connect(d.ws(replica, path(id, role)), { protocols: ['bearer', token({ sub, role, channels: [`signaling:${id}`] })] });
     open.push(client);
     return client;
   }
@@ -72,13 +72,13 @@ describe.each(modes)('signaling, %s', (_mode, deploy) => {
   it('refuses a taken seat (409 role_taken, also from the other replica), a seat that is not your role, and bad paths', async () => {
     const id = consultation();
     await seat(0, id, 'doctor', 'dr-house');
-    const second = await refusal(d.ws(1, path(id, 'doctor')), { protocols: ['bearer', token({ sub: 'dr-who', role: 'doctor' })] });
+    const second = await refusal(d.ws(1, path(id, 'doctor')), { protocols: ['bearer', token({ sub: 'dr-who', role: 'doctor', channels: [`signaling:${id}`] })] });
     expect(second).toMatchObject({ status: 409, body: { error: 'role_taken' } });
-    const wrongSeat = await refusal(d.ws(1, path(id, 'doctor')), { protocols: ['bearer', token({ sub: 'pat', role: 'patient' })] });
+    const wrongSeat = await refusal(d.ws(1, path(id, 'doctor')), { protocols: ['bearer', token({ sub: 'pat', role: 'patient', channels: [`signaling:${id}`] })] });
     expect(wrongSeat).toMatchObject({ status: 403, body: { error: 'forbidden_role' } });
     const nurse = await refusal(d.ws(0, path(id, 'nurse')), { protocols: ['bearer', token({ sub: 'n', role: 'nurse' })] });
     expect(nurse.status).toBe(403); // not a signaling role at all
-    const badId = await refusal(d.ws(0, path('x'.repeat(65), 'patient')), { protocols: ['bearer', token({ sub: 'p', role: 'patient' })] });
+    const badId = await refusal(d.ws(0, path('x'.repeat(65), 'patient')), { protocols: ['bearer', token({ sub: 'p', role: 'patient', channels: ['signaling:crash'] })] });
     expect(badId).toMatchObject({ status: 400, body: { error: 'bad_request', message: expect.stringContaining('consultationId') } });
   });
 
@@ -110,15 +110,15 @@ describe('signaling when the peer replica dies (cluster)', () => {
   it('sends peer-left to the remaining seat after about the presence TTL', async () => {
     const d = await clusterDeployment({ PRESENCE_TTL_MS: String(TTL_MS) });
     try {
-      const doctor = await connect(d.ws(0, '/ws/signaling/crash/doctor'), { protocols: ['bearer', token({ sub: 'd', role: 'doctor' })] });
-      await connect(d.ws(1, '/ws/signaling/crash/patient'), { protocols: ['bearer', token({ sub: 'p', role: 'patient' })] });
+      const doctor = await connect(d.ws(0, '/ws/signaling/crash/doctor'), { protocols: ['bearer', token({ sub: 'd', role: 'doctor', channels: ['signaling:crash'] })] });
+      await connect(d.ws(1, '/ws/signaling/crash/patient'), { protocols: ['bearer', token({ sub: 'p', role: 'patient', channels: ['signaling:crash'] })] });
       await doctor.ofType('peer-joined');
       const killedAt = Date.now();
       await d.replicas[1].kill();
       expect(await doctor.ofType('peer-left', TTL_MS * 5)).toEqual({ type: 'peer-left', role: 'patient' });
       expect(Date.now() - killedAt).toBeLessThan(TTL_MS * 4);
       // The seat is free again.
-      const patient = await connect(d.ws(0, '/ws/signaling/crash/patient'), { protocols: ['bearer', token({ sub: 'p', role: 'patient' })] });
+      const patient = await connect(d.ws(0, '/ws/signaling/crash/patient'), { protocols: ['bearer', token({ sub: 'p', role: 'patient', channels: ['signaling:crash'] })] });
       expect(await patient.ofType('peer-joined')).toEqual({ type: 'peer-joined', role: 'doctor' });
       doctor.ws.terminate();
       patient.ws.terminate();

@@ -13,9 +13,13 @@ import { Script } from '../../redis/script';
  * stream from its last id before delivering it.
  */
 
-/** Reads or renews the epoch. A meta hash that remembers a stream which is gone means the history was lost. */
+/**
+ * Reads or renews the epoch. A meta hash that remembers a stream which is gone means the history was lost. A
+ * new epoch record of a channel with a TTL gets it at once: a subscriber that never publishes must not leave a
+ * meta key that lives forever (SPEC v3: no key of a namespace with a TTL does).
+ */
 const EPOCH = `
-local function epoch_of(stream, meta, candidate)
+local function epoch_of(stream, meta, candidate, ttl)
   local exists = redis.call('EXISTS', stream)
   local got = redis.call('HMGET', meta, 'epoch', 'last')
   local epoch, last = got[1], got[2]
@@ -23,6 +27,7 @@ local function epoch_of(stream, meta, candidate)
     epoch = candidate
     redis.call('HSET', meta, 'epoch', epoch)
     redis.call('HDEL', meta, 'last')
+    if ttl > 0 then redis.call('PEXPIRE', meta, ttl) end
     last = false
   end
   return epoch, exists, last
@@ -43,7 +48,7 @@ if KEYS[3] then
     return {id, epoch, ts, 1}
   end
 end
-local epoch, exists, last = epoch_of(KEYS[1], KEYS[2], ARGV[2])
+local epoch, exists, last = epoch_of(KEYS[1], KEYS[2], ARGV[2], tonumber(ARGV[3]))
 local prev = last or '0-0'
 local id = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[1], '*', 'p', ARGV[5], 'ts', ARGV[6], 'o', ARGV[7])
 redis.call('HSET', KEYS[2], 'last', id)
@@ -76,13 +81,13 @@ return {ARGV[4], 0}
 `);
 
 /**
- * KEYS: stream, meta. ARGV: epoch candidate.
+ * KEYS: stream, meta. ARGV: epoch candidate, the channel's history TTL in ms (0: none).
  * Returns {epoch, newest id ever added, oldest id still present ('' when empty), whether anything was ever
  * removed (1|0), max id removed by XDEL}. Redis 7.0 does not count trims in max-deleted-entry-id, so a trim is
  * seen as entries-added exceeding the length.
  */
 export const POSITION = new Script(`${EPOCH}
-local epoch, exists = epoch_of(KEYS[1], KEYS[2], ARGV[1])
+local epoch, exists = epoch_of(KEYS[1], KEYS[2], ARGV[1], tonumber(ARGV[2]))
 local top, first, maxdel, removed = '0-0', '', '0-0', 0
 if exists == 1 then
   local info = redis.call('XINFO', 'STREAM', KEYS[1])

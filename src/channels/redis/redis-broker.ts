@@ -20,6 +20,7 @@ import { channelKind, EXTERNAL_ORIGIN, isObject, preciseNow, type HistoryPage, t
 import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from '../stream-id';
 import { POSITION, PUBLISH_HISTORY, PUBLISH_LIVE, RENEW_EPOCH } from './broker-scripts';
 import { channelKeys, channelOf, type ChannelKeys } from './channel-keys';
+import { NamespaceRegistry } from '../namespaces';
 
 /** Entries per XRANGE / XREAD round trip: catching up after an outage goes page by page. */
 const PAGE = 500;
@@ -135,6 +136,9 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
   private tailing = false;
   private lastTailErrorLog = 0;
 
+  /** Each channel's history size and TTL (its namespace's, so both modes keep the same retention). */
+  private readonly namespaces: NamespaceRegistry;
+
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly redis: RedisConnections,
@@ -143,6 +147,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     @Inject(LOGGER) private readonly log: Logger,
   ) {
     this.prefix = config.redisPrefix;
+    this.namespaces = new NamespaceRegistry(config);
     this.invalid = new InvalidMessages(metrics, log);
     redis.subscriber.on('messageBuffer', (channel: Buffer, payload: Buffer) => this.receive(channel.toString(), payload));
     // Shard channels (Redis Cluster).
@@ -208,9 +213,9 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
           link,
           [keys.stream, keys.meta, ...idem],
           [
-            this.config.historySize,
+            this.namespaces.of(channel)?.historySize || this.config.historySize,
             newEpoch(),
-            options.historyTtlMs ?? 0,
+            options.historyTtlMs ?? this.historyTtlMs(channel),
             options.externalAppends ? '' : keys.live,
             json,
             String(ts),
@@ -330,12 +335,17 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     }
   }
 
+  /** 0: kept until trimmed. Otherwise every key of the channel carries this TTL (SPEC v3 `history.ttl_s`). */
+  private historyTtlMs(channel: string): number {
+    return this.namespaces.of(channel)?.historyTtlMs ?? 0;
+  }
+
   private async position(channel: string): Promise<Position> {
     const { stream, meta } = this.keys(channel);
     const [epoch, top, first, removed, maxDeleted] = (await POSITION.run(
       this.redis.command,
       [stream, meta],
-      [newEpoch()],
+      [newEpoch(), this.historyTtlMs(channel)],
     )) as [string, string, string, number, string];
     return { epoch, top: parseStreamId(top)!, first: first ? parseStreamId(first) : undefined, removed: removed === 1, maxDeleted: parseStreamId(maxDeleted)! };
   }

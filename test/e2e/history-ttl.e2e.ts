@@ -1,0 +1,56 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clusterDeployment, type Deployment } from '../support/deployment';
+import type { Replica } from '../support/cluster';
+import type { RedisProcess } from '../support/redis';
+import { eventually } from '../support/gateway';
+import { token } from '../support/tokens';
+
+jest.setTimeout(60_000);
+
+/**
+ * History TTLs in cluster mode (SPEC v3: `history.ttl_s`, and HISTORY_TTL_MS for namespaces that set none):
+ * every Redis key of such a channel carries a TTL and is gone after it, so a client cannot create rooms Redis
+ * keeps forever and personal data does not outlive its retention. Failed before namespaces: the keys of
+ * `chat:` and `user:` channels had PTTL -1 (only the embedded broker read HISTORY_TTL_MS).
+ */
+describe('history TTLs in Redis', () => {
+  let d: Deployment & { redis: RedisProcess; replicas: Replica[] };
+  beforeAll(async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'rt-channels-')), 'channels.yaml');
+    writeFileSync(file, ['namespaces:', '  chat:', '    history: { size: 100, ttl_s: 2 }', '    presence: true', '    join_leave: true'].join('\n'));
+    d = await clusterDeployment({ CHANNELS_FILE: file, HISTORY_TTL_MS: '3000' }, 1);
+  });
+  afterAll(() => d.close());
+
+  const publish = async (channel: string) => {
+    const res = await fetch(d.replicas[0].internal('/api/publish'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ channel, data: { text: 'kept for a while' } }),
+    });
+    expect(res.status).toBe(202);
+  };
+  const pttl = async (key: string) => Number((await d.redis.command(`PTTL ${key}`)).replace(/^:/, '').trim());
+  const history = async (channel: string) => {
+    const res = await fetch(d.replicas[0].internal(`/api/channels/${encodeURIComponent(channel)}/history?since=0-0`), {
+      headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}` },
+    });
+    return (await res.json()) as { messages: unknown[] };
+  };
+
+  it.each([
+    ['chat:ttl-room', 2000, 'the namespace file (ttl_s: 2)'],
+    ['user:ttl-user', 3000, 'HISTORY_TTL_MS for a namespace that sets none'],
+  ])('%s: stream and meta keys carry a TTL from %s ms and are gone after it', async (channel, ttlMs) => {
+    await publish(channel);
+    expect((await history(channel)).messages).toHaveLength(1);
+    for (const key of [`rt:{${channel}}:stream`, `rt:{${channel}}:meta`]) {
+      const left = await pttl(key);
+      expect([key, left > 0 && left <= ttlMs]).toEqual([key, true]);
+    }
+    await eventually(async () => (await pttl(`rt:{${channel}}:stream`)) === -2 && (await pttl(`rt:{${channel}}:meta`)) === -2, ttlMs + 3000, 'keys expired');
+    expect((await history(channel)).messages).toEqual([]);
+  });
+});
