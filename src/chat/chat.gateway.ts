@@ -57,7 +57,7 @@ export class ChatGateway implements OnGatewayConnection, OnModuleInit {
   async message(@ConnectedSocket() conn: Connection, @MessageBody() frame: { message: string }): Promise<void> {
     checkLength(frame.message);
     await this.rooms.whenEntered(conn);
-    await this.rooms.publish(chatChannel(conn.params.room), { type: 'message', user: conn.user.sub, message: frame.message });
+    await this.rooms.publishFromMember(chatChannel(conn.params.room), { type: 'message', user: conn.user.sub, message: frame.message });
   }
 
   @SubscribeMessage('private')
@@ -66,7 +66,7 @@ export class ChatGateway implements OnGatewayConnection, OnModuleInit {
     await this.rooms.whenEntered(conn);
     const room = chatChannel(conn.params.room);
     if (!(await this.rooms.members(room)).has(frame.to)) throw new FrameError('user_not_found', `no user "${frame.to}" in this room`);
-    const sent = await this.rooms.publish(room, { type: 'private', from: conn.user.sub, to: frame.to, message: frame.message }, false);
+    const sent = await this.rooms.publishFromMember(room, { type: 'private', from: conn.user.sub, to: frame.to, message: frame.message }, false);
     // The sender's echo (unless it wrote to itself, which the channel already delivered).
     if (frame.to !== conn.user.sub) return { type: 'private', from: conn.user.sub, to: frame.to, message: frame.message, ts: Math.floor(sent.ts) };
   }

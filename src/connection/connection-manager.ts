@@ -333,7 +333,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
 
   fail(conn: Connection, error: unknown): void {
     if (error instanceof FrameError) {
-      conn.sendError(error.code, error.message);
+      conn.sendError(error.code, error.message, error.channel);
       return;
     }
     this.log.error(

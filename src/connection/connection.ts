@@ -162,9 +162,9 @@ export class Connection {
   }
 
   /** Sends `{"type":"error",...}`; the connection stays open. */
-  sendError(code: ErrorCode, message: string): void {
+  sendError(code: ErrorCode, message: string, channel?: string): void {
     this.host.frameError(this, code);
-    this.send(errorFrame(code, message));
+    this.send(errorFrame(code, message, channel));
   }
 
   /** Graceful close with a code; frames queued before it are written first. */

@@ -7,15 +7,22 @@ export type ErrorCode =
   | 'rate_limited'
   | 'user_not_found'
   | 'peer_not_connected'
-  /** Not in the SPEC list (an addition): the frame could not be delivered because Redis is unreachable. */
-  | 'unavailable';
+  /** The frame could not be delivered because Redis is unreachable. */
+  | 'unavailable'
+  // `/ws` (SPEC v3), each naming the channel it is about.
+  | 'forbidden_channel'
+  | 'unknown_channel'
+  | 'too_many_subscriptions'
+  | 'proxy_unavailable'
+  | 'not_subscribed'
+  | 'forbidden_publish';
 
 export function encodeFrame(frame: object): Buffer {
   return Buffer.from(JSON.stringify(frame));
 }
 
-export function errorFrame(code: ErrorCode, message: string) {
-  return { type: 'error', payload: { code, message } } as const;
+export function errorFrame(code: ErrorCode, message: string, channel?: string) {
+  return { type: 'error', payload: channel === undefined ? { code, message } : { code, message, channel } } as const;
 }
 
 /**
@@ -26,6 +33,8 @@ export class FrameError extends Error {
   constructor(
     readonly code: ErrorCode,
     message: string,
+    /** The channel it is about (`/ws` errors carry it). */
+    readonly channel?: string,
   ) {
     super(message);
   }

@@ -72,6 +72,12 @@ export class Metrics {
     labelNames: ['channel'] as const,
     registers: [this.registry],
   });
+  readonly subscriptionsActive = new Gauge({
+    name: 'ws_subscriptions_active',
+    help: 'Channel subscriptions held by /ws connections on this node, by channel kind',
+    labelNames: ['channel'] as const,
+    registers: [this.registry],
+  });
   readonly deliverySeconds = new Histogram({
     name: 'ws_delivery_seconds',
     help: 'Time from publish to the message being written to the local sockets',

@@ -88,6 +88,18 @@ export class Rooms implements OnModuleDestroy {
     return this.available(() => this.presence.members(room));
   }
 
+  /**
+   * A member's message: refused with `forbidden_publish` where the room's namespace says `publish: server`
+   * (CHANNELS_FILE), as on `/ws`.
+   */
+  publishFromMember(room: string, data: Record<string, unknown>, history?: boolean): Promise<Publication> {
+    const ns = this.hub.namespaces.of(room);
+    if (ns && ns.publish !== 'members') {
+      return Promise.reject(new FrameError('forbidden_publish', `${ns.name} channels are published by the server only (server API, Redis)`));
+    }
+    return this.publish(room, data, history);
+  }
+
   /** Publishes on the room's channel (history per its kind unless `history` says otherwise). */
   publish(room: string, data: Record<string, unknown>, history?: boolean): Promise<Publication> {
     return this.available(() => this.hub.publish(room, data, { history }));

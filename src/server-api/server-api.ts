@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BROKER, type Broker } from '../channels/broker';
 import { ChannelHub } from '../channels/channel-hub';
+import type { NamespaceConfig } from '../channels/namespaces';
 import { channelKind, isObject } from '../channels/publication';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { CloseCode } from '../connection/close-codes';
@@ -98,7 +99,9 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
       roles: ROLES,
       errors: [413, 415, 503],
       handle: async ({ body, idempotencyKey }) => {
-        if (!this.hub.knows(body.channel)) throw new HttpError(400, 'bad_request', `channel: no gateway serves ${channelKind(body.channel)} channels here`);
+        const ns = this.namespaceOf(body.channel);
+        const bytes = Buffer.byteLength(JSON.stringify({ data: body.data }));
+        if (bytes > ns.maxMessageBytes) throw new HttpError(413, 'too_large', `messages on ${ns.name} channels are limited to ${ns.maxMessageBytes} bytes of JSON (got ${bytes})`);
         const publication = await this.hub.publish(body.channel, { data: body.data }, { idempotencyKey });
         return { status: 202, body: { ...(publication.id ? { id: publication.id } : {}), ts: publication.key ? publication.key.ms : Math.floor(publication.ts) } };
       },
@@ -138,8 +141,8 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
       roles: ROLES,
       errors: [503],
       handle: async ({ params }) => {
-        const kind = channelKind(params.channel);
-        if (kind !== 'chat' && kind !== 'signaling') throw new HttpError(400, 'bad_request', 'channel: presence is kept for chat:<room> and signaling:<id> channels');
+        const ns = this.namespaceOf(params.channel);
+        if (!ns.presence) throw new HttpError(400, 'bad_request', `channel: ${ns.name} channels keep no presence (namespaces with presence: ${this.hub.namespaces.all().filter((n) => n.presence).map((n) => n.name).join(', ') || 'none'})`);
         const members = await this.presence.members(params.channel);
         return {
           status: 200,
@@ -161,8 +164,8 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
       roles: ROLES,
       errors: [503],
       handle: async ({ params, query }) => {
-        if (!this.hub.knows(params.channel)) throw new HttpError(400, 'bad_request', `channel: no gateway serves ${channelKind(params.channel)} channels here`);
-        if (!this.hub.policy(params.channel).history) throw new HttpError(400, 'bad_request', `channel: ${channelKind(params.channel)} channels keep no history`);
+        const ns = this.namespaceOf(params.channel);
+        if (!this.hub.keepsHistory(params.channel)) throw new HttpError(400, 'bad_request', `channel: ${ns.name} channels keep no history`);
         // Without `since`: from the start of the current history, so `recovered` says whether anything of it was
         // trimmed (the epoch is read first: from the start of *this* history, `0-0` is a proven position).
         const epoch = query.since === undefined ? (await this.broker.history(params.channel)).epoch : query.epoch;
@@ -203,5 +206,12 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
     const targets = [...this.connections.registry.ofUser(command.user)];
     for (const conn of targets) conn.close(CloseCode.DISCONNECTED, reason);
     if (targets.length) this.log.info({ event: 'disconnected_by_api', sub: command.user, closed: targets.length, banned: command.until !== undefined }, 'closed a user\'s connections (server API)');
+  }
+
+  /** The channel's namespace, or 400 unknown_channel naming the namespaces there are (SPEC v3). */
+  private namespaceOf(channel: string): NamespaceConfig {
+    const parsed = this.hub.namespaces.parse(channel);
+    if ('problem' in parsed) throw new HttpError(400, 'unknown_channel', `channel: ${parsed.problem}`);
+    return parsed.namespace;
   }
 }

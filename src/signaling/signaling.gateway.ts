@@ -70,6 +70,6 @@ export class SignalingGateway implements OnGatewayConnection, OnModuleInit {
     if (!(await this.rooms.members(room)).has(to)) {
       throw new FrameError('peer_not_connected', `the ${to} is not connected to this consultation yet`);
     }
-    await this.rooms.publish(room, { to, frame: { type, from: seat, payload } });
+    await this.rooms.publishFromMember(room, { to, frame: { type, from: seat, payload } });
   }
 }

@@ -12,7 +12,7 @@ export class ConnectionExceptionFilter implements WsExceptionFilter {
   catch(exception: unknown, host: ArgumentsHost): void {
     const conn = host.switchToWs().getClient<unknown>();
     if (!(conn instanceof Connection)) throw exception;
-    if (exception instanceof FrameError) conn.sendError(exception.code, exception.message);
+    if (exception instanceof FrameError) conn.sendError(exception.code, exception.message, exception.channel);
     else conn.fail(exception);
   }
 }

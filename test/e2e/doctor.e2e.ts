@@ -54,7 +54,7 @@ describe('realtime-gateway doctor', () => {
     const wrong = await doctor(gw.ws('/ws/alerts'), '--token', token());
     expect(wrong.out).toContain('HTTP 404 unknown_path');
     expect(wrong.out).toContain('/api/alerts/subscribe');
-    expect(wrong.out).toContain('  fix the path: the WebSocket paths are /api/alerts/subscribe, /ws/chat/:room');
+    expect(wrong.out).toContain('  fix the path: the WebSocket paths are /api/alerts/subscribe, /ws, /ws/chat/:room');
     expect(wrong.out).not.toContain('doubled prefix'); // nothing is doubled in /ws/alerts
     const doubled = await doctor(gw.ws('/api/api/alerts/subscribe'), '--token', token());
     expect(doubled.out).toMatch(/repeats the prefix \/api/);

@@ -90,6 +90,7 @@ describe('health, readiness, metrics and logs', () => {
       ws_bus_published_total: ['channel'],
       ws_bus_received_total: ['channel'],
       ws_bus_invalid_total: ['channel'],
+      ws_subscriptions_active: ['channel'],
       ws_delivery_seconds_bucket: ['le'],
     };
     for (const line of text.split('\n').filter((l) => l.startsWith('ws_'))) {
@@ -98,7 +99,7 @@ describe('health, readiness, metrics and logs', () => {
       expect([name, labels]).toEqual([name, specLabels[name] ?? []]);
     }
     for (const line of text.split('\n').filter((l) => /^ws_\w+\{/.test(l))) {
-      expect(line).toMatch(/gateway="(alerts|signaling|chat|unknown)"|channel="\w+"|le="/);
+      expect(line).toMatch(/gateway="(alerts|signaling|chat|ws|unknown)"|channel="\w+"|le="/);
     }
   });
 

@@ -4,6 +4,7 @@ import { AlertInputSchema } from '../../src/alerts/alert';
 import { ChannelHub } from '../../src/channels/channel-hub';
 import { CHAT_FRAMES } from '../../src/chat/chat.frames';
 import { SIGNALING_FRAMES } from '../../src/signaling/signaling.frames';
+import { WS_FRAMES } from '../../src/ws/ws.frames';
 import { connect, type TestClient } from '../support/clients';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { ROOT } from '../support/process';
@@ -38,7 +39,8 @@ function shape(value: unknown): unknown {
 function kind(frame: Record<string, unknown>): string {
   const payload = frame.payload as { code?: string } | undefined;
   const channel = typeof frame.channel === 'string' ? frame.channel.split(':')[0] : '';
-  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? '', channel, 'user_epoch' in frame ? 'u' : ''].join('/');
+  const byMember = frame.type === 'publication' && typeof frame.user === 'string' ? 'by' : '';
+  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? '', channel, 'user_epoch' in frame ? 'u' : '', byMember].join('/');
 }
 
 describe('docs/protocol.md', () => {
@@ -121,6 +123,25 @@ describe('docs/protocol.md', () => {
     seen.push(await alice.ofType('error'), await alice.ofType('error'));
     await bob2.close();
     seen.push(await alice.take((f) => f.type === 'system' && f.event === 'leave'));
+
+    // /ws: the documented subscribe (resuming from a real position), a member's publish, a join and a leave,
+    // unsubscribe, and a refused channel.
+    const first = await hub.publish('chat:lobby', { data: { text: 'before' } });
+    const multi = await open('/ws', 'alice-ws', 'user');
+    multi.send({ ...clientExample('ws', 'subscribe'), since: first.id, epoch: first.epoch });
+    seen.push(await multi.ofType('subscribed'), await multi.ofType('resumed'));
+    multi.send(clientExample('ws', 'publish'));
+    seen.push(await multi.ofType('publication'));
+    const lobby = await open('/ws/chat/lobby', 'bob', 'user');
+    seen.push(await multi.ofType('join'));
+    await lobby.close();
+    seen.push(await multi.ofType('leave'));
+    multi.send(clientExample('ws', 'unsubscribe'));
+    seen.push(await multi.ofType('unsubscribed'));
+    const stranger = await connect(gw.ws('/ws'), { protocols: ['bearer', token({ sub: 'x', role: 'doctor' })] });
+    clients.push(stranger);
+    stranger.send({ type: 'subscribe', channel: 'signaling:c-123' });
+    seen.push(await stranger.ofType('error'));
   });
 
   afterAll(async () => {
@@ -130,7 +151,7 @@ describe('docs/protocol.md', () => {
 
   it('has examples for every endpoint', () => {
     expect(new Set(examples.map((e) => `${e.direction} ${e.endpoint}`))).toEqual(
-      new Set(['client any', 'server any', 'server alerts', 'client http', 'client signaling', 'server signaling', 'client chat', 'server chat']),
+      new Set(['client any', 'server any', 'server alerts', 'client http', 'client signaling', 'server signaling', 'client chat', 'server chat', 'client ws', 'server ws']),
     );
   });
 
@@ -139,7 +160,15 @@ describe('docs/protocol.md', () => {
       if (direction !== 'client') continue;
       const type = frame.type as string;
       const schema =
-        endpoint === 'signaling' ? SIGNALING_FRAMES[type as keyof typeof SIGNALING_FRAMES] : endpoint === 'chat' ? CHAT_FRAMES[type as keyof typeof CHAT_FRAMES] : endpoint === 'http' ? AlertInputSchema : undefined;
+        endpoint === 'signaling'
+          ? SIGNALING_FRAMES[type as keyof typeof SIGNALING_FRAMES]
+          : endpoint === 'chat'
+            ? CHAT_FRAMES[type as keyof typeof CHAT_FRAMES]
+            : endpoint === 'ws'
+              ? WS_FRAMES[type as keyof typeof WS_FRAMES]
+              : endpoint === 'http'
+                ? AlertInputSchema
+                : undefined;
       if (endpoint === 'any') expect(frame).toEqual({ type: 'ping' });
       else expect([endpoint, type, schema?.safeParse(frame).success]).toEqual([endpoint, type, true]);
     }

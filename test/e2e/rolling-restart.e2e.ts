@@ -43,16 +43,19 @@ describe('rolling restart of two replicas', () => {
     expect(await replica.stop()).toBe(0);
   }
 
-  it('loses no alert for a client that resumes with since, and delivers none twice', async () => {
+  it('loses no alert for a client that resumes with since, and delivers none twice (on the path endpoint and on /ws)', async () => {
     await startReplica('gen1-a');
     await startReplica('gen1-b');
-    const subscriber = new ResumingSubscriber('watcher', (attempt) => {
+    const target = (attempt: number) => {
       const targets = [...live];
-      const target = targets[attempt % targets.length];
-      return target && { name: target.name, url: `ws://127.0.0.1:${target.process.port}` };
-    });
+      const replica = targets[attempt % targets.length];
+      return replica && { name: replica.name, url: `ws://127.0.0.1:${replica.process.port}` };
+    };
+    const subscriber = new ResumingSubscriber('watcher', target);
+    const multiplexed = new ResumingSubscriber('ws-watcher', (attempt) => target(attempt + 1), 100, 'ws');
     subscriber.start();
-    await eventually(() => subscriber.client !== undefined, 5000, 'the first subscription');
+    multiplexed.start();
+    await eventually(() => subscriber.client !== undefined && multiplexed.position !== undefined, 5000, 'the first subscriptions');
 
     // The publisher: POSTs through whichever replica the balancer picks, retrying elsewhere on failure.
     const published: string[] = [];
@@ -87,11 +90,18 @@ describe('rolling restart of two replicas', () => {
           `connected to ${subscriber.connectedTo}; live ${[...live].map((r) => r.name).join(',')}`,
       );
     });
+    await eventually(() => multiplexed.received.length >= published.length, 10_000, 'the /ws client to catch up').catch((error: Error) => {
+      throw new Error(`${error.message}: received ${multiplexed.received.length} of ${published.length}; closes ${multiplexed.closes.join(',')}`);
+    });
     await subscriber.stop();
+    await multiplexed.stop();
 
     expect(subscriber.closes.filter((code) => code === 1012).length).toBeGreaterThanOrEqual(1);
     expect(subscriber.notRecoveredAt).toEqual([]);
     expect(received).toEqual(published); // every alert, in order, once
+    expect(multiplexed.closes.filter((code) => code === 1012).length).toBeGreaterThanOrEqual(1);
+    expect(multiplexed.notRecoveredAt).toEqual([]);
+    expect(multiplexed.received).toEqual(published);
   });
 
   it('reads the replay that arrives in the same read as the 101 response (a client stalled between request and response)', async () => {

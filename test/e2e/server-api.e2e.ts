@@ -98,8 +98,8 @@ describe('server API, embedded mode', () => {
 
   it('answers bad requests with the documented error and nothing else, never a 500', async () => {
     const cases: [string, Answer, number, string][] = [
-      ['unknown channel kind', await call(api, 'POST', '/api/publish', { channel: 'room:x', data: {} }), 400, 'bad_request'],
-      ['room name too long', await call(api, 'POST', '/api/publish', { channel: `chat:${'r'.repeat(65)}`, data: {} }), 400, 'bad_request'],
+      ['unknown channel kind', await call(api, 'POST', '/api/publish', { channel: 'room:x', data: {} }), 400, 'unknown_channel'],
+      ['room name too long', await call(api, 'POST', '/api/publish', { channel: `chat:${'r'.repeat(65)}`, data: {} }), 400, 'unknown_channel'],
       ['data not an object', await call(api, 'POST', '/api/publish', { channel: 'alerts', data: [1] }), 400, 'bad_request'],
       ['an extra field', await call(api, 'POST', '/api/publish', { channel: 'alerts', data: {}, extra: 1 }), 400, 'bad_request'],
       ['not JSON', await call(api, 'POST', '/api/publish', '{"channel":'), 400, 'bad_request'],
@@ -116,7 +116,7 @@ describe('server API, embedded mode', () => {
       ['history limit 0', await call(api, 'GET', '/api/channels/chat:lobby/history?limit=0'), 400, 'bad_request'],
       ['history unknown parameter', await call(api, 'GET', '/api/channels/chat:lobby/history?from=1'), 400, 'bad_request'],
       ['a bad percent-encoding', await call(api, 'GET', '/api/channels/%E0%A4%A/history'), 400, 'bad_request'],
-      ['a room named ..', await call(api, 'POST', '/api/publish', { channel: 'chat:..', data: {} }), 400, 'bad_request'],
+      ['a room named ..', await call(api, 'POST', '/api/publish', { channel: 'chat:..', data: {} }), 400, 'unknown_channel'],
       ['a lone surrogate', await call(api, 'POST', '/api/publish', { channel: 'user:\ud800', data: {} }), 400, 'bad_request'],
       ['a control character in users', await call(api, 'POST', '/api/alerts', { data: {}, users: ['a\u0000b'] }), 400, 'bad_request'],
       ['limit in hex', await call(api, 'GET', '/api/channels/chat:lobby/history?limit=0x10'), 400, 'bad_request'],

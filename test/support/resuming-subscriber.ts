@@ -13,7 +13,8 @@ interface Frame {
  * An alerts subscriber the way a careful client behaves, written against the protocol rather than the SDK:
  * keeps the epoch from `welcome` and the last alert id, and on every close reconnects (after `jitterMs`) to
  * whichever URL `target` gives, with `since` and `epoch`. Frames are read from the first byte, including those
- * that arrive in the same read as the 101 response.
+ * that arrive in the same read as the 101 response. With `via: 'ws'` it does the same over `/ws`: a subscribe
+ * frame for `alerts` with `since` and `epoch`, `subscribed` as its welcome and `publication` frames as alerts.
  */
 export class ResumingSubscriber {
   /** Ids of the alerts received, in arrival order. */
@@ -32,6 +33,7 @@ export class ResumingSubscriber {
     private readonly sub: string,
     private readonly target: (attempt: number) => { name: string; url: string } | undefined,
     private readonly jitterMs = 100,
+    private readonly via: 'path' | 'ws' = 'path',
   ) {}
 
   start(): void {
@@ -45,10 +47,10 @@ export class ResumingSubscriber {
   }
 
   private take(frame: Frame): void {
-    if (frame.type === 'welcome') {
+    if (frame.type === 'welcome' || (frame.type === 'subscribed' && frame.epoch !== undefined)) {
       // The first welcome, or a new epoch (ids of the old one mean nothing any more): start where it says.
       if (this.position?.epoch !== frame.epoch) this.position = { id: frame.id!, epoch: frame.epoch! };
-    } else if (frame.type === 'alert' && frame.id) {
+    } else if ((frame.type === 'alert' || (frame.type === 'publication' && frame.channel === 'alerts')) && frame.id) {
       this.received.push(frame.id);
       if (this.position) this.position.id = frame.id;
     } else if (frame.type === 'resumed' && frame.recovered === false) {
@@ -67,7 +69,13 @@ export class ResumingSubscriber {
       let client: TestClient;
       try {
         this.connectedTo = target.name;
-        client = await connect(`${target.url}/api/alerts/subscribe?token=${token({ sub: this.sub })}${resume}`);
+        if (this.via === 'ws') {
+          client = await connect(`${target.url}/ws?token=${token({ sub: this.sub })}`);
+          const since = this.position ? { since: this.position.id, epoch: this.position.epoch } : {};
+          client.send({ type: 'subscribe', channel: 'alerts', ...since });
+        } else {
+          client = await connect(`${target.url}/api/alerts/subscribe?token=${token({ sub: this.sub })}${resume}`);
+        }
       } catch {
         await new Promise((resolve) => setTimeout(resolve, 50)); // backoff before the next replica
         continue;

@@ -1,0 +1,184 @@
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { connect, type TestClient } from '../support/clients';
+import { clusterDeployment, embeddedDeployment, type Deployment } from '../support/deployment';
+import type { RedisProcess } from '../support/redis';
+import { token } from '../support/tokens';
+
+jest.setTimeout(60_000);
+
+/**
+ * `/ws` (SPEC v3 "One connection, many channels"), and a namespace added in a file with no code (`ward`), used
+ * through `/ws`, the server API and Redis, on both modes.
+ */
+const FILE = join(mkdtempSync(join(tmpdir(), 'rt-ws-')), 'channels.yaml');
+writeFileSync(
+  FILE,
+  [
+    'namespaces:',
+    '  ward:',
+    '    history: { size: 100, ttl_s: 3600 }',
+    '    subscribe: { mode: claim, roles: [nurse, doctor] }',
+    '    publish: members',
+    '    max_message_bytes: 200',
+    '  news:',
+    '    history: { size: 0 }',
+  ].join('\n'),
+);
+
+type Frame = Record<string, any>;
+const modes: [string, () => Promise<Deployment & { redis?: RedisProcess }>][] = [
+  ['embedded', () => embeddedDeployment({ CHANNELS_FILE: FILE, MAX_SUBSCRIPTIONS_PER_CONNECTION: '5', RATE_LIMIT_PER_SEC: '100000', RATE_LIMIT_BURST: '100000' })],
+  ['cluster', () => clusterDeployment({ CHANNELS_FILE: FILE, MAX_SUBSCRIPTIONS_PER_CONNECTION: '5', RATE_LIMIT_PER_SEC: '100000', RATE_LIMIT_BURST: '100000' })],
+];
+
+describe.each(modes)('/ws, %s', (_mode, deploy) => {
+  let d: Deployment & { redis?: RedisProcess };
+  const open: TestClient[] = [];
+  let n = 0;
+  beforeAll(async () => {
+    d = await deploy();
+  });
+  afterAll(async () => {
+    for (const client of open) client.ws.terminate();
+    await d.close();
+  });
+  const fresh = (prefix: string) => `${prefix}-${++n}-${Date.now()}`;
+  const internal = (path: string) => (d.mode === 'cluster' ? (d as any).replicas[0].internal(path) : (d as any).gateway.internal(path));
+  async function ws(replica: number, claims: Record<string, unknown>): Promise<TestClient> {
+    const client = await connect(d.ws(replica, '/ws'), { protocols: ['bearer', token(claims)] });
+    open.push(client);
+    return client;
+  }
+  const forChannel = (client: TestClient, type: string, channel: string) => client.take<Frame>((f) => f.type === type && f.channel === channel);
+  const errorFor = (client: TestClient, channel: string) => client.take<Frame>((f) => f.type === 'error' && f.payload?.channel === channel);
+  async function subscribe(client: TestClient, channel: string, extra: Record<string, string> = {}): Promise<Frame> {
+    client.send({ type: 'subscribe', channel, ...extra });
+    return forChannel(client, 'subscribed', channel);
+  }
+  async function publish(channel: string, data: object): Promise<{ status: number; body: Frame }> {
+    const res = await fetch(internal('/api/publish'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ channel, data }),
+    });
+    return { status: res.status, body: (await res.json()) as Frame };
+  }
+
+  it('serves a namespace added in a file: subscribe by claim, server API publications, member publications with their user', async () => {
+    const ward = `ward:${fresh('w')}`;
+    const nurse = await ws(0, { sub: 'nurse-1', role: 'nurse', channels: ['ward:*'] });
+    const doctor = await ws(1, { sub: 'dr-1', role: 'doctor', channels: [ward] });
+    const first = await subscribe(nurse, ward);
+    expect(first).toEqual({ type: 'subscribed', channel: ward, epoch: expect.any(String), id: expect.any(String) });
+    await subscribe(doctor, ward);
+    const sent = await publish(ward, { bed: 4, note: 'fever' });
+    expect(sent.status).toBe(202);
+    const got = await forChannel(doctor, 'publication', ward);
+    expect(got).toEqual({ type: 'publication', channel: ward, id: sent.body.id, data: { bed: 4, note: 'fever' }, ts: expect.any(Number) });
+    expect(await forChannel(nurse, 'publication', ward)).toEqual(got);
+    nurse.send({ type: 'publish', channel: ward, data: { bed: 4, note: 'seen' } });
+    const fromNurse = await forChannel(doctor, 'publication', ward);
+    expect(fromNurse).toMatchObject({ channel: ward, data: { bed: 4, note: 'seen' }, user: 'nurse-1', id: expect.any(String) });
+    expect(await forChannel(nurse, 'publication', ward)).toEqual(fromNurse);
+
+    // Resume on the other replica from the first publication: the second is replayed, then resumed:true.
+    const back = await ws(1, { sub: 'nurse-1', role: 'nurse', channels: ['ward:*'] });
+    await subscribe(back, ward, { since: got.id, epoch: first.epoch });
+    expect(await forChannel(back, 'publication', ward)).toEqual(fromNurse);
+    expect(await forChannel(back, 'resumed', ward)).toEqual({ type: 'resumed', channel: ward, recovered: true });
+  });
+
+  it('refuses each channel with its own error frame and keeps the connection serving the others', async () => {
+    const ward = `ward:${fresh('w')}`;
+    const client = await ws(0, { sub: 'nurse-2', role: 'nurse', channels: [ward] });
+    const cases: [string, string][] = [
+      [`ward:${fresh('other')}`, 'forbidden_channel'],
+      ['signaling:c-1', 'forbidden_channel'],
+      ['alerts', 'forbidden_channel'],
+      ['user:someone-else', 'forbidden_channel'],
+      ['nope:x', 'unknown_channel'],
+      ['ward:a/b', 'unknown_channel'],
+      ['ward:..', 'unknown_channel'],
+    ];
+    for (const [channel, code] of cases) {
+      client.send({ type: 'subscribe', channel });
+      expect([channel, (await errorFor(client, channel)).payload.code]).toEqual([channel, code]);
+    }
+    await subscribe(client, ward);
+    await subscribe(client, 'user:nurse-2');
+    // Subscribing again answers subscribed again and delivers nothing twice.
+    await subscribe(client, ward);
+    const sent = await publish(ward, { once: true });
+    expect(await forChannel(client, 'publication', ward)).toMatchObject({ id: sent.body.id });
+    client.send({ type: 'ping' });
+    await client.ofType('pong');
+    expect(client.frames.filter((f: any) => f.type === 'publication')).toEqual([]);
+
+    client.send({ type: 'publish', channel: 'news:today', data: {} });
+    expect((await errorFor(client, 'news:today')).payload.code).toBe('not_subscribed');
+    await subscribe(client, 'news:today');
+    client.send({ type: 'publish', channel: 'news:today', data: {} });
+    expect((await errorFor(client, 'news:today')).payload.code).toBe('forbidden_publish');
+    client.send({ type: 'publish', channel: ward, data: { text: 'x'.repeat(300) } });
+    expect((await errorFor(client, ward)).payload.code).toBe('message_too_long');
+    client.send({ type: 'unsubscribe', channel: 'chat:never' });
+    expect((await errorFor(client, 'chat:never')).payload.code).toBe('not_subscribed');
+    expect(client.ws.readyState).toBe(client.ws.OPEN);
+  });
+
+  it('holds at most MAX_SUBSCRIPTIONS_PER_CONNECTION channels, and unsubscribe ends delivery', async () => {
+    const client = await ws(0, { sub: 'reader', role: 'user' });
+    const rooms = Array.from({ length: 5 }, () => `chat:${fresh('r')}`);
+    for (const room of rooms) await subscribe(client, room);
+    client.send({ type: 'subscribe', channel: 'news:one-too-many' });
+    expect((await errorFor(client, 'news:one-too-many')).payload.code).toBe('too_many_subscriptions');
+    client.send({ type: 'unsubscribe', channel: rooms[0] });
+    expect(await forChannel(client, 'unsubscribed', rooms[0])).toEqual({ type: 'unsubscribed', channel: rooms[0] });
+    await publish(rooms[0], { gone: true });
+    const kept = await publish(rooms[1], { kept: true });
+    expect(await forChannel(client, 'publication', rooms[1])).toMatchObject({ id: kept.body.id });
+    expect(client.frames.filter((f: any) => f.channel === rooms[0])).toEqual([]);
+    await subscribe(client, 'news:now');
+  });
+
+  it('answers a resume on a live-only channel with recovered:false after subscribed (no positions to prove)', async () => {
+    const client = await ws(1, { sub: 'reader-2', role: 'user' });
+    client.send({ type: 'subscribe', channel: 'news:live', since: '1700000000000-0' });
+    expect(await client.next()).toEqual({ type: 'subscribed', channel: 'news:live' });
+    expect(await client.next()).toEqual({ type: 'resumed', channel: 'news:live', recovered: false });
+    const sent = await publish('news:live', { headline: 'x' });
+    expect(sent.body.id).toBeUndefined();
+    expect(await forChannel(client, 'publication', 'news:live')).toEqual({ type: 'publication', channel: 'news:live', data: { headline: 'x' }, ts: expect.any(Number) });
+  });
+
+  it('sees chat rooms in the channel vocabulary: messages from the path endpoint, joins and leaves', async () => {
+    const room = fresh('room');
+    const channel = `chat:${room}`;
+    const watcher = await ws(0, { sub: 'watcher', role: 'user' });
+    await subscribe(watcher, channel);
+    const member = await connect(d.ws(1, `/ws/chat/${room}`), { protocols: ['bearer', token({ sub: 'carol', role: 'user' })] });
+    open.push(member);
+    expect(await forChannel(watcher, 'join', channel)).toEqual({ type: 'join', channel, user: 'carol' });
+    member.send({ type: 'message', message: 'hello' });
+    const message = await member.ofType<Frame>('message');
+    expect(await forChannel(watcher, 'publication', channel)).toEqual({ type: 'publication', channel, id: message.id, data: { message: 'hello' }, user: 'carol', ts: message.ts });
+    watcher.send({ type: 'publish', channel, data: { text: 'from /ws' } });
+    expect(await member.ofType('publication')).toMatchObject({ type: 'publication', channel, data: { text: 'from /ws' }, user: 'watcher' });
+    await member.close();
+    expect(await forChannel(watcher, 'leave', channel)).toEqual({ type: 'leave', channel, user: 'carol' });
+  });
+
+  it('takes a namespace publication from Redis, live and durable (cluster)', async () => {
+    if (d.mode !== 'cluster') return expect(d.mode).toBe('embedded');
+    const ward = `ward:${fresh('w')}`;
+    const client = await ws(0, { sub: 'nurse-3', role: 'nurse', channels: [ward] });
+    await subscribe(client, ward);
+    await d.redis!.command(`PUBLISH rt:{${ward}} "{\\"data\\":{\\"live\\":1}}"`);
+    expect(await forChannel(client, 'publication', ward)).toEqual({ type: 'publication', channel: ward, data: { live: 1 }, ts: expect.any(Number) });
+    await d.redis!.command(`XADD rt:{${ward}}:stream MAXLEN ~ 100 * data "{\\"durable\\":1}"`);
+    await d.redis!.command(`PUBLISH rt:{${ward}} "{\\"v\\":1,\\"sync\\":true}"`);
+    expect(await forChannel(client, 'publication', ward)).toMatchObject({ channel: ward, data: { durable: 1 }, id: expect.any(String) });
+  });
+});
