@@ -49,7 +49,10 @@ export function publicationFrame(publication: Publication, data: Record<string, 
   return { type: 'publication', channel: publication.channel, id: publication.id, data: data.data, ts, user: data.user };
 }
 
-/** The policy of a namespace no feature registered one for: publications only, as `publication` frames. */
+/**
+ * The policy of a namespace no feature registered one for: it has no path endpoint, so its one vocabulary is
+ * `/ws`'s: publications, and the `join` / `leave` of its members where it has join_leave.
+ */
 class NamespacePolicy implements ChannelPolicy {
   constructor(
     readonly kind: string,
@@ -57,8 +60,17 @@ class NamespacePolicy implements ChannelPolicy {
   ) {}
 
   encode(publication: Publication): Buffer | string {
-    const frame = publicationFrame(publication);
+    const frame = this.encodeForChannel(publication);
     return typeof frame === 'string' ? frame : Buffer.from(JSON.stringify(frame));
+  }
+
+  encodeForChannel(publication: Publication): object | string {
+    const { data } = publication;
+    if (data.type === 'system') {
+      if ((data.event !== 'join' && data.event !== 'leave') || typeof data.user !== 'string') return 'expected a join or leave of a user';
+      return { type: data.event, channel: publication.channel, user: data.user };
+    }
+    return publicationFrame(publication);
   }
 }
 

@@ -65,7 +65,7 @@ export class ChatGateway implements OnGatewayConnection, OnModuleInit {
     checkLength(frame.message);
     await this.rooms.whenEntered(conn);
     const room = chatChannel(conn.params.room);
-    if (!(await this.rooms.members(room)).has(frame.to)) throw new FrameError('user_not_found', `no user "${frame.to}" in this room`);
+    if (!(await this.rooms.users(room)).has(frame.to)) throw new FrameError('user_not_found', `no user "${frame.to}" in this room`);
     const sent = await this.rooms.publishFromMember(room, { type: 'private', from: conn.user.sub, to: frame.to, message: frame.message }, false);
     // The sender's echo (unless it wrote to itself, which the channel already delivered).
     if (frame.to !== conn.user.sub) return { type: 'private', from: conn.user.sub, to: frame.to, message: frame.message, ts: Math.floor(sent.ts) };

@@ -21,6 +21,39 @@ export interface RoomPolicy {
   announcement(event: 'join' | 'leave', member: string, members: string[]): Record<string, unknown>;
   /** After `conn` entered (and before its own join is announced), given who is in the room. */
   entered?(conn: Connection, members: string[]): void;
+  /**
+   * Its members are seats, not users (signaling's doctor and patient): a `/ws` subscriber of such a room is an
+   * observer, never a member.
+   */
+  readonly seats?: boolean;
+}
+
+/**
+ * A `/ws` subscriber's membership is per connection (a user may hold a room from several devices): its member
+ * key is `<sub><SEP><connection id>`, and the room's users are the keys with the suffix removed. A path
+ * endpoint's member is the bare `sub` (one per user per room, 409 duplicate_user).
+ */
+const SEP = '\u001f';
+
+/** The user a member key names (connection ids never hold SEP, so the last one splits). */
+export function memberUser(member: string): string {
+  const at = member.lastIndexOf(SEP);
+  return at === -1 ? member : member.slice(0, at);
+}
+
+/** The room's users and how many connections each holds it with. */
+export function usersOf(members: Iterable<string>): Map<string, number> {
+  const users = new Map<string, number>();
+  for (const member of members) {
+    const user = memberUser(member);
+    users.set(user, (users.get(user) ?? 0) + 1);
+  }
+  return users;
+}
+
+/** The payload a room without a feature's policy announces with (an operator-added namespace). */
+function genericAnnouncement(event: 'join' | 'leave', user: string, users: string[]): Record<string, unknown> {
+  return { type: 'system', event, user, users };
 }
 
 /**
@@ -35,6 +68,8 @@ export class Rooms implements OnModuleDestroy {
   private readonly policies = new Map<string, RoomPolicy>();
   /** Resolves when the connection is in its room; its frames wait for it. */
   private readonly entered = new WeakMap<Connection, Promise<void>>();
+  /** `/ws` memberships: per connection, per channel, how to leave (announce, then release). */
+  private readonly shared = new WeakMap<Connection, Map<string, () => Promise<void>>>();
   private readonly offNodeGone: () => void;
 
   constructor(
@@ -45,7 +80,7 @@ export class Rooms implements OnModuleDestroy {
     this.offNodeGone = presence.onNodeGone((_node, claims) => {
       const byRoom = new Map<string, string[]>();
       for (const { group, member } of claims) {
-        if (!this.policies.has(channelKind(group)) || this.hub.localMembers(group).size === 0) continue;
+        if (!this.tracked(group) || this.hub.localMembers(group).size === 0) continue;
         byRoom.set(group, [...(byRoom.get(group) ?? []), member]);
       }
       for (const [room, gone] of byRoom) void this.announceGone(room, gone);
@@ -88,6 +123,56 @@ export class Rooms implements OnModuleDestroy {
     return this.available(() => this.presence.members(room));
   }
 
+  /** The room's users (cluster-wide), path members and `/ws` subscribers alike. */
+  async users(room: string): Promise<Set<string>> {
+    return new Set(usersOf((await this.members(room)).keys()).keys());
+  }
+
+  /**
+   * Whether a `/ws` subscriber of `channel` becomes a member: its namespace has presence, and its members are
+   * users (not seats).
+   */
+  tracksSubscribers(channel: string): boolean {
+    return (this.hub.namespaces.of(channel)?.presence ?? false) && !this.policies.get(channelKind(channel))?.seats;
+  }
+
+  /**
+   * Makes a `/ws` subscriber a member of `channel` (cluster-wide, per connection) and announces the user's join
+   * when this is its first connection in the room. Rejects with FrameError `unavailable` while Redis is down.
+   * leaveShared() or the close announces the leave (when it was the user's last) before releasing.
+   */
+  async joinShared(conn: Connection, channel: string): Promise<void> {
+    const member = `${conn.user.sub}${SEP}${conn.id}`;
+    const result = await this.available(() => this.presence.claim(channel, member, conn.id));
+    if (!result.ok) return; // the same connection twice: already a member
+    let left = false;
+    const leave = async () => {
+      if (left) return;
+      left = true;
+      await this.announceUser(channel, 'leave', conn.user.sub, member);
+      result.release();
+    };
+    let mine = this.shared.get(conn);
+    if (!mine) {
+      const memberships = (mine = new Map());
+      this.shared.set(conn, memberships);
+      conn.onClose(() => {
+        for (const leaveRoom of memberships.values()) conn.finishing(leaveRoom());
+        memberships.clear();
+      });
+    }
+    mine.set(channel, leave);
+    await this.announceUser(channel, 'join', conn.user.sub, member);
+  }
+
+  /** Ends a `/ws` subscriber's membership (unsubscribe). */
+  leaveShared(conn: Connection, channel: string): void {
+    const leave = this.shared.get(conn)?.get(channel);
+    if (!leave) return;
+    this.shared.get(conn)!.delete(channel);
+    void leave();
+  }
+
   /**
    * A member's message: refused with `forbidden_publish` where the room's namespace says `publish: server`
    * (CHANNELS_FILE), as on `/ws`.
@@ -105,6 +190,34 @@ export class Rooms implements OnModuleDestroy {
     return this.available(() => this.hub.publish(room, data, { history }));
   }
 
+  /** Rooms whose presence this class announces: a feature's, or a presence namespace's. */
+  private tracked(room: string): boolean {
+    return this.policies.has(channelKind(room)) || (this.hub.namespaces.of(room)?.presence ?? false);
+  }
+
+  private announcementOf(room: string): RoomPolicy['announcement'] {
+    const policy = this.policies.get(channelKind(room));
+    return policy ? (event, member, members) => policy.announcement(event, member, members) : genericAnnouncement;
+  }
+
+  /**
+   * A user's join or leave through one of its `/ws` connections: announced only when no other connection of that
+   * user holds the room (its first join, its last leave), with the room's users.
+   */
+  private async announceUser(room: string, event: 'join' | 'leave', user: string, member: string): Promise<void> {
+    if (!this.hub.namespaces.of(room)?.joinLeave) return;
+    try {
+      const members = await this.presence.members(room);
+      if (event === 'leave') members.delete(member);
+      const users = usersOf(members.keys());
+      if (event === 'join' ? users.get(user) !== 1 : users.has(user)) return;
+      const payload = this.announcementOf(room)(event, user, [...users.keys()].sort());
+      await this.hub.publish(room, payload, { history: false });
+    } catch (error) {
+      this.log.warn({ event: 'announce_failed', channel: channelKind(room), type: event, err: (error as Error).message }, 'could not tell the room');
+    }
+  }
+
   private policyOf(room: string): RoomPolicy {
     const policy = this.policies.get(channelKind(room));
     if (!policy) throw new Error(`no room policy for "${channelKind(room)}"`);
@@ -112,11 +225,16 @@ export class Rooms implements OnModuleDestroy {
   }
 
   private async announce(room: string, event: 'join' | 'leave', member: string): Promise<void> {
+    if (this.hub.namespaces.of(room)?.joinLeave === false) return;
     try {
       const members = await this.presence.members(room);
       // On leave the membership is still held (it is released after this), so drop it from the list.
       if (event === 'leave') members.delete(member);
-      const payload = this.policyOf(room).announcement(event, member, [...members.keys()].sort());
+      const policy = this.policyOf(room);
+      // A chat user also subscribed on /ws is in the room already: no second join, no leave while it stays.
+      const users = policy.seats ? new Map([...members.keys()].map((m) => [m, 1])) : usersOf(members.keys());
+      if (!policy.seats && (event === 'join' ? (users.get(member) ?? 0) > 1 : users.has(member))) return;
+      const payload = policy.announcement(event, member, [...users.keys()].sort());
       await this.hub.publish(room, payload, { history: false });
     } catch (error) {
       this.log.warn({ event: 'announce_failed', channel: channelKind(room), type: event, err: (error as Error).message }, 'could not tell the room');
@@ -126,9 +244,13 @@ export class Rooms implements OnModuleDestroy {
   /** Members whose replica died left without a goodbye: each replica tells its own local members. */
   private async announceGone(room: string, gone: string[]): Promise<void> {
     try {
-      const members = [...(await this.presence.members(room)).keys()].sort();
-      const policy = this.policyOf(room);
-      for (const member of gone) this.hub.deliverLocally(room, policy.announcement('leave', member, members));
+      const users = usersOf((await this.presence.members(room)).keys());
+      const list = [...users.keys()].sort();
+      const announcement = this.announcementOf(room);
+      // A user still in the room through another connection did not leave; one gone on two connections left once.
+      for (const user of new Set(gone.map(memberUser))) {
+        if (!users.has(user)) this.hub.deliverLocally(room, announcement('leave', user, list));
+      }
     } catch {
       // Redis is down again: nothing more can be said now.
     }

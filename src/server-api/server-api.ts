@@ -3,6 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BROKER, type Broker } from '../channels/broker';
 import { ChannelHub } from '../channels/channel-hub';
+import { memberUser } from '../rooms/rooms';
 import type { NamespaceConfig } from '../channels/namespaces';
 import { channelKind, isObject } from '../channels/publication';
 import { APP_CONFIG, type AppConfig } from '../config/config';
@@ -144,9 +145,18 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
         const ns = this.namespaceOf(params.channel);
         if (!ns.presence) throw new HttpError(400, 'bad_request', `channel: ${ns.name} channels keep no presence (namespaces with presence: ${this.hub.namespaces.all().filter((n) => n.presence).map((n) => n.name).join(', ') || 'none'})`);
         const members = await this.presence.members(params.channel);
+        // One entry per user and node: a path member is one connection, each /ws subscriber another.
+        const byUserNode = new Map<string, { user: string; node: string; connections: number }>();
+        for (const [member, holder] of members) {
+          const user = memberUser(member);
+          const node = holder.slice(0, holder.lastIndexOf('|'));
+          const entry = byUserNode.get(`${user}\u0000${node}`);
+          if (entry) entry.connections++;
+          else byUserNode.set(`${user}\u0000${node}`, { user, node, connections: 1 });
+        }
         return {
           status: 200,
-          body: { members: [...members].sort(([a], [b]) => a.localeCompare(b)).map(([user, holder]) => ({ user, node: holder.slice(0, holder.lastIndexOf('|')), connections: 1 })) },
+          body: { members: [...byUserNode.values()].sort((a, b) => a.user.localeCompare(b.user) || a.node.localeCompare(b.node)) },
         };
       },
     });

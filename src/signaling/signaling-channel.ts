@@ -13,6 +13,8 @@ export const signalingChannel = (consultationId: string) => `signaling:${consult
  */
 export class SignalingChannelPolicy implements ChannelPolicy, RoomPolicy {
   readonly kind = 'signaling';
+  /** Members are the doctor and patient seats: a `/ws` subscriber of a consultation observes it, never sits in it. */
+  readonly seats = true;
   readonly history = false;
 
   encode(publication: Publication): Buffer | string {

@@ -14,6 +14,7 @@ import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../upgrade/guards/capacity.guard';
 import { OriginGuard } from '../upgrade/guards/origin.guard';
 import { RealtimeGateway } from '../upgrade/realtime-gateway.decorator';
+import { Rooms } from '../rooms/rooms';
 import { WS_FRAMES, type PublishFrame, type SubscribeFrame, type UnsubscribeFrame } from './ws.frames';
 
 /** Per channel: `subscribed` (its position now), then the replay, then `resumed` when `since` was given. */
@@ -45,6 +46,7 @@ export class WsGateway implements OnGatewayConnection {
   constructor(
     private readonly hub: ChannelHub,
     private readonly permissions: ChannelPermissions,
+    private readonly rooms: Rooms,
     private readonly metrics: Metrics,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
@@ -96,6 +98,7 @@ export class WsGateway implements OnGatewayConnection {
     const attaching = this.hub.attach(conn, [{ channel, since }], WS_ATTACH_FRAMES);
     if (!attaching) {
       channels.set(channel, true);
+      await this.becomeMember(conn, channel);
       return unprovable ? { type: 'resumed', channel, recovered: false } : undefined;
     }
     // What the map holds while attaching (never rejects: a second subscribe waiting on it gets its own answer).
@@ -119,7 +122,21 @@ export class WsGateway implements OnGatewayConnection {
     );
     channels.set(channel, pending);
     // Still held once attached (not unsubscribed meanwhile): a live-only resume is told it proves nothing.
-    if ((await settled) && unprovable) return { type: 'resumed', channel, recovered: false };
+    if (!(await settled)) return;
+    await this.becomeMember(conn, channel);
+    if (unprovable) return { type: 'resumed', channel, recovered: false };
+  }
+
+  /** In a presence namespace (chat, or one a file adds) a subscriber is a member: listed, joins and leaves told. */
+  private async becomeMember(conn: Connection, channel: string): Promise<void> {
+    if (!this.rooms.tracksSubscribers(channel)) return;
+    try {
+      await this.rooms.joinShared(conn, channel);
+    } catch (error) {
+      this.drop(conn, channel);
+      if (error instanceof FrameError) throw new FrameError(error.code, error.message, channel);
+      throw error;
+    }
   }
 
   @SubscribeMessage('unsubscribe')
@@ -155,6 +172,7 @@ export class WsGateway implements OnGatewayConnection {
   private drop(conn: Connection, channel: string): void {
     if (!this.held.get(conn)?.delete(channel)) return;
     this.metrics.subscriptionsActive.labels(channelKind(channel)).dec();
+    this.rooms.leaveShared(conn, channel);
     this.hub.detach(conn, channel);
   }
 }

@@ -24,6 +24,10 @@ writeFileSync(
     '    max_message_bytes: 200',
     '  news:',
     '    history: { size: 0 }',
+    '  lounge:',
+    '    presence: true',
+    '    join_leave: true',
+    '    publish: members',
   ].join('\n'),
 );
 
@@ -139,7 +143,7 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
     await publish(rooms[0], { gone: true });
     const kept = await publish(rooms[1], { kept: true });
     expect(await forChannel(client, 'publication', rooms[1])).toMatchObject({ id: kept.body.id });
-    expect(client.frames.filter((f: any) => f.channel === rooms[0])).toEqual([]);
+    expect(client.frames.filter((f: any) => f.channel === rooms[0] && f.type === 'publication')).toEqual([]);
     await subscribe(client, 'news:now');
   });
 
@@ -160,6 +164,8 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
     await subscribe(watcher, channel);
     const member = await connect(d.ws(1, `/ws/chat/${room}`), { protocols: ['bearer', token({ sub: 'carol', role: 'user' })] });
     open.push(member);
+    // The watcher is a member of the room too (chat has presence): its own join first, then carol's.
+    expect(await forChannel(watcher, 'join', channel)).toEqual({ type: 'join', channel, user: 'watcher' });
     expect(await forChannel(watcher, 'join', channel)).toEqual({ type: 'join', channel, user: 'carol' });
     member.send({ type: 'message', message: 'hello' });
     const message = await member.ofType<Frame>('message');
@@ -168,6 +174,48 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
     expect(await member.ofType('publication')).toMatchObject({ type: 'publication', channel, data: { text: 'from /ws' }, user: 'watcher' });
     await member.close();
     expect(await forChannel(watcher, 'leave', channel)).toEqual({ type: 'leave', channel, user: 'carol' });
+  });
+
+  it('tracks the members of a presence namespace cluster-wide: one join per user, a leave only with its last connection', async () => {
+    const channel = `lounge:${fresh('l')}`;
+    const ann = await ws(0, { sub: 'ann', role: 'user' });
+    await subscribe(ann, channel);
+    expect(await forChannel(ann, 'join', channel)).toEqual({ type: 'join', channel, user: 'ann' });
+    const ben = await ws(1, { sub: 'ben', role: 'user' });
+    await subscribe(ben, channel);
+    expect(await forChannel(ann, 'join', channel)).toEqual({ type: 'join', channel, user: 'ben' });
+    const benPhone = await ws(0, { sub: 'ben', role: 'user' });
+    await subscribe(benPhone, channel);
+    const presence = async () => {
+      const res = await fetch(internal(`/api/channels/${channel}/presence`), { headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}` } });
+      const body = (await res.json()) as { members: { user: string; connections: number }[] };
+      const byUser: Record<string, number> = {};
+      for (const m of body.members) byUser[m.user] = (byUser[m.user] ?? 0) + m.connections;
+      return byUser;
+    };
+    expect(await presence()).toEqual({ ann: 1, ben: 2 });
+    benPhone.send({ type: 'unsubscribe', channel });
+    await forChannel(benPhone, 'unsubscribed', channel);
+    await ben.close();
+    expect(await forChannel(ann, 'leave', channel)).toEqual({ type: 'leave', channel, user: 'ben' });
+    // ben joined once and left once, however many connections it had.
+    expect(ann.frames.filter((f: any) => f.channel === channel && (f.type === 'join' || f.type === 'leave'))).toEqual([]);
+    expect(await presence()).toEqual({ ann: 1 });
+  });
+
+  it('makes a /ws subscriber of a chat room one of its users: listed to path members, reachable by private messages', async () => {
+    const room = fresh('room');
+    const channel = `chat:${room}`;
+    const dora = await connect(d.ws(0, `/ws/chat/${room}`), { protocols: ['bearer', token({ sub: 'dora', role: 'user' })] });
+    open.push(dora);
+    await dora.ofType('welcome');
+    const eli = await ws(1, { sub: 'eli', role: 'user' });
+    await subscribe(eli, channel);
+    expect(await dora.take((f: any) => f.type === 'system' && f.user === 'eli')).toEqual({ type: 'system', event: 'join', user: 'eli', users: ['dora', 'eli'] });
+    dora.send({ type: 'private', to: 'eli', message: 'hi eli' });
+    expect(await forChannel(eli, 'private', channel)).toEqual({ type: 'private', channel, from: 'dora', to: 'eli', message: 'hi eli', ts: expect.any(Number) });
+    await eli.close();
+    expect(await dora.take((f: any) => f.type === 'system' && f.event === 'leave')).toEqual({ type: 'system', event: 'leave', user: 'eli', users: ['dora'] });
   });
 
   it('takes a namespace publication from Redis, live and durable (cluster)', async () => {
