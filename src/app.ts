@@ -39,8 +39,8 @@ export interface StartOptions {
 
 const VERSION = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 
-/** The one answer of the public port to anything that is not a WebSocket path or health. */
-const NOT_PUBLIC = 'no endpoint at this path: this port serves the WebSocket endpoints (/api/alerts/subscribe, /ws/chat/:room, /ws/signaling/:consultationId/:userType), /healthz and /readyz';
+/** The one answer of the public port to anything that is not a WebSocket path or health (the paths registered). */
+const notPublic = (paths: string[]) => `no endpoint at this path: this port serves the WebSocket endpoints (${paths.join(', ')}), /healthz and /readyz`;
 
 function listen(server: HttpServer, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -83,7 +83,7 @@ export async function startGateway(
     res.end(req.method === 'HEAD' ? undefined : body);
     return true;
   };
-  dispatch(publicServer, [(req, res) => gateways.handlePlainRequest(req, res), health], config.maxPublishBytes, (_req, res) => jsonAnswer(res, 404, 'unknown_path', NOT_PUBLIC));
+  dispatch(publicServer, [(req, res) => gateways.handlePlainRequest(req, res), health], config.maxPublishBytes, (_req, res) => jsonAnswer(res, 404, 'unknown_path', notPublic(gateways.paths())));
   publicServer.on('clientError', gateways.onClientError);
 
   // The internal listener: the server API and its document straight from the request event (the hot path),

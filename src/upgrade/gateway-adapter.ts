@@ -87,6 +87,11 @@ function selectProtocol(protocols: Set<string>): string | false {
  */
 export class GatewayAdapter extends WsAdapter {
   private readonly routes = new RouteTable<GatewayRoute>();
+
+  /** The WebSocket path patterns served, sorted (for answers that list them). */
+  paths(): string[] {
+    return this.routes.patterns();
+  }
   /** Gateways that implement handleDisconnect; for the others Nest's per-socket disconnect hook is skipped. */
   private readonly disconnectAware = new Set<string>();
   private upgradeServer: HttpServer | undefined;
