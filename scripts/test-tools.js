@@ -15,6 +15,8 @@ const TOOLS = [
   { bin: '/usr/bin/chromium', pkg: 'chromium', needs: 'the demo, SDK and admin console tests (playwright-core drives it)' },
   { bin: 'haproxy', pkg: 'haproxy', needs: 'the rolling restart behind docs/examples/haproxy.cfg and npm run cluster' },
   { bin: 'curl', pkg: 'curl', needs: 'running the commands npm run cluster prints' },
+  { bin: 'turnserver', pkg: 'coturn', needs: 'the TURN server the ice-servers credentials are checked against (test/e2e/turn.e2e.ts)' },
+  { bin: 'turnutils_uclient', pkg: 'coturn', needs: 'allocating TURN relays with those credentials' },
 ];
 
 function found(bin) {

@@ -144,6 +144,38 @@ export function parseRedisUrl(raw: string): RedisTarget {
   return { kind: 'sentinel', sentinels, name, db: Number(dbText), username, password, sentinelPassword, tls };
 }
 
+/** Ephemeral TURN credentials for signaling: the TURN REST API scheme that coturn's `use-auth-secret` checks. */
+export interface TurnConfig {
+  /** TURN_SECRET: the TURN server's `static-auth-secret`. Never logged, never sent: only HMACs of it leave. */
+  secret: string;
+  /** TURN_URLS: the `urls` of the one ICE server in the `ice-servers` frame. */
+  urls: string[];
+  /** TURN_TTL_S: how long a credential is valid from the moment the frame is built. */
+  ttlSeconds: number;
+}
+
+/**
+ * Why one TURN_URLS entry is not a STUN/TURN URI (RFC 7064, RFC 7065), or undefined. Checked at start because
+ * a client hands the list to `new RTCPeerConnection({iceServers})`, which throws for the whole list on one bad URL.
+ */
+export function iceUrlProblem(entry: string): string | undefined {
+  // Credentials come from TURN_SECRET; a user:password in the URL would be a long-lived secret sent to every client.
+  if (entry.includes('@')) return 'holds an @: a TURN URL carries no user or password (they come from TURN_SECRET)';
+  const match = /^(stun|turns?):(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(\?transport=(?:udp|tcp))?$/.exec(entry);
+  const example = 'turn:turn.example.com:3478?transport=udp, turns:turn.example.com:5349?transport=tcp or stun:stun.example.com:3478';
+  if (!match) {
+    // `turn://host` is the usual slip: these URIs have no authority part.
+    const hint = /^[a-z]+:\/\//i.test(entry) ? ' (no // after the scheme)' : '';
+    return `"${entry.slice(0, 64)}" is not a turn:, turns: or stun: URL such as ${example}${hint}`;
+  }
+  if (match[2].startsWith('[') && isIP(match[2].slice(1, -1)) !== 6) return `"${entry.slice(0, 64)}" has a malformed IPv6 address`;
+  const port = match[3] === undefined ? undefined : Number(match[3]);
+  if (port !== undefined && (port < 1 || port > 65535)) return `"${entry.slice(0, 64)}" has a port outside 1-65535`;
+  // RFC 7064: a stun: URI has no query; only RFC 7065's turn: and turns: take ?transport=.
+  if (match[1] === 'stun' && match[4]) return `"${entry.slice(0, 64)}" is a stun: URL with ?transport= (only turn: and turns: take one)`;
+  return undefined;
+}
+
 export interface AppConfig {
   /** The public listener: WebSocket endpoints and health only. */
   port: number;
@@ -198,6 +230,8 @@ export interface AppConfig {
   namespaces: NamespaceConfig[];
   /** Channels one `/ws` connection may hold (MAX_SUBSCRIPTIONS_PER_CONNECTION). */
   maxSubscriptionsPerConnection: number;
+  /** TURN_SECRET and TURN_URLS both set: signaling connections start with an `ice-servers` frame. */
+  turn?: TurnConfig;
 }
 
 export interface ConfigProblem {
@@ -314,6 +348,22 @@ const envSchema = z.object({
   PRESENCE_TTL_MS: int(1000, 600_000, 15_000),
   CHANNELS_FILE: optionalString,
   MAX_SUBSCRIPTIONS_PER_CONNECTION: int(1, 100_000, 128),
+  TURN_SECRET: optionalString,
+  TURN_URLS: z.preprocess(
+    blankIsUnset,
+    z
+      .string()
+      .superRefine((raw, ctx) => {
+        const entries = commaList(raw);
+        // The first bad entry only: one line per variable, as for every other problem.
+        const problem = entries.length === 0 ? 'must list at least one turn:, turns: or stun: URL' : entries.map(iceUrlProblem).find(Boolean);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional(),
+  ),
+  // At least a minute: a credential must outlive ICE gathering on a slow network and some clock skew between
+  // the gateway and the TURN server. At most a week: how long a leaked credential can open relays.
+  TURN_TTL_S: int(60, 604_800, 3600),
 });
 
 /** The non-empty entries of a comma list. */
@@ -537,6 +587,13 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     // WAIT counts the replicas of the node a connection last wrote to; a cluster client spreads writes over nodes.
     problems.push({ variable: 'REDIS_MIN_REPLICAS_ACK', problem: 'is not supported with redis+cluster:// yet (WAIT is per node); use it with a standalone Redis or Sentinel' });
   }
+  // Half a TURN setup would send clients no credentials (or credentials for no server) without anyone noticing.
+  if (env.TURN_SECRET && !env.TURN_URLS) {
+    problems.push({ variable: 'TURN_URLS', problem: 'is required when TURN_SECRET is set: the turn: / turns: URLs of the TURN server that shares the secret' });
+  }
+  if (env.TURN_URLS && !env.TURN_SECRET) {
+    problems.push({ variable: 'TURN_SECRET', problem: "is required when TURN_URLS is set: the TURN server's static-auth-secret (coturn use-auth-secret)" });
+  }
   if (env.PORT !== 0 && env.PORT === env.INTERNAL_PORT) {
     problems.push({ variable: 'INTERNAL_PORT', problem: `must differ from PORT (${env.PORT}): the internal port serves what the public one must not` });
   }
@@ -547,6 +604,10 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
   const { jwt, warnings } = built;
   warnings.push(...channels.warnings);
   warnings.push(...nearMisses(source));
+  const turnUrls = commaList(env.TURN_URLS);
+  if (env.TURN_SECRET && !turnUrls.some((url) => url.startsWith('turn'))) {
+    warnings.push('TURN_URLS lists no turn: or turns: URL: the credentials of the ice-servers frame are for a TURN server, and a stun: server ignores them.');
+  }
   const config: AppConfig = {
     port: env.PORT,
     host: env.HOST,
@@ -583,6 +644,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     presenceTtlMs: env.PRESENCE_TTL_MS,
     namespaces: channels.namespaces,
     maxSubscriptionsPerConnection: env.MAX_SUBSCRIPTIONS_PER_CONNECTION,
+    turn: env.TURN_SECRET && env.TURN_URLS ? { secret: env.TURN_SECRET, urls: turnUrls, ttlSeconds: env.TURN_TTL_S } : undefined,
   };
   return { config, warnings };
 }

@@ -1,6 +1,7 @@
-import { type OnModuleInit } from '@nestjs/common';
+import { Inject, type OnModuleInit } from '@nestjs/common';
 import { ConnectedSocket, MessageBody, SubscribeMessage, type OnGatewayConnection } from '@nestjs/websockets';
 import { ChannelHub } from '../channels/channel-hub';
+import { APP_CONFIG, type AppConfig } from '../config/config';
 import type { Connection } from '../connection/connection';
 import { FrameError } from '../connection/frames';
 import { AllowRoles, UpgradeGuards } from '../upgrade/gateway-metadata';
@@ -15,6 +16,7 @@ import { SeatGuard } from './seat.guard';
 import { signalingChannel, SignalingChannelPolicy } from './signaling-channel';
 import { SignalingPathGuard } from './signaling-path.guard';
 import { otherSeat, SIGNALING_FRAMES, type RelayType, type Seat } from './signaling.frames';
+import { iceServersFrame } from './turn-credentials';
 
 /**
  * `/ws/signaling/:consultationId/:userType`: a WebRTC signaling relay between the doctor and the patient of a
@@ -35,6 +37,7 @@ export class SignalingGateway implements OnGatewayConnection, OnModuleInit {
   constructor(
     private readonly hub: ChannelHub,
     private readonly rooms: Rooms,
+    @Inject(APP_CONFIG) private readonly config: AppConfig,
   ) {}
 
   onModuleInit(): void {
@@ -44,6 +47,9 @@ export class SignalingGateway implements OnGatewayConnection, OnModuleInit {
   }
 
   handleConnection(conn: Connection): void {
+    // Queued before entering the room, so it precedes peer-joined: a client builds its RTCPeerConnection with
+    // these servers before an offer can arrive.
+    if (this.config.turn) conn.send(iceServersFrame(this.config.turn, conn.user));
     this.rooms.enter(conn, signalingChannel(conn.params.consultationId));
   }
 

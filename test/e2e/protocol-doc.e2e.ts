@@ -48,14 +48,15 @@ describe('docs/protocol.md', () => {
   const seen: Record<string, unknown>[] = [];
   const clients: TestClient[] = [];
 
-  async function open(path: string, sub: string, role: string): Promise<TestClient> {
-    const client = await connect(gw.ws(path), { protocols: ['bearer', token({ sub, role, channels: ['signaling:doc-1'] })] });
+  async function open(path: string, sub: string, role: string, claims: Record<string, unknown> = {}): Promise<TestClient> {
+    const client = await connect(gw.ws(path), { protocols: ['bearer', token({ sub, role, ...claims })] });
     clients.push(client);
     return client;
   }
 
   beforeAll(async () => {
-    gw = await startTestGateway({ LOG_LEVEL: 'warn' });
+    // TURN configured, so signaling connections send their ice-servers frame (no TURN server is needed to build it).
+    gw = await startTestGateway({ LOG_LEVEL: 'warn', TURN_SECRET: 'protocol-doc-turn-secret', TURN_URLS: 'turn:turn.example.com:3478?transport=udp' });
     const collect = async (client: TestClient, count: number) => {
       for (let i = 0; i < count; i++) seen.push(await client.next());
     };
@@ -85,11 +86,15 @@ describe('docs/protocol.md', () => {
     const resumed = await open(`/api/alerts/subscribe?since=${alert.id}`, 'auth', 'authority');
     seen.push(await resumed.ofType('resumed'));
 
-    // Signaling: the documented offer, answer and candidate, relayed; then the peer leaves.
-    const doctor = await open('/ws/signaling/doc-1/doctor', 'd', 'doctor');
+    // Signaling: the ice-servers frame first, the documented offer, answer and candidate, relayed; then the peer leaves.
+    const seatClaims = { channels: ['signaling:doc-1'] };
+    const doctor = await open('/ws/signaling/doc-1/doctor', 'd', 'doctor', seatClaims);
+    const first = await doctor.next();
+    expect(first.type).toBe('ice-servers');
+    seen.push(first);
     doctor.send(clientExample('signaling', 'offer'));
     seen.push(await doctor.ofType('error'));
-    const patient = await open('/ws/signaling/doc-1/patient', 'p', 'patient');
+    const patient = await open('/ws/signaling/doc-1/patient', 'p', 'patient', seatClaims);
     seen.push(await patient.ofType('peer-joined'), await doctor.ofType('peer-joined'));
     doctor.send(clientExample('signaling', 'offer'));
     seen.push(await patient.ofType('offer'));
@@ -126,9 +131,9 @@ describe('docs/protocol.md', () => {
 
     // /ws: the documented subscribe (resuming from a real position), a member's publish, a join and a leave,
     // unsubscribe, and a refused channel.
-    const first = await hub.publish('chat:lobby', { data: { text: 'before' } });
+    const before = await hub.publish('chat:lobby', { data: { text: 'before' } });
     const multi = await open('/ws', 'alice-ws', 'user');
-    multi.send({ ...clientExample('ws', 'subscribe'), since: first.id, epoch: first.epoch });
+    multi.send({ ...clientExample('ws', 'subscribe'), since: before.id, epoch: before.epoch });
     seen.push(await multi.ofType('subscribed'), await multi.ofType('resumed'));
     multi.send(clientExample('ws', 'publish'));
     seen.push(await multi.ofType('publication'));

@@ -36,6 +36,7 @@ describe('configuration', () => {
       redisTimeoutMs: 5000,
     });
     expect(config.redisUrl).toBeUndefined();
+    expect(config.turn).toBeUndefined();
     expect(config.nodeId).toMatch(/-\d+$/);
     expect(config.jwt).toMatchObject({ usingDevKey: true, signingSecret: DEV_JWT_SECRET });
     expect(config.jwt.keys.map((k) => k.algorithms)).toEqual([['HS256', 'HS384', 'HS512']]);
@@ -146,6 +147,49 @@ describe('configuration', () => {
     ['ALLOWED_ORIGINS', 'https://ok.example, https://x.example/path', /^ALLOWED_ORIGINS: "https:\/\/x.example\/path"/],
   ])('names %s when its value %s is bad', (name, value, message) => {
     expect(fails({ [name]: value })).toMatch(message);
+  });
+
+  it('reads TURN_SECRET, TURN_URLS and TURN_TTL_S (default 3600) together, and names the missing half of a TURN setup', () => {
+    const turnSecret = 'coturn-static-auth-secret-value';
+    expect(loadConfig({ TURN_SECRET: turnSecret, TURN_URLS: ' turn:turn.example.com:3478?transport=udp, turns:turn.example.com:5349?transport=tcp,stun:[2001:db8::1]:3478 ' }).config.turn).toEqual({
+      secret: turnSecret,
+      urls: ['turn:turn.example.com:3478?transport=udp', 'turns:turn.example.com:5349?transport=tcp', 'stun:[2001:db8::1]:3478'],
+      ttlSeconds: 3600,
+    });
+    expect(loadConfig({ TURN_SECRET: turnSecret, TURN_URLS: 'turn:10.0.0.5', TURN_TTL_S: '86400' }).config.turn?.ttlSeconds).toBe(86400);
+    expect(loadConfig({ TURN_TTL_S: '600' }).config.turn).toBeUndefined();
+    const urlsMissing = fails({ TURN_SECRET: turnSecret });
+    expect(urlsMissing).toMatch(/^TURN_URLS: is required when TURN_SECRET is set/);
+    expect(urlsMissing).not.toContain(turnSecret);
+    expect(fails({ TURN_URLS: 'turn:turn.example.com' })).toMatch(/^TURN_SECRET: is required when TURN_URLS is set/);
+    // Only stun: URLs: allowed (a STUN-only setup), but the credentials then serve nothing.
+    expect(loadConfig({ TURN_SECRET: turnSecret, TURN_URLS: 'stun:stun.example.com' }).warnings.join()).toMatch(/TURN_URLS lists no turn: or turns: URL/);
+    expect(loadConfig({ JWT_SECRET: 'x'.repeat(32), TURN_SECRET: turnSecret, TURN_URLS: 'turn:turn.example.com' }).warnings).toEqual([]);
+  });
+
+  it.each([
+    ['turn://turn.example.com:3478', /^TURN_URLS: "turn:\/\/turn.example.com:3478" is not a turn:, turns: or stun: URL .*\(no \/\/ after the scheme\)$/],
+    ['https://turn.example.com', /^TURN_URLS: "https:\/\/turn.example.com" is not a turn:, turns: or stun: URL/],
+    ['turn:turn.example.com, turn.example.com:3478', /^TURN_URLS: "turn.example.com:3478" is not a turn:, turns: or stun: URL/],
+    ['turn:turn.example.com:70000', /^TURN_URLS: "turn:turn.example.com:70000" has a port outside 1-65535$/],
+    ['turn:turn.example.com?transport=sctp', /^TURN_URLS: "turn:turn.example.com\?transport=sctp" is not/],
+    ['stun:stun.example.com?transport=udp', /^TURN_URLS: "stun:stun.example.com\?transport=udp" is a stun: URL with \?transport=/],
+    ['turn:[2001:db8::zz]:3478', /^TURN_URLS: "turn:\[2001:db8::zz\]:3478" is not/],
+    ['turn:[1:2]:3478', /^TURN_URLS: "turn:\[1:2\]:3478" has a malformed IPv6 address$/],
+    [' , ', /^TURN_URLS: must list at least one turn:, turns: or stun: URL$/],
+  ])('refuses TURN_URLS=%j in one line naming the bad entry', (urls, message) => {
+    expect(fails({ TURN_SECRET: 'coturn-secret', TURN_URLS: urls })).toMatch(message);
+  });
+
+  it('refuses a TURN URL with a user and password without showing them, and reports every bad TURN variable at once', () => {
+    const message = fails({ TURN_SECRET: 'coturn-secret', TURN_URLS: 'turn:alice:hunter2@turn.example.com', TURN_TTL_S: '30' });
+    expect(message.split('\n')).toEqual([
+      'TURN_URLS: holds an @: a TURN URL carries no user or password (they come from TURN_SECRET)',
+      'TURN_TTL_S: must be at least 60 (got "30")',
+    ]);
+    expect(message).not.toContain('hunter2');
+    expect(fails({ TURN_TTL_S: '604801' })).toMatch(/^TURN_TTL_S: must be at most 604800/);
+    expect(fails({ TURN_TTL_S: '1h' })).toMatch(/^TURN_TTL_S: must be a whole number between 60 and 604800/);
   });
 
   it('never shows the value of a secret-bearing variable', () => {

@@ -43,6 +43,11 @@ describe('Helm chart helm/realtime-gateway', () => {
     expect(broken((v) => (v.gateway.presenceTtlMs = 10))).toBe(false);
     expect(broken((v) => (v.service.type = 'Internal'))).toBe(false);
     expect(broken((v) => (v.redis.url = 'redis://redis:6379/0'))).toBe(true);
+    expect(broken((v) => (v.turn.urls = 'turn:turn.example.com:3478'))).toBe(false); // a list, not a string
+    expect(broken((v) => (v.turn.urls = ['turn://turn.example.com:3478']))).toBe(false);
+    expect(broken((v) => (v.turn.urls = ['turn:user:pw@turn.example.com']))).toBe(false);
+    expect(broken((v) => (v.turn.ttlSeconds = 10))).toBe(false);
+    expect(broken((v) => (v.turn.urls = ['turn:turn.example.com:3478?transport=udp', 'turns:turn.example.com:5349?transport=tcp', 'stun:turn.example.com']))).toBe(true);
   });
 
   it('reads only values that exist in values.yaml', () => {
@@ -85,7 +90,7 @@ describe('Helm chart helm/realtime-gateway', () => {
     expect(values.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(values.podSecurityContext).toMatchObject({ runAsNonRoot: true });
     // Secrets reach the pod through secretKeyRef only, never as plain values.
-    expect(deployment).not.toMatch(/value: \{\{ \.Values\.(jwt\.(secret|publicKey)|redis\.url)/);
+    expect(deployment).not.toMatch(/value: \{\{ \.Values\.(jwt\.(secret|publicKey)|redis\.url|turn\.secret)/);
     const helpers = templates.find((t) => t.name === '_helpers.tpl')!.text;
     expect(helpers).toContain('add .Values.preStopSleepSeconds (div .Values.gateway.drainWindowMs 1000) (div .Values.gateway.shutdownGraceMs 1000) 5');
   });

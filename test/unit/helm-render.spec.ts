@@ -8,6 +8,8 @@ import { find, helm, render, schemaProblems, CHART, type K8sObject } from '../su
 // on the rendered objects, not on template text.
 
 const SECRET = 'a-jwt-secret-of-at-least-thirty-two-bytes';
+const TURN_SECRET = 'the-coturn-static-auth-secret';
+const TURN_URLS = ['turn:turn.example.com:3478?transport=udp', 'turns:turn.example.com:5349?transport=tcp'];
 type Env = { name: string; value?: string; valueFrom?: { secretKeyRef?: { name: string; key: string } } };
 const container = (objects: K8sObject[]) => find(objects, 'Deployment').spec.template.spec.containers[0];
 const env = (objects: K8sObject[]) => container(objects).env as Env[];
@@ -21,8 +23,8 @@ describe('the Helm chart, rendered', () => {
 
   it('renders objects that are valid against the Kubernetes schemas: defaults, every option on, and the documented install', () => {
     const everything = render(
-      { 'jwt.secret': SECRET, 'ingress.enabled': true, 'serviceMonitor.enabled': true, 'networkPolicy.enabled': true, 'autoscaling.enabled': true, 'grafanaDashboard.enabled': true, 'redis.url': 'redis://redis:6379/0', 'gateway.demo': true, 'jwt.secretPrevious': `${SECRET}-old` },
-      ['--set-json', 'networkPolicy.internalFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]'],
+      { 'jwt.secret': SECRET, 'ingress.enabled': true, 'serviceMonitor.enabled': true, 'networkPolicy.enabled': true, 'autoscaling.enabled': true, 'grafanaDashboard.enabled': true, 'redis.url': 'redis://redis:6379/0', 'gateway.demo': true, 'jwt.secretPrevious': `${SECRET}-old`, 'turn.secret': TURN_SECRET },
+      ['--set-json', 'networkPolicy.internalFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]', '--set-json', `turn.urls=${JSON.stringify(TURN_URLS)}`],
     );
     expect(everything.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor']);
     // docs/deploy.md's install: keys and Redis from an existing Secret, three replicas.
@@ -64,6 +66,35 @@ describe('the Helm chart, rendered', () => {
     expect(Buffer.from(secret.data?.JWT_SECRET ?? '', 'base64').toString() || secret.stringData?.JWT_SECRET).toBe(SECRET);
     expect(envNamed(objects, 'JWT_SECRET')).toEqual({ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: secret.metadata.name, key: 'JWT_SECRET' } } });
     expect(JSON.stringify(find(objects, 'Deployment'))).not.toContain(SECRET);
+  });
+
+  it('wires TURN: URLs and TTL as values, the secret from the chart\'s Secret or an existing one, an environment the app accepts', () => {
+    const urls = ['--set-json', `turn.urls=${JSON.stringify(TURN_URLS)}`];
+    // Off by default: no TURN variable at all, so signaling sends no ice-servers frame.
+    expect(env(render({ 'jwt.secret': SECRET })).filter((e) => e.name.startsWith('TURN_'))).toEqual([]);
+
+    const inline = render({ 'jwt.secret': SECRET, 'turn.secret': TURN_SECRET, 'turn.ttlSeconds': 900 }, urls);
+    const secret = find(inline, 'Secret');
+    expect(Buffer.from(secret.data?.TURN_SECRET ?? '', 'base64').toString() || secret.stringData?.TURN_SECRET).toBe(TURN_SECRET);
+    expect(envNamed(inline, 'TURN_SECRET')).toEqual({ name: 'TURN_SECRET', valueFrom: { secretKeyRef: { name: secret.metadata.name, key: 'TURN_SECRET' } } });
+    expect(envNamed(inline, 'TURN_URLS')?.value).toBe(TURN_URLS.join(','));
+    expect(envNamed(inline, 'TURN_TTL_S')?.value).toBe('900');
+    expect(JSON.stringify(find(inline, 'Deployment'))).not.toContain(TURN_SECRET);
+    // What the pod would run with (the secret as Kubernetes resolves the secretKeyRef): the app's TURN config.
+    const podEnv: Record<string, string> = { JWT_SECRET: SECRET, TURN_SECRET };
+    for (const e of env(inline)) if (e.value !== undefined) podEnv[e.name] = e.value;
+    expect(loadConfig(podEnv).config.turn).toEqual({ secret: TURN_SECRET, urls: TURN_URLS, ttlSeconds: 900 });
+
+    // A Secret you manage, under any key name; the chart's Secret then holds no TURN_SECRET.
+    const existing = render({ 'jwt.existingSecret': 'jwt-keys', 'turn.existingSecret': 'coturn', 'turn.existingSecretKey': 'static-auth-secret' }, urls);
+    expect(envNamed(existing, 'TURN_SECRET')).toEqual({ name: 'TURN_SECRET', valueFrom: { secretKeyRef: { name: 'coturn', key: 'static-auth-secret' } } });
+    expect(envNamed(existing, 'TURN_TTL_S')?.value).toBe('3600');
+    expect(existing.some((o) => o.kind === 'Secret')).toBe(false);
+    expect(schemaProblems([...inline, ...existing])).toEqual([]);
+
+    // Half a setup fails the render, naming what is missing (the gateway would refuse to start with it).
+    expect(() => render({ 'jwt.secret': SECRET }, urls)).toThrow(/turn.urls is set without turn.secret or turn.existingSecret/);
+    expect(() => render({ 'jwt.secret': SECRET, 'turn.secret': TURN_SECRET })).toThrow(/is set without turn.urls/);
   });
 
   it('exposes the public port through the Service and the Ingress, and the internal one only inside the cluster', () => {
@@ -132,6 +163,7 @@ describe('the Helm chart, rendered', () => {
     expect(idp).toContain('kubectl -n prod port-forward svc/rt-realtime-gateway-internal 9090:9090');
     expect(idp).not.toMatch(/Ingress/);
     expect(notes([`jwt.secret=${SECRET}`, 'jwt.existingSecret=keys'])).toMatch(/jwt.secret is ignored/);
+    expect(notes([`jwt.secret=${SECRET}`, `turn.secret=${TURN_SECRET}`, 'turn.existingSecret=coturn', 'turn.urls={turn:turn.example.com}'])).toMatch(/turn.secret is ignored/);
   });
 
   it('renders the PodDisruptionBudget by default and an autoscaling/v2 HPA when asked', () => {

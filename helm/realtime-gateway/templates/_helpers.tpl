@@ -47,7 +47,21 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* True when the chart must create its Secret. */}}
 {{- define "realtime-gateway.createSecret" -}}
-{{- if or (and (or .Values.jwt.secret .Values.jwt.publicKey .Values.jwt.secretPrevious) (not .Values.jwt.existingSecret)) (and .Values.redis.url (not .Values.redis.existingSecret)) }}true{{- end }}
+{{- if or (and (or .Values.jwt.secret .Values.jwt.publicKey .Values.jwt.secretPrevious) (not .Values.jwt.existingSecret)) (and .Values.redis.url (not .Values.redis.existingSecret)) (and .Values.turn.secret (not .Values.turn.existingSecret)) }}true{{- end }}
+{{- end }}
+
+{{/*
+Half a TURN setup fails the render: the gateway would refuse to start with it (TURN_URLS without TURN_SECRET, or
+the reverse), and a failed install says why at once where a crash-looping pod would not.
+*/}}
+{{- define "realtime-gateway.turnComplete" -}}
+{{- $secret := or .Values.turn.secret .Values.turn.existingSecret }}
+{{- if and .Values.turn.urls (not $secret) }}
+{{- fail "turn.urls is set without turn.secret or turn.existingSecret (the TURN server's static-auth-secret)" }}
+{{- end }}
+{{- if and $secret (not .Values.turn.urls) }}
+{{- fail "turn.secret or turn.existingSecret is set without turn.urls (the turn: / turns: URLs of the TURN server)" }}
+{{- end }}
 {{- end }}
 
 {{/* terminationGracePeriodSeconds: preStop sleep + drain window + grace + a margin. */}}
