@@ -4,6 +4,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { parseArgs } from 'node:util';
 import 'reflect-metadata';
 import WebSocket from 'ws';
+import { claimAdmits } from '../channels/permissions';
+import { builtInNamespaces, loadNamespaces, type NamespaceConfig } from '../config/namespaces';
 import { routeTableOf } from '../upgrade/gateway-registry';
 import { GATEWAYS } from '../gateways';
 
@@ -35,6 +37,43 @@ export function allowedRoles(pathname: string, modules = GATEWAYS): { roles?: st
   return { roles: roles.length ? [...roles] : undefined, endpoint: name };
 }
 
+/**
+ * The namespace rules the doctor checks a token against: CHANNELS_FILE when this shell has it set (the gateway's
+ * own file), otherwise the built-in ones. The doctor has no other way to know the remote gateway's configuration.
+ */
+function namespaces(): { list: NamespaceConfig[]; source: string } {
+  const defaults = { historySize: 10_000, historyTtlMs: 86_400_000, maxPublishBytes: 65_536 };
+  const file = process.env.CHANNELS_FILE;
+  if (file) {
+    const loaded = loadNamespaces(file, defaults);
+    if (loaded.problems.length === 0) return { list: loaded.namespaces, source: `CHANNELS_FILE (${file})` };
+    warn(`CHANNELS_FILE is set here but cannot be used (${loaded.problems[0].problem}); checking against the built-in namespaces`);
+  }
+  return { list: builtInNamespaces(defaults), source: 'the built-in namespaces (set CHANNELS_FILE to check against yours)' };
+}
+
+/** What a path endpoint's channel needs from the token beyond its role: the `channels` claim of `claim` namespaces. */
+function checkChannel(pathname: string, claims: { sub?: unknown; channels?: unknown }): void {
+  const match = routeTableOf(GATEWAYS).match(pathname);
+  const channel = match?.target.channel?.(match.params);
+  if (claims.channels !== undefined && (!Array.isArray(claims.channels) || !claims.channels.every((c) => typeof c === 'string' && c.length > 0 && c.length <= 256))) {
+    bad('the token\'s "channels" claim is not an array of channel names (strings)', 'the server answers 401 token_invalid: issue it as e.g. ["signaling:c-123", "chat:ward-7-*"]');
+    return;
+  }
+  if (!channel) return;
+  const { list, source } = namespaces();
+  const prefix = channel.includes(':') ? channel.slice(0, channel.indexOf(':')) : channel;
+  const ns = list.find((n) => n.name === prefix);
+  if (!ns || ns.subscribe.mode !== 'claim') return;
+  if (claimAdmits(claims.channels as string[] | undefined, channel)) ok(`the token's channels claim names ${channel}`);
+  else {
+    bad(
+      `the token's "channels" claim does not name ${channel}, and ${ns.name} channels need it (per ${source})`,
+      `the server answers 403 forbidden_channel: get a token issued for this channel (development: npm run token -- --role <role> --channel ${channel})`,
+    );
+  }
+}
+
 function checkToken(token: string | undefined, pathname: string): void {
   if (!token) {
     warn('no --token given: the server will answer 401 token_missing');
@@ -42,7 +81,7 @@ function checkToken(token: string | undefined, pathname: string): void {
   }
   const parts = token.split('.');
   if (parts.length !== 3) return bad('the token is not a JWT (expected three dot-separated parts)', 'pass the raw token, without "Bearer "');
-  let claims: { sub?: unknown; role?: unknown; exp?: unknown };
+  let claims: { sub?: unknown; role?: unknown; exp?: unknown; channels?: unknown };
   try {
     claims = JSON.parse(Buffer.from(parts[1], 'base64url').toString('utf8'));
   } catch {
@@ -63,6 +102,7 @@ function checkToken(token: string | undefined, pathname: string): void {
   } else {
     ok(`token for sub "${String(claims.sub)}" with role "${claims.role}" (signature not checked here: the doctor has no key)`);
   }
+  checkChannel(pathname, claims);
 }
 
 function reachable(host: string, port: number, secure: boolean): Promise<'ok' | 'refused' | 'timeout' | 'plain' | string> {
@@ -127,6 +167,7 @@ function explainRefusal({ status, headers, body }: Upgrade): void {
     if (message.includes('repeats the prefix')) info('a doubled prefix: the base URL already ends in that prefix; drop one copy');
     else info(`fix the path${known ? `: the WebSocket paths are ${known}` : ' (see the server\'s message above)'}`);
   } else if (status === 401) info(body?.error === 'token_missing' ? 'pass --token (the doctor sends it as the bearer subprotocol)' : 'get a valid, unexpired token signed with the key the gateway uses');
+  else if (status === 403 && body?.error === 'forbidden_channel') info('the token may not open this channel: its "channels" claim must name it (or a prefix ending in *); get a token issued for it');
   else if (status === 403) info(body?.error === 'forbidden_origin' ? 'add your page origin to ALLOWED_ORIGINS' : 'use a token whose role may use this endpoint');
   else if (status === 409) info('another connection holds this seat or room membership; close it first');
   else if (status === 429 && body?.error === 'too_many_upgrades') {

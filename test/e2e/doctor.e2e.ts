@@ -73,6 +73,21 @@ describe('realtime-gateway doctor', () => {
     expect([forged.code, expired.code, wrongRole.code]).toEqual([1, 1, 1]);
   });
 
+  it('says before connecting that a signaling token does not name the consultation, and decodes the 403 forbidden_channel', async () => {
+    const stranger = await doctor(gw.ws('/ws/signaling/c-77/doctor'), '--token', token({ sub: 'dr', role: 'doctor', channels: ['signaling:c-1'] }));
+    expect(stranger.out).toContain('✗ the token\'s "channels" claim does not name signaling:c-77');
+    expect(stranger.out).toContain('npm run token -- --role <role> --channel signaling:c-77');
+    expect(stranger.out).toContain('HTTP 403 forbidden_channel');
+    expect(stranger.out).toContain('its "channels" claim must name it');
+    expect(stranger.code).toBe(1);
+    const named = await doctor(gw.ws('/ws/signaling/c-77/doctor'), '--token', token({ sub: 'dr', role: 'doctor', channels: ['signaling:c-*'] }));
+    expect(named.out).toContain('✓ the token\'s channels claim names signaling:c-77');
+    expect(named.code).toBe(0);
+    const malformed = await doctor(gw.ws('/ws/chat/lobby'), '--token', token({ sub: 'u', role: 'user', channels: 'chat:lobby' }));
+    expect(malformed.out).toContain('"channels" claim is not an array');
+    expect(malformed.out).toContain('HTTP 401 token_invalid');
+  });
+
   it('points out http:// and wss:// on a plain port', async () => {
     const http = await doctor(gw.http('/api/alerts/subscribe'), '--token', token());
     expect(http.out).toContain('http:// is for the HTTP endpoints; WebSockets use ws://');
