@@ -97,7 +97,7 @@ describe('Helm chart helm/realtime-gateway', () => {
 
   it('ships the optional objects (HPA v2, PDB on by default, ServiceMonitor, Ingress, NetworkPolicy) and warns about replicas without Redis', () => {
     const names = manifests.map((t) => t.name).sort();
-    expect(names).toEqual(['dashboard-configmap.yaml', 'deployment.yaml', 'hpa.yaml', 'ingress.yaml', 'networkpolicy.yaml', 'pdb.yaml', 'secret.yaml', 'service-internal.yaml', 'service.yaml', 'servicemonitor.yaml']);
+    expect(names).toEqual(['channels-configmap.yaml', 'dashboard-configmap.yaml', 'deployment.yaml', 'hpa.yaml', 'ingress.yaml', 'networkpolicy.yaml', 'pdb.yaml', 'secret.yaml', 'service-internal.yaml', 'service.yaml', 'servicemonitor.yaml']);
     expect(manifests.find((t) => t.name === 'hpa.yaml')!.text).toContain('apiVersion: autoscaling/v2');
     expect(values.podDisruptionBudget).toMatchObject({ enabled: true });
     const notes = templates.find((t) => t.name === 'NOTES.txt')!.text;

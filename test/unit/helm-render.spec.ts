@@ -49,6 +49,29 @@ describe('the Helm chart, rendered', () => {
     expect(envNamed(render({ 'jwt.secret': SECRET }, ['-f', file]), 'SLOW_CONSUMER_BYTES')?.value).toBe('4194304');
   });
 
+  it('gives the pods the namespaces of channels.namespaces as CHANNELS_FILE, a file the app loads', () => {
+    const values = join(mkdtempSync(join(tmpdir(), 'rg-values-')), 'values.yaml');
+    writeFileSync(
+      values,
+      ['channels:', '  namespaces:', '    ward:', '      history: { size: 500, ttl_s: 86400 }', '      presence: true', '      join_leave: true', '      subscribe: { mode: claim, roles: [nurse, doctor] }', '      publish: members'].join('\n'),
+    );
+    const objects = render({ 'jwt.secret': SECRET }, ['-f', values]);
+    expect(schemaProblems(objects)).toEqual([]);
+    const configMap = objects.find((o) => o.kind === 'ConfigMap' && o.metadata.name.endsWith('-channels'))!;
+    const path = envNamed(objects, 'CHANNELS_FILE')?.value as string;
+    const mount = container(objects).volumeMounts.find((m: { mountPath: string }) => path.startsWith(`${m.mountPath}/`));
+    const volume = find(objects, 'Deployment').spec.template.spec.volumes.find((v: { name: string }) => v.name === mount.name);
+    expect(volume.configMap.name).toBe(configMap.metadata.name);
+    // What the pod would read at that path, given to the app's own loader.
+    const file = join(mkdtempSync(join(tmpdir(), 'rg-channels-')), path.slice(path.lastIndexOf('/') + 1));
+    writeFileSync(file, configMap.data[path.slice(path.lastIndexOf('/') + 1)]);
+    const ward = loadConfig({ JWT_SECRET: SECRET, CHANNELS_FILE: file }).config.namespaces.find((ns) => ns.name === 'ward');
+    expect(ward).toMatchObject({ historySize: 500, historyTtlMs: 86_400_000, presence: true, subscribe: { mode: 'claim', roles: ['nurse', 'doctor'] }, publish: 'members' });
+    // Without namespaces: no ConfigMap, no variable, the built-in set.
+    const plain = render({ 'jwt.secret': SECRET });
+    expect([plain.some((o) => o.metadata.name.endsWith('-channels')), envNamed(plain, 'CHANNELS_FILE')]).toEqual([false, undefined]);
+  });
+
   it('wires jwt.existingSecret under the variable the app reads, whatever the key is called in the Secret', () => {
     const objects = render({ 'jwt.existingSecret': 'jwt-keys', 'jwt.existingSecretKey': 'jwt-secret' });
     expect(envNamed(objects, 'JWT_SECRET')).toEqual({ name: 'JWT_SECRET', valueFrom: { secretKeyRef: { name: 'jwt-keys', key: 'jwt-secret' } } });
