@@ -16,4 +16,11 @@ const JOIN_NAMESPACE = Buffer.from([0x81, 0x82, 0, 0, 0, 0, 0x34, 0x30]);
 // pingTimeout (45 s), and a long round would measure fewer subscribers than it dialed.
 const PONG = Buffer.from([0x81, 0x81, 0, 0, 0, 0, 0x33]);
 
-module.exports = { upgradeRequest, JOIN_NAMESPACE, PONG };
+/** A masked client text frame (mask key 0, so the payload goes as is), for the frames a load socket sends. */
+function maskedText(text) {
+  const payload = Buffer.from(text);
+  const head = payload.length < 126 ? Buffer.from([0x81, 0x80 | payload.length]) : Buffer.from([0x81, 0x80 | 126, payload.length >> 8, payload.length & 0xff]);
+  return Buffer.concat([head, Buffer.alloc(4), payload]);
+}
+
+module.exports = { upgradeRequest, maskedText, JOIN_NAMESPACE, PONG };

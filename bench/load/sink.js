@@ -3,13 +3,23 @@
 // server it measures. For Socket.IO it also joins the default namespace ("40") after the engine.io open and
 // answers engine.io's pings. In `welcome` mode (the gateway, and bare ws speaking the same protocol) it skips
 // each socket's first frame (the welcome every alerts connection starts with), so only broadcasts count.
+// In `subscribe` mode (the gateway's /ws) each socket sends a subscribe frame per channel of SINK_SUBSCRIBE (a
+// comma list; `{i}` is replaced by the socket's index modulo SINK_CHANNEL_SPREAD, default 100) and counts its
+// `subscribed` answers as the handshake. SINK_TOKENS: a JSON file of one token per socket, put where the URL says
+// TOKEN, so that every connection is its own user (production's shape).
 // IPC: dial -> dialed; expect {total} -> got (once that many frames arrived since the dial); close.
 'use strict';
 const net = require('node:net');
-const { upgradeRequest, JOIN_NAMESPACE, PONG } = require('./handshake');
+const { readFileSync } = require('node:fs');
+const { upgradeRequest, maskedText, JOIN_NAMESPACE, PONG } = require('./handshake');
 const [target, total, mode] = [new URL(process.argv[2]), Number(process.argv[3]), process.argv[4] || 'ws'];
 const CONCURRENCY = 200;
-const request = upgradeRequest(target);
+const tokens = process.env.SINK_TOKENS ? JSON.parse(readFileSync(process.env.SINK_TOKENS, 'utf8')) : undefined;
+const request = tokens ? undefined : upgradeRequest(target);
+const requestFor = (i) => request ?? upgradeRequest(new URL(target.href.replace('TOKEN', tokens[i % tokens.length])));
+const subscribeTo = process.env.SINK_SUBSCRIBE ? process.env.SINK_SUBSCRIBE.split(',') : [];
+const spread = Number(process.env.SINK_CHANNEL_SPREAD || 100);
+const subscribeFrames = (i) => Buffer.concat(subscribeTo.map((c) => maskedText(JSON.stringify({ type: 'subscribe', channel: c.replace('{i}', String(i % spread)) }))));
 
 const sockets = [];
 let frames = 0;
@@ -72,6 +82,7 @@ function dialOne(done) {
   let upgraded = false;
   let handshakeFrames = 0;
   let welcomed = mode !== 'welcome';
+  let subscribed = 0;
   const settle = (ok) => {
     if (ok) { ready++; sockets.push(socket); } else { failed++; socket.destroy(); }
     if (ready + failed === total) done();
@@ -85,6 +96,10 @@ function dialOne(done) {
       if (handshakeFrames === 2) settle(true);
       return;
     }
+    if (mode === 'subscribe' && subscribed < subscribeTo.length) {
+      if (++subscribed === subscribeTo.length) settle(true);
+      return;
+    }
     if (!welcomed) {
       welcomed = true;
       return;
@@ -92,7 +107,7 @@ function dialOne(done) {
     frames++;
     if (frames >= target_ && onTarget) { const f = onTarget; onTarget = undefined; f(); }
   }, () => mode === 'socketio' && socket.write(PONG));
-  socket.on('connect', () => socket.write(request));
+  socket.on('connect', () => socket.write(requestFor(i)));
   socket.on('data', (chunk) => {
     if (upgraded) return count(chunk);
     head += chunk.toString('latin1');
@@ -100,7 +115,8 @@ function dialOne(done) {
     if (end === -1) return;
     if (!head.startsWith('HTTP/1.1 101')) return settle(false);
     upgraded = true;
-    if (mode !== 'socketio') settle(true);
+    if (mode === 'subscribe') socket.write(subscribeFrames(i));
+    else if (mode !== 'socketio') settle(true);
     const rest = chunk.subarray(chunk.length - (head.length - end - 4));
     if (rest.length) count(rest);
   });

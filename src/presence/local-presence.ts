@@ -1,12 +1,14 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/config';
-import { ownerOf, releaseOnce, UserCounts, type ClaimResult, type NodeInfo, type Presence, type SlotResult } from './presence';
+import { ownerOf, releaseOnce, sharedMember, UserCounts, type ClaimResult, type NodeInfo, type Presence, type ShareResult, type SlotResult } from './presence';
 
 /** Embedded mode: one process is the whole deployment, so presence is a few maps (and no node ever dies). */
 @Injectable()
 export class LocalPresence implements Presence {
   private readonly slots = new UserCounts();
   private readonly groups = new Map<string, Map<string, string>>();
+  /** Shared memberships per group and user (`<group>\0<user>` → member keys): who joins first, who leaves last. */
+  private readonly shared = new Map<string, Set<string>>();
 
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
 
@@ -31,6 +33,33 @@ export class LocalPresence implements Presence {
         if (current?.get(member) !== owner) return;
         current.delete(member);
         if (current.size === 0) this.groups.delete(group);
+      },
+    };
+  }
+
+  async share(group: string, user: string, connectionId: string): Promise<ShareResult> {
+    const member = sharedMember(user, connectionId);
+    let members = this.groups.get(group);
+    if (!members) this.groups.set(group, (members = new Map()));
+    members.set(member, ownerOf(this.config.nodeId, connectionId));
+    const key = `${group}\u0000${user}`;
+    let connections = this.shared.get(key);
+    if (!connections) this.shared.set(key, (connections = new Set()));
+    connections.add(member);
+    const first = connections.size === 1 && !members.has(user);
+    let released = false;
+    return {
+      first,
+      release: async () => {
+        if (released) return false;
+        released = true;
+        const current = this.groups.get(group);
+        current?.delete(member);
+        if (current?.size === 0) this.groups.delete(group);
+        const left = this.shared.get(key);
+        left?.delete(member);
+        if (left?.size === 0) this.shared.delete(key);
+        return !left?.size && !current?.has(user);
       },
     };
   }

@@ -8,6 +8,8 @@ import { Script } from '../redis/script';
  *   P:node:<id>:holds    set of what that node registered: "c\0<group>\0<member>" or "u\0<user>"
  *   P:claims:<group>     hash member -> "<node>|<connection>"
  *   P:conns:<user>       hash node -> open connections of that user on that node
+ *   P:shared:<group>\0<user>  set of that user's shared member keys in the group (`<user>\x1f<connection>`):
+ *                        the first SADD and the last SREM decide join and leave; deleted by Redis when empty
  * Scripts read other nodes' liveness keys by name: allowed on Redis Cluster because they share the slot.
  */
 
@@ -51,6 +53,8 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     local owner = redis.call('HGET', key, member)
     if owner and string.sub(owner, 1, #mine) == mine then
       redis.call('HDEL', key, member)
+      local user = string.match(member, '^(.*)\\31[^\\31]*$')
+      if user then redis.call('SREM', ARGV[2] .. ':shared:' .. group .. '\\0' .. user, member) end
       table.insert(gone, group)
       table.insert(gone, member)
       table.insert(gone, owner)
@@ -80,6 +84,27 @@ export const RELEASE = new Script(`
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
 redis.call('SREM', KEYS[2], ARGV[3])
 return 1
+`);
+
+/**
+ * KEYS: claims hash, my holds set, the user's shared set. ARGV: member, owner, holds entry, user. A shared
+ * membership: returns 1 when no other connection of the user (nor its exclusive claim) holds the group.
+ */
+export const SHARE = new Script(`
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('SADD', KEYS[2], ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[1])
+if redis.call('SCARD', KEYS[3]) == 1 and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 0 then return 1 end
+return 0
+`);
+
+/** KEYS, ARGV: as SHARE. Ends it (if still ours); returns 1 when it was the user's last hold on the group. */
+export const UNSHARE = new Script(`
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then redis.call('HDEL', KEYS[1], ARGV[1]) end
+redis.call('SREM', KEYS[2], ARGV[3])
+redis.call('SREM', KEYS[3], ARGV[1])
+if redis.call('SCARD', KEYS[3]) == 0 and redis.call('HEXISTS', KEYS[1], ARGV[4]) == 0 then return 1 end
+return 0
 `);
 
 /** KEYS: claims hash. ARGV: prefix. Members whose holder's node is live: {member, owner, ...}. */

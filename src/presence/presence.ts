@@ -7,6 +7,29 @@ export interface Claim {
 }
 
 export type ClaimResult = { ok: true; release: () => void } | { ok: false; holder: string };
+/**
+ * A membership several connections of one user may hold at once (`/ws` subscribers of a presence namespace).
+ * `first`: no other connection of that user (nor its exclusive claim) holds the group; release() resolves true
+ * when this was the last. Both decided atomically by the storage, so a user joins once and leaves once however
+ * its connections come and go, on any replica.
+ */
+export type ShareResult = { first: boolean; release: () => Promise<boolean> };
+
+/**
+ * The member key of a shared membership: `<user><SHARED_SEP><connection id>`. A connection id never holds the
+ * separator, so the last one splits it; an exclusive claim's member is the bare user (or a seat).
+ */
+export const SHARED_SEP = '\u001f';
+
+export function sharedMember(user: string, connectionId: string): string {
+  return `${user}${SHARED_SEP}${connectionId}`;
+}
+
+/** The user a member key names. */
+export function memberUser(member: string): string {
+  const at = member.lastIndexOf(SHARED_SEP);
+  return at === -1 ? member : member.slice(0, at);
+}
 export type SlotResult = { ok: true; release: () => void } | { ok: false; open: number };
 
 /**
@@ -23,6 +46,8 @@ export interface Presence {
    * claimed it meanwhile). Rejects with BrokerUnavailableError while Redis is down.
    */
   claim(group: string, member: string, connectionId: string, onLost?: () => void): Promise<ClaimResult>;
+  /** Joins `group` for one connection of `user` (see ShareResult). Rejects while Redis is down. */
+  share(group: string, user: string, connectionId: string): Promise<ShareResult>;
   /** The members of a group and their holders. Rejects while Redis is down. */
   members(group: string): Promise<Map<string, string>>;
   /** Claims that vanished because their node died (after about the TTL), delivered on every node. */

@@ -3,8 +3,8 @@ import { BROKER, BrokerUnavailableError, type Broker } from '../channels/broker'
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { RedisConnections } from '../redis/redis-connections';
-import { ownerOf, releaseOnce, UserCounts, type Claim, type ClaimResult, type NodeInfo, type Presence, type SlotResult } from './presence';
-import { ACQUIRE_SLOT, CLAIM, HEARTBEAT, MEMBERS, REAP, RELEASE, RELEASE_SLOT, SET_SLOTS } from './presence-scripts';
+import { ownerOf, releaseOnce, sharedMember, UserCounts, type Claim, type ClaimResult, type NodeInfo, type Presence, type ShareResult, type SlotResult } from './presence';
+import { ACQUIRE_SLOT, CLAIM, HEARTBEAT, MEMBERS, REAP, RELEASE, RELEASE_SLOT, SET_SLOTS, SHARE, UNSHARE } from './presence-scripts';
 
 /** Bus channel on which the node that reaped a dead node tells every node what vanished. */
 export const PRESENCE_CHANNEL = 'presence';
@@ -16,6 +16,8 @@ interface NodeGone {
 
 interface Held extends Claim {
   onLost?: () => void;
+  /** A shared membership of this user (SHARE / UNSHARE keep its shared set too). */
+  user?: string;
 }
 
 const SEP = '\0';
@@ -37,7 +39,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   private readonly unsynced = new Set<string>();
   private readonly held = new Map<string, Held>();
   /** Claims released while Redis was unreachable: they must not linger there and block others. */
-  private readonly unreleased = new Map<string, Claim>();
+  private readonly unreleased = new Map<string, Claim & { user?: string }>();
   private readonly listeners = new Set<(node: string, claims: Claim[]) => void>();
   /** Told after each successful resync (start, and every reconnect): what lives in memory is written back then. */
   private readonly resynced = new Set<() => void>();
@@ -133,6 +135,37 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
         void this.release({ group, member, owner });
       },
     };
+  }
+
+  async share(group: string, user: string, connectionId: string): Promise<ShareResult> {
+    const member = sharedMember(user, connectionId);
+    const owner = ownerOf(this.nodeId, connectionId);
+    const id = `${group}${SEP}${member}`;
+    const first = await this.available(() =>
+      SHARE.run(this.redis.command, [this.key('claims', group), this.holdsKey(this.nodeId), this.sharedKey(group, user)], [member, owner, `c${SEP}${id}`, user]),
+    );
+    this.held.set(id, { group, member, owner, user });
+    return {
+      first: first === 1,
+      release: async () => {
+        if (this.held.get(id)?.owner !== owner) return false;
+        this.held.delete(id);
+        try {
+          if (!this.up()) throw new BrokerUnavailableError();
+          const last = await UNSHARE.run(this.redis.command, [this.key('claims', group), this.holdsKey(this.nodeId), this.sharedKey(group, user)], [member, owner, `c${SEP}${id}`, user]);
+          return last === 1;
+        } catch {
+          // Written when Redis is back (resync); nobody is told of a leave that could not be decided.
+          this.unreleased.set(id, { group, member, owner, user });
+          return false;
+        }
+      },
+    };
+  }
+
+  /** The set of a user's shared member keys in a group (same slot as every presence key: the `{P}` tag). */
+  private sharedKey(group: string, user: string): string {
+    return `${this.prefix}:shared:${group}${SEP}${user}`;
   }
 
   async members(group: string): Promise<Map<string, string>> {
@@ -342,6 +375,11 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
       }
       await this.beat();
       for (const [id, held] of this.held) {
+        if (held.user !== undefined) {
+          // A shared membership is never taken over: written back as it is (its set with it).
+          await SHARE.run(this.redis.command, [this.key('claims', held.group), this.holdsKey(this.nodeId), this.sharedKey(held.group, held.user)], [held.member, held.owner, `c${SEP}${id}`, held.user]);
+          continue;
+        }
         const holder = await CLAIM.run(this.redis.command, [this.key('claims', held.group), this.holdsKey(this.nodeId)], [
           held.member,
           held.owner,
@@ -355,6 +393,11 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
         }
       }
       for (const [id, claim] of this.unreleased) {
+        if (claim.user !== undefined) {
+          await UNSHARE.run(this.redis.command, [this.key('claims', claim.group), this.holdsKey(this.nodeId), this.sharedKey(claim.group, claim.user)], [claim.member, claim.owner, `c${SEP}${id}`, claim.user]);
+          this.unreleased.delete(id);
+          continue;
+        }
         await RELEASE.run(this.redis.command, [this.key('claims', claim.group), this.holdsKey(this.nodeId)], [claim.member, claim.owner, `c${SEP}${id}`]);
         this.unreleased.delete(id);
       }

@@ -6,7 +6,8 @@ import { CloseCode } from '../connection/close-codes';
 import type { Connection } from '../connection/connection';
 import { FrameError } from '../connection/frames';
 import { LOGGER, type Logger } from '../logging/logger';
-import { PRESENCE, type Presence } from '../presence/presence';
+import { memberUser, PRESENCE, type Presence } from '../presence/presence';
+
 
 /**
  * What a feature says about its rooms (`chat`, `signaling`): how a member is named (chat: the user; signaling:
@@ -26,19 +27,6 @@ export interface RoomPolicy {
    * observer, never a member.
    */
   readonly seats?: boolean;
-}
-
-/**
- * A `/ws` subscriber's membership is per connection (a user may hold a room from several devices): its member
- * key is `<sub><SEP><connection id>`, and the room's users are the keys with the suffix removed. A path
- * endpoint's member is the bare `sub` (one per user per room, 409 duplicate_user).
- */
-const SEP = '\u001f';
-
-/** The user a member key names (connection ids never hold SEP, so the last one splits). */
-export function memberUser(member: string): string {
-  const at = member.lastIndexOf(SEP);
-  return at === -1 ? member : member.slice(0, at);
 }
 
 /** The room's users and how many connections each holds it with. */
@@ -142,15 +130,14 @@ export class Rooms implements OnModuleDestroy {
    * leaveShared() or the close announces the leave (when it was the user's last) before releasing.
    */
   async joinShared(conn: Connection, channel: string): Promise<void> {
-    const member = `${conn.user.sub}${SEP}${conn.id}`;
-    const result = await this.available(() => this.presence.claim(channel, member, conn.id));
-    if (!result.ok) return; // the same connection twice: already a member
+    const user = conn.user.sub;
+    const { first, release } = await this.available(() => this.presence.share(channel, user, conn.id));
     let left = false;
     const leave = async () => {
       if (left) return;
       left = true;
-      await this.announceUser(channel, 'leave', conn.user.sub, member);
-      result.release();
+      // Released first, atomically told whether it was the user's last hold: one leave however many connections.
+      if (await release()) await this.announceUser(channel, 'leave', user);
     };
     let mine = this.shared.get(conn);
     if (!mine) {
@@ -162,7 +149,7 @@ export class Rooms implements OnModuleDestroy {
       });
     }
     mine.set(channel, leave);
-    await this.announceUser(channel, 'join', conn.user.sub, member);
+    if (first) await this.announceUser(channel, 'join', user);
   }
 
   /** Ends a `/ws` subscriber's membership (unsubscribe). */
@@ -200,19 +187,12 @@ export class Rooms implements OnModuleDestroy {
     return policy ? (event, member, members) => policy.announcement(event, member, members) : genericAnnouncement;
   }
 
-  /**
-   * A user's join or leave through one of its `/ws` connections: announced only when no other connection of that
-   * user holds the room (its first join, its last leave), with the room's users.
-   */
-  private async announceUser(room: string, event: 'join' | 'leave', user: string, member: string): Promise<void> {
+  /** A user's first join or last leave through its `/ws` connections, told with the room's users. */
+  private async announceUser(room: string, event: 'join' | 'leave', user: string): Promise<void> {
     if (!this.hub.namespaces.of(room)?.joinLeave) return;
     try {
-      const members = await this.presence.members(room);
-      if (event === 'leave') members.delete(member);
-      const users = usersOf(members.keys());
-      if (event === 'join' ? users.get(user) !== 1 : users.has(user)) return;
-      const payload = this.announcementOf(room)(event, user, [...users.keys()].sort());
-      await this.hub.publish(room, payload, { history: false });
+      const users = [...usersOf((await this.presence.members(room)).keys()).keys()].sort();
+      await this.hub.publish(room, this.announcementOf(room)(event, user, users), { history: false });
     } catch (error) {
       this.log.warn({ event: 'announce_failed', channel: channelKind(room), type: event, err: (error as Error).message }, 'could not tell the room');
     }

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { BROKER, type Broker } from '../channels/broker';
 import { ChannelHub } from '../channels/channel-hub';
-import { memberUser } from '../rooms/rooms';
+import { memberUser } from '../presence/presence';
 import type { NamespaceConfig } from '../channels/namespaces';
 import { channelKind, isObject } from '../channels/publication';
 import { APP_CONFIG, type AppConfig } from '../config/config';

@@ -31,7 +31,7 @@ describe.each(modes)('permissions per channel, %s', (_mode, deploy) => {
   const open: TestClient[] = [];
   let n = 0;
   beforeAll(async () => {
-    d = await deploy({ CHANNELS_FILE: channelsFile(CLAIMED_CHAT) });
+    d = await deploy({ CHANNELS_FILE: channelsFile(CLAIMED_CHAT), LOG_LEVEL: 'debug' });
   });
   afterAll(async () => {
     for (const client of open) client.ws.terminate();
@@ -83,6 +83,17 @@ describe.each(modes)('permissions per channel, %s', (_mode, deploy) => {
     const stranger = await refusal(d.ws(1, `/ws/chat/${room}?since=0-0`), bearer({ sub: 'eve', role: 'user' }));
     expect([stranger.status, stranger.body.error]).toEqual([403, 'forbidden_channel']);
     expect(stranger.body.message).not.toContain('secret');
+  });
+
+  it('never writes a token or a claim set to a log line (embedded: the logs are captured)', async () => {
+    if (d.mode !== 'embedded') return expect(d.mode).toBe('cluster');
+    const secretClaim = `signaling:claim-${fresh('s')}`;
+    const jwt = token({ sub: 'dr-log', role: 'doctor', channels: [secretClaim] });
+    await refusal(d.ws(0, '/ws/signaling/not-mine/doctor'), { protocols: ['bearer', jwt] });
+    const raw = (d as unknown as { gateway: { rawLogs: string[] } }).gateway.rawLogs.join('\n');
+    expect(raw).toContain('forbidden_channel'); // the refusal is logged ...
+    expect(raw).not.toContain(jwt); // ... without the token
+    expect(raw).not.toContain(secretClaim); // ... or the claims
   });
 
   it('refuses a token whose channels claim is not an array of strings with 401 token_invalid', async () => {

@@ -147,6 +147,36 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
     await subscribe(client, 'news:now');
   });
 
+  it('answers 10,000 subscribe frames with the limit and one error each, bounded, the connection still serving', async () => {
+    const client = await ws(0, { sub: 'flooder', role: 'user' });
+    let errors = 0;
+    // In batches the client reads as it goes: one that never reads is a slow consumer (closed 1013, documented).
+    for (let batch = 0; batch < 20; batch++) {
+      for (let i = batch * 500; i < (batch + 1) * 500; i++) client.send({ type: 'subscribe', channel: `news:n-${i}` });
+      await errorFor(client, `news:n-${(batch + 1) * 500 - 1}`);
+      errors += 1 + client.frames.filter((f: any) => f.type === 'error' && f.payload.code === 'too_many_subscriptions').length;
+      client.frames.splice(0, client.frames.length, ...client.frames.filter((f: any) => f.type !== 'error'));
+    }
+    expect(errors).toBe(9995);
+    for (let i = 0; i < 5; i++) expect(await forChannel(client, 'subscribed', `news:n-${i}`)).toEqual({ type: 'subscribed', channel: `news:n-${i}` });
+    const sent = await publish('news:n-4', { still: 'here' });
+    expect(sent.status).toBe(202);
+    expect(await forChannel(client, 'publication', 'news:n-4')).toMatchObject({ data: { still: 'here' } });
+  });
+
+  it("answers a since from another channel with recovered:false and replays nothing of it", async () => {
+    const [a, b] = [`ward:${fresh('a')}`, `ward:${fresh('b')}`];
+    const client = await ws(0, { sub: 'nurse-4', role: 'nurse', channels: ['ward:*'] });
+    const first = await subscribe(client, a);
+    const sent = await publish(a, { n: 1 });
+    await forChannel(client, 'publication', a);
+    await publish(b, { n: 2 });
+    client.send({ type: 'subscribe', channel: b, since: sent.body.id, epoch: first.epoch });
+    await forChannel(client, 'subscribed', b);
+    expect(await forChannel(client, 'resumed', b)).toEqual({ type: 'resumed', channel: b, recovered: false });
+    expect(client.frames.filter((f: any) => f.channel === b && f.type === 'publication')).toEqual([]);
+  });
+
   it('answers a resume on a live-only channel with recovered:false after subscribed (no positions to prove)', async () => {
     const client = await ws(1, { sub: 'reader-2', role: 'user' });
     client.send({ type: 'subscribe', channel: 'news:live', since: '1700000000000-0' });

@@ -64,7 +64,7 @@ describe('the Helm chart, rendered', () => {
     expect(volume.configMap.name).toBe(configMap.metadata.name);
     // What the pod would read at that path, given to the app's own loader.
     const file = join(mkdtempSync(join(tmpdir(), 'rg-channels-')), path.slice(path.lastIndexOf('/') + 1));
-    writeFileSync(file, configMap.data[path.slice(path.lastIndexOf('/') + 1)]);
+    writeFileSync(file, configMap.data![path.slice(path.lastIndexOf('/') + 1)]);
     const ward = loadConfig({ JWT_SECRET: SECRET, CHANNELS_FILE: file }).config.namespaces.find((ns) => ns.name === 'ward');
     expect(ward).toMatchObject({ historySize: 500, historyTtlMs: 86_400_000, presence: true, subscribe: { mode: 'claim', roles: ['nurse', 'doctor'] }, publish: 'members' });
     // Without namespaces: no ConfigMap, no variable, the built-in set.
