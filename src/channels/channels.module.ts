@@ -4,6 +4,7 @@ import { ChannelHub } from './channel-hub';
 import { MESSAGE_LIMITS, MessageLimits } from './message-limits';
 import { NamespaceRegistry } from './namespaces';
 import { ChannelPermissions } from './permissions';
+import { SubscribeProxy } from './subscribe-proxy';
 
 /** The channel core every feature uses; the broker behind it comes from the mode module. */
 @Global()
@@ -12,6 +13,7 @@ import { ChannelPermissions } from './permissions';
     ChannelHub,
     NamespaceRegistry,
     ChannelPermissions,
+    SubscribeProxy,
     {
       provide: MESSAGE_LIMITS,
       inject: [APP_CONFIG],

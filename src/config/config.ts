@@ -232,6 +232,17 @@ export interface AppConfig {
   maxSubscriptionsPerConnection: number;
   /** TURN_SECRET and TURN_URLS both set: signaling connections start with an `ice-servers` frame. */
   turn?: TurnConfig;
+  /** The backend asked about `proxy` namespaces (SUBSCRIBE_PROXY_URL); undefined when none is configured. */
+  subscribeProxy?: SubscribeProxyConfig;
+}
+
+/** SUBSCRIBE_PROXY_URL, PROXY_SECRET, PROXY_TIMEOUT_MS. The secret is never logged or shown. */
+export interface SubscribeProxyConfig {
+  url: string;
+  /** Sent as `Authorization: Bearer <secret>`, so the backend knows the question comes from the gateway. */
+  secret: string;
+  /** No complete answer within this long refuses the subscribe (503 proxy_unavailable). */
+  timeoutMs: number;
 }
 
 export interface ConfigProblem {
@@ -364,6 +375,16 @@ const envSchema = z.object({
   // At least a minute: a credential must outlive ICE gathering on a slow network and some clock skew between
   // the gateway and the TURN server. At most a week: how long a leaked credential can open relays.
   TURN_TTL_S: int(60, 604_800, 3600),
+  SUBSCRIBE_PROXY_URL: z.preprocess(blankIsUnset, httpUrl('a backend endpoint such as https://auth.internal/realtime/subscribe').optional()),
+  // Sent in a header: a space, a control character or a trailing newline (a secret file written with echo)
+  // would make every request invalid, and so every proxy subscribe a 503.
+  PROXY_SECRET: z.preprocess(
+    blankIsUnset,
+    z.string().regex(/^[\x21-\x7e]{1,4096}$/, 'must be printable ASCII without spaces or line breaks (it is sent as Authorization: Bearer <PROXY_SECRET>; a trailing newline from a secret file?)').optional(),
+  ),
+  // 50 ms: less is shorter than a round trip inside most clusters; 30 s: a client waits this long for its
+  // subscribe (or upgrade) to be answered, and longer only holds sockets open for a backend that is down.
+  PROXY_TIMEOUT_MS: int(50, 30_000, 2000),
 });
 
 /** The non-empty entries of a comma list. */
@@ -600,9 +621,26 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
   // After the variables it takes defaults from: a file is only read once they are good.
   const channels = history.success ? loadNamespaces(env.CHANNELS_FILE, { historySize: history.data!, historyTtlMs: env.HISTORY_TTL_MS, maxPublishBytes: env.MAX_PUBLISH_BYTES }) : undefined;
   if (channels) problems.push(...channels.problems);
+  if (env.SUBSCRIBE_PROXY_URL && !env.PROXY_SECRET) {
+    problems.push({ variable: 'PROXY_SECRET', problem: 'is required when SUBSCRIBE_PROXY_URL is set: the backend checks it (Authorization: Bearer <PROXY_SECRET>); set a random string, e.g. openssl rand -hex 32' });
+  }
+  const proxied = channels?.namespaces.filter((ns) => ns.subscribe.mode === 'proxy') ?? [];
+  if (!env.SUBSCRIBE_PROXY_URL) {
+    // Such a namespace would admit nobody (never admitted without an answer): better not to start.
+    for (const ns of proxied) {
+      problems.push({
+        variable: 'CHANNELS_FILE',
+        problem: `namespaces.${ns.name}.subscribe.mode: proxy needs SUBSCRIBE_PROXY_URL, which is not set; set SUBSCRIBE_PROXY_URL and PROXY_SECRET, or use mode any or claim`,
+      });
+    }
+  }
   if (problems.length > 0 || !built || !history.success || !channels) throw new ConfigError(problems);
   const { jwt, warnings } = built;
   warnings.push(...channels.warnings);
+  if (env.SUBSCRIBE_PROXY_URL && proxied.length === 0) {
+    warnings.push('SUBSCRIBE_PROXY_URL is set, but no namespace has subscribe mode proxy (CHANNELS_FILE), so it is never asked. Give the namespaces it should admit { subscribe: { mode: proxy } }.');
+  }
+  if (env.PROXY_SECRET && !env.SUBSCRIBE_PROXY_URL) warnings.push('PROXY_SECRET is set without SUBSCRIBE_PROXY_URL: it is not used.');
   warnings.push(...nearMisses(source));
   const turnUrls = commaList(env.TURN_URLS);
   if (env.TURN_SECRET && !turnUrls.some((url) => url.startsWith('turn'))) {
@@ -645,6 +683,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     namespaces: channels.namespaces,
     maxSubscriptionsPerConnection: env.MAX_SUBSCRIPTIONS_PER_CONNECTION,
     turn: env.TURN_SECRET && env.TURN_URLS ? { secret: env.TURN_SECRET, urls: turnUrls, ttlSeconds: env.TURN_TTL_S } : undefined,
+    subscribeProxy: env.SUBSCRIBE_PROXY_URL ? { url: env.SUBSCRIBE_PROXY_URL, secret: env.PROXY_SECRET!, timeoutMs: env.PROXY_TIMEOUT_MS } : undefined,
   };
   return { config, warnings };
 }

@@ -78,6 +78,12 @@ export class Metrics {
     labelNames: ['channel'] as const,
     registers: [this.registry],
   });
+  readonly proxyRequests = new Counter({
+    name: 'ws_proxy_requests_total',
+    help: 'Questions to the subscribe proxy (SUBSCRIBE_PROXY_URL), by result: allowed, denied, error, timeout',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly deliverySeconds = new Histogram({
     name: 'ws_delivery_seconds',
     help: 'Time from publish to the message being written to the local sockets',

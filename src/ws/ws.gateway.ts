@@ -2,7 +2,7 @@ import { Inject } from '@nestjs/common';
 import { ConnectedSocket, MessageBody, SubscribeMessage, type OnGatewayConnection } from '@nestjs/websockets';
 import { BrokerUnavailableError } from '../channels/broker';
 import { ChannelHub, type AttachFrames } from '../channels/channel-hub';
-import { ChannelPermissions } from '../channels/permissions';
+import { ChannelPermissions, ProxyQuestion, type ChannelRefusal } from '../channels/permissions';
 import { channelKind } from '../channels/publication';
 import { parseStreamId } from '../channels/stream-id';
 import { APP_CONFIG, type AppConfig } from '../config/config';
@@ -28,9 +28,23 @@ const WS_ATTACH_FRAMES: AttachFrames = {
 };
 
 /**
+ * A channel being admitted (a `proxy` namespace's backend deciding) or attached: resolves, never rejects, with the
+ * error frame that ended it, if one did.
+ */
+type Pending = Promise<FrameError | undefined>;
+
+/**
+ * A refused channel as its error frame. `forbidden_role` is a path endpoint's code; on /ws every refusal of a
+ * channel for who the user is has one code, `forbidden_channel` (SPEC v3 list).
+ */
+function refusalFrame(refusal: ChannelRefusal, channel: string): FrameError {
+  return new FrameError(refusal.code === 'forbidden_role' ? 'forbidden_channel' : refusal.code, refusal.message, channel);
+}
+
+/**
  * `/ws`: one connection, many channels (SPEC v3). Any valid token connects; each channel is admitted by its
- * namespace as the path endpoints are (roles, `claim`, `user:<sub>`), and a refusal is an error frame for that
- * channel: the connection stays. Deliveries are the channel vocabulary (`publication`, `join`, `leave`, …), each
+ * namespace as the path endpoints are (roles, `claim`, `user:<sub>`, the subscribe proxy), and a refusal is an
+ * error frame for that channel: the connection stays. Deliveries are the channel vocabulary (`publication`, `join`, `leave`, …), each
  * naming its channel, with the same promise per channel as the path endpoints: resume with `since` and `epoch`
  * gets every message once and in order, or `recovered:false`.
  */
@@ -41,7 +55,7 @@ export class WsGateway implements OnGatewayConnection {
    * Each connection's channels: true once attached, or the attach still running (a second subscribe or a publish
    * waits for it; an unsubscribe meanwhile removes it, and the attach then ends without starting delivery).
    */
-  private readonly held = new WeakMap<Connection, Map<string, Promise<void> | true>>();
+  private readonly held = new WeakMap<Connection, Map<string, Pending | true>>();
 
   constructor(
     private readonly hub: ChannelHub,
@@ -53,7 +67,7 @@ export class WsGateway implements OnGatewayConnection {
 
   handleConnection(conn: Connection): void {
     conn.multiplexed = true;
-    const channels = new Map<string, Promise<void> | true>();
+    const channels = new Map<string, Pending | true>();
     this.held.set(conn, channels);
     conn.onClose(() => {
       for (const channel of channels.keys()) this.metrics.subscriptionsActive.labels(channelKind(channel)).dec();
@@ -65,22 +79,25 @@ export class WsGateway implements OnGatewayConnection {
   async subscribe(@ConnectedSocket() conn: Connection, @MessageBody() frame: SubscribeFrame): Promise<object | void> {
     const { channel } = frame;
     const channels = this.held.get(conn)!;
-    const refusal = this.permissions.check(conn.user, channel);
-    if (refusal) {
-      // forbidden_role on a path endpoint; on /ws every refusal of a channel is one code (SPEC v3 list).
-      const code = refusal.code === 'forbidden_role' ? 'forbidden_channel' : refusal.code;
-      throw new FrameError(code, refusal.message, channel);
-    }
+    const current = channels.get(channel);
+    // A channel held (or being admitted) was admitted for this same token: neither checked nor asked again.
+    const checked = current === undefined ? this.permissions.checkLocally(conn.user, channel) : undefined;
+    if (checked !== undefined && !(checked instanceof ProxyQuestion)) throw refusalFrame(checked, channel);
     let since: { id: string; epoch?: string } | undefined;
     if (frame.since !== undefined) {
       if (!parseStreamId(frame.since)) throw new FrameError('invalid_message', 'since must be a message id as received, e.g. 1700000000000-0', channel);
       since = { id: frame.since, epoch: frame.epoch };
     }
-    const current = channels.get(channel);
     if (current !== undefined) {
-      // Already held: say so again, deliver nothing twice (SPEC v3).
-      if (current !== true) await current;
-      if (!channels.has(channel)) return;
+      // Already held: say so again, deliver nothing twice (SPEC v3). Still being admitted: wait, and when that
+      // failed, answer with the same error.
+      if (current !== true) {
+        const ended = await current;
+        if (!channels.has(channel)) {
+          if (ended) throw ended;
+          return;
+        }
+      }
       const position = this.hub.keepsHistory(channel) ? this.hub.broker.knownPosition(channel) : undefined;
       return { type: 'subscribed', channel, epoch: position?.epoch, id: position?.id };
     }
@@ -95,14 +112,21 @@ export class WsGateway implements OnGatewayConnection {
     const unprovable = since !== undefined && !this.hub.keepsHistory(channel);
     if (unprovable) since = undefined;
     this.metrics.subscriptionsActive.labels(channelKind(channel)).inc();
-    const attaching = this.hub.attach(conn, [{ channel, since }], WS_ATTACH_FRAMES);
-    if (!attaching) {
-      channels.set(channel, true);
-      await this.becomeMember(conn, channel);
-      return unprovable ? { type: 'resumed', channel, recovered: false } : undefined;
+    // What the map holds while admitting and attaching (see `pending` below).
+    let pending: Pending | undefined = undefined;
+    let attaching: void | Promise<void>;
+    if (checked instanceof ProxyQuestion) {
+      // Held (and counted against the limit) while the backend decides: an unsubscribe meanwhile wins, and a
+      // publish waits for the answer.
+      attaching = this.askThenAttach(conn, channels, channel, since, checked, () => pending);
+    } else {
+      attaching = this.hub.attach(conn, [{ channel, since }], WS_ATTACH_FRAMES);
+      if (!attaching) {
+        channels.set(channel, true);
+        await this.becomeMember(conn, channel);
+        return unprovable ? { type: 'resumed', channel, recovered: false } : undefined;
+      }
     }
-    // What the map holds while attaching (never rejects: a second subscribe waiting on it gets its own answer).
-    let pending: Promise<void> | undefined = undefined;
     const settled = attaching.then(
       () => {
         if (channels.get(channel) !== pending) return false;
@@ -112,13 +136,15 @@ export class WsGateway implements OnGatewayConnection {
       (error: unknown) => {
         if (channels.get(channel) !== pending) return false;
         this.drop(conn, channel);
+        if (error instanceof FrameError) throw error;
         if (error instanceof BrokerUnavailableError) throw new FrameError('unavailable', 'this channel is unreachable right now (Redis is down); subscribe again shortly', channel);
         throw error;
       },
     );
+    // Never rejects: a second subscribe waiting on it gets its own answer (the same error when this one failed).
     pending = settled.then(
       () => undefined,
-      () => undefined,
+      (error: unknown) => (error instanceof FrameError ? error : undefined),
     );
     channels.set(channel, pending);
     // Still held once attached (not unsubscribed meanwhile): a live-only resume is told it proves nothing.
@@ -137,6 +163,24 @@ export class WsGateway implements OnGatewayConnection {
       if (error instanceof FrameError) throw new FrameError(error.code, error.message, channel);
       throw error;
     }
+  }
+
+  /**
+   * A `proxy` channel: one question to the backend, then the attach, unless the channel was unsubscribed (or
+   * the connection closed) while the backend decided: then nothing is attached and nothing said.
+   */
+  private async askThenAttach(
+    conn: Connection,
+    channels: Map<string, Pending | true>,
+    channel: string,
+    since: { id: string; epoch?: string } | undefined,
+    question: ProxyQuestion,
+    entry: () => Pending | undefined,
+  ): Promise<void> {
+    const refusal = await question.ask();
+    if (channels.get(channel) !== entry()) return;
+    if (refusal) throw refusalFrame(refusal, channel);
+    await this.hub.attach(conn, [{ channel, since }], WS_ATTACH_FRAMES);
   }
 
   @SubscribeMessage('unsubscribe')

@@ -91,6 +91,7 @@ describe('health, readiness, metrics and logs', () => {
       ws_bus_received_total: ['channel'],
       ws_bus_invalid_total: ['channel'],
       ws_subscriptions_active: ['channel'],
+      ws_proxy_requests_total: ['result'],
       ws_delivery_seconds_bucket: ['le'],
     };
     for (const line of text.split('\n').filter((l) => l.startsWith('ws_'))) {

@@ -1,4 +1,5 @@
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AlertInputSchema } from '../../src/alerts/alert';
 import { ChannelHub } from '../../src/channels/channel-hub';
@@ -7,7 +8,7 @@ import { SIGNALING_FRAMES } from '../../src/signaling/signaling.frames';
 import { WS_FRAMES } from '../../src/ws/ws.frames';
 import { connect, type TestClient } from '../support/clients';
 import { startTestGateway, type TestGateway } from '../support/gateway';
-import { ROOT } from '../support/process';
+import { freePort, ROOT } from '../support/process';
 import { token } from '../support/tokens';
 
 /**
@@ -55,8 +56,18 @@ describe('docs/protocol.md', () => {
   }
 
   beforeAll(async () => {
-    // TURN configured, so signaling connections send their ice-servers frame (no TURN server is needed to build it).
-    gw = await startTestGateway({ LOG_LEVEL: 'warn', TURN_SECRET: 'protocol-doc-turn-secret', TURN_URLS: 'turn:turn.example.com:3478?transport=udp' });
+    // A `proxy` namespace whose backend is down (a closed port), for the proxy_unavailable example.
+    const channelsFile = join(mkdtempSync(join(tmpdir(), 'rt-doc-')), 'channels.yaml');
+    writeFileSync(channelsFile, 'namespaces:\n  ward: { subscribe: { mode: proxy } }\n');
+    gw = await startTestGateway({
+      LOG_LEVEL: 'warn',
+      CHANNELS_FILE: channelsFile,
+      SUBSCRIBE_PROXY_URL: `http://127.0.0.1:${await freePort()}/subscribe`,
+      PROXY_SECRET: 'doc-proxy-secret',
+      // TURN configured, so signaling connections send their ice-servers frame (no TURN server is needed to build it).
+      TURN_SECRET: 'protocol-doc-turn-secret',
+      TURN_URLS: 'turn:turn.example.com:3478?transport=udp',
+    });
     const collect = async (client: TestClient, count: number) => {
       for (let i = 0; i < count; i++) seen.push(await client.next());
     };
@@ -146,6 +157,8 @@ describe('docs/protocol.md', () => {
     const stranger = await connect(gw.ws('/ws'), { protocols: ['bearer', token({ sub: 'x', role: 'doctor' })] });
     clients.push(stranger);
     stranger.send({ type: 'subscribe', channel: 'signaling:c-123' });
+    seen.push(await stranger.ofType('error'));
+    stranger.send({ type: 'subscribe', channel: 'ward:icu-3' });
     seen.push(await stranger.ofType('error'));
   });
 

@@ -100,6 +100,31 @@ describe('configuration', () => {
     expect(fails({ JWT_SECRET_PREVIOUS: 'x'.repeat(40) })).toMatch(/^JWT_SECRET_PREVIOUS: .*needs JWT_SECRET/);
   });
 
+  it('reads the subscribe proxy: URL, a secret it requires, a bounded timeout; never showing the secret', () => {
+    const secret = 'proxy-secret-0123456789abcdef0123456789';
+    const url = 'https://auth.internal/realtime/subscribe';
+    expect(loadConfig({}).config.subscribeProxy).toBeUndefined();
+    expect(loadConfig({ SUBSCRIBE_PROXY_URL: url, PROXY_SECRET: secret }).config.subscribeProxy).toEqual({ url, secret, timeoutMs: 2000 });
+    expect(loadConfig({ SUBSCRIBE_PROXY_URL: url, PROXY_SECRET: secret, PROXY_TIMEOUT_MS: '300' }).config.subscribeProxy?.timeoutMs).toBe(300);
+    // Set, but no namespace asks it: said at start, since nothing else would show it is unused.
+    expect(loadConfig({ SUBSCRIBE_PROXY_URL: url, PROXY_SECRET: secret }).warnings.join('\n')).toContain('no namespace has subscribe mode proxy');
+    expect(loadConfig({ PROXY_SECRET: secret }).warnings.join('\n')).toContain('PROXY_SECRET is set without SUBSCRIBE_PROXY_URL');
+    expect(fails({ SUBSCRIBE_PROXY_URL: url })).toMatch(/^PROXY_SECRET: is required when SUBSCRIBE_PROXY_URL is set/);
+    expect(fails({ SUBSCRIBE_PROXY_URL: 'ftp://auth.internal/x', PROXY_SECRET: secret })).toMatch(/^SUBSCRIBE_PROXY_URL: must be an http\(s\) URL without credentials/);
+    expect(fails({ SUBSCRIBE_PROXY_URL: 'https://u:hunter2@auth.internal/x', PROXY_SECRET: secret })).not.toContain('hunter2');
+    const newline = fails({ SUBSCRIBE_PROXY_URL: url, PROXY_SECRET: `${secret}\n` });
+    expect(newline).toMatch(/^PROXY_SECRET: must be printable ASCII without spaces or line breaks/);
+    expect(newline).not.toContain(secret);
+    expect(fails({ SUBSCRIBE_PROXY_URL: url, PROXY_SECRET: secret, PROXY_TIMEOUT_MS: '10' })).toMatch(/^PROXY_TIMEOUT_MS: must be at least 50 \(got "10"\)/);
+    expect(fails({ SUBSCRIBE_PROXY_URL: url, PROXY_SECRET: secret, PROXY_TIMEOUT_MS: '60000' })).toMatch(/^PROXY_TIMEOUT_MS: must be at most 30000/);
+    // Every bad one at once, one line each.
+    expect(fails({ SUBSCRIBE_PROXY_URL: 'nope', PROXY_SECRET: 'has space', PROXY_TIMEOUT_MS: 'x' }).split('\n').map((line) => line.split(':')[0])).toEqual([
+      'SUBSCRIBE_PROXY_URL',
+      'PROXY_SECRET',
+      'PROXY_TIMEOUT_MS',
+    ]);
+  });
+
   it('reads TRUSTED_PROXIES as addresses and CIDRs, and names a bad entry', () => {
     expect(loadConfig({ TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.7 ,fd00::/8' }).config.trustedProxies).toEqual([
       { address: '10.0.0.0', prefix: 8, family: 'ipv4' },

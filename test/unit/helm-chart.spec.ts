@@ -42,6 +42,10 @@ describe('Helm chart helm/realtime-gateway', () => {
     expect(broken((v) => (v.redis.url = 'localhost:6379'))).toBe(false);
     expect(broken((v) => (v.gateway.presenceTtlMs = 10))).toBe(false);
     expect(broken((v) => (v.service.type = 'Internal'))).toBe(false);
+    expect(broken((v) => (v.subscribeProxy.url = 'auth.internal/subscribe'))).toBe(false);
+    expect(broken((v) => (v.subscribeProxy.timeoutMs = 10))).toBe(false);
+    expect(broken((v) => (v.subscribeProxy.secret = 'ends with a newline\n'))).toBe(false);
+    expect(broken((v) => (v.subscribeProxy.url = 'https://auth.internal/subscribe'))).toBe(true);
     expect(broken((v) => (v.redis.url = 'redis://redis:6379/0'))).toBe(true);
     expect(broken((v) => (v.turn.urls = 'turn:turn.example.com:3478'))).toBe(false); // a list, not a string
     expect(broken((v) => (v.turn.urls = ['turn://turn.example.com:3478']))).toBe(false);
@@ -90,7 +94,7 @@ describe('Helm chart helm/realtime-gateway', () => {
     expect(values.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(values.podSecurityContext).toMatchObject({ runAsNonRoot: true });
     // Secrets reach the pod through secretKeyRef only, never as plain values.
-    expect(deployment).not.toMatch(/value: \{\{ \.Values\.(jwt\.(secret|publicKey)|redis\.url|turn\.secret)/);
+    expect(deployment).not.toMatch(/value: \{\{ \.Values\.(jwt\.(secret|publicKey)|redis\.url|turn\.secret|subscribeProxy\.secret)/);
     const helpers = templates.find((t) => t.name === '_helpers.tpl')!.text;
     expect(helpers).toContain('add .Values.preStopSleepSeconds (div .Values.gateway.drainWindowMs 1000) (div .Values.gateway.shutdownGraceMs 1000) 5');
   });

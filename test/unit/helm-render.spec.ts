@@ -23,7 +23,7 @@ describe('the Helm chart, rendered', () => {
 
   it('renders objects that are valid against the Kubernetes schemas: defaults, every option on, and the documented install', () => {
     const everything = render(
-      { 'jwt.secret': SECRET, 'ingress.enabled': true, 'serviceMonitor.enabled': true, 'networkPolicy.enabled': true, 'autoscaling.enabled': true, 'grafanaDashboard.enabled': true, 'redis.url': 'redis://redis:6379/0', 'gateway.demo': true, 'jwt.secretPrevious': `${SECRET}-old`, 'turn.secret': TURN_SECRET },
+      { 'jwt.secret': SECRET, 'ingress.enabled': true, 'serviceMonitor.enabled': true, 'networkPolicy.enabled': true, 'autoscaling.enabled': true, 'grafanaDashboard.enabled': true, 'redis.url': 'redis://redis:6379/0', 'gateway.demo': true, 'jwt.secretPrevious': `${SECRET}-old`, 'turn.secret': TURN_SECRET, 'subscribeProxy.url': 'https://auth.internal/realtime/subscribe', 'subscribeProxy.secret': `${SECRET}-proxy` },
       ['--set-json', 'networkPolicy.internalFrom=[{"namespaceSelector":{"matchLabels":{"kubernetes.io/metadata.name":"monitoring"}}}]', '--set-json', `turn.urls=${JSON.stringify(TURN_URLS)}`],
     );
     expect(everything.map((o) => o.kind).sort()).toEqual(['ConfigMap', 'Deployment', 'HorizontalPodAutoscaler', 'Ingress', 'NetworkPolicy', 'PodDisruptionBudget', 'Secret', 'Service', 'Service', 'ServiceMonitor']);
@@ -81,6 +81,33 @@ describe('the Helm chart, rendered', () => {
     expect(envNamed(pem, 'JWT_SECRET')).toBeUndefined();
     // A key named like the variable implies it, in any case.
     expect(envNamed(render({ 'jwt.existingSecret': 'jwt-keys', 'jwt.existingSecretKey': 'jwt_public_key' }), 'JWT_PUBLIC_KEY')).toBeDefined();
+  });
+
+  it('wires the subscribe proxy: URL and timeout as values, its secret through a Secret (the chart\'s or yours), as the app reads them', () => {
+    const url = 'https://auth.internal/realtime/subscribe';
+    const proxySecret = 'a-proxy-secret-0123456789abcdef';
+    const objects = render({ 'jwt.secret': SECRET, 'subscribeProxy.url': url, 'subscribeProxy.secret': proxySecret, 'subscribeProxy.timeoutMs': 1500 });
+    expect(envNamed(objects, 'SUBSCRIBE_PROXY_URL')).toEqual({ name: 'SUBSCRIBE_PROXY_URL', value: url });
+    expect(envNamed(objects, 'PROXY_TIMEOUT_MS')).toEqual({ name: 'PROXY_TIMEOUT_MS', value: '1500' });
+    const secret = find(objects, 'Secret');
+    expect(secret.stringData?.PROXY_SECRET).toBe(proxySecret);
+    expect(envNamed(objects, 'PROXY_SECRET')).toEqual({ name: 'PROXY_SECRET', valueFrom: { secretKeyRef: { name: secret.metadata.name, key: 'PROXY_SECRET' } } });
+    expect(JSON.stringify(find(objects, 'Deployment'))).not.toContain(proxySecret);
+    // What the pod gets, the Secret's values filled in as Kubernetes would, is a configuration the app accepts.
+    const given: Record<string, string> = { JWT_SECRET: SECRET, PROXY_SECRET: proxySecret };
+    for (const e of env(objects)) if (e.value !== undefined) given[e.name] = e.value;
+    expect(loadConfig(given).config.subscribeProxy).toEqual({ url, secret: proxySecret, timeoutMs: 1500 });
+
+    // Your Secret: under the variable the app reads, whatever the key is called; the chart creates none.
+    const yours = render({ 'jwt.existingSecret': 'keys', 'subscribeProxy.url': url, 'subscribeProxy.existingSecret': 'proxy-keys', 'subscribeProxy.existingSecretKey': 'bearer' });
+    expect(envNamed(yours, 'PROXY_SECRET')).toEqual({ name: 'PROXY_SECRET', valueFrom: { secretKeyRef: { name: 'proxy-keys', key: 'bearer' } } });
+    expect(yours.some((o) => o.kind === 'Secret')).toBe(false);
+    expect(schemaProblems([...objects, ...yours])).toEqual([]);
+
+    // Not configured: neither URL nor secret; the timeout at the app's default.
+    const plain = render({ 'jwt.secret': SECRET });
+    expect([envNamed(plain, 'SUBSCRIBE_PROXY_URL'), envNamed(plain, 'PROXY_SECRET'), envNamed(plain, 'PROXY_TIMEOUT_MS')?.value]).toEqual([undefined, undefined, '2000']);
+    expect(find(plain, 'Secret').stringData?.PROXY_SECRET).toBeUndefined();
   });
 
   it('puts an inline jwt.secret in the chart\'s Secret and nowhere in plain text', () => {
@@ -187,6 +214,8 @@ describe('the Helm chart, rendered', () => {
     expect(idp).not.toMatch(/Ingress/);
     expect(notes([`jwt.secret=${SECRET}`, 'jwt.existingSecret=keys'])).toMatch(/jwt.secret is ignored/);
     expect(notes([`jwt.secret=${SECRET}`, `turn.secret=${TURN_SECRET}`, 'turn.existingSecret=coturn', 'turn.urls={turn:turn.example.com}'])).toMatch(/turn.secret is ignored/);
+    expect(notes([`jwt.secret=${SECRET}`, 'subscribeProxy.url=https://auth.internal/x'])).toMatch(/WARNING: subscribeProxy.url is set without subscribeProxy.secret/);
+    expect(notes([`jwt.secret=${SECRET}`, 'subscribeProxy.url=https://auth.internal/x', 'subscribeProxy.existingSecret=proxy'])).not.toMatch(/subscribeProxy/);
   });
 
   it('renders the PodDisruptionBudget by default and an autoscaling/v2 HPA when asked', () => {

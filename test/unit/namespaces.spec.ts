@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ConfigError, loadConfig } from '../../src/config/config';
 import { NamespaceRegistry } from '../../src/channels/namespaces';
-import { ChannelPermissions, claimAdmits } from '../../src/channels/permissions';
+import { ChannelPermissions, ProxyQuestion, claimAdmits } from '../../src/channels/permissions';
+import { cleanReason } from '../../src/channels/subscribe-proxy';
 
 const dir = mkdtempSync(join(tmpdir(), 'rt-ns-'));
 let n = 0;
@@ -83,6 +84,17 @@ describe('CHANNELS_FILE', () => {
     expect(problems({ CHANNELS_FILE: file('[1, 2]') })[0]).toContain('must hold a "namespaces" map');
   });
 
+  it('refuses a proxy namespace while SUBSCRIBE_PROXY_URL is unset: one line per namespace, naming it', () => {
+    const proxied = file('namespaces:\n  ward: { subscribe: { mode: proxy, roles: [nurse] } }\n  user: { subscribe: { mode: proxy } }\n  news: {}\n');
+    expect(problems({ CHANNELS_FILE: proxied }).sort()).toEqual([
+      'CHANNELS_FILE: namespaces.user.subscribe.mode: proxy needs SUBSCRIBE_PROXY_URL, which is not set; set SUBSCRIBE_PROXY_URL and PROXY_SECRET, or use mode any or claim',
+      'CHANNELS_FILE: namespaces.ward.subscribe.mode: proxy needs SUBSCRIBE_PROXY_URL, which is not set; set SUBSCRIBE_PROXY_URL and PROXY_SECRET, or use mode any or claim',
+    ]);
+    const { config, warnings } = loadConfig({ CHANNELS_FILE: proxied, SUBSCRIBE_PROXY_URL: 'http://127.0.0.1:1/subscribe', PROXY_SECRET: 's3cret-value' });
+    expect(config.namespaces.filter((ns) => ns.subscribe.mode === 'proxy').map((ns) => ns.name)).toEqual(['user', 'ward']);
+    expect(warnings.join('\n')).not.toMatch(/PROXY/);
+  });
+
   it('warns when signaling is opened to any token', () => {
     const { warnings } = loadConfig({ CHANNELS_FILE: file('namespaces:\n  signaling: { subscribe: { mode: any } }\n') });
     expect(warnings.join('\n')).toContain('any doctor or patient token can take a seat in any consultation');
@@ -92,6 +104,12 @@ describe('CHANNELS_FILE', () => {
 describe('channel permissions', () => {
   const { config } = loadConfig({ CHANNELS_FILE: file('namespaces:\n  ward: { subscribe: { mode: claim, roles: [nurse] } }\n  news: {}\n') });
   const permissions = new ChannelPermissions(new NamespaceRegistry(config));
+  /** These namespaces are all decided locally: the answer is never a promise. */
+  const check = (user: Parameters<ChannelPermissions['check']>[0], channel: string) => {
+    const answer = permissions.check(user, channel);
+    if (answer instanceof Promise) throw new Error(`${channel}: a promise for a namespace decided locally`);
+    return answer;
+  };
   const nurse = { sub: 'n1', role: 'nurse', channels: ['ward:7-*', 'ward:icu'] };
 
   it('admits by exact name or by a prefix ending in *', () => {
@@ -103,14 +121,52 @@ describe('channel permissions', () => {
   });
 
   it('checks roles, then the claim; user:<sub> only for <sub>; unknown and malformed channels are unknown_channel', () => {
-    expect(permissions.check(nurse, 'ward:7-a')).toBeUndefined();
-    expect(permissions.check(nurse, 'ward:8')?.code).toBe('forbidden_channel');
-    expect(permissions.check({ sub: 'd', role: 'doctor', channels: ['ward:*'] }, 'ward:8')?.code).toBe('forbidden_role');
-    expect(permissions.check(nurse, 'news:today')).toBeUndefined();
-    expect(permissions.check(nurse, 'user:n1')).toBeUndefined();
-    expect(permissions.check(nurse, 'user:n2')?.code).toBe('forbidden_channel');
+    expect(check(nurse, 'ward:7-a')).toBeUndefined();
+    expect(check(nurse, 'ward:8')?.code).toBe('forbidden_channel');
+    expect(check({ sub: 'd', role: 'doctor', channels: ['ward:*'] }, 'ward:8')?.code).toBe('forbidden_role');
+    expect(check(nurse, 'news:today')).toBeUndefined();
+    expect(check(nurse, 'user:n1')).toBeUndefined();
+    expect(check(nurse, 'user:n2')?.code).toBe('forbidden_channel');
     for (const channel of ['nope:x', 'ward:', 'ward:..', 'ward:a/b', 'alerts:x', 'x'.repeat(300), '']) {
-      expect([channel, permissions.check(nurse, channel)?.code]).toEqual([channel, 'unknown_channel']);
+      expect([channel, check(nurse, channel)?.code]).toEqual([channel, 'unknown_channel']);
     }
+  });
+});
+
+describe('channel permissions of a proxy namespace', () => {
+  const { config } = loadConfig({
+    CHANNELS_FILE: file('namespaces:\n  ward: { subscribe: { mode: proxy, roles: [nurse] } }\n  user: { subscribe: { mode: proxy } }\n'),
+    SUBSCRIBE_PROXY_URL: 'http://127.0.0.1:1/subscribe',
+    PROXY_SECRET: 's3cret-value',
+  });
+  // No SubscribeProxy given: what the gateway checks itself is all this can show (the e2e asks a real backend).
+  const permissions = new ChannelPermissions(new NamespaceRegistry(config));
+  const nurse = { sub: 'n1', role: 'nurse' };
+
+  it('answers roles and user:<sub> itself, synchronously, and leaves only what passes to the backend', () => {
+    expect(permissions.checkLocally({ sub: 'd1', role: 'doctor' }, 'ward:icu')).toMatchObject({ status: 403, code: 'forbidden_role' });
+    expect(permissions.checkLocally(nurse, 'user:n2')).toMatchObject({ status: 403, code: 'forbidden_channel' });
+    expect(permissions.checkLocally(nurse, 'ward:..')).toMatchObject({ status: 400, code: 'unknown_channel' });
+    expect(permissions.check({ sub: 'd1', role: 'doctor' }, 'ward:icu')).not.toBeInstanceOf(Promise);
+    const question = permissions.checkLocally(nurse, 'ward:icu');
+    expect(question).toBeInstanceOf(ProxyQuestion);
+    expect(question).toMatchObject({ channel: 'ward:icu', namespace: 'ward', user: nurse });
+    expect(permissions.checkLocally(nurse, 'user:n1')).toBeInstanceOf(ProxyQuestion);
+  });
+
+  it('never admits without a backend to ask', async () => {
+    const answer = permissions.check(nurse, 'ward:icu');
+    expect(answer).toBeInstanceOf(Promise);
+    expect(await answer).toMatchObject({ status: 503, code: 'proxy_unavailable' });
+  });
+
+  it('shows a backend\'s reason without control or invisible characters, at most 200 characters', () => {
+    expect(cleanReason('ward closed\r\nX-Injected: 1')).toBe('ward closed X-Injected: 1');
+    expect(cleanReason('\u202egnp.exe\u200b ok\u0000')).toBe('gnp.exe ok');
+    expect(cleanReason('  ')).toBeUndefined();
+    expect(cleanReason(42)).toBeUndefined();
+    const long = cleanReason('é'.repeat(150) + '😀'.repeat(100))!;
+    expect(Array.from(long)).toHaveLength(200);
+    expect(long.endsWith('😀…')).toBe(true); // cut between code points, never inside a surrogate pair
   });
 });
