@@ -6,6 +6,9 @@
 //   /ws holding 1 channel, /ws holding 10 (alerts and 9 of 100 `feed:` channels shared by the users);
 // - deliveries per server CPU-second of ~1 KB alerts to N subscribers: the path endpoint against /ws subscribed
 //   to `alerts` (the same publication, encoded once per vocabulary).
+// - the subscribe proxy: a /ws subscribe's round trip on an `any` namespace against a `proxy` one whose backend
+//   (a local HTTP server in this process) allows, the backend's own round trip, and backend requests per
+//   subscribe (the issue's bound: at most one).
 // Peers interleave within each round (P W1 W10 …); medians with min–max. Server on core 0, sinks on core 1.
 'use strict';
 const { cpus, totalmem, tmpdir } = require('node:os');
@@ -25,6 +28,9 @@ const DELIVERIES = quick ? 100_000 : 300_000;
 const dir = mkdtempSync(join(tmpdir(), 'rt-bench-ws-'));
 const channelsFile = join(dir, 'channels.yaml');
 writeFileSync(channelsFile, 'namespaces:\n  feed:\n    history: { size: 100 }\n');
+const proxyChannelsFile = join(dir, 'channels-proxy.yaml');
+writeFileSync(proxyChannelsFile, 'namespaces:\n  feed:\n    history: { size: 100 }\n  vip:\n    history: { size: 100 }\n    subscribe: { mode: proxy }\n');
+const PROXY_SUBSCRIBES = quick ? 300 : 1000;
 /** One token per socket: production's shape (per-user state is part of the cost). */
 function tokensFile(count, role) {
   const file = join(dir, `tokens-${role}-${count}.json`);
@@ -122,6 +128,58 @@ async function fanout(shape, tokens) {
   return results;
 }
 
+/** A backend that allows every subscribe, counting the questions. */
+function startBackend() {
+  const http = require('node:http');
+  let requests = 0;
+  const server = http.createServer((req, res) => {
+    requests++;
+    req.resume();
+    req.on('end', () => res.end('{"allow":true}'));
+  });
+  return new Promise((resolve) => server.listen(0, '127.0.0.1', () => resolve({ url: `http://127.0.0.1:${server.address().port}/subscribe`, requests: () => requests, close: () => server.close() })));
+}
+
+/** Subscribe round trips on /ws, `any` (feed:) and `proxy` (vip:) interleaved, one at a time. */
+async function proxyCost() {
+  const WebSocket = require('ws');
+  const backend = await startBackend();
+  const server = await startServer('gateway', '', 0, { CHANNELS_FILE: proxyChannelsFile, SUBSCRIBE_PROXY_URL: backend.url, PROXY_SECRET: 'bench-proxy-secret', RATE_LIMIT_PER_SEC: '1000000', RATE_LIMIT_BURST: '1000000' });
+  const token = jwt.sign({ sub: 'proxy-bench', role: 'user' }, SECRET, { expiresIn: 3600 });
+  const ws = new WebSocket(`ws://127.0.0.1:${server.port}/ws`, ['bearer', token]);
+  await new Promise((resolve, reject) => (ws.once('open', resolve), ws.once('error', reject)));
+  const waiting = new Map();
+  ws.on('message', (data) => {
+    const frame = JSON.parse(data.toString());
+    // One client frame at a time: any answer without a channel (rate_limited, invalid_message) is a failure.
+    if (frame.type === 'error' && !frame.payload.channel) throw new Error(`proxy bench: ${JSON.stringify(frame)}`);
+    const done = waiting.get(frame.channel ?? frame.payload?.channel);
+    if (done && (frame.type === 'subscribed' || frame.type === 'error' || frame.type === 'unsubscribed')) (waiting.delete(frame.channel), done(frame));
+  });
+  const roundTrip = (frame) => new Promise((resolve) => (waiting.set(frame.channel, resolve), ws.send(JSON.stringify(frame))));
+  const times = { any: [], proxy: [], backend: [] };
+  const before = backend.requests();
+  try {
+    for (let i = 0; i < PROXY_SUBSCRIBES; i++) {
+      for (const [kind, channel] of [['any', `feed:p-${i}`], ['proxy', `vip:p-${i}`]]) {
+        const t0 = process.hrtime.bigint();
+        const answer = await roundTrip({ type: 'subscribe', channel });
+        times[kind].push(Number(process.hrtime.bigint() - t0) / 1e6);
+        if (answer.type !== 'subscribed') throw new Error(`${channel}: ${JSON.stringify(answer)}`);
+        await roundTrip({ type: 'unsubscribe', channel });
+      }
+      const t0 = process.hrtime.bigint();
+      await fetch(backend.url, { method: 'POST', body: '{}' }).then((r) => r.text());
+      times.backend.push(Number(process.hrtime.bigint() - t0) / 1e6);
+    }
+    return { ...times, perSubscribe: (backend.requests() - before - PROXY_SUBSCRIBES) / PROXY_SUBSCRIBES };
+  } finally {
+    ws.terminate();
+    server.kill();
+    backend.close();
+  }
+}
+
 const median = (xs) => {
   const sorted = [...xs].sort((a, b) => a - b);
   const mid = sorted.length >> 1;
@@ -154,6 +212,9 @@ async function main() {
       console.error(`${Math.round(res.single / 1000)}k single, ${Math.round(res.burst8 / 1000)}k burst8 per CPU-s`);
     }
   }
+  process.stderr.write(`  subscribe proxy, ${PROXY_SUBSCRIBES} subscribes each… `);
+  const proxy = await proxyCost();
+  console.error(`any ${median(proxy.any).toFixed(3)} ms, proxy ${median(proxy.proxy).toFixed(3)} ms, backend ${median(proxy.backend).toFixed(3)} ms, ${proxy.perSubscribe.toFixed(2)} requests per subscribe`);
   const kb = (shape, key) => mem[shape].map((x) => x[key] / 1024);
   const memTable = [
     `| per connection at ${IDLE.toLocaleString('en')}, after GC | path (alerts + user:<sub>) | /ws, 1 channel | /ws, 10 channels | /ws 10 ÷ /ws 1 | /ws 10 ÷ path |`,
@@ -168,7 +229,16 @@ async function main() {
   ].join('\n');
   const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
   const minutes = ((Date.now() - started) / 60000).toFixed(1);
-  const report = `${memTable}\n\n${fanTable}`;
+  const q = (xs, p) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * p)].toFixed(3);
+  const proxyTable = [
+    `| /ws subscribe round trip, ${PROXY_SUBSCRIBES} each, one at a time | p50 | p99 |`,
+    '|---|---|---|',
+    `| \`any\` namespace (\`feed:\`) | ${q(proxy.any, 0.5)} ms | ${q(proxy.any, 0.99)} ms |`,
+    `| \`proxy\` namespace (\`vip:\`), the backend allows | ${q(proxy.proxy, 0.5)} ms | ${q(proxy.proxy, 0.99)} ms |`,
+    `| the proxy's extra (p50 difference) against one backend round trip (POST from this process) | ${(median(proxy.proxy) - median(proxy.any)).toFixed(3)} ms | backend alone: ${q(proxy.backend, 0.5)} ms p50 |`,
+    `| backend requests per proxy subscribe | ${proxy.perSubscribe.toFixed(2)} | |`,
+  ].join('\n');
+  const report = `${memTable}\n\n${fanTable}\n\n${proxyTable}`;
   console.log(`\n${report}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
   if (args.has('--write')) {
     const doc = join(__dirname, '..', 'docs', 'benchmarks.md');
