@@ -14,7 +14,8 @@ import { HttpExceptionFilter } from './http/http-exception.filter';
 import { createBoundedServer, dispatch, GatewayHttpAdapter, jsonAnswer } from './http/http-server';
 import { JsonApi } from './http/json-api';
 import { Listeners } from './http/listeners';
-import { openApiDocument } from './http/openapi';
+import { openApiDocument, type NamespaceSummary } from './http/openapi';
+import { NamespaceRegistry } from './channels/namespaces';
 import { Readiness } from './health/readiness';
 import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
 import { Metrics } from './metrics/metrics';
@@ -41,6 +42,19 @@ const VERSION = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 
 
 /** The one answer of the public port to anything that is not a WebSocket path or health (the paths registered). */
 const notPublic = (paths: string[]) => `no endpoint at this path: this port serves the WebSocket endpoints (${paths.join(', ')}), /healthz and /readyz`;
+
+/** The namespaces as the OpenAPI document lists them. */
+function namespaceSummaries(registry: NamespaceRegistry): NamespaceSummary[] {
+  return registry.all().map((ns) => ({
+    name: ns.name,
+    channel: ns.single ? ns.name : ns.name === 'user' ? 'user:<sub>' : `${ns.name}:<name>`,
+    history: ns.historySize,
+    ttl_s: ns.historyTtlMs / 1000,
+    presence: ns.presence,
+    subscribe: ns.subscribe.mode,
+    publish: ns.publish,
+  }));
+}
 
 function listen(server: HttpServer, port: number, host: string): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -92,7 +106,7 @@ export async function startGateway(
   let openapi: string | undefined;
   const serveOpenApi = (req: IncomingMessage, res: ServerResponse): boolean => {
     if ((req.method !== 'GET' && req.method !== 'HEAD') || (req.url ?? '').split('?', 1)[0] !== '/api/openapi.json') return false;
-    openapi ??= JSON.stringify(openApiDocument(api.routes(), VERSION), null, 1);
+    openapi ??= JSON.stringify(openApiDocument(api.routes(), VERSION, namespaceSummaries(app.get(NamespaceRegistry))), null, 1);
     res.writeHead(200, { 'Content-Type': 'application/json; charset=utf-8', 'Content-Length': Buffer.byteLength(openapi), 'Cache-Control': 'no-cache' });
     res.end(req.method === 'HEAD' ? undefined : openapi);
     return true;

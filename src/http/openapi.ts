@@ -25,7 +25,19 @@ function schemaOf(schema: z.ZodType, io: 'input' | 'output'): Record<string, unk
  * The OpenAPI 3.1 document of the server API, generated from the routes' own zod schemas (the ones that
  * validate the requests), so the document cannot drift from what the server accepts.
  */
-export function openApiDocument(routes: readonly ApiRoute[], version: string): Record<string, unknown> {
+/** A channel namespace as the document lists it (from the namespace registry: what this deployment serves). */
+export interface NamespaceSummary {
+  name: string;
+  /** `alerts`, `user:<sub>`, `chat:<name>`, … */
+  channel: string;
+  history: number;
+  ttl_s: number;
+  presence: boolean;
+  subscribe: string;
+  publish: string;
+}
+
+export function openApiDocument(routes: readonly ApiRoute[], version: string, namespaces: readonly NamespaceSummary[] = []): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
     const path = route.path.replace(/:(\w+)/g, '{$1}');
@@ -81,7 +93,9 @@ export function openApiDocument(routes: readonly ApiRoute[], version: string): R
       title: 'realtime-gateway server API',
       version,
       description:
-        'Served on the internal port (INTERNAL_PORT) only. Every operation is cluster-wide. Auth: a JWT with role service or admin, as `Authorization: Bearer <jwt>`.',
+        'Served on the internal port (INTERNAL_PORT) only. Every operation is cluster-wide. Auth: a JWT with role service or admin, as `Authorization: Bearer <jwt>`.' +
+        (namespaces.length ? ` Channels on this deployment: ${namespaces.map((n) => n.channel).join(', ')} (x-namespaces; any other is 400 unknown_channel).` : ''),
+      ...(namespaces.length ? { 'x-namespaces': namespaces } : {}),
     },
     servers: [{ url: '/' }],
     components: {

@@ -94,6 +94,13 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
     expect(await forChannel(back, 'resumed', ward)).toEqual({ type: 'resumed', channel: ward, recovered: true });
   });
 
+  it('lists the namespaces of this deployment in the OpenAPI document, the file-added ones included', async () => {
+    const doc = (await (await fetch(internal('/api/openapi.json'))).json()) as { info: { description: string; 'x-namespaces': { name: string; channel: string; subscribe: string }[] } };
+    expect(doc.info['x-namespaces'].map((n) => n.channel)).toEqual(['alerts', 'user:<sub>', 'chat:<name>', 'signaling:<name>', 'ward:<name>', 'news:<name>', 'lounge:<name>']);
+    expect(doc.info['x-namespaces'].find((n) => n.name === 'ward')).toMatchObject({ subscribe: 'claim', publish: 'members', history: 100, ttl_s: 3600 });
+    expect(doc.info.description).toContain('ward:<name>');
+  });
+
   it('refuses each channel with its own error frame and keeps the connection serving the others', async () => {
     const ward = `ward:${fresh('w')}`;
     const client = await ws(0, { sub: 'nurse-2', role: 'nurse', channels: [ward] });
