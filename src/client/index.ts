@@ -5,11 +5,28 @@ export {
   type ChatFrame,
   type ClientOptions,
   type ErrorFrame,
-  type Position,
   type SignalFrame,
   type WelcomeFrame,
   type WebSocketConstructor,
   type WebSocketLike,
 } from './realtime-client';
-export { GatewayError } from './errors';
+export {
+  ChannelSubscription,
+  type ChannelErrorFrame,
+  type ChannelEvents,
+  type ChannelFrame,
+  type Position,
+  type PresenceFrame,
+  type PrivateFrame,
+  type PublicationFrame,
+  type PublishFrame,
+  type ResumedFrame,
+  type SubscribedFrame,
+  type SubscribeFrame,
+  type SubscribeOptions,
+  type SubscriptionState,
+  type UnsubscribedFrame,
+  type UnsubscribeFrame,
+} from './channel-subscription';
+export { ChannelError, GatewayError } from './errors';
 export { backoffDelay, type BackoffOptions } from './backoff';

@@ -1,5 +1,9 @@
 import { backoffDelay, RESTART_JITTER_MS, type BackoffOptions } from './backoff';
+import { ChannelSubscription, type ChannelFrame, type ChannelLink, type Position, type SubscribeOptions } from './channel-subscription';
+import { Emitter } from './emitter';
 import { DISCONNECTED_CLOSE_CODE, FATAL_CLOSE_CODES, FATAL_HTTP_STATUSES, GatewayError } from './errors';
+
+export type { Position } from './channel-subscription';
 
 /** The subset of the WebSocket API the client uses: the browser's, Node 22's, or the `ws` package's. */
 export interface WebSocketLike {
@@ -37,12 +41,6 @@ export interface WelcomeFrame {
   user_id?: string;
 }
 
-/** Where a client is in a channel's history: what it sends as `since` and `epoch` when it reconnects. */
-export interface Position {
-  id: string;
-  epoch: string;
-}
-
 /** Chat frames (`/ws/chat/:room`). */
 export type ChatFrame =
   | { type: 'message'; id: string; user: string; message: string; ts: number }
@@ -59,7 +57,8 @@ export type SignalFrame =
 /** `{"type":"error"}` frames: the server refused one frame; the connection stays open. */
 export interface ErrorFrame {
   type: 'error';
-  payload: { code: string; message: string };
+  /** `channel`: on `/ws`, the channel the refused frame was about. */
+  payload: { code: string; message: string; channel?: string };
 }
 
 const CHAT_TYPES = new Set(['message', 'private', 'system']);
@@ -67,6 +66,8 @@ const SIGNAL_TYPES = new Set(['offer', 'answer', 'ice-candidate', 'peer-joined',
 const ALERTS_PATH = '/api/alerts/subscribe';
 const CHAT_PATH = /\/ws\/chat\/[^/]+$/;
 const SIGNALING_PATH = /\/ws\/signaling\//;
+/** The multiplexed endpoint: channels are subscribed with frames (client.subscribe()), not by the path. */
+const MULTIPLEXED_PATH = /\/ws\/?$/;
 
 export interface ClientOptions {
   /** ws:// or wss:// URL of an endpoint, or a function returning one per attempt (several replicas, tests). */
@@ -84,7 +85,6 @@ export interface ClientOptions {
   WebSocket?: WebSocketConstructor;
 }
 
-type Listener<T> = (value: T) => void;
 interface Events {
   open: void;
   frame: Record<string, unknown>;
@@ -112,11 +112,11 @@ interface Events {
  * GET of the same URL (token in `Authorization`), which answers with the same refusal. On the alerts and chat endpoints it resumes with `?since=<last id>&epoch=<epoch>` (alerts
  * also `user_since` / `user_epoch` for personal alerts), so nothing is missed or repeated; `resumed` with
  * `recovered: false` means something was lost: refetch your state. Only messages with an id move the
- * position: a live-only message is never resumed from.
+ * position: a live-only message is never resumed from. On `/ws` (one connection, many channels) each channel is a
+ * handle from subscribe(), with its own position, resumed on every reconnect.
  */
-export class RealtimeClient {
+export class RealtimeClient extends Emitter<Events> {
   private ws: WebSocketLike | undefined;
-  private readonly listeners = new Map<keyof Events, Set<Listener<never>>>();
   private readonly queue: string[] = [];
   private attempt = 0;
   private stopped = false;
@@ -131,6 +131,22 @@ export class RealtimeClient {
   /** A refused `token_expired` gets one retry with a fresh token (reset once a connection opens). */
   private retriedExpired = false;
   private currentPath = '';
+  /** The current connection is to `/ws`: frames are routed to the handles by their channel. */
+  private multiplexed = false;
+  /** `/ws`: one handle per channel, subscribed again on every open. */
+  private readonly channels = new Map<string, ChannelSubscription>();
+  private readonly link: ChannelLink = {
+    sendNow: (frame) => {
+      if (!this.connected || !this.multiplexed) return false;
+      this.ws!.send(JSON.stringify(frame));
+      return true;
+    },
+    send: (frame) => this.send(frame as unknown as Record<string, unknown>),
+    forget: (subscription) => {
+      if (this.channels.get(subscription.channel) === subscription) this.channels.delete(subscription.channel);
+    },
+    retryDelay: (attempt) => backoffDelay(attempt, this.options.backoff),
+  };
   /** The endpoint's main channel (`alerts`, or the chat room): sent as `since` and `epoch` on reconnect. */
   position: Position | undefined;
   /** Alerts endpoint: the personal channel `user:<sub>`, sent as `user_since` and `user_epoch`. */
@@ -141,13 +157,8 @@ export class RealtimeClient {
     return this.position?.id;
   }
 
-  constructor(private readonly options: ClientOptions) {}
-
-  on<K extends keyof Events>(event: K, listener: Listener<Events[K]>): () => void {
-    let set = this.listeners.get(event);
-    if (!set) this.listeners.set(event, (set = new Set()));
-    set.add(listener as Listener<never>);
-    return () => set.delete(listener as Listener<never>);
+  constructor(private readonly options: ClientOptions) {
+    super();
   }
 
   get connected(): boolean {
@@ -171,16 +182,33 @@ export class RealtimeClient {
     this.queue.push(text);
   }
 
-  /** Closes for good (code 1000); no reconnect. */
+  /**
+   * `/ws` only: the handle of one channel (the same handle when called again for a channel already held; its
+   * options are then ignored). It subscribes now if connected, else when the connection opens, and again after
+   * every reconnect, resuming from its own position. `since` / `epoch` resume from a position kept elsewhere
+   * (a previous session).
+   */
+  subscribe(channel: string, options: SubscribeOptions = {}): ChannelSubscription {
+    if (typeof channel !== 'string' || channel === '') throw new TypeError('subscribe() takes a channel name, e.g. "chat:lobby" or "alerts"');
+    const base = typeof this.options.url === 'function' ? (this.lastUrl ?? this.options.url()) : this.options.url;
+    if (!MULTIPLEXED_PATH.test(new URL(base).pathname)) {
+      throw new Error(`subscribe() needs the /ws endpoint (this client's URL is ${new URL(base).pathname}): create the client with url "wss://<host>/ws"`);
+    }
+    let subscription = this.channels.get(channel);
+    if (subscription) return subscription;
+    subscription = new ChannelSubscription(channel, options, this.link);
+    this.channels.set(channel, subscription);
+    subscription._open();
+    return subscription;
+  }
+
+  /** Closes for good (code 1000); no reconnect. Every channel handle ends (`unsubscribed`). */
   close(): void {
     this.stopped = true;
     clearTimeout(this.timer);
     this.stopHeartbeat();
+    for (const subscription of [...this.channels.values()]) subscription._end();
     this.ws?.close(1000, 'client closed');
-  }
-
-  private emit<K extends keyof Events>(event: K, value: Events[K]): void {
-    for (const listener of this.listeners.get(event) ?? []) (listener as Listener<Events[K]>)(value);
   }
 
   private async url(fresh?: string): Promise<{ url: string; protocols: string[] }> {
@@ -219,6 +247,7 @@ export class RealtimeClient {
     this.opened = false;
     this.lastUrl = target.url;
     this.currentPath = new URL(target.url).pathname;
+    this.multiplexed = MULTIPLEXED_PATH.test(this.currentPath);
     const ws = new Impl(target.url, target.protocols);
     this.ws = ws;
     ws.on?.('unexpected-response', (req, res) => {
@@ -237,6 +266,8 @@ export class RealtimeClient {
       this.lastFrameAt = Date.now();
       this.startHeartbeat();
       this.emit('open', undefined);
+      // Subscribes first: a publish queued while reconnecting needs its channel held by this connection.
+      for (const subscription of [...this.channels.values()]) subscription._open();
       while (this.queue.length && this.connected) ws.send(this.queue.shift()!);
     };
     ws.onmessage = (event) => this.received(String(event.data));
@@ -253,7 +284,11 @@ export class RealtimeClient {
     } catch {
       return;
     }
-    if (frame.type === 'alert') {
+    if (this.multiplexed) {
+      const channel = frame.type === 'error' ? (frame.payload as { channel?: unknown } | undefined)?.channel : frame.channel;
+      if (typeof channel === 'string') this.channels.get(channel)?._frame(frame as unknown as ChannelFrame);
+      if (frame.type === 'error') this.emit('rejected', frame as unknown as ErrorFrame);
+    } else if (frame.type === 'alert') {
       const alert = frame as unknown as AlertFrame;
       if (typeof alert.id === 'string') {
         if (alert.channel?.startsWith('user:')) this.advance('userPosition', alert.id);
@@ -292,6 +327,7 @@ export class RealtimeClient {
     this.ws = undefined;
     ws.onclose = ws.onmessage = ws.onopen = null;
     this.stopHeartbeat();
+    for (const subscription of this.channels.values()) subscription._closed();
     if (this.stopped) return this.emit('close', { code, reason, reconnectInMs: undefined });
     if (code === 1006 && !this.opened && !this.refused && !ws.on) {
       // A browser: the upgrade failed and the status is hidden. Ask the server (a plain GET of the same URL

@@ -19,8 +19,9 @@ const rows = Object.entries(CLOSE_CODES)
   .join('');
 
 /**
- * The demo console: pick an endpoint, paste a token, connect, watch frames and closes, send frames. It uses
- * the SDK (served as /demo/client.js), so reconnects, resume and close handling are the real ones.
+ * The demo console: pick an endpoint, paste a token, connect, watch frames and closes, send frames. On `/ws`,
+ * subscribe to channels, publish and unsubscribe, each channel's frames in its own list. It uses the SDK
+ * (served as /demo/client.js), so reconnects, resume (per channel on `/ws`) and close handling are the real ones.
  */
 export const DEMO_PAGE = `<!doctype html>
 <html lang="en">
@@ -37,9 +38,12 @@ export const DEMO_PAGE = `<!doctype html>
   #state[data-state="open"] { color: #0a0; } #state[data-state="closed"] { color: #a00; }
   #state[data-state="reconnecting"], #state[data-state="connecting"] { color: #b70; }
   #why { color: #a00; font-weight: bold; margin: .4rem 0 0; }
-  #log { list-style: none; padding: 0; font: 12px/1.4 ui-monospace, monospace; max-height: 24rem; overflow: auto; border: 1px solid #ddd; }
-  #log li { padding: .1rem .4rem; border-bottom: 1px solid #f0f0f0; white-space: pre-wrap; word-break: break-all; }
-  #log li[data-kind="out"] { color: #04a; } #log li[data-kind="close"], #log li[data-kind="error"] { color: #a00; }
+  #log, .frames { list-style: none; padding: 0; font: 12px/1.4 ui-monospace, monospace; max-height: 24rem; overflow: auto; border: 1px solid #ddd; }
+  #log li, .frames li { padding: .1rem .4rem; border-bottom: 1px solid #f0f0f0; white-space: pre-wrap; word-break: break-all; }
+  #log li[data-kind="out"], .frames li[data-kind="out"] { color: #04a; }
+  #log li[data-kind="close"], #log li[data-kind="error"], .frames li[data-kind="error"] { color: #a00; }
+  .channel h3 { font-size: 1rem; margin: .6rem 0 .2rem; } .channel h3 span { font-weight: normal; color: #666; }
+  .frames { max-height: 12rem; margin: 0; }
   table { border-collapse: collapse; font-size: 12px; } td { border: 1px solid #ddd; padding: .1rem .4rem; }
 </style>
 </head>
@@ -52,6 +56,7 @@ export const DEMO_PAGE = `<!doctype html>
     <option value="chat">/ws/chat/:room (any role)</option>
     <option value="signaling-doctor">/ws/signaling/:consultation/doctor</option>
     <option value="signaling-patient">/ws/signaling/:consultation/patient</option>
+    <option value="ws">/ws (many channels: subscribe below)</option>
   </select></label>
   <label>Room / consultation <input id="room" value="lobby" size="12"></label><br>
   <label>Gateway <input id="gateway" size="32" title="the public port: this page is served on the internal one"></label><br>
@@ -65,6 +70,14 @@ export const DEMO_PAGE = `<!doctype html>
   <textarea id="outgoing" rows="2" cols="70">{"type":"ping"}</textarea><br>
   <button id="send">Send</button>
 </fieldset>
+<fieldset>
+  <legend>Channels (endpoint /ws)</legend>
+  <label>Channel <input id="channel" value="chat:lobby" size="24" placeholder="alerts, chat:&lt;room&gt;, user:&lt;sub&gt;, signaling:&lt;id&gt;"></label>
+  <button id="subscribe">Subscribe</button> <button id="unsubscribe">Unsubscribe</button><br>
+  <label>Data (a JSON object) <input id="data" value='{"text":"hello"}' size="40"></label>
+  <button id="publish">Publish</button>
+  <div id="channels"></div>
+</fieldset>
 <h2>Frames</h2>
 <ol id="log"></ol>
 <h2>Close codes</h2>
@@ -76,18 +89,66 @@ export const DEMO_PAGE = `<!doctype html>
   var CODES = ${JSON.stringify(CLOSE_CODES)};
   var $ = function (id) { return document.getElementById(id); };
   var client;
+  var multiplexed = false; // the current client is on /ws
+  var handles = {};
   function setState(state) { $('state').textContent = state; $('state').dataset.state = state; }
-  function log(kind, text) {
+  function append(list, kind, text) {
     var li = document.createElement('li');
     li.dataset.kind = kind;
     li.textContent = new Date().toISOString().slice(11, 23) + ' ' + kind + ' ' + text;
-    $('log').appendChild(li);
-    $('log').scrollTop = $('log').scrollHeight;
+    list.appendChild(li);
+    list.scrollTop = list.scrollHeight;
+  }
+  function log(kind, text) { append($('log'), kind, text); }
+  // One section per channel of /ws: its state, and every event of its handle (kept across a re-subscribe).
+  var views = {};
+  function channelView(handle) {
+    var view = views[handle.channel];
+    if (!view) {
+      view = views[handle.channel] = { section: document.createElement('section'), title: document.createElement('h3'), state: document.createElement('span'), list: document.createElement('ol') };
+      view.section.className = 'channel';
+      view.section.dataset.channel = handle.channel;
+      view.title.textContent = handle.channel + ' ';
+      view.title.appendChild(view.state);
+      view.list.className = 'frames';
+      view.section.appendChild(view.title);
+      view.section.appendChild(view.list);
+      $('channels').appendChild(view.section);
+    }
+    var section = view.section, state = view.state, list = view.list;
+    function show() {
+      var p = handle.position;
+      state.textContent = handle.state + (p ? ' at ' + p.id + ' (epoch ' + p.epoch + ')' : '');
+      section.dataset.state = handle.state;
+    }
+    ['subscribed', 'publication', 'join', 'leave', 'private', 'resumed'].forEach(function (event) {
+      handle.on(event, function (frame) { append(list, event, JSON.stringify(frame)); show(); });
+    });
+    handle.on('error', function (error) { append(list, 'error', error.message + (error.fatal ? ' (not retried)' : '')); show(); });
+    handle.on('unsubscribed', function () {
+      append(list, 'unsubscribed', '');
+      if (handles[handle.channel] === handle) delete handles[handle.channel];
+      show();
+    });
+    show();
+  }
+  function channelHandle(create) {
+    var name = $('channel').value.trim();
+    if (!client || !multiplexed) { log('error', 'channels need the /ws endpoint: pick it above and connect first'); return; }
+    if (!name) { log('error', 'type a channel name, e.g. chat:lobby'); return; }
+    if (!create) {
+      if (!handles[name]) log('error', 'not subscribed to ' + name + ': subscribe first');
+      return handles[name];
+    }
+    var handle = client.subscribe(name);
+    if (!handles[name]) { handles[name] = handle; channelView(handle); }
+    return handle;
   }
   function path() {
     var room = encodeURIComponent($('room').value.trim() || 'lobby');
     var endpoint = $('endpoint').value;
     if (endpoint === 'alerts') return '/api/alerts/subscribe';
+    if (endpoint === 'ws') return '/ws';
     if (endpoint === 'chat') return '/ws/chat/' + room;
     return '/ws/signaling/' + room + '/' + endpoint.split('-')[1];
   }
@@ -96,7 +157,12 @@ export const DEMO_PAGE = `<!doctype html>
   $('gateway').value = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.hostname + ':' + __PUBLIC_PORT__;
   $('connect').onclick = function () {
     if (client) client.close();
+    // The old client's channels ended with it (each says so); a new connection starts with none.
+    handles = {};
+    views = {};
+    $('channels').textContent = '';
     var url = $('gateway').value.trim().replace(/[/]+$/, '') + path();
+    multiplexed = $('endpoint').value === 'ws';
     client = new RealtimeClient({ url: url, getToken: function () { return $('token').value.trim(); } });
     client.on('open', function () { setState('open'); log('open', url); });
     client.on('frame', function (frame) { log('in', JSON.stringify(frame)); });
@@ -120,6 +186,18 @@ export const DEMO_PAGE = `<!doctype html>
     if (!client) return log('error', 'connect first');
     var text = $('outgoing').value;
     try { client.send(text); log('out', text); } catch (error) { log('error', error.message); }
+  };
+  $('subscribe').onclick = function () { try { channelHandle(true); } catch (error) { log('error', error.message); } };
+  $('unsubscribe').onclick = function () { var handle = channelHandle(false); if (handle) handle.unsubscribe(); };
+  $('publish').onclick = function () {
+    var handle = channelHandle(false);
+    if (!handle) return;
+    var data;
+    try { data = JSON.parse($('data').value); } catch (error) { return log('error', 'data is not JSON: ' + error.message); }
+    try {
+      handle.publish(data);
+      append(views[handle.channel].list, 'out', JSON.stringify(data));
+    } catch (error) { log('error', error.message); }
   };
 })();
 </script>

@@ -1,9 +1,14 @@
 import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import WebSocket from 'ws';
 import { backoffDelay } from '../../src/client/backoff';
-import type { GatewayError } from '../../src/client/errors';
+import type { ChannelEvents, ChannelSubscription, PublicationFrame } from '../../src/client/channel-subscription';
+import type { ChannelError, GatewayError } from '../../src/client/errors';
 import { RealtimeClient, type AlertFrame, type ChatFrame, type SignalFrame, type WebSocketConstructor } from '../../src/client/realtime-client';
+import { connect } from '../support/clients';
 import { clusterDeployment } from '../support/deployment';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { freePort, ROOT } from '../support/process';
@@ -17,7 +22,7 @@ const WS = WebSocket as unknown as WebSocketConstructor;
 describe('client SDK: packaging', () => {
   it('is importable as realtime-gateway/client', () => {
     const { stdout } = spawnSync(process.execPath, ['-e', "process.stdout.write(Object.keys(require('realtime-gateway/client')).join(','))"], { cwd: ROOT, encoding: 'utf8' });
-    expect(stdout.split(',').sort()).toEqual(['GatewayError', 'RealtimeClient', 'backoffDelay']);
+    expect(stdout.split(',').sort()).toEqual(['ChannelError', 'ChannelSubscription', 'GatewayError', 'RealtimeClient', 'backoffDelay']);
   });
 });
 
@@ -231,6 +236,265 @@ describe('client SDK across a drain (two replicas)', () => {
       expect(got).toEqual(published);
       client.close();
     } finally {
+      await d.close();
+    }
+  });
+});
+
+/** The first time `handle` emits `event`. */
+function nextEvent<K extends keyof ChannelEvents>(handle: ChannelSubscription, event: K): Promise<ChannelEvents[K]> {
+  return new Promise((resolve) => {
+    const off = handle.on(event, (value) => {
+      off();
+      resolve(value);
+    });
+  });
+}
+
+/** POST to the server API as a service; resolves with the status and body. */
+async function post(url: string, body: object): Promise<{ status: number; body: Record<string, unknown> }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, body: (await res.json()) as Record<string, unknown> };
+}
+
+describe('client SDK on /ws: many channels on one connection', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({ LOG_LEVEL: 'warn' });
+  });
+  afterAll(() => gw.close());
+  /** Closed after each test, also a failed one: a client left open would keep reconnecting after the gateway stops. */
+  const clients: RealtimeClient[] = [];
+  afterEach(() => clients.splice(0).forEach((client) => client.close()));
+  const wsClient = (sub: string, role: string) => {
+    const client = new RealtimeClient({ url: gw.ws('/ws'), getToken: () => token({ sub, role }), WebSocket: WS });
+    clients.push(client);
+    return client;
+  };
+
+  it('holds two channels, publishes through a handle, refuses one channel without disturbing the others, and stops on unsubscribe', async () => {
+    const client = wsClient('multi', 'authority');
+    const frames: Record<string, unknown>[] = [];
+    client.on('frame', (frame) => frames.push(frame));
+    let opens = 0;
+    client.on('open', () => opens++);
+    // Made before connect(): subscribed once the connection opens.
+    const alerts = client.subscribe('alerts');
+    const room = client.subscribe('chat:sdk-multi');
+    expect(client.subscribe('alerts')).toBe(alerts); // the same channel twice: the same handle
+    const got = { alerts: [] as PublicationFrame[], room: [] as PublicationFrame[] };
+    alerts.on('publication', (frame) => got.alerts.push(frame));
+    room.on('publication', (frame) => got.room.push(frame));
+    const subscribed = Promise.all([nextEvent(alerts, 'subscribed'), nextEvent(room, 'subscribed')]);
+    client.connect();
+    const [a, r] = await subscribed;
+    expect(a).toEqual({ type: 'subscribed', channel: 'alerts', epoch: expect.any(String), id: expect.any(String) });
+    expect(alerts.position).toEqual({ id: a.id, epoch: a.epoch });
+    expect(room.position).toEqual({ id: r.id, epoch: r.epoch });
+
+    // A channel this token may not hold: an error on its handle, which ends; the connection and the others stay.
+    const consultation = client.subscribe('signaling:c-1');
+    const refused = await nextEvent(consultation, 'error');
+    expect(refused).toMatchObject({ name: 'ChannelError', channel: 'signaling:c-1', code: 'forbidden_channel', fatal: true });
+    expect(refused.message).toBe('forbidden_channel on signaling:c-1 — role "authority" may not subscribe to signaling channels (allowed: doctor, patient)');
+    expect(consultation.state).toBe('ended');
+    expect(() => consultation.publish({ text: 'x' })).toThrow('the subscription to signaling:c-1 has ended (unsubscribed or refused): call client.subscribe("signaling:c-1") again');
+
+    const alert = await post(gw.internal('/api/alerts'), { data: { level: 'red' } });
+    await eventually(() => got.alerts.length === 1, 5000, 'the alert');
+    expect(got.alerts[0]).toEqual({ type: 'publication', channel: 'alerts', id: alert.body.id, data: { level: 'red' }, ts: expect.any(Number) });
+    expect(alerts.position).toEqual({ id: alert.body.id, epoch: a.epoch });
+
+    room.publish({ text: 'hello' });
+    await eventually(() => got.room.length === 1, 5000, 'our own publication');
+    expect(got.room[0]).toEqual({ type: 'publication', channel: 'chat:sdk-multi', id: expect.any(String), data: { text: 'hello' }, user: 'multi', ts: expect.any(Number) });
+    expect(room.position).toEqual({ id: got.room[0].id, epoch: r.epoch });
+    expect(got.alerts).toHaveLength(1); // nothing crossed channels
+
+    const ended = nextEvent(room, 'unsubscribed');
+    room.unsubscribe();
+    expect(await ended).toEqual({});
+    // The server let go of it (a gauge of held channels), so nothing is sent for it any more.
+    await eventually(async () => (await gw.metric('ws_subscriptions_active', { channel: 'chat' })) === 0, 5000, 'the server to drop the room');
+    expect((await post(gw.internal('/api/publish'), { channel: 'chat:sdk-multi', data: { after: true } })).status).toBe(202);
+    // Published after the room's message: once it is here, the room's would have been too (one socket, in order).
+    await post(gw.internal('/api/alerts'), { data: { after: true } });
+    await eventually(() => got.alerts.length === 2, 5000, 'the second alert');
+    expect(got.room).toHaveLength(1);
+    expect(frames.filter((f) => f.channel === 'chat:sdk-multi').map((f) => f.type)).toEqual(['subscribed', 'publication', 'unsubscribed']);
+    expect(() => room.publish({})).toThrow(/call client\.subscribe\("chat:sdk-multi"\) again/);
+    expect(opens).toBe(1);
+  });
+
+  it('reports joins, leaves and private messages of a room, none of which moves its position', async () => {
+    const client = wsClient('watcher', 'user');
+    const room = client.subscribe('chat:sdk-events');
+    const events: string[] = [];
+    for (const type of ['join', 'leave', 'private', 'publication'] as const) room.on(type, (frame) => events.push(`${type}:${JSON.stringify(frame)}`));
+    const subscribed = nextEvent(room, 'subscribed');
+    client.connect();
+    const { epoch } = await subscribed;
+    const member = (sub: string) => connect(gw.ws('/ws/chat/sdk-events'), { protocols: ['bearer', token({ sub, role: 'user' })] });
+
+    const carol = await member('carol');
+    expect(await nextEvent(room, 'join')).toEqual({ type: 'join', channel: 'chat:sdk-events', user: 'carol' });
+    // A private message needs its addressee in the room: the same user on the path endpoint; /ws gets it too.
+    const me = await member('watcher');
+    await nextEvent(room, 'join');
+    carol.send({ type: 'message', message: 'hi' });
+    const message = await nextEvent(room, 'publication');
+    expect(message).toMatchObject({ channel: 'chat:sdk-events', id: expect.any(String), data: { message: 'hi' }, user: 'carol' });
+    expect(room.position).toEqual({ id: message.id, epoch });
+    carol.send({ type: 'private', to: 'watcher', message: 'psst' });
+    expect(await nextEvent(room, 'private')).toEqual({ type: 'private', channel: 'chat:sdk-events', from: 'carol', to: 'watcher', message: 'psst', ts: expect.any(Number) });
+    await carol.close();
+    expect(await nextEvent(room, 'leave')).toEqual({ type: 'leave', channel: 'chat:sdk-events', user: 'carol' });
+    expect(room.position).toEqual({ id: message.id, epoch }); // only the message had an id
+    expect(events.map((e) => e.split(':')[0])).toEqual(['join', 'join', 'publication', 'private', 'leave']);
+    await me.close();
+  });
+
+  it('refuses subscribe() on a path endpoint, saying which URL to use', () => {
+    const client = new RealtimeClient({ url: gw.ws('/ws/chat/lobby'), getToken: () => token(), WebSocket: WS });
+    expect(() => client.subscribe('chat:lobby')).toThrow('subscribe() needs the /ws endpoint (this client\'s URL is /ws/chat/lobby): create the client with url "wss://<host>/ws"');
+  });
+});
+
+/** A namespace without history (no ids, no resume), added by file like an operator would. */
+const NEWS_FILE = join(mkdtempSync(join(tmpdir(), 'rt-sdk-')), 'channels.yaml');
+writeFileSync(NEWS_FILE, ['namespaces:', '  news:', '    history: { size: 0 }'].join('\n'));
+
+describe('client SDK on /ws across a drain (two replicas)', () => {
+  it('resumes each channel from its own position on the other replica, and never from a message without id', async () => {
+    const d = await clusterDeployment({ CHANNELS_FILE: NEWS_FILE, DRAIN_WINDOW_MS: '0', SHUTDOWN_GRACE_MS: '2000' });
+    let client: RealtimeClient | undefined;
+    try {
+      const [a, b] = d.replicas;
+      /** The frames the SDK really wrote to its socket: what it resumed from is what the server was asked. */
+      const sent: Record<string, unknown>[] = [];
+      class RecordingWebSocket extends WebSocket {
+        override send(data: any, ...rest: any[]): void {
+          if (typeof data === 'string' && data.startsWith('{')) sent.push(JSON.parse(data) as Record<string, unknown>);
+          (super.send as (...args: unknown[]) => void)(data, ...rest);
+        }
+      }
+      let target = 0;
+      client = new RealtimeClient({
+        url: () => d.ws(target, '/ws'),
+        getToken: () => token({ sub: 'sdk-multi-watch', role: 'authority' }),
+        WebSocket: RecordingWebSocket as unknown as WebSocketConstructor,
+      });
+      const handles = { alerts: client.subscribe('alerts'), chat: client.subscribe('chat:sdk-drain'), news: client.subscribe('news:sdk-drain') };
+      const received = { alerts: [] as string[], chat: [] as string[], news: [] as number[] };
+      const resumed = { alerts: [] as boolean[], chat: [] as boolean[], news: [] as boolean[] };
+      handles.alerts.on('publication', (frame) => received.alerts.push(frame.id!));
+      handles.chat.on('publication', (frame) => received.chat.push(frame.id!));
+      const newsIds: unknown[] = [];
+      handles.news.on('publication', (frame) => {
+        newsIds.push(frame.id);
+        received.news.push(frame.data.i as number);
+      });
+      for (const name of ['alerts', 'chat', 'news'] as const) handles[name].on('resumed', ({ recovered }) => resumed[name].push(recovered));
+      const closes: number[] = [];
+      let atClose: { alerts: unknown; chat: unknown; news: unknown; last: { alerts?: string; chat?: string } } | undefined;
+      client.on('close', ({ code }) => {
+        closes.push(code);
+        atClose ??= { alerts: handles.alerts.position, chat: handles.chat.position, news: handles.news.position, last: { alerts: received.alerts.at(-1), chat: received.chat.at(-1) } };
+        target = 1; // the load balancer sends the reconnect to the surviving replica
+      });
+      client.connect();
+      await eventually(() => Object.values(handles).every((h) => h.state === 'subscribed'), 5000, 'the three channels');
+      expect(handles.news.position).toBeUndefined();
+
+      const published = { alerts: [] as string[], chat: [] as string[] };
+      const publish = async (i: number) => {
+        published.alerts.push(String((await b.publish({ data: { i } })).body.id));
+        published.chat.push(String((await post(b.internal('/api/publish'), { channel: 'chat:sdk-drain', data: { i } })).body.id));
+        expect((await post(b.internal('/api/publish'), { channel: 'news:sdk-drain', data: { i } })).status).toBe(202);
+      };
+      for (let i = 0; i < 5; i++) await publish(i);
+      await eventually(() => received.news.length === 5 && received.chat.length === 5 && received.alerts.length === 5, 5000, 'the first messages');
+      // The last thing this client got was a live-only message: it is not a position of anything.
+      expect(handles.news.position).toBeUndefined();
+      expect(handles.chat.position!.id).toBe(published.chat[4]);
+
+      const stopping = a.stop(); // drain: 1012
+      for (let i = 5; i < 20; i++) await publish(i);
+      expect(await stopping).toBe(0);
+      await eventually(() => received.alerts.length >= 20 && received.chat.length >= 20, 10_000, 'the missed messages of both history channels');
+      await eventually(() => resumed.alerts.length === 1 && resumed.chat.length === 1, 5000, 'resumed for both');
+
+      expect(closes[0]).toBe(1012);
+      expect(received.alerts).toEqual(published.alerts); // every message of each channel, in order, once
+      expect(received.chat).toEqual(published.chat);
+      expect(resumed).toEqual({ alerts: [true], chat: [true], news: [] });
+
+      // What the SDK asked for: first plain subscribes; after the drain each history channel from its own last id
+      // and epoch, and the live-only channel from nothing.
+      const { alerts, chat, news } = atClose!;
+      expect(news).toBeUndefined();
+      expect(alerts).toEqual({ id: atClose!.last.alerts, epoch: expect.any(String) });
+      expect(chat).toEqual({ id: atClose!.last.chat, epoch: expect.any(String) });
+      expect(sent.filter((f) => f.type === 'subscribe')).toEqual([
+        { type: 'subscribe', channel: 'alerts' },
+        { type: 'subscribe', channel: 'chat:sdk-drain' },
+        { type: 'subscribe', channel: 'news:sdk-drain' },
+        { type: 'subscribe', channel: 'alerts', since: (alerts as { id: string }).id, epoch: (alerts as { epoch: string }).epoch },
+        { type: 'subscribe', channel: 'chat:sdk-drain', since: (chat as { id: string }).id, epoch: (chat as { epoch: string }).epoch },
+        { type: 'subscribe', channel: 'news:sdk-drain' },
+      ]);
+
+      // The live-only channel is held again: live messages flow, in order, each at most once.
+      await post(b.internal('/api/publish'), { channel: 'news:sdk-drain', data: { i: 100 } });
+      await eventually(() => received.news.includes(100), 5000, 'a live news message after the reconnect');
+      expect(received.news.slice(0, 5)).toEqual([0, 1, 2, 3, 4]);
+      expect(received.news.every((i, k) => k === 0 || i > received.news[k - 1])).toBe(true);
+      expect(received.news.at(-1)).toBe(100);
+      expect(newsIds.every((id) => id === undefined)).toBe(true);
+      expect(handles.news.position).toBeUndefined();
+    } finally {
+      client?.close();
+      await d.close();
+    }
+  });
+});
+
+describe('client SDK on /ws while Redis is down', () => {
+  it('retries a subscribe refused with unavailable, with its backoff, until Redis is back', async () => {
+    const d = await clusterDeployment({}, 1);
+    let client: RealtimeClient | undefined;
+    try {
+      const [replica] = d.replicas;
+      const before = String((await replica.publish({ data: { before: true } })).body.id);
+      client = new RealtimeClient({ url: d.ws(0, '/ws'), getToken: () => token({ sub: 'sdk-outage', role: 'authority' }), WebSocket: WS, backoff: { baseMs: 100, capMs: 400 } });
+      const opened = new Promise((resolve) => client!.on('open', resolve));
+      client.connect();
+      await opened;
+      await d.redis.kill();
+      await eventually(async () => (await replica.readyStatus()) === 503, 10_000, 'the replica to see Redis gone');
+
+      // Resuming needs the history, which is in Redis: refused for the moment, and tried again by the SDK.
+      const alerts = client.subscribe('alerts', { since: before });
+      const errors: ChannelError[] = [];
+      alerts.on('error', (error) => errors.push(error));
+      const resumed = nextEvent(alerts, 'resumed');
+      await eventually(() => errors.length >= 3, 10_000, 'three refused subscribes');
+      expect(errors.map((e) => [e.code, e.fatal])).toEqual(errors.map(() => ['unavailable', false]));
+      const delays = errors.map((e) => Number(/\(retrying in (\d+) ms\)$/.exec(e.message)![1]));
+      delays.forEach((delay, attempt) => expect(delay).toBeLessThan(Math.min(400, 100 * 2 ** attempt)));
+      expect(alerts.state).not.toBe('ended');
+
+      // Redis is back, empty: the subscribe goes through, and says the history it resumed from is gone.
+      await d.redis.restart();
+      expect(await resumed).toEqual({ recovered: false });
+      expect(alerts.state).toBe('subscribed');
+      expect(client.connected).toBe(true); // the connection stayed throughout
+    } finally {
+      client?.close();
       await d.close();
     }
   });

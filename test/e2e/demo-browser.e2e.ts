@@ -123,3 +123,62 @@ describe('demo console: why an upgrade was refused (browsers hide the status)', 
     await refusedOnce(forged, 'token_invalid', /— /);
   });
 });
+
+describe('demo console on /ws: many channels on one connection', () => {
+  let browser: Browser;
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({ LOG_LEVEL: 'warn' });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.close();
+  });
+
+  it('subscribes to two channels, shows each one its own publications, publishes, refuses a channel, and unsubscribes', async () => {
+    const page = await browser.newPage();
+    const sockets: string[] = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    await page.goto(gw.internal('/demo'));
+    await page.fill('#token', token({ sub: 'browser-ws', role: 'authority' }));
+    await page.selectOption('#endpoint', 'ws');
+    await page.click('#connect');
+    await page.waitForSelector('#state[data-state="open"]');
+    const channel = (name: string) => `.channel[data-channel="${name}"]`;
+    for (const name of ['alerts', 'chat:demo-ws']) {
+      await page.fill('#channel', name);
+      await page.click('#subscribe');
+      await page.waitForSelector(`${channel(name)}[data-state="subscribed"]`);
+    }
+
+    // A publication over HTTP reaches the alerts list only; one from the page reaches the room's.
+    const res = await fetch(gw.internal('/api/alerts'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ data: { level: 'amber' } }),
+    });
+    const { id } = (await res.json()) as { id: string };
+    await page.waitForSelector(`${channel('alerts')} li[data-kind="publication"]:has-text("amber")`);
+    expect(await page.textContent(`${channel('alerts')} h3 span`)).toContain(`subscribed at ${id}`); // the alert is its position
+    await page.fill('#channel', 'chat:demo-ws');
+    await page.fill('#data', '{"text":"from the page"}');
+    await page.click('#publish');
+    await page.waitForSelector(`${channel('chat:demo-ws')} li[data-kind="publication"]:has-text("browser-ws")`);
+    expect(await page.$$eval(`${channel('chat:demo-ws')} li[data-kind="publication"]`, (items) => items.map((li) => li.textContent ?? ''))).toEqual([
+      expect.stringContaining('"data":{"text":"from the page"}'),
+    ]);
+    expect(await page.$$(`${channel('alerts')} li[data-kind="publication"]`)).toHaveLength(1);
+
+    // A channel this token may not hold: its own error, not retried; the others stay subscribed.
+    await page.fill('#channel', 'signaling:c-9');
+    await page.click('#subscribe');
+    await page.waitForSelector(`${channel('signaling:c-9')}[data-state="ended"] li[data-kind="error"]:has-text("forbidden_channel")`);
+    await page.fill('#channel', 'chat:demo-ws');
+    await page.click('#unsubscribe');
+    await page.waitForSelector(`${channel('chat:demo-ws')}[data-state="ended"]`);
+    expect(await page.getAttribute(channel('alerts'), 'data-state')).toBe('subscribed');
+    expect(sockets).toEqual([expect.stringMatching(/\/ws$/)]); // all of it on one connection
+    await page.close();
+  });
+});
