@@ -177,7 +177,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       conn.close(CloseCode.UNSUPPORTED_DATA, 'binary frames are not accepted');
       return;
     }
-    const bucket = (conn.bucket ??= new TokenBucket(this.config.rateLimitPerSec, this.config.rateLimitBurst, conn.openedAt));
+    const bucket = (conn.bucket ??= new TokenBucket(this.config.rateLimitPerSec, this.config.rateLimitBurst, conn.openedAt, conn.frameCredit));
     if (!bucket.take(now)) {
       if (bucket.dropped >= ABUSE_FACTOR * this.config.rateLimitBurst) {
         this.frameError(conn, 'rate_limit_abuse');

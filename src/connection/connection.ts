@@ -73,6 +73,11 @@ export class Connection {
    * `join`, …), not the path endpoint's (`alert`, `message`, …).
    */
   multiplexed = false;
+  /**
+   * Frames this connection may send at its start beyond RATE_LIMIT_BURST, once (`/ws`: a reconnecting client
+   * re-subscribes every channel it held, up to MAX_SUBSCRIPTIONS_PER_CONNECTION, in one go).
+   */
+  frameCredit = 0;
   handlers: Map<string, FrameHandler> | undefined;
   /** This turn's write queue, private like ws's sender queue: frames queued since the last flush. */
   private pending: Buffer | Buffer[] | undefined;

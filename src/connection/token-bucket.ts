@@ -12,8 +12,10 @@ export class TokenBucket {
     private readonly ratePerSec: number,
     private readonly burst: number,
     now: number,
+    /** Tokens on top of the burst at the start, never refilled (a reconnect's re-subscribes). */
+    credit = 0,
   ) {
-    this.tokens = burst;
+    this.tokens = burst + credit;
     this.last = now;
   }
 
@@ -21,7 +23,8 @@ export class TokenBucket {
   take(now: number): boolean {
     const elapsed = now - this.last;
     if (elapsed > 0) {
-      this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.ratePerSec) / 1000);
+      // Above the burst only while a start credit lasts: it is spent, never refilled.
+      if (this.tokens < this.burst) this.tokens = Math.min(this.burst, this.tokens + (elapsed * this.ratePerSec) / 1000);
       this.last = now;
       if (this.tokens >= this.burst) this.dropped = 0;
     }

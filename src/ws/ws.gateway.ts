@@ -67,6 +67,8 @@ export class WsGateway implements OnGatewayConnection {
 
   handleConnection(conn: Connection): void {
     conn.multiplexed = true;
+    // A reconnect re-subscribes every channel at once: that many frames are not abuse.
+    conn.frameCredit = this.config.maxSubscriptionsPerConnection;
     const channels = new Map<string, Pending | true>();
     this.held.set(conn, channels);
     conn.onClose(() => {

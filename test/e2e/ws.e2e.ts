@@ -267,3 +267,21 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
     expect(await forChannel(client, 'publication', ward)).toMatchObject({ channel: ward, data: { durable: 1 }, id: expect.any(String) });
   });
 });
+
+describe('/ws with the default rate limit', () => {
+  it('takes a reconnect re-subscribing 128 channels at once (a start credit), and limits what comes after as usual', async () => {
+    const d = await embeddedDeployment({ CHANNELS_FILE: FILE });
+    try {
+      const client = await connect(d.ws(0, '/ws'), { protocols: ['bearer', token({ sub: 'returning', role: 'user' })] });
+      for (let i = 0; i < 128; i++) client.send({ type: 'subscribe', channel: `news:r-${i}` });
+      for (let i = 0; i < 128; i++) await client.take((f: any) => f.type === 'subscribed' && f.channel === `news:r-${i}`);
+      expect(client.frames.filter((f: any) => f.type === 'error')).toEqual([]);
+      // The credit is spent: the usual burst (40) holds from here on.
+      for (let i = 0; i < 60; i++) client.send({ type: 'ping' });
+      expect((await client.take((f: any) => f.type === 'error')) as any).toMatchObject({ payload: { code: 'rate_limited' } });
+      client.ws.terminate();
+    } finally {
+      await d.close();
+    }
+  });
+});

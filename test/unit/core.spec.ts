@@ -18,6 +18,16 @@ describe('TokenBucket', () => {
     expect(bucket.take(1000)).toBe(true); // refilled to the burst: the slate is clean
     expect(bucket.dropped).toBe(0);
   });
+
+  it('spends a start credit beyond the burst once, and never refills above the burst', () => {
+    const bucket = new TokenBucket(10, 3, 0, 5);
+    expect(Array.from({ length: 9 }, () => bucket.take(0))).toEqual([true, true, true, true, true, true, true, true, false]);
+    expect(bucket.take(10_000)).toBe(true); // refilled: to the burst only
+    expect([bucket.take(10_000), bucket.take(10_000), bucket.take(10_000)]).toEqual([true, true, false]);
+    const unused = new TokenBucket(10, 3, 0, 5);
+    expect(unused.take(60_000)).toBe(true); // time passing does not take the credit away
+    expect(Array.from({ length: 8 }, () => unused.take(60_000)).filter(Boolean).length).toBe(7);
+  });
 });
 
 describe('stream ids', () => {
