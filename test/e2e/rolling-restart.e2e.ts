@@ -104,6 +104,41 @@ describe('rolling restart of two replicas', () => {
     expect(multiplexed.received).toEqual(published);
   });
 
+  it('loses no alert for a /ws subscriber whose replica is killed (SIGKILL), and delivers none twice', async () => {
+    const survivor = await startReplica('kill-survivor');
+    const victim = await startReplica('kill-victim');
+    const multiplexed = new ResumingSubscriber('ws-kill', () => {
+      const target = live.has(victim) ? victim : survivor;
+      return { name: target.name, url: `ws://127.0.0.1:${target.process.port}` };
+    }, 100, 'ws');
+    multiplexed.start();
+    await eventually(() => multiplexed.position !== undefined && multiplexed.connectedTo === 'kill-victim', 5000, 'subscribed on the victim');
+    const published: string[] = [];
+    let publishing = true;
+    const publish = (async () => {
+      while (publishing && running) {
+        const result = await survivor.publish({ data: { t: Date.now() } }).catch(() => undefined);
+        if (result?.status === 202) published.push(String(result.body.id));
+        await new Promise((resolve) => setTimeout(resolve, 5));
+      }
+    })();
+    await eventually(() => published.length >= 20, 5000, 'alerts before the kill');
+    live.delete(victim);
+    await victim.kill();
+    const mark = published.length;
+    await eventually(() => published.length >= mark + 20 && multiplexed.connectedTo === 'kill-survivor', 10_000, 'alerts after the kill');
+    publishing = false;
+    await publish;
+    await eventually(() => multiplexed.received.length >= published.length, 10_000, 'the /ws client to catch up').catch((error: Error) => {
+      throw new Error(`${error.message}: received ${multiplexed.received.length} of ${published.length}; closes ${multiplexed.closes.join(',')}`);
+    });
+    await multiplexed.stop();
+    expect(multiplexed.notRecoveredAt).toEqual([]);
+    expect(multiplexed.received).toEqual(published);
+    await survivor.stop();
+    live.delete(survivor);
+  });
+
   it('reads the replay that arrives in the same read as the 101 response (a client stalled between request and response)', async () => {
     const replica = await startReplica('stalled');
     const ids: string[] = [];
