@@ -122,16 +122,18 @@ export class WsGateway implements OnGatewayConnection {
       // publish waits for the answer.
       attaching = this.askThenAttach(conn, channels, channel, since, checked, () => pending);
     } else {
-      attaching = this.hub.attach(conn, [{ channel, since }], WS_ATTACH_FRAMES);
-      if (!attaching) {
-        channels.set(channel, true);
-        await this.becomeMember(conn, channel);
-        return unprovable ? { type: 'resumed', channel, recovered: false } : undefined;
-      }
+      // Synchronous when nothing needed a round trip; the membership below may still need one.
+      attaching = this.hub.attach(conn, [{ channel, since }], WS_ATTACH_FRAMES) ?? Promise.resolve();
     }
     const settled = attaching.then(
-      () => {
+      async () => {
         if (channels.get(channel) !== pending) return false;
+        // Held only once a member too (presence namespaces), so a publish right after cannot overtake the join.
+        await this.becomeMember(conn, channel);
+        if (channels.get(channel) !== pending) {
+          this.rooms.leaveShared(conn, channel); // unsubscribed while joining: leave again
+          return false;
+        }
         channels.set(channel, true);
         return true;
       },
@@ -151,7 +153,6 @@ export class WsGateway implements OnGatewayConnection {
     channels.set(channel, pending);
     // Still held once attached (not unsubscribed meanwhile): a live-only resume is told it proves nothing.
     if (!(await settled)) return;
-    await this.becomeMember(conn, channel);
     if (unprovable) return { type: 'resumed', channel, recovered: false };
   }
 

@@ -325,7 +325,8 @@ describe('client SDK on /ws: many channels on one connection', () => {
     await post(gw.internal('/api/alerts'), { data: { after: true } });
     await eventually(() => got.alerts.length === 2, 5000, 'the second alert');
     expect(got.room).toHaveLength(1);
-    expect(frames.filter((f) => f.channel === 'chat:sdk-multi').map((f) => f.type)).toEqual(['subscribed', 'publication', 'unsubscribed']);
+    // chat has presence: the subscriber is a member of the room, and its own join comes right after subscribed.
+    expect(frames.filter((f) => f.channel === 'chat:sdk-multi').map((f) => f.type)).toEqual(['subscribed', 'join', 'publication', 'unsubscribed']);
     expect(() => room.publish({})).toThrow(/call client\.subscribe\("chat:sdk-multi"\) again/);
     expect(opens).toBe(1);
   });
@@ -340,11 +341,13 @@ describe('client SDK on /ws: many channels on one connection', () => {
     const { epoch } = await subscribed;
     const member = (sub: string) => connect(gw.ws('/ws/chat/sdk-events'), { protocols: ['bearer', token({ sub, role: 'user' })] });
 
+    // The subscriber is a member of the room (chat has presence): its own join first.
+    await eventually(() => events.length === 1, 5000, 'our own join');
+    expect(events).toEqual(['join:{"type":"join","channel":"chat:sdk-events","user":"watcher"}']);
     const carol = await member('carol');
     expect(await nextEvent(room, 'join')).toEqual({ type: 'join', channel: 'chat:sdk-events', user: 'carol' });
-    // A private message needs its addressee in the room: the same user on the path endpoint; /ws gets it too.
+    // The same user on the path endpoint too: already in the room, so no second join.
     const me = await member('watcher');
-    await nextEvent(room, 'join');
     carol.send({ type: 'message', message: 'hi' });
     const message = await nextEvent(room, 'publication');
     expect(message).toMatchObject({ channel: 'chat:sdk-events', id: expect.any(String), data: { message: 'hi' }, user: 'carol' });
@@ -355,6 +358,7 @@ describe('client SDK on /ws: many channels on one connection', () => {
     expect(await nextEvent(room, 'leave')).toEqual({ type: 'leave', channel: 'chat:sdk-events', user: 'carol' });
     expect(room.position).toEqual({ id: message.id, epoch }); // only the message had an id
     expect(events.map((e) => e.split(':')[0])).toEqual(['join', 'join', 'publication', 'private', 'leave']);
+    expect(events.filter((e) => e.includes('"user":"watcher"'))).toHaveLength(1); // one join, however many connections
     await me.close();
   });
 
