@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:ws [-- --quick] [-- --write]
+// npm run bench:ws [-- --quick] [-- --write] [-- --fanout (the fan-out rows only)]
 // What one connection for many channels costs (issue 22), the gateway in embedded mode at its default log
 // level, every connection its own user with its own token:
 // - idle RSS and heap per connection after GC: the alerts path endpoint (`alerts` + the user's own channel),
@@ -20,7 +20,7 @@ const { startServer, runPinned, SECRET } = require('./fanout');
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
-const ROUNDS = quick ? 1 : 3;
+const ROUNDS = Number(process.env.BENCH_ROUNDS) || (quick ? 1 : 3);
 const IDLE = quick ? 2000 : 5000;
 const FANOUT = 1000;
 const DELIVERIES = quick ? 100_000 : 300_000;
@@ -198,8 +198,9 @@ async function main() {
   const fanTokens = tokensFile(FANOUT, 'authority');
   const mem = { path: [], ws1: [], ws10: [] };
   const fan = { path: [], ws1: [] };
+  const fanoutOnly = args.has('--fanout');
   for (let r = 1; r <= ROUNDS; r++) {
-    for (const shape of ['path', 'ws1', 'ws10']) {
+    for (const shape of fanoutOnly ? [] : ['path', 'ws1', 'ws10']) {
       process.stderr.write(`  round ${r}/${ROUNDS} idle ${shape}… `);
       const res = await idle(shape, idleTokens);
       mem[shape].push(res);
@@ -211,6 +212,10 @@ async function main() {
       fan[shape].push(res);
       console.error(`${Math.round(res.single / 1000)}k single, ${Math.round(res.burst8 / 1000)}k burst8 per CPU-s`);
     }
+  }
+  if (fanoutOnly) {
+    for (const mode of ['single', 'burst8']) console.log(`${mode}: path ${fmt(fan.path.map((x) => x[mode] / 1000), 0, 'k')}, /ws ${fmt(fan.ws1.map((x) => x[mode] / 1000), 0, 'k')}, /ws ÷ path ${ratio(fan.ws1.map((x) => x[mode]), fan.path.map((x) => x[mode]))}`);
+    return;
   }
   process.stderr.write(`  subscribe proxy, ${PROXY_SUBSCRIBES} subscribes each… `);
   const proxy = await proxyCost();
@@ -243,7 +248,7 @@ async function main() {
   if (args.has('--write')) {
     const doc = join(__dirname, '..', 'docs', 'benchmarks.md');
     const text = readFileSync(doc, 'utf8');
-    const block = `<!-- bench-ws:start -->\nCommand: \`npm run bench:ws${quick ? ' -- --quick' : ''} -- --write\` · ${new Date().toISOString().slice(0, 10)} · ${machine} · ${ROUNDS} interleaved round(s), ${minutes} min\n\n${report}\n<!-- bench-ws:end -->`;
+    const block = `<!-- bench-ws:start -->\nCommand: \`${process.env.BENCH_ROUNDS ? `BENCH_ROUNDS=${process.env.BENCH_ROUNDS} ` : ''}npm run bench:ws${quick ? ' -- --quick' : ''} -- --write\` · ${new Date().toISOString().slice(0, 10)} · ${machine} · ${ROUNDS} interleaved round(s), ${minutes} min\n\n${report}\n<!-- bench-ws:end -->`;
     if (!text.includes('<!-- bench-ws:start -->')) throw new Error('docs/benchmarks.md has no <!-- bench-ws:start --> … <!-- bench-ws:end --> block to write into');
     writeFileSync(doc, text.replace(/<!-- bench-ws:start -->[\s\S]*<!-- bench-ws:end -->/, block));
     console.error(`bench:ws: wrote ${doc}`);

@@ -229,6 +229,11 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
   it('notices a frozen Redis link within REDIS_TIMEOUT_MS (503, ws_redis_up 0, a warn line), then catches up once and in order', async () => {
     const far = await subscriber(b, 'frozen-far');
     await far.ofType('welcome');
+    // The same on /ws: one channel of a multiplexed connection keeps the same promise.
+    const multi = await connect(b.ws(`/ws?token=${token({ sub: 'frozen-ws', role: 'authority' })}`));
+    clients.push(multi);
+    multi.send({ type: 'subscribe', channel: 'alerts' });
+    await multi.ofType('subscribed');
     proxy.freeze();
     const frozenAt = Date.now();
     const ids: string[] = [];
@@ -240,6 +245,14 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
     const end = await marker();
     expect((await until(far, end)).map((f) => f.id)).toEqual(ids);
     expect(far.ws.readyState).toBe(far.ws.OPEN);
+    const onWs: string[] = [];
+    for (;;) {
+      const frame = await multi.take<Frame>((f) => f.type === 'publication' && f.channel === 'alerts', 10_000);
+      if (frame.data?.marker === end) break;
+      onWs.push(frame.id!);
+    }
+    expect(onWs).toEqual(ids);
+    expect(multi.frames.filter((f: any) => f.type === 'resumed' || f.type === 'error')).toEqual([]);
     expect(await b.metric('ws_redis_up')).toBe(1);
   });
 });
