@@ -2,7 +2,9 @@
  * The admin console (`GET /admin`, internal port): one static page, no build step. It calls the server API with
  * the admin token the operator pastes (kept in this tab's sessionStorage only) and refreshes itself every 2 s:
  * the replicas, the busiest channels with their members, message and connection rates, a publish form and
- * disconnect buttons. `__DEV_TOKEN__` is replaced by `true` when the server offers development tokens.
+ * disconnect buttons. Its live view watches one channel over `/ws` on the public port with the SDK
+ * (`/admin/client.js`), the token in the `bearer` subprotocol. `__DEV_TOKEN__` is replaced by `true` when the
+ * server offers development tokens, `__PUBLIC_PORT__` by the public port (the live view's default address).
  */
 export const ADMIN_PAGE = `<!doctype html>
 <html lang="en">
@@ -11,7 +13,7 @@ export const ADMIN_PAGE = `<!doctype html>
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>realtime-gateway admin</title>
 <style>
-  :root { --fg: #1d232a; --muted: #5b6670; --line: #d9dee3; --bg: #f6f7f9; --ok: #1a7f37; --bad: #b42318; --accent: #0b5cad; }
+  :root { --fg: #1d232a; --muted: #5b6670; --line: #d9dee3; --bg: #f6f7f9; --ok: #1a7f37; --bad: #b42318; --warn: #9a6700; --accent: #0b5cad; }
   * { box-sizing: border-box; }
   body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: var(--fg); background: var(--bg); }
   header { display: flex; flex-wrap: wrap; gap: .6rem 1rem; align-items: center; padding: .8rem 1rem; background: #fff; border-bottom: 1px solid var(--line); }
@@ -42,6 +44,17 @@ export const ADMIN_PAGE = `<!doctype html>
   a.channel { color: var(--accent); cursor: pointer; text-decoration: underline; }
   body[data-stale] main table, body[data-stale] .stats { opacity: .45; }
   tr.selected td { background: #eef5fc; }
+  .row { display: flex; flex-wrap: wrap; gap: .4rem .6rem; align-items: center; }
+  #watchState { font-size: .9rem; color: var(--muted); word-break: break-word; }
+  #watchState[data-state="subscribed"] { color: var(--ok); }
+  #watchState[data-state="connecting"], #watchState[data-state="reconnecting"] { color: var(--warn); }
+  #watchState[data-state="refused"], #watchState[data-state="closed"] { color: var(--bad); font-weight: 600; }
+  .hint { color: var(--muted); font-size: .85rem; margin: .4rem 0 0; }
+  ol.frames { list-style: none; margin: .6rem 0 0; padding: 0; max-height: 18rem; overflow: auto; border: 1px solid var(--line); border-radius: 6px; font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
+  ol.frames:empty { display: none; }
+  ol.frames li { padding: .15rem .4rem; border-bottom: 1px solid var(--line); white-space: pre-wrap; word-break: break-all; }
+  ol.frames li[data-kind="join"], ol.frames li[data-kind="leave"], ol.frames li[data-kind="subscribed"], ol.frames li[data-kind="resumed"] { color: var(--muted); }
+  ol.frames li[data-kind="error"], ol.frames li[data-kind="close"] { color: var(--bad); }
   @media (max-width: 40rem) { main { padding: .6rem; gap: .6rem; } header { padding: .6rem; } th, td { padding: .3rem .2rem; font-size: .85rem; } }
 </style>
 </head>
@@ -72,6 +85,18 @@ export const ADMIN_PAGE = `<!doctype html>
     <h2 id="membersTitle" style="margin-top:.8rem" hidden>Members</h2>
     <div class="scroll"><table id="members" hidden><thead><tr><th>user</th><th>node</th><th></th></tr></thead><tbody></tbody></table></div>
   </section>
+  <section id="live">
+    <h2>Live view</h2>
+    <label>Channel <input id="watchChannel" placeholder="chat:&lt;room&gt;, alerts, signaling:&lt;id&gt; (or click one in Busiest channels)"></label>
+    <div class="row">
+      <button id="watch">Watch</button>
+      <button id="unwatch" class="quiet">Stop watching</button>
+      <span id="watchState" data-state="idle">not watching</span>
+    </div>
+    <ol id="watchLog" class="frames" aria-live="polite"></ol>
+    <label>WebSocket endpoint (public port) <input id="wsUrl" spellcheck="false" autocomplete="off"></label>
+    <p class="hint">This page is on the internal port; it watches over <code>/ws</code> on the public one. Behind a proxy, type its address (<code>wss://host/ws</code>); clear the field for the default. Watching a chat room makes you one of its members: listed, and its members see you join and leave.</p>
+  </section>
   <section>
     <h2>Publish</h2>
     <label>Channel <input id="pubChannel" value="alerts" placeholder="alerts, user:&lt;sub&gt;, chat:&lt;room&gt;, signaling:&lt;id&gt;"></label>
@@ -88,9 +113,11 @@ export const ADMIN_PAGE = `<!doctype html>
     <div id="discResult" class="result"></div>
   </section>
 </main>
+<script src="/admin/client.js"></script>
 <script>
 (function () {
   var DEV_TOKEN = __DEV_TOKEN__;
+  var PUBLIC_PORT = __PUBLIC_PORT__;
   var $ = function (id) { return document.getElementById(id); };
   var token = sessionStorage.getItem('rg-admin-token') || '';
   var previous;
@@ -149,12 +176,11 @@ export const ADMIN_PAGE = `<!doctype html>
       row.dataset.channel = ch.channel;
       if (ch.channel === selected) row.className = 'selected';
       var name = cell(row, '');
-      if (/^(chat|signaling):/.test(ch.channel)) {
-        var a = document.createElement('a');
-        a.className = 'channel'; a.textContent = ch.channel;
-        a.onclick = function () { selected = ch.channel; $('pubChannel').value = ch.channel; members(); render(nodes); };
-        name.appendChild(a);
-      } else name.textContent = ch.channel;
+      // Selecting a channel watches it live; a room or consultation also lists its members.
+      var a = document.createElement('a');
+      a.className = 'channel'; a.textContent = ch.channel;
+      a.onclick = function () { selected = ch.channel; $('pubChannel').value = ch.channel; members(); watch(ch.channel); render(nodes); };
+      name.appendChild(a);
       cell(row, String(ch.members), 'num');
       cbody.appendChild(row);
     });
@@ -162,6 +188,7 @@ export const ADMIN_PAGE = `<!doctype html>
 
   function members() {
     if (!selected) return;
+    if (!/^(chat|signaling):/.test(selected)) { $('membersTitle').hidden = true; $('members').hidden = true; return; }
     api('GET', '/api/channels/' + encodeURIComponent(selected) + '/presence').then(function (answer) {
       $('membersTitle').hidden = false; $('members').hidden = false;
       $('membersTitle').textContent = 'Members of ' + selected;
@@ -205,6 +232,104 @@ export const ADMIN_PAGE = `<!doctype html>
     clearInterval(timer);
     refresh();
     timer = setInterval(refresh, 2000);
+    if (live.handle) watch(live.handle.channel); // watched again with this token
+  }
+
+  // The live view: one channel at a time over /ws on the public port, through the SDK (reconnects, resumes
+  // from the channel's position, and asks the server why an upgrade was refused). The token goes in the
+  // \`bearer\` subprotocol, never in the URL.
+  var RealtimeClient = window.RealtimeGateway && window.RealtimeGateway.RealtimeClient;
+  var DEFAULT_WS = (location.protocol === 'https:' ? 'wss://' : 'ws://') + location.hostname + ':' + PUBLIC_PORT + '/ws';
+  var MAX_FRAMES = 200;
+  var live = {};
+
+  function watchState(state, text) { $('watchState').dataset.state = state; $('watchState').textContent = text; }
+  function note(kind, text) {
+    var list = $('watchLog');
+    var li = document.createElement('li');
+    li.dataset.kind = kind;
+    li.textContent = new Date().toTimeString().slice(0, 8) + ' ' + kind + ' ' + text;
+    list.appendChild(li);
+    while (list.childNodes.length > MAX_FRAMES) list.removeChild(list.firstChild);
+    list.scrollTop = list.scrollHeight;
+  }
+  // The address typed (a proxy's) is kept for the next visit; an empty field means the default.
+  function wsUrl() {
+    var value = $('wsUrl').value.trim();
+    if (!value || value === DEFAULT_WS) { localStorage.removeItem('rg-admin-ws-url'); $('wsUrl').value = DEFAULT_WS; return DEFAULT_WS; }
+    localStorage.setItem('rg-admin-ws-url', value);
+    return value;
+  }
+
+  function stopWatching(text) {
+    var client = live.client;
+    live = {}; // first: the close that follows is ours, not news
+    if (client) client.close();
+    watchState('stopped', text);
+  }
+
+  function watch(channel) {
+    channel = (channel || '').trim();
+    if (!channel) return watchState('idle', 'type a channel, or click one in Busiest channels');
+    if (!token) return watchState('refused', 'paste an admin token first');
+    if (!RealtimeClient) return watchState('refused', 'the SDK (/admin/client.js) did not load');
+    var url = wsUrl();
+    $('watchChannel').value = channel;
+    if (live.client && live.handle && live.handle.channel === channel && live.handle.state !== 'ended' && live.url === url && live.token === token) return;
+    var parsed;
+    try { parsed = new URL(url); } catch (e) { parsed = undefined; }
+    if (!parsed || (parsed.protocol !== 'ws:' && parsed.protocol !== 'wss:')) { stopWatching(''); return watchState('refused', 'not a WebSocket address: ' + url + ' (ws://host:port/ws or wss://host/ws)'); }
+    var client = live.client;
+    var fresh = !client || live.url !== url || live.token !== token;
+    if (fresh) {
+      stopWatching('');
+      var jwt = token;
+      client = new RealtimeClient({ url: url, tokenIn: 'subprotocol', heartbeatMs: 25000, getToken: function () { return jwt; } });
+      live = { client: client, url: url, token: jwt };
+      // Connection events matter while the watched channel is still wanted (not refused, not stopped).
+      var watching = function () { return live.client === client && live.handle && live.handle.state !== 'ended'; };
+      client.on('open', function () { if (watching()) watchState('connecting', 'connected, subscribing to ' + live.handle.channel + '…'); });
+      client.on('close', function (e) {
+        if (!watching()) return;
+        var text = e.code + (e.reason ? ' ' + e.reason : '');
+        note('close', text + (e.reconnectInMs !== undefined ? ', reconnecting in ' + e.reconnectInMs + ' ms' : ''));
+        // 1006 with no refusal the SDK could read: nothing answered, or a refusal this page may not read.
+        var hint = e.code === 1006 && !e.reason ? ': no answer from ' + live.url + ', or refused for a reason this page cannot read (the address? ALLOWED_ORIGINS?)' : '';
+        if (e.reconnectInMs !== undefined) watchState('reconnecting', 'reconnecting in ' + e.reconnectInMs + ' ms (' + text + hint + ')');
+      });
+      client.on('error', function (error) {
+        if (!watching() || !error.fatal) return;
+        // A refused upgrade (401, 403 forbidden_origin or banned, ...) or a close not to retry (4003): stopped.
+        note('error', error.message);
+        watchState(error.kind === 'http' ? 'refused' : 'closed', error.message + ' (not retried; Watch tries again)');
+        live.client = undefined;
+      });
+    } else if (live.handle) live.handle.unsubscribe();
+    $('watchLog').textContent = '';
+    var handle;
+    try { handle = client.subscribe(channel); } catch (error) { stopWatching(''); return watchState('refused', error.message); }
+    live.handle = handle;
+    var mine = function () { return live.handle === handle; };
+    handle.on('subscribed', function (f) {
+      if (!mine()) return;
+      var at = f.id ? ' at ' + f.id : '';
+      note('subscribed', channel + at);
+      watchState('subscribed', 'subscribed to ' + channel + at + ' · live');
+    });
+    handle.on('publication', function (f) { if (mine()) note('publication', (f.user || 'server') + ': ' + JSON.stringify(f.data) + (f.id ? '  (' + f.id + ')' : '')); });
+    handle.on('join', function (f) { if (mine()) note('join', f.user + ' joined'); });
+    handle.on('leave', function (f) { if (mine()) note('leave', f.user + ' left'); });
+    handle.on('private', function (f) { if (mine()) note('private', f.from + ' → ' + f.to + ': ' + f.message); });
+    handle.on('resumed', function (r) { if (mine()) note('resumed', r.recovered ? 'nothing missed' : 'some messages were lost meanwhile (history trimmed or lost)'); });
+    handle.on('error', function (error) {
+      if (!mine()) return;
+      note('error', error.message);
+      // Refused for good (forbidden_channel, unknown_channel, ...): the server's code and message, and the rest
+      // of the page carries on. Otherwise (unavailable) the SDK subscribes again after a backoff.
+      watchState(error.fatal ? 'refused' : 'reconnecting', (error.fatal ? 'refused: ' : '') + error.message);
+    });
+    watchState('connecting', client.connected ? 'subscribing to ' + channel + '…' : 'connecting to ' + url + '…');
+    if (fresh) client.connect();
   }
 
   function disconnect() {
@@ -225,6 +350,12 @@ export const ADMIN_PAGE = `<!doctype html>
     api('POST', '/api/publish', { channel: $('pubChannel').value.trim(), data: data }).then(function (answer) { show($('pubResult'), answer); });
   };
   $('disconnect').onclick = disconnect;
+  $('watch').onclick = function () { watch($('watchChannel').value); };
+  $('watchChannel').onkeydown = function (e) { if (e.key === 'Enter') watch($('watchChannel').value); };
+  $('unwatch').onclick = function () { stopWatching(live.handle ? 'stopped watching ' + live.handle.channel : 'not watching'); };
+  $('wsUrl').placeholder = DEFAULT_WS;
+  $('wsUrl').value = localStorage.getItem('rg-admin-ws-url') || DEFAULT_WS;
+  $('wsUrl').onchange = function () { wsUrl(); if (live.handle) watch(live.handle.channel); };
   if (DEV_TOKEN) {
     $('dev').hidden = false;
     $('dev').onclick = function () {

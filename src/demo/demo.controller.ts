@@ -1,6 +1,6 @@
 import { Controller, Get, Header } from '@nestjs/common';
+import { buildClientBundle } from '../http/client-bundle';
 import { Listeners } from '../http/listeners';
-import { buildClientBundle } from './client-bundle';
 import { DEMO_PAGE } from './demo-page';
 
 /** A console for trying the endpoints from a browser: `GET /demo`. Static; tokens stay in the page. */

@@ -6,6 +6,7 @@ import { Replica } from '../support/cluster';
 import { connect } from '../support/clients';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { RedisProcess } from '../support/redis';
+import { TcpProxy } from '../support/tcp-proxy';
 import { token } from '../support/tokens';
 
 jest.setTimeout(60_000);
@@ -85,6 +86,102 @@ describe('admin console in headless Chromium, two replicas', () => {
     const overflow = await page.evaluate('document.documentElement.scrollWidth - document.documentElement.clientWidth');
     expect(overflow).toBeLessThanOrEqual(0);
     await bob.close();
+    await page.close();
+  });
+
+  it('watches a room live over /ws on the public port: publications, joins and leaves, a refused channel, a reconnect through a proxy, and stop', async () => {
+    const carol = await connect(b.ws(`/ws/chat/ward-5?token=${token({ sub: 'carol', role: 'patient' })}`));
+    await carol.ofType('welcome');
+    const system = (event: string, user: string) => carol.take((f) => f.type === 'system' && f.event === event && f.user === user, 10_000);
+    const publish = async (channel: string, data: Record<string, unknown>) => {
+      const res = await fetch(b.internal('/api/publish'), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ channel, data }),
+      });
+      expect(res.status).toBe(202);
+    };
+    const members = async (channel: string) => {
+      const res = await fetch(b.internal(`/api/channels/${encodeURIComponent(channel)}/presence`), { headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}` } });
+      return ((await res.json()) as { members: { user: string }[] }).members.map((m) => m.user);
+    };
+    const page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    const errors: string[] = [];
+    page.on('pageerror', (error) => errors.push(error.message));
+    const sockets: string[] = [];
+    page.on('websocket', (ws) => sockets.push(ws.url()));
+    const live = (kind: string, text: string) => page.waitForSelector(`#watchLog li[data-kind="${kind}"]:has-text(${JSON.stringify(text)})`);
+    await page.goto(a.internal('/admin'));
+    // The page is on the internal port; it learned the public one for its default address.
+    expect(await page.inputValue('#wsUrl')).toBe(`ws://127.0.0.1:${a.process.port}/ws`);
+    await page.fill('#token', token({ sub: 'ops-live', role: 'admin' }));
+    await page.click('#use');
+
+    // Selecting the room in the busiest channels watches it: subscribed, on one socket whose URL carries no token
+    // (it went as the bearer subprotocol); a watcher is a member, so carol (a path-endpoint member, on the
+    // other replica) sees the console join.
+    await page.click('#channels a.channel:has-text("chat:ward-5")', { timeout: 15_000 });
+    await page.waitForSelector('#watchState[data-state="subscribed"]:has-text("chat:ward-5")');
+    expect(sockets).toEqual([`ws://127.0.0.1:${a.process.port}/ws`]);
+    await system('join', 'ops-live');
+
+    // A publication through the server API (on the other replica) appears live; so do a member's join and leave.
+    await publish('chat:ward-5', { text: 'rounds at 11' });
+    await live('publication', 'server: {"text":"rounds at 11"}');
+    const dave = await connect(b.ws(`/ws/chat/ward-5?token=${token({ sub: 'dave', role: 'doctor' })}`));
+    await live('join', 'dave joined');
+    await dave.close();
+    await live('leave', 'dave left');
+
+    // A channel the admin role may not hold (signaling: claim + doctor/patient): the server's code and message,
+    // and nothing else breaks. Switching left the room (carol sees the console leave).
+    await page.fill('#watchChannel', 'signaling:c-7');
+    await page.click('#watch');
+    await page.waitForSelector('#watchState[data-state="refused"]:has-text("forbidden_channel on signaling:c-7 — ")');
+    expect(await page.textContent('#watchState')).toMatch(/forbidden_channel on signaling:c-7 — \S/);
+    await live('error', 'forbidden_channel');
+    await system('leave', 'ops-live');
+    await page.waitForSelector('#status[data-state="live"]');
+    await page.fill('#watchChannel', 'chat:ward-5');
+    await page.press('#watchChannel', 'Enter');
+    await page.waitForSelector('#watchState[data-state="subscribed"]:has-text("chat:ward-5")');
+    await publish('chat:ward-5', { text: 'after the refusal' });
+    await live('publication', 'after the refusal');
+    expect(sockets).toHaveLength(1); // the refusal closed nothing: still the same connection
+    await page.screenshot({ path: join(SHOTS, 'admin-live.png'), fullPage: true });
+
+    // Through a proxy (the address typed in the field, kept for the next visit): the link drops, the view says it
+    // is reconnecting, and once back it resumes from its position: what was published meanwhile arrives.
+    const proxy = await TcpProxy.start(a.process.port);
+    try {
+      const proxied = `ws://127.0.0.1:${proxy.port}/ws`;
+      await page.fill('#wsUrl', proxied);
+      await page.click('#watch');
+      await page.waitForSelector('#watchState[data-state="subscribed"]:has-text("chat:ward-5")');
+      expect(sockets).toEqual([expect.any(String), proxied]);
+      proxy.cut();
+      await page.waitForSelector('#watchState[data-state="reconnecting"]');
+      await publish('chat:ward-5', { text: 'while away' });
+      proxy.restore();
+      await live('publication', 'while away');
+      await live('resumed', 'nothing missed');
+      await page.waitForSelector('#watchState[data-state="subscribed"]');
+
+      // Stop watching: the socket closes, so the console is no longer a member of the room.
+      await eventually(async () => (await members('chat:ward-5')).includes('ops-live'), 5000, 'the console to be a member of chat:ward-5 again');
+      await page.click('#unwatch');
+      await page.waitForSelector('#watchState[data-state="stopped"]:has-text("stopped watching chat:ward-5")');
+      await eventually(async () => !(await members('chat:ward-5')).includes('ops-live'), 5000, 'the console to leave chat:ward-5');
+    } finally {
+      await proxy.stop();
+    }
+    await page.reload();
+    expect(await page.inputValue('#wsUrl')).toBe(`ws://127.0.0.1:${proxy.port}/ws`);
+    await page.fill('#wsUrl', '');
+    await page.press('#wsUrl', 'Tab'); // cleared: back to the default
+    expect(await page.inputValue('#wsUrl')).toBe(`ws://127.0.0.1:${a.process.port}/ws`);
+    expect(errors).toEqual([]);
+    await carol.close();
     await page.close();
   });
 

@@ -4,7 +4,7 @@ import { dirname, join } from 'node:path';
 /**
  * The SDK for browsers, without a bundler: the compiled CommonJS modules of `realtime-gateway/client`, each
  * wrapped in a function, plus a twenty-line `require` for their relative imports. Exposes
- * `window.RealtimeGateway`.
+ * `window.RealtimeGateway`. Served to the pages of the internal port: `/demo/client.js` and `/admin/client.js`.
  */
 export function buildClientBundle(): string {
   const dir = dirname(require.resolve('realtime-gateway/client'));
