@@ -179,7 +179,9 @@ export const ADMIN_PAGE = `<!doctype html>
       // Selecting a channel watches it live; a room or consultation also lists its members.
       var a = document.createElement('a');
       a.className = 'channel'; a.textContent = ch.channel;
-      a.onclick = function () { selected = ch.channel; $('pubChannel').value = ch.channel; members(); watch(ch.channel); render(nodes); };
+      // Selecting a channel shows its members and readies the live view; watching is a separate step (Watch), since a
+      // watcher of a room with presence becomes one of its members, announced to everyone in it.
+      a.onclick = function () { selected = ch.channel; $('pubChannel').value = ch.channel; $('watchChannel').value = ch.channel; members(); render(nodes); };
       name.appendChild(a);
       cell(row, String(ch.members), 'num');
       cbody.appendChild(row);

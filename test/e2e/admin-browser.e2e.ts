@@ -117,10 +117,13 @@ describe('admin console in headless Chromium, two replicas', () => {
     await page.fill('#token', token({ sub: 'ops-live', role: 'admin' }));
     await page.click('#use');
 
-    // Selecting the room in the busiest channels watches it: subscribed, on one socket whose URL carries no token
-    // (it went as the bearer subprotocol); a watcher is a member, so carol (a path-endpoint member, on the
-    // other replica) sees the console join.
+    // Selecting the room in the busiest channels only readies the live view (no socket yet, no join told); Watch
+    // subscribes: on one socket whose URL carries no token (it went as the bearer subprotocol); a watcher is a
+    // member, so carol (a path-endpoint member, on the other replica) sees the console join.
     await page.click('#channels a.channel:has-text("chat:ward-5")', { timeout: 15_000 });
+    expect(await page.inputValue('#watchChannel')).toBe('chat:ward-5');
+    expect(sockets).toEqual([]);
+    await page.click('#watch');
     await page.waitForSelector('#watchState[data-state="subscribed"]:has-text("chat:ward-5")');
     expect(sockets).toEqual([`ws://127.0.0.1:${a.process.port}/ws`]);
     await system('join', 'ops-live');
