@@ -372,6 +372,14 @@ export class ChannelHub {
     this.deliver(this.policy(channel), { channel, ts: preciseNow(), origin: 'local', data });
   }
 
+  /** A live-only message to one connection only, in its vocabulary (no broker, no other member). */
+  sendDirect(conn: Connection, channel: string, data: Record<string, unknown>): void {
+    const policy = this.policy(channel);
+    const publication: Publication = { channel, ts: preciseNow(), origin: 'local', data };
+    const frame = this.frameFor(conn, policy, publication, this.encode(policy, publication));
+    if (frame) conn.sendEncoded(frame);
+  }
+
   /** Members of a channel on this node. */
   localMembers(channel: string): ReadonlySet<Connection> {
     return this.connections.registry.inRoom(channel);
@@ -405,7 +413,7 @@ export class ChannelHub {
 
   private deliver(policy: ChannelPolicy, publication: Publication): void {
     const members = this.connections.registry.inRoom(publication.channel);
-    if (publication.lost) return this.lost(publication.channel, members);
+    if (publication.lost) return this.lost(publication.channel, members, publication);
     const encoded = this.encode(policy, publication);
     if (!encoded.native) return;
     const audience = encoded.audience;
@@ -437,7 +445,7 @@ export class ChannelHub {
    * member is told, without being disconnected. A gateway without those frames closes its members instead, so
    * that nothing is lost silently.
    */
-  private lost(channel: string, members: ReadonlySet<Connection>): void {
+  private lost(channel: string, members: ReadonlySet<Connection>, notice?: Publication): void {
     for (const conn of [...members]) {
       const frames = this.framesOf.get(conn.gateway);
       if (!frames?.resumed) {
@@ -448,7 +456,10 @@ export class ChannelHub {
       if (frames.welcome) {
         const positions = new Map<string, StreamPosition>();
         for (const room of channels) {
-          const position = this.keepsHistory(room) ? this.broker.knownPosition(room) : undefined;
+          // A notice that names where the renewed history starts is that position (what is published next
+          // follows it), whatever the broker knows by the time this runs.
+          const named = room === channel && notice?.epoch !== undefined && notice.prev !== undefined ? { id: notice.prev, epoch: notice.epoch } : undefined;
+          const position = named ?? (this.keepsHistory(room) ? this.broker.knownPosition(room) : undefined);
           if (position !== undefined) positions.set(room, position);
         }
         conn.send(frames.welcome(positions, conn, channels));

@@ -122,20 +122,46 @@ export class MemoryBroker implements Broker, OnModuleDestroy {
     return true;
   }
 
-  private historyOf(channel: string): MemoryHistory {
+  /**
+   * The channel's history, renewed (new epoch, nothing kept) once nobody published to it for its namespace's TTL,
+   * checked on every use as Redis expires keys: a late resume is told recovered:false, never served what the TTL
+   * should have removed. Holders are told at once (a `lost` notice positioned at the new, empty history).
+   */
+  private historyOf(channel: string, now = Date.now()): MemoryHistory {
     let history = this.histories.get(channel);
+    if (history && history.size > 0 && this.expired(channel, history, now)) {
+      history = new MemoryHistory(newEpoch(), this.sizeOf(channel), now);
+      this.histories.set(channel, history);
+      const handlers = this.handlers.get(channel);
+      if (handlers) {
+        const { id, epoch } = history.position();
+        const notice: Publication = { channel, lost: true, epoch, prev: id, ts: preciseNow(), origin: this.config.nodeId, data: {} };
+        queueMicrotask(() => {
+          for (const handler of handlers) handler(notice);
+        });
+      }
+    }
     if (!history) {
-      history = new MemoryHistory(newEpoch(), this.namespaces.of(channel)?.historySize || this.config.historySize, Date.now());
+      history = new MemoryHistory(newEpoch(), this.sizeOf(channel), now);
       this.histories.set(channel, history);
     }
     return history;
   }
 
+  private sizeOf(channel: string): number {
+    return this.namespaces.of(channel)?.historySize || this.config.historySize;
+  }
+
+  private expired(channel: string, history: MemoryHistory, now: number): boolean {
+    const ttl = this.namespaces.of(channel)?.historyTtlMs ?? 0;
+    return ttl > 0 && history.lastAppendAt < now - ttl;
+  }
+
+  /** Memory: an expired history nobody holds is dropped without waiting for its next use. */
   private sweep(): void {
     const now = Date.now();
     for (const [channel, history] of this.histories) {
-      const ttl = this.namespaces.of(channel)?.historyTtlMs ?? 0;
-      if (ttl > 0 && history.lastAppendAt < now - ttl && !this.handlers.has(channel)) this.histories.delete(channel);
+      if (this.expired(channel, history, now) && !this.handlers.has(channel)) this.histories.delete(channel);
     }
   }
 }

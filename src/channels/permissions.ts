@@ -10,11 +10,21 @@ export interface ChannelRefusal {
   message: string;
 }
 
-/** Whether a `channels` claim entry admits a channel: the exact name, or a prefix ending in `*`. */
+/**
+ * Whether a `channels` claim entry admits a channel: the exact name, or a prefix ending in `*` that names its
+ * namespace (`signaling:c-12*`, `chat:*`). A prefix without a namespace (`*`, `sig*`) admits nothing: one entry
+ * must never open every claim-mode namespace at once.
+ */
 export function claimAdmits(claims: readonly string[] | undefined, channel: string): boolean {
   if (!claims) return false;
   for (const claim of claims) {
-    if (claim.endsWith('*') ? channel.startsWith(claim.slice(0, -1)) : claim === channel) return true;
+    if (!claim.endsWith('*')) {
+      if (claim === channel) return true;
+      continue;
+    }
+    const prefix = claim.slice(0, -1);
+    const colon = prefix.indexOf(':');
+    if (colon > 0 && channel.startsWith(prefix)) return true;
   }
   return false;
 }

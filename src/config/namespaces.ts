@@ -142,7 +142,9 @@ function parseEntry(name: string, entry: unknown, d: NamespaceDefaults, problem:
     else {
       for (const key of Object.keys(entry.history)) if (!HISTORY_KEYS.includes(key)) report(`history.${key.slice(0, 40)}`, `unknown option (known: ${HISTORY_KEYS.join(', ')})`);
       historySize = whole('history.size', entry.history.size, 0, 10_000_000, 0);
-      if (entry.history.ttl_s !== undefined) historyTtlMs = whole('history.ttl_s', entry.history.ttl_s, 1, MAX_TTL_S, d.historyTtlMs / 1000) * 1000;
+      // 0: never expires (as HISTORY_TTL_MS=0); otherwise at least a second.
+      if (entry.history.ttl_s === 0) historyTtlMs = 0;
+      else if (entry.history.ttl_s !== undefined) historyTtlMs = whole('history.ttl_s', entry.history.ttl_s, 1, MAX_TTL_S, d.historyTtlMs / 1000) * 1000;
     }
   }
   let mode: SubscribeMode = 'any';
@@ -175,6 +177,9 @@ function parseEntry(name: string, entry: unknown, d: NamespaceDefaults, problem:
   };
   if (built.joinLeave && !built.presence) report('join_leave', 'needs presence: true (joins and leaves are changes of the member list)');
   if (name === 'alerts' && built.publish === 'members') report('publish', 'alerts is published by the server only (server API, Redis)');
+  // user:<sub> reaches its user's alerts connections as alert frames, which carry no sender: a member's message
+  // there could not be delivered.
+  if (name === 'user' && built.publish === 'members') report('publish', 'user:<sub> is published by the server only (server API, Redis)');
   // An entry with any problem is not used: the process stops with every problem listed.
   return problems === 0 ? built : undefined;
 }

@@ -92,7 +92,7 @@ export class Rooms implements OnModuleDestroy {
     const entered = (async () => {
       await this.hub.attach(conn, [{ channel: room, since: options.since }], options.frames);
       if (policy.entered) policy.entered(conn, [...(await this.presence.members(room)).keys()].sort());
-      await this.announce(room, 'join', member);
+      await this.announce(room, 'join', member, conn);
     })();
     this.entered.set(conn, entered);
     entered.catch((error) => {
@@ -204,7 +204,7 @@ export class Rooms implements OnModuleDestroy {
     return policy;
   }
 
-  private async announce(room: string, event: 'join' | 'leave', member: string): Promise<void> {
+  private async announce(room: string, event: 'join' | 'leave', member: string, joining?: Connection): Promise<void> {
     if (this.hub.namespaces.of(room)?.joinLeave === false) return;
     try {
       const members = await this.presence.members(room);
@@ -213,8 +213,12 @@ export class Rooms implements OnModuleDestroy {
       const policy = this.policyOf(room);
       // A chat user also subscribed on /ws is in the room already: no second join, no leave while it stays.
       const users = policy.seats ? new Map([...members.keys()].map((m) => [m, 1])) : usersOf(members.keys());
-      if (!policy.seats && (event === 'join' ? (users.get(member) ?? 0) > 1 : users.has(member))) return;
       const payload = policy.announcement(event, member, [...users.keys()].sort());
+      if (!policy.seats && (event === 'join' ? (users.get(member) ?? 0) > 1 : users.has(member))) {
+        // Already in the room through /ws: nobody is told again, but the new connection still learns who is here.
+        if (joining) this.hub.sendDirect(joining, room, payload);
+        return;
+      }
       await this.hub.publish(room, payload, { history: false });
     } catch (error) {
       this.log.warn({ event: 'announce_failed', channel: channelKind(room), type: event, err: (error as Error).message }, 'could not tell the room');

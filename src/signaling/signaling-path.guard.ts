@@ -9,7 +9,7 @@ export class SignalingPathGuard implements UpgradeGuard {
   canUpgrade(ctx: UpgradeContext): void {
     const { consultationId, userType } = ctx.params;
     if (!CONSULTATION_ID.test(consultationId)) {
-      throw new UpgradeRefusal(400, 'bad_request', 'consultationId must be 1-64 letters, digits, _ or -');
+      throw new UpgradeRefusal(400, 'bad_request', 'consultationId must be 1-64 letters, digits, _ . or - (not . or ..)');
     }
     if (!SEATS.includes(userType as Seat)) {
       throw new UpgradeRefusal(400, 'bad_request', `userType must be one of ${SEATS.join(', ')}`);

@@ -8,7 +8,7 @@ export function otherSeat(seat: Seat): Seat {
 }
 
 /** Consultation ids as they appear in the path: short, URL-safe. */
-export const CONSULTATION_ID = /^[A-Za-z0-9_-]{1,64}$/;
+export const CONSULTATION_ID = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/;
 
 /** RTCSessionDescriptionInit: the SDP of an offer or an answer. Unknown keys are dropped, not relayed. */
 const sessionDescription = z.object({

@@ -82,9 +82,15 @@ export class RouteTable<T> {
     for (let i = 0; i + 1 < parts.length; i++) {
       if (parts[i] !== parts[i + 1]) continue;
       const fixed = [...parts.slice(0, i), ...parts.slice(i + 1)];
-      if (this.match(`/${fixed.join('/')}`)) {
-        const prefix = `/${parts.slice(0, i + 1).join('/')}`;
-        return `the path repeats the prefix ${prefix} (${prefix}${prefix}/...): did you mean /${fixed.join('/')}? (${known})`;
+      const match = this.match(`/${fixed.join('/')}`);
+      if (match) {
+        // Named by the endpoint's pattern, never by the request's own segments (no answer echoes the URL): the
+        // prefix only when every segment of it is a literal of that pattern.
+        const literal = split(match.pattern);
+        const ours = parts.slice(0, i + 1).every((part, k) => literal[k] === part && !part.startsWith(':'));
+        const prefix = ours ? `/${parts.slice(0, i + 1).join('/')}` : undefined;
+        const repeated = prefix ? `the path repeats the prefix ${prefix} (${prefix}${prefix}/...)` : 'the path repeats a segment';
+        return `${repeated}: did you mean ${match.pattern}? (${known})`;
       }
     }
     return `no WebSocket endpoint at this path; ${known}`;

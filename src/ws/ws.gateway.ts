@@ -17,6 +17,8 @@ import { RealtimeGateway } from '../upgrade/realtime-gateway.decorator';
 import { Rooms } from '../rooms/rooms';
 import { WS_FRAMES, type PublishFrame, type SubscribeFrame, type UnsubscribeFrame } from './ws.frames';
 
+const EPOCH = /^[A-Za-z0-9_-]{1,64}$/;
+
 /** Per channel: `subscribed` (its position now), then the replay, then `resumed` when `since` was given. */
 const WS_ATTACH_FRAMES: AttachFrames = {
   perChannel: true,
@@ -86,6 +88,7 @@ export class WsGateway implements OnGatewayConnection {
     const checked = current === undefined ? this.permissions.checkLocally(conn.user, channel) : undefined;
     if (checked !== undefined && !(checked instanceof ProxyQuestion)) throw refusalFrame(checked, channel);
     let since: { id: string; epoch?: string } | undefined;
+    if (frame.epoch !== undefined && !EPOCH.test(frame.epoch)) throw new FrameError('invalid_message', 'epoch must be an epoch as received in the subscribed frame', channel);
     if (frame.since !== undefined) {
       if (!parseStreamId(frame.since)) throw new FrameError('invalid_message', 'since must be a message id as received, e.g. 1700000000000-0', channel);
       since = { id: frame.since, epoch: frame.epoch };
@@ -200,7 +203,8 @@ export class WsGateway implements OnGatewayConnection {
     const ns = this.hub.namespaces.require(channel);
     if (ns.publish !== 'members') throw new FrameError('forbidden_publish', `${ns.name} channels are published by the server only (server API, Redis)`, channel);
     const payload = { data, user: conn.user.sub };
-    const bytes = Buffer.byteLength(JSON.stringify(payload));
+    // The message is `data`: the limit does not shrink with the length of the sender's sub.
+    const bytes = Buffer.byteLength(JSON.stringify(data));
     if (bytes > ns.maxMessageBytes) {
       throw new FrameError('message_too_long', `messages on ${ns.name} channels are limited to ${ns.maxMessageBytes} bytes of JSON (got ${bytes})`, channel);
     }

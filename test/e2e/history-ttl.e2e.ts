@@ -1,7 +1,8 @@
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { clusterDeployment, type Deployment } from '../support/deployment';
+import { connect } from '../support/clients';
+import { clusterDeployment, embeddedDeployment, type Deployment } from '../support/deployment';
 import type { Replica } from '../support/cluster';
 import type { RedisProcess } from '../support/redis';
 import { eventually } from '../support/gateway';
@@ -52,5 +53,39 @@ describe('history TTLs in Redis', () => {
     }
     await eventually(async () => (await pttl(`rt:{${channel}}:stream`)) === -2 && (await pttl(`rt:{${channel}}:meta`)) === -2, ttlMs + 3000, 'keys expired');
     expect((await history(channel)).messages).toEqual([]);
+  });
+});
+
+/**
+ * The same TTL in embedded mode, checked on every use (it was a 60 s sweep that spared held channels, so a
+ * late resume was served history the TTL should have removed): expired within a second of the TTL, and a
+ * holder told at once, positioned at the new history.
+ */
+describe('history TTLs in embedded mode', () => {
+  it('drops an expired history when it is next used, and tells the holder recovered:false at the new epoch', async () => {
+    const file = join(mkdtempSync(join(tmpdir(), 'rt-channels-')), 'channels.yaml');
+    writeFileSync(file, 'namespaces:\n  room: { history: { size: 10, ttl_s: 1 } }\n');
+    const d = await embeddedDeployment({ CHANNELS_FILE: file });
+    try {
+      const api = (path: string, init: RequestInit = {}) =>
+        fetch(d.gateway.internal(path), { ...init, headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' } });
+      const holder = await connect(d.ws(0, '/ws'), { protocols: ['bearer', token({ sub: 'holder', role: 'user' })] });
+      holder.send({ type: 'subscribe', channel: 'room:r' });
+      const first = await holder.ofType<{ epoch: string }>('subscribed');
+      expect((await api('/api/publish', { method: 'POST', body: JSON.stringify({ channel: 'room:r', data: { n: 1 } }) })).status).toBe(202);
+      await holder.ofType('publication');
+      const history = async () => (await (await api('/api/channels/room:r/history')).json()) as { epoch: string; messages: unknown[] };
+      expect((await history()).messages).toHaveLength(1);
+      await eventually(async () => (await history()).messages.length === 0, 3000, 'the history to expire');
+      const renewed = await holder.ofType<{ epoch: string; id: string }>('subscribed');
+      expect(renewed).toEqual({ type: 'subscribed', channel: 'room:r', epoch: expect.any(String), id: '0-0' });
+      expect(renewed.epoch).not.toBe(first.epoch);
+      expect(await holder.ofType('resumed')).toEqual({ type: 'resumed', channel: 'room:r', recovered: false });
+      const sent = await api('/api/publish', { method: 'POST', body: JSON.stringify({ channel: 'room:r', data: { n: 2 } }) });
+      expect(await holder.ofType('publication')).toMatchObject({ id: ((await sent.json()) as { id: string }).id, data: { n: 2 } });
+      holder.ws.terminate();
+    } finally {
+      await d.close();
+    }
   });
 });

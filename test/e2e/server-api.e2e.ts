@@ -117,6 +117,7 @@ describe('server API, embedded mode', () => {
       ['history unknown parameter', await call(api, 'GET', '/api/channels/chat:lobby/history?from=1'), 400, 'bad_request'],
       ['a bad percent-encoding', await call(api, 'GET', '/api/channels/%E0%A4%A/history'), 400, 'bad_request'],
       ['a room named ..', await call(api, 'POST', '/api/publish', { channel: 'chat:..', data: {} }), 400, 'unknown_channel'],
+      ['an empty channel', await call(api, 'POST', '/api/publish', { channel: '', data: {} }), 400, 'unknown_channel'],
       ['a lone surrogate', await call(api, 'POST', '/api/publish', { channel: 'user:\ud800', data: {} }), 400, 'bad_request'],
       ['a control character in users', await call(api, 'POST', '/api/alerts', { data: {}, users: ['a\u0000b'] }), 400, 'bad_request'],
       ['limit in hex', await call(api, 'GET', '/api/channels/chat:lobby/history?limit=0x10'), 400, 'bad_request'],

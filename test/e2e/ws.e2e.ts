@@ -112,11 +112,15 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
       ['nope:x', 'unknown_channel'],
       ['ward:a/b', 'unknown_channel'],
       ['ward:..', 'unknown_channel'],
+      ['', 'unknown_channel'],
+      [`chat:${'a'.repeat(300)}`, 'unknown_channel'],
     ];
     for (const [channel, code] of cases) {
       client.send({ type: 'subscribe', channel });
       expect([channel, (await errorFor(client, channel)).payload.code]).toEqual([channel, code]);
     }
+    client.send({ type: 'subscribe', channel: ward, since: '1-0', epoch: 'not an epoch!' });
+    expect((await errorFor(client, ward)).payload.code).toBe('invalid_message');
     await subscribe(client, ward);
     await subscribe(client, 'user:nurse-2');
     // Subscribing again answers subscribed again and delivers nothing twice.
@@ -253,6 +257,20 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
     expect(await forChannel(eli, 'private', channel)).toEqual({ type: 'private', channel, from: 'dora', to: 'eli', message: 'hi eli', ts: expect.any(Number) });
     await eli.close();
     expect(await dora.take((f: any) => f.type === 'system' && f.event === 'leave')).toEqual({ type: 'system', event: 'leave', user: 'eli', users: ['dora'] });
+  });
+
+  it('tells a path connection of a user already in the room on /ws who is there, without a second join for the others', async () => {
+    const room = fresh('room');
+    const channel = `chat:${room}`;
+    const onWs = await ws(0, { sub: 'fay', role: 'user' });
+    await subscribe(onWs, channel);
+    await forChannel(onWs, 'join', channel);
+    const onPath = await connect(d.ws(1, `/ws/chat/${room}`), { protocols: ['bearer', token({ sub: 'fay', role: 'user' })] });
+    open.push(onPath);
+    expect(await onPath.take((f: any) => f.type === 'system')).toEqual({ type: 'system', event: 'join', user: 'fay', users: ['fay'] });
+    onPath.send({ type: 'message', message: 'me again' });
+    await forChannel(onWs, 'publication', channel);
+    expect(onWs.frames.filter((f: any) => f.type === 'join')).toEqual([]);
   });
 
   it('takes a namespace publication from Redis, live and durable (cluster)', async () => {

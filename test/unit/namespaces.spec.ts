@@ -50,7 +50,7 @@ describe('CHANNELS_FILE', () => {
       [
         'namespaces:',
         '  ward:',
-        '    history: { size: 10, ttl_s: 0 }',
+        '    history: { size: 10, ttl_s: 0.5 }',
         '    colour: blue',
         '    subscribe: { mode: maybe, roles: nurse }',
         '  Bad Name: {}',
@@ -74,6 +74,12 @@ describe('CHANNELS_FILE', () => {
         'CHANNELS_FILE: namespaces.news.join_leave: needs presence: true (joins and leaves are changes of the member list)',
       ].sort(),
     );
+  });
+
+  it('takes ttl_s: 0 as never, and refuses members publishing on user:<sub> (nothing could deliver it)', () => {
+    const ok = loadConfig({ CHANNELS_FILE: file('namespaces:\n  ward: { history: { size: 5, ttl_s: 0 } }\n') }).config.namespaces.find((ns) => ns.name === 'ward');
+    expect(ok?.historyTtlMs).toBe(0);
+    expect(problems({ CHANNELS_FILE: file('namespaces:\n  user: { publish: members }\n') })).toEqual(['CHANNELS_FILE: namespaces.user.publish: user:<sub> is published by the server only (server API, Redis)']);
   });
 
   it('names a missing or unparsable file without echoing its contents', () => {
@@ -118,6 +124,12 @@ describe('channel permissions', () => {
     expect(claimAdmits(nurse.channels, 'ward:icu2')).toBe(false);
     expect(claimAdmits(nurse.channels, 'ward:8')).toBe(false);
     expect(claimAdmits(undefined, 'ward:7-a')).toBe(false);
+  });
+
+  it('takes a prefix only within a namespace: "*" or "sig*" admits nothing, "signaling:*" every consultation', () => {
+    for (const claim of ['*', 'sig*', 'signaling*', ':*']) expect([claim, claimAdmits([claim], 'signaling:c-1')]).toEqual([claim, false]);
+    expect(claimAdmits(['signaling:*'], 'signaling:c-1')).toBe(true);
+    expect(claimAdmits(['signaling:*'], 'ward:c-1')).toBe(false);
   });
 
   it('checks roles, then the claim; user:<sub> only for <sub>; unknown and malformed channels are unknown_channel', () => {

@@ -30,7 +30,10 @@ describe('RouteTable', () => {
 
   it('explains a doubled prefix', () => {
     expect(table.explainMiss('/api/api/alerts/subscribe')).toMatch(/^the path repeats the prefix \/api \(\/api\/api\/...\): did you mean \/api\/alerts\/subscribe\?/);
-    expect(table.explainMiss('/ws/ws/chat/x')).toMatch(/did you mean \/ws\/chat\/x\?/);
+    // The endpoint's pattern, never the request's own segments (SPEC: no answer echoes the request URL).
+    expect(table.explainMiss('/ws/ws/chat/x')).toMatch(/did you mean \/ws\/chat\/:room\?/);
+    expect(table.explainMiss('/ws/ws/chat/%3Cscript%3E')).not.toContain('script');
+    expect(table.explainMiss('/ws/chat/secret/secret')).not.toContain('secret');
   });
 
   it('lists the known paths for any other miss', () => {
