@@ -51,8 +51,10 @@ function namespaceSummaries(registry: NamespaceRegistry): NamespaceSummary[] {
     history: ns.historySize,
     ttl_s: ns.historyTtlMs / 1000,
     presence: ns.presence,
-    subscribe: ns.subscribe.mode,
+    join_leave: ns.joinLeave,
+    subscribe: { mode: ns.subscribe.mode, roles: [...ns.subscribe.roles] },
     publish: ns.publish,
+    max_message_bytes: ns.maxMessageBytes,
   }));
 }
 

@@ -16,6 +16,11 @@ TLS, the token (read without the key), the HTTP answer to the upgrade, and on su
 Exit 0 when healthy, 1 when a problem was found.`;
 
 const TIMEOUT_MS = 5000;
+// Piped into `head`: the reader left, which is not a failure of the checks.
+process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+  if (error.code === 'EPIPE') process.exit(problems > 0 ? 1 : 0);
+  throw error;
+});
 const tty = process.stdout.isTTY === true;
 const paint = (code: number, text: string) => (tty ? `\u001b[${code}m${text}\u001b[0m` : text);
 let problems = 0;

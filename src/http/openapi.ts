@@ -33,8 +33,10 @@ export interface NamespaceSummary {
   history: number;
   ttl_s: number;
   presence: boolean;
-  subscribe: string;
+  join_leave: boolean;
+  subscribe: { mode: string; roles: string[] };
   publish: string;
+  max_message_bytes: number;
 }
 
 export function openApiDocument(routes: readonly ApiRoute[], version: string, namespaces: readonly NamespaceSummary[] = []): Record<string, unknown> {

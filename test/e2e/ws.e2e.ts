@@ -95,9 +95,13 @@ describe.each(modes)('/ws, %s', (_mode, deploy) => {
   });
 
   it('lists the namespaces of this deployment in the OpenAPI document, the file-added ones included', async () => {
-    const doc = (await (await fetch(internal('/api/openapi.json'))).json()) as { info: { description: string; 'x-namespaces': { name: string; channel: string; subscribe: string }[] } };
+    const doc = (await (await fetch(internal('/api/openapi.json'))).json()) as { info: { description: string; 'x-namespaces': { name: string; channel: string; subscribe: unknown }[] } };
     expect(doc.info['x-namespaces'].map((n) => n.channel)).toEqual(['alerts', 'user:<sub>', 'chat:<name>', 'signaling:<name>', 'ward:<name>', 'news:<name>', 'lounge:<name>']);
-    expect(doc.info['x-namespaces'].find((n) => n.name === 'ward')).toMatchObject({ subscribe: 'claim', publish: 'members', history: 100, ttl_s: 3600 });
+    expect(doc.info['x-namespaces'].find((n) => n.name === 'ward')).toEqual({
+      name: 'ward', channel: 'ward:<name>', history: 100, ttl_s: 3600, presence: false, join_leave: false,
+      subscribe: { mode: 'claim', roles: ['nurse', 'doctor'] }, publish: 'members', max_message_bytes: 200,
+    });
+    expect(doc.info['x-namespaces'].find((n) => n.name === 'alerts')?.subscribe).toEqual({ mode: 'any', roles: ['authority', 'admin'] });
     expect(doc.info.description).toContain('ward:<name>');
   });
 
