@@ -69,8 +69,8 @@ export class NamespaceRegistry {
 
   /** `alerts, user:<sub>, chat:<name>, …` for messages. */
   describe(): string {
-    return this.all()
-      .map((ns) => (ns.single ? ns.name : ns.name === 'user' ? 'user:<sub>' : `${ns.name}:<name>`))
-      .join(', ');
+    const forms = this.all().map((ns) => (ns.single ? ns.name : ns.name === 'user' ? 'user:<sub>' : `${ns.name}:<name>`));
+    // An error frame stays short however many namespaces a file declares; the OpenAPI document lists them all.
+    return forms.length <= 12 ? forms.join(', ') : `${forms.slice(0, 12).join(', ')} and ${forms.length - 12} more (x-namespaces in /api/openapi.json)`;
   }
 }

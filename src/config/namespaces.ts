@@ -57,6 +57,8 @@ export function builtInNamespaces(d: NamespaceDefaults): NamespaceConfig[] {
 const KEYS = ['history', 'presence', 'join_leave', 'subscribe', 'publish', 'max_message_bytes'];
 const HISTORY_KEYS = ['size', 'ttl_s'];
 const SUBSCRIBE_KEYS = ['mode', 'roles'];
+/** Namespaces are channel families, each a metric label value: a few dozen in practice, never thousands. */
+const MAX_NAMESPACES = 256;
 /** 30 days: a longer retention is a database's job, not a stream's. */
 const MAX_TTL_S = 30 * 86_400;
 
@@ -85,8 +87,10 @@ export function loadNamespaces(file: string | undefined, d: NamespaceDefaults): 
   try {
     parsed = loadYaml(raw);
   } catch (error) {
-    const mark = (error as { mark?: { line: number; column: number } }).mark;
-    problem('', `is not valid YAML or JSON${mark ? ` (line ${mark.line + 1}, column ${mark.column + 1})` : ''}`);
+    const { mark, reason } = error as { mark?: { line: number; column: number }; reason?: string };
+    // The parser's reason names the rule ("duplicated mapping key"), never the file's text.
+    const why = typeof reason === 'string' && /^[a-z ,]{1,80}$/i.test(reason) ? `: ${reason}` : '';
+    problem('', `is not valid YAML or JSON${mark ? ` (line ${mark.line + 1}, column ${mark.column + 1})` : ''}${why}`);
     return { namespaces: builtIn, problems, warnings };
   }
   if (!isRecord(parsed) || !isRecord(parsed.namespaces)) {
@@ -94,6 +98,10 @@ export function loadNamespaces(file: string | undefined, d: NamespaceDefaults): 
     return { namespaces: builtIn, problems, warnings };
   }
   for (const key of Object.keys(parsed)) if (key !== 'namespaces') problem(key, 'unknown key (the file holds "namespaces")');
+  if (Object.keys(parsed.namespaces).length > MAX_NAMESPACES) {
+    problem('namespaces', `at most ${MAX_NAMESPACES} namespaces (a namespace is a family of channels: rooms, wards and users are names within one)`);
+    return { namespaces: builtIn, problems, warnings };
+  }
   const byName = new Map(builtIn.map((ns) => [ns.name, ns]));
   for (const [name, entry] of Object.entries(parsed.namespaces)) {
     const at = `namespaces.${name.slice(0, 40)}`;

@@ -54,6 +54,15 @@ describe('history TTLs in Redis', () => {
     await eventually(async () => (await pttl(`rt:{${channel}}:stream`)) === -2 && (await pttl(`rt:{${channel}}:meta`)) === -2, ttlMs + 3000, 'keys expired');
     expect((await history(channel)).messages).toEqual([]);
   });
+
+  it("gives a TTL to a stream another service appended to without one, once a gateway reads it", async () => {
+    await d.redis.command('XADD rt:{chat:ext-room}:stream MAXLEN ~ 100 * data "{\\"via\\":\\"xadd\\"}"');
+    expect(await pttl('rt:{chat:ext-room}:stream')).toBe(-1);
+    expect((await history('chat:ext-room')).messages).toHaveLength(1);
+    const left = await pttl('rt:{chat:ext-room}:stream');
+    expect(left > 0 && left <= 2000).toBe(true);
+    await eventually(async () => (await pttl('rt:{chat:ext-room}:stream')) === -2, 5000, 'the stream to expire');
+  });
 });
 
 /**

@@ -85,9 +85,12 @@ describe('CHANNELS_FILE', () => {
   it('names a missing or unparsable file without echoing its contents', () => {
     expect(problems({ CHANNELS_FILE: join(dir, 'nope.yaml') })).toEqual(['CHANNELS_FILE: cannot read the file (ENOENT); set it to a readable YAML or JSON file']);
     const [line] = problems({ CHANNELS_FILE: file('namespaces: { chat: [unclosed\nsecret-ish: x') });
-    expect(line).toMatch(/^CHANNELS_FILE: is not valid YAML or JSON \(line \d+, column \d+\)$/);
+    expect(line).toMatch(/^CHANNELS_FILE: is not valid YAML or JSON \(line \d+, column \d+\): [a-z ]+$/);
     expect(line).not.toContain('secret');
     expect(problems({ CHANNELS_FILE: file('[1, 2]') })[0]).toContain('must hold a "namespaces" map');
+    expect(problems({ CHANNELS_FILE: file('namespaces:\n  ward: {}\n  ward: {}\n') })).toEqual(['CHANNELS_FILE: is not valid YAML or JSON (line 3, column 3): duplicated mapping key']);
+    const many = Object.fromEntries(Array.from({ length: 300 }, (_, i) => [`ns${i}`, {}]));
+    expect(problems({ CHANNELS_FILE: file(JSON.stringify({ namespaces: many }), 'json') })[0]).toMatch(/^CHANNELS_FILE: namespaces: at most 256 namespaces/);
   });
 
   it('refuses a proxy namespace while SUBSCRIBE_PROXY_URL is unset: one line per namespace, naming it', () => {

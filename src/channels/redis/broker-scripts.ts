@@ -102,6 +102,13 @@ if exists == 1 then
   end
   if added > length then removed = 1 end
   redis.call('HSET', KEYS[2], 'last', top)
+  -- A stream another service appended to without a TTL expires all the same (no key of a namespace with a TTL
+  -- lives forever), and its meta with it; the TTL counts from when a gateway first looked at it.
+  local ttl = tonumber(ARGV[2])
+  if ttl > 0 then
+    if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ttl) end
+    if redis.call('PTTL', KEYS[2]) == -1 then redis.call('PEXPIRE', KEYS[2], ttl) end
+  end
 end
 return {epoch, top, first, removed, maxdel}
 `);
