@@ -335,7 +335,8 @@ export const ADMIN_PAGE = `<!doctype html>
   }
 
   function disconnect() {
-    var body = { user: $('discUser').value.trim() };
+    // Exactly as shown: a sub may begin or end with spaces, and trimming would disconnect someone else.
+    var body = { user: $('discUser').value };
     if ($('discReason').value.trim()) body.reason = $('discReason').value.trim();
     if ($('discBan').value) body.ban_seconds = Number($('discBan').value);
     // Says exactly what will happen, ban included: a ban left in the form must not surprise anyone.

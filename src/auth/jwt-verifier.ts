@@ -3,7 +3,7 @@ import { JwtService } from '@nestjs/jwt';
 import { APP_CONFIG, RSA_ALGORITHMS, type Algorithm, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { JwsError, JwsVerifier, StaticKeys, type JwsFailure } from './jws';
-import type { Principal } from './principal';
+import { subProblem, type Principal } from './principal';
 import { RemoteKeys } from './remote-keys';
 
 export type AuthErrorCode = 'token_missing' | 'token_invalid' | 'token_expired';
@@ -136,6 +136,9 @@ export class JwtVerifier implements OnModuleInit, OnModuleDestroy {
       throw described;
     }
     if (!isClaim(claims.sub)) throw new AuthError('token_invalid', 'token lacks a "sub" claim (a non-empty string)');
+    const bad = subProblem(claims.sub);
+    // Admitting a sub the server API cannot name would make that user impossible to disconnect or ban.
+    if (bad) throw new AuthError('token_invalid', `token's "sub" claim ${bad}`);
     if (!isClaim(claims.role)) {
       throw new AuthError('token_invalid', 'token lacks a "role" claim (a non-empty string)');
     }

@@ -1,13 +1,12 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import type { NamespaceConfig } from '../config/namespaces';
+import { subProblem } from '../auth/principal';
 
 export type { NamespaceConfig, SubscribeMode } from '../config/namespaces';
 
 /** Room, consultation and other channel names (SPEC: `[A-Za-z0-9_.-]{1,64}`, not `.` or `..`). */
 export const CHANNEL_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/;
-/** A user's `sub` in `user:<sub>`: what the door admits (1-256 characters, no control characters). */
-export const USER_SUB = /^[^\x00-\x1f\x7f]{1,256}$/;
 
 /** What a channel name is, or why it is not one. */
 export type ParsedChannel = { namespace: NamespaceConfig; name: string } | { problem: string };
@@ -55,12 +54,12 @@ export class NamespaceRegistry {
     if (!namespace) return { problem: `no namespace "${prefix.slice(0, 32)}" (known: ${this.describe()})` };
     if (namespace.single) return colon === -1 ? { namespace, name: '' } : { problem: `${namespace.name} is one channel; subscribe to "${namespace.name}"` };
     const name = colon === -1 ? '' : channel.slice(colon + 1);
-    const valid = namespace.name === 'user' ? USER_SUB.test(name) : CHANNEL_NAME.test(name);
+    const valid = namespace.name === 'user' ? subProblem(name) === undefined : CHANNEL_NAME.test(name);
     if (!valid) {
       return {
         problem:
           namespace.name === 'user'
-            ? 'a personal channel is user:<sub> (1-256 characters, no control characters)'
+            ? 'a personal channel is user:<sub> (a sub as the door admits it: 1-256 bytes, no control characters)'
             : `a ${namespace.name} channel is ${namespace.name}:<name>, the name 1-64 letters, digits, _ . or - (not . or ..)`,
       };
     }

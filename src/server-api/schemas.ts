@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { subProblem } from '../auth/principal';
 
 /** A lone UTF-16 surrogate: it would become U+FFFD on the way to Redis, so two names would collide. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
@@ -14,12 +15,11 @@ export const ChannelName = z
   .refine(wellFormed, 'must be well-formed Unicode (no lone surrogates)')
   .meta({ example: 'chat:lobby' });
 
-export const UserSub = z
-  .string()
-  .min(1)
-  .max(256)
-  .regex(/^[^\x00-\x1f\x7f]+$/, 'must not hold control characters')
-  .refine(wellFormed, 'must be well-formed Unicode (no lone surrogates)');
+/** The door's rule exactly (auth/principal.ts): every user that can connect can be named here. */
+export const UserSub = z.string().min(1, 'must not be empty').superRefine((sub, ctx) => {
+  const problem = subProblem(sub);
+  if (problem) ctx.addIssue({ code: 'custom', message: problem });
+});
 
 const Data = z.record(z.string(), z.unknown(), { message: '"data" must be a JSON object' }).describe('the message, any JSON object');
 
