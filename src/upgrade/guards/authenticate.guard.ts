@@ -13,6 +13,12 @@ export function authRefusal(error: unknown): UpgradeRefusal {
   throw error;
 }
 
+/** 403 `banned` with the seconds left, as every door answers a banned user. */
+export function bannedRefusal(until: number, now = Date.now()): UpgradeRefusal {
+  const seconds = Math.max(1, Math.ceil((until - now) / 1000));
+  return new UpgradeRefusal(403, 'banned', `this user is banned from connecting for another ${seconds} s`, { 'Retry-After': String(seconds) });
+}
+
 /**
  * Finds the token (header, subprotocol or query), verifies it and sets `ctx.user`; 401 otherwise (503 while
  * an identity provider's keys are not loaded yet), 403 `banned` while the user is banned (POST
@@ -27,10 +33,7 @@ export class AuthenticateGuard implements UpgradeGuard {
 
   private admit(ctx: UpgradeContext, user: Principal): void {
     const until = this.bans.bannedUntil(user.sub);
-    if (until !== undefined) {
-      const seconds = Math.max(1, Math.ceil((until - Date.now()) / 1000));
-      throw new UpgradeRefusal(403, 'banned', `this user is banned from connecting for another ${seconds} s`, { 'Retry-After': String(seconds) });
-    }
+    if (until !== undefined) throw bannedRefusal(until);
     ctx.user = user;
   }
 
