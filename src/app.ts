@@ -15,7 +15,7 @@ import { createBoundedServer, dispatch, GatewayHttpAdapter, jsonAnswer } from '.
 import { JsonApi } from './http/json-api';
 import { Listeners } from './http/listeners';
 import { openApiDocument, type NamespaceSummary } from './http/openapi';
-import { NamespaceRegistry } from './channels/namespaces';
+import { channelForm, NamespaceRegistry } from './channels/namespaces';
 import { Readiness } from './health/readiness';
 import { BanList } from './presence/ban-list';
 import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
@@ -48,7 +48,7 @@ const notPublic = (paths: string[]) => `no endpoint at this path: this port serv
 function namespaceSummaries(registry: NamespaceRegistry): NamespaceSummary[] {
   return registry.all().map((ns) => ({
     name: ns.name,
-    channel: ns.single ? ns.name : ns.name === 'user' ? 'user:<sub>' : `${ns.name}:<name>`,
+    channel: channelForm(ns),
     history: ns.historySize,
     ttl_s: ns.historyTtlMs / 1000,
     presence: ns.presence,

@@ -1,7 +1,7 @@
 import { Controller, Get, Header, HttpCode, Inject, NotFoundException, Post } from '@nestjs/common';
 import { JwtService } from '@nestjs/jwt';
 import { APP_CONFIG, type AppConfig } from '../config/config';
-import { buildClientBundle } from '../http/client-bundle';
+import { clientBundle } from '../http/client-bundle';
 import { Listeners } from '../http/listeners';
 import { ADMIN_PAGE } from './admin-page';
 
@@ -27,7 +27,6 @@ const CSP = "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'u
 export class AdminController {
   private readonly page: string;
   private readonly devTokens: boolean;
-  private bundle: string | undefined;
 
   constructor(
     @Inject(APP_CONFIG) config: AppConfig,
@@ -51,8 +50,7 @@ export class AdminController {
   @Header('Content-Type', 'text/javascript; charset=utf-8')
   @Header('Cache-Control', 'no-store')
   client(): string {
-    this.bundle ??= buildClientBundle();
-    return this.bundle;
+    return clientBundle();
   }
 
   @Post('dev-token')

@@ -8,6 +8,11 @@ export type { NamespaceConfig, SubscribeMode } from '../config/namespaces';
 /** Room, consultation and other channel names (SPEC: `[A-Za-z0-9_.-]{1,64}`, not `.` or `..`). */
 export const CHANNEL_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/;
 
+/** How a namespace's channels are written, for people: `alerts`, `user:<sub>`, `chat:<name>`. */
+export function channelForm(ns: NamespaceConfig): string {
+  return ns.single ? ns.name : ns.name === 'user' ? 'user:<sub>' : `${ns.name}:<name>`;
+}
+
 /** What a channel name is, or why it is not one. */
 export type ParsedChannel = { namespace: NamespaceConfig; name: string } | { problem: string };
 
@@ -68,7 +73,7 @@ export class NamespaceRegistry {
 
   /** `alerts, user:<sub>, chat:<name>, …` for messages. */
   describe(): string {
-    const forms = this.all().map((ns) => (ns.single ? ns.name : ns.name === 'user' ? 'user:<sub>' : `${ns.name}:<name>`));
+    const forms = this.all().map(channelForm);
     // An error frame stays short however many namespaces a file declares; the OpenAPI document lists them all.
     return forms.length <= 12 ? forms.join(', ') : `${forms.slice(0, 12).join(', ')} and ${forms.length - 12} more (x-namespaces in /api/openapi.json)`;
   }

@@ -5,6 +5,7 @@ import { parseArgs } from 'node:util';
 import 'reflect-metadata';
 import WebSocket from 'ws';
 import { claimAdmits } from '../channels/permissions';
+import { loadConfig } from '../config/config';
 import { builtInNamespaces, loadNamespaces, type NamespaceConfig } from '../config/namespaces';
 import { routeTableOf } from '../upgrade/gateway-registry';
 import { GATEWAYS } from '../gateways';
@@ -47,7 +48,9 @@ export function allowedRoles(pathname: string, modules = GATEWAYS): { roles?: st
  * own file), otherwise the built-in ones. The doctor has no other way to know the remote gateway's configuration.
  */
 function namespaces(): { list: NamespaceConfig[]; source: string } {
-  const defaults = { historySize: 10_000, historyTtlMs: 86_400_000, maxPublishBytes: 65_536 };
+  // The service's own defaults (an empty environment), not a copy of them.
+  const { historySize, historyTtlMs, maxPublishBytes } = loadConfig({}).config;
+  const defaults = { historySize, historyTtlMs, maxPublishBytes };
   const file = process.env.CHANNELS_FILE;
   if (file) {
     const loaded = loadNamespaces(file, defaults);

@@ -1,12 +1,11 @@
 import { Controller, Get, Header } from '@nestjs/common';
-import { buildClientBundle } from '../http/client-bundle';
+import { clientBundle } from '../http/client-bundle';
 import { Listeners } from '../http/listeners';
 import { DEMO_PAGE } from './demo-page';
 
 /** A console for trying the endpoints from a browser: `GET /demo`. Static; tokens stay in the page. */
 @Controller('demo')
 export class DemoController {
-  private bundle: string | undefined;
 
   constructor(private readonly listeners: Listeners) {}
 
@@ -21,7 +20,6 @@ export class DemoController {
   @Header('Content-Type', 'text/javascript; charset=utf-8')
   @Header('Cache-Control', 'no-store')
   client(): string {
-    this.bundle ??= buildClientBundle();
-    return this.bundle;
+    return clientBundle();
   }
 }

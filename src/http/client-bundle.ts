@@ -6,7 +6,7 @@ import { dirname, join } from 'node:path';
  * wrapped in a function, plus a twenty-line `require` for their relative imports. Exposes
  * `window.RealtimeGateway`. Served to the pages of the internal port: `/demo/client.js` and `/admin/client.js`.
  */
-export function buildClientBundle(): string {
+function buildClientBundle(): string {
   const dir = dirname(require.resolve('realtime-gateway/client'));
   const modules = readdirSync(dir)
     .filter((file) => file.endsWith('.js'))
@@ -26,4 +26,12 @@ export function buildClientBundle(): string {
   }
   window.RealtimeGateway = load('./index');
 })();\n`;
+}
+
+let bundle: string | undefined;
+
+/** The bundle, built once per process on first use and shared by both pages. */
+export function clientBundle(): string {
+  bundle ??= buildClientBundle();
+  return bundle;
 }
