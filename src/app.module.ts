@@ -6,6 +6,7 @@ import { ConfigModule } from './config/config.module';
 import type { AppConfig } from './config/config';
 import { ConnectionModule } from './connection/connection.module';
 import { DemoModule } from './demo/demo.module';
+import { EventsModule } from './events/events.module';
 import { HealthModule } from './health/health.module';
 import type { Logger } from './logging/logger';
 import { LoggingModule } from './logging/logging.module';
@@ -30,6 +31,7 @@ export class AppModule {
         MetricsModule,
         AuthModule,
         config.redisUrl ? ClusterModule : EmbeddedModule,
+        EventsModule,
         PresenceModule,
         ConnectionModule,
         ChannelsModule,

@@ -1,0 +1,40 @@
+/**
+ * Events out (SPEC v3 "Events out"): what the gateway tells the backend. Producers (rooms, connections, the
+ * server API) call `emit`; the implementation queues the event (Redis in cluster mode, memory embedded) before
+ * its first try and delivers it as a signed Standard Webhooks POST to WEBHOOK_URL. `emit` is synchronous and
+ * never waits on the receiver: a slow or dead receiver must not slow a socket.
+ */
+export const EVENT_TYPES = [
+  'channel.occupied',
+  'channel.vacated',
+  'presence.joined',
+  'presence.left',
+  'user.disconnected',
+  'token.revoked',
+  'alert.unacknowledged',
+  'connection.opened',
+  'connection.closed',
+] as const;
+
+export type EventType = (typeof EVENT_TYPES)[number];
+
+/** The events sent when WEBHOOK_EVENTS is not set: all but the `connection.*` pair. */
+export const DEFAULT_EVENT_TYPES: readonly EventType[] = EVENT_TYPES.filter((t) => !t.startsWith('connection.'));
+
+export interface EventsOut {
+  /** Whether `type` is sent at all (WEBHOOK_URL set and the type in WEBHOOK_EVENTS): producers skip work if not. */
+  wants(type: EventType): boolean;
+  /** Queues one event (body `{type, timestamp, data}`); never throws, never waits. */
+  emit(type: EventType, data: Record<string, unknown>): void;
+}
+
+export const EVENTS_OUT = Symbol('EVENTS_OUT');
+
+/** No WEBHOOK_URL: nothing is wanted, nothing is queued. */
+export class NoEventsOut implements EventsOut {
+  wants(): boolean {
+    return false;
+  }
+
+  emit(): void {}
+}
