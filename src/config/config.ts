@@ -226,6 +226,11 @@ export interface AppConfig {
   redisMinReplicasAck: number;
   /** Cluster mode: a crashed node's presence entries vanish after about this long. */
   presenceTtlMs: number;
+  /**
+   * A member whose last connection to a channel ended and who comes back within this long (on any replica) never
+   * left: no leave/join frames, no presence.left/presence.joined (0: the leave is told at once).
+   */
+  presenceGraceMs: number;
   /** The channel namespaces: the built-in set, with CHANNELS_FILE's entries replacing those of the same name. */
   namespaces: NamespaceConfig[];
   /** Channels one `/ws` connection may hold (MAX_SUBSCRIPTIONS_PER_CONNECTION). */
@@ -357,6 +362,9 @@ const envSchema = z.object({
   REDIS_TIMEOUT_MS: int(100, 600_000, 5000),
   REDIS_MIN_REPLICAS_ACK: int(0, 16, 0),
   PRESENCE_TTL_MS: int(1000, 600_000, 15_000),
+  // At most an hour: a user who left is told as gone at the latest this long after; longer is a session, not a
+  // reconnect.
+  PRESENCE_GRACE_MS: int(0, 3_600_000, 5000),
   CHANNELS_FILE: optionalString,
   MAX_SUBSCRIPTIONS_PER_CONNECTION: int(1, 100_000, 128),
   TURN_SECRET: optionalString,
@@ -680,6 +688,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     redisTimeoutMs: env.REDIS_TIMEOUT_MS,
     redisMinReplicasAck: env.REDIS_MIN_REPLICAS_ACK,
     presenceTtlMs: env.PRESENCE_TTL_MS,
+    presenceGraceMs: env.PRESENCE_GRACE_MS,
     namespaces: channels.namespaces,
     maxSubscriptionsPerConnection: env.MAX_SUBSCRIPTIONS_PER_CONNECTION,
     turn: env.TURN_SECRET && env.TURN_URLS ? { secret: env.TURN_SECRET, urls: turnUrls, ttlSeconds: env.TURN_TTL_S } : undefined,

@@ -1,6 +1,6 @@
 import { Inject, Injectable } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/config';
-import { ownerOf, releaseOnce, sharedMember, UserCounts, type ClaimResult, type NodeInfo, type Presence, type ShareResult, type SlotResult } from './presence';
+import { ownerOf, releaseOnce, sharedMember, UserCounts, type ClaimResult, type HoldResult, type NodeInfo, type Presence, type PresenceLeave, type ShareResult, type SlotResult } from './presence';
 
 /** Embedded mode: one process is the whole deployment, so presence is a few maps (and no node ever dies). */
 @Injectable()
@@ -10,7 +10,65 @@ export class LocalPresence implements Presence {
   /** Shared memberships per group and user (`<group>\0<user>` → member keys): who joins first, who leaves last. */
   private readonly shared = new Map<string, Set<string>>();
 
+  /** Presence holds per channel and user (`<channel>\0<user>` → connection ids): the first and the last decide. */
+  private readonly holds = new Map<string, Set<string>>();
+  /** Per channel, the users holding it or within the grace of leaving it: the first occupies, the last vacates. */
+  private readonly present = new Map<string, Set<string>>();
+  /**
+   * Leaves not yet due (`<channel>\0<user>` → due at, ms). One grace for every entry, so insertion order is due
+   * order and sweep() stops at the first entry not due.
+   */
+  private readonly leaving = new Map<string, number>();
+
   constructor(@Inject(APP_CONFIG) private readonly config: AppConfig) {}
+
+  async hold(channel: string, user: string, connectionId: string): Promise<HoldResult> {
+    const key = `${channel}\u0000${user}`;
+    let holds = this.holds.get(key);
+    if (!holds) this.holds.set(key, (holds = new Set()));
+    holds.add(connectionId);
+    let joined = false;
+    let occupied = false;
+    if (holds.size === 1 && !this.leaving.delete(key)) {
+      let users = this.present.get(channel);
+      if (!users) this.present.set(channel, (users = new Set()));
+      joined = !users.has(user);
+      users.add(user);
+      occupied = joined && users.size === 1;
+    }
+    let released = false;
+    return {
+      joined,
+      occupied,
+      release: async () => {
+        if (released) return undefined;
+        released = true;
+        const left = this.holds.get(key);
+        if (!left?.delete(connectionId) || left.size > 0) return undefined;
+        this.holds.delete(key);
+        this.leaving.set(key, Date.now() + this.config.presenceGraceMs);
+        return Math.max(this.config.presenceGraceMs, 1);
+      },
+    };
+  }
+
+  async sweep(max: number): Promise<PresenceLeave[]> {
+    const now = Date.now();
+    const leaves: PresenceLeave[] = [];
+    for (const [key, due] of this.leaving) {
+      if (due > now || leaves.length >= max) break;
+      this.leaving.delete(key);
+      const at = key.indexOf('\u0000');
+      const channel = key.slice(0, at);
+      const user = key.slice(at + 1);
+      const users = this.present.get(channel);
+      users?.delete(user);
+      const vacated = !users?.size;
+      if (vacated) this.present.delete(channel);
+      leaves.push({ channel, user, vacated });
+    }
+    return leaves;
+  }
 
   async acquireUserSlot(user: string, limit: number): Promise<SlotResult> {
     const open = this.slots.get(user);

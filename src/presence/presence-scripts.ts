@@ -10,6 +10,13 @@ import { Script } from '../redis/script';
  *   P:conns:<user>       hash node -> open connections of that user on that node
  *   P:shared:<group>\0<user>  set of that user's shared member keys in the group (`<user>\x1f<connection>`):
  *                        the first SADD and the last SREM decide join and leave; deleted by Redis when empty
+ *   P:hold:<channel>\0<user>  set of the user's holds on the channel's presence, one per connection
+ *                        (`<node>|<connection>`); its first SADD and last SREM decide presence.joined / left
+ *   P:users:<channel>    set of the users holding the channel or within PRESENCE_GRACE_MS of leaving it: its
+ *                        first SADD is channel.occupied, the SREM that empties it channel.vacated
+ *   P:leaving            sorted set "<channel>\0<user>" -> when the leave is due (ms, Redis clock): a hold taken
+ *                        again before then removes the entry (a return, not a join); SWEEP pops the due ones
+ *   P:node:<id>:holds also lists "h\0<channel>\0<user>\0<token>" for each presence hold of that node
  * Scripts read other nodes' liveness keys by name: allowed on Redis Cluster because they share the slot.
  */
 
@@ -19,6 +26,31 @@ local function live(prefix, node)
 end
 local function node_of(owner)
   return string.match(owner, '^(.*)|[^|]*$')
+end
+`;
+
+/**
+ * Presence holds (see the layout above). hold(): 0 nothing new (another hold of the user, or a return within
+ * the grace), 1 joined, 2 joined an empty channel (occupied). unhold(): 0 still held elsewhere (or not ours),
+ * else the ms until the leave is due, the grace (at least 1, so 0 means "no leave").
+ */
+const HOLDS = `
+local function hold(prefix, channel, user, token)
+  local key = prefix .. ':hold:' .. channel .. '\\0' .. user
+  if redis.call('SADD', key, token) == 0 or redis.call('SCARD', key) > 1 then return 0 end
+  if redis.call('ZREM', prefix .. ':leaving', channel .. '\\0' .. user) == 1 then return 0 end
+  local users = prefix .. ':users:' .. channel
+  if redis.call('SADD', users, user) == 0 then return 0 end
+  if redis.call('SCARD', users) == 1 then return 2 end
+  return 1
+end
+local function unhold(prefix, channel, user, token, grace)
+  local key = prefix .. ':hold:' .. channel .. '\\0' .. user
+  if redis.call('SREM', key, token) == 0 or redis.call('SCARD', key) > 0 then return 0 end
+  local t = redis.call('TIME')
+  local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  redis.call('ZADD', prefix .. ':leaving', now + grace, channel .. '\\0' .. user)
+  return math.max(grace, 1)
 end
 `;
 
@@ -35,10 +67,11 @@ return dead
 
 /**
  * KEYS: dead node's holds set, nodes set, dead node's liveness key. ARGV: dead id, prefix, force ("1" at a
- * node's own start, to clear what its previous incarnation left). Removes what the dead node held and returns
- * {1, group, member, owner, ...}; {0} when it is alive again or another node reaped it first.
+ * node's own start, to clear what its previous incarnation left), grace ms. Removes what the dead node held and
+ * returns {1, group, member, owner, ...}; {0} when it is alive again or another node reaped it first. Its
+ * presence holds end as any other (their leaves are due after the grace, popped by SWEEP).
  */
-export const REAP = new Script(`${IS_LIVE}
+export const REAP = new Script(`${IS_LIVE}${HOLDS}
 if ARGV[3] ~= '1' and redis.call('EXISTS', KEYS[3]) == 1 then return {0} end
 if redis.call('SREM', KEYS[2], ARGV[1]) == 0 and ARGV[3] ~= '1' then return {0} end
 local gone = {1}
@@ -61,6 +94,10 @@ for _, entry in ipairs(redis.call('SMEMBERS', KEYS[1])) do
     end
   elseif kind == 'u' then
     redis.call('HDEL', ARGV[2] .. ':conns:' .. rest, ARGV[1])
+  elseif kind == 'h' then
+    local a = string.find(rest, '\\0', 1, true)
+    local b = string.find(rest, '\\0', a + 1, true)
+    unhold(ARGV[2], string.sub(rest, 1, a - 1), string.sub(rest, a + 1, b - 1), string.sub(rest, b + 1), tonumber(ARGV[4]))
   end
 end
 redis.call('DEL', KEYS[1])
@@ -162,4 +199,38 @@ if left <= 0 then
   redis.call('SREM', KEYS[2], ARGV[2])
 end
 return left
+`);
+
+/** KEYS: my holds set. ARGV: prefix, channel, user, token, holds entry. See hold() above. */
+export const HOLD = new Script(`${HOLDS}
+redis.call('SADD', KEYS[1], ARGV[5])
+return hold(ARGV[1], ARGV[2], ARGV[3], ARGV[4])
+`);
+
+/** KEYS: my holds set. ARGV: prefix, channel, user, token, holds entry, grace ms. See unhold() above. */
+export const UNHOLD = new Script(`${HOLDS}
+redis.call('SREM', KEYS[1], ARGV[5])
+return unhold(ARGV[1], ARGV[2], ARGV[3], ARGV[4], tonumber(ARGV[6]))
+`);
+
+/**
+ * KEYS: leaving sorted set. ARGV: prefix, max. Pops the leaves that are due (Redis clock) and ends each user's
+ * place in its channel: {channel, user, vacated (1: the channel's last), ...}. Atomic, so each leave is popped by
+ * exactly one replica however many sweep at once.
+ */
+export const SWEEP = new Script(`
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local out = {}
+for _, entry in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[2]))) do
+  redis.call('ZREM', KEYS[1], entry)
+  local sep = string.find(entry, '\\0', 1, true)
+  local channel, user = string.sub(entry, 1, sep - 1), string.sub(entry, sep + 1)
+  local users = ARGV[1] .. ':users:' .. channel
+  redis.call('SREM', users, user)
+  table.insert(out, channel)
+  table.insert(out, user)
+  table.insert(out, redis.call('EXISTS', users) == 0 and 1 or 0)
+end
+return out
 `);

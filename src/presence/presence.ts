@@ -30,6 +30,28 @@ export function memberUser(member: string): string {
   const at = member.lastIndexOf(SHARED_SEP);
   return at === -1 ? member : member.slice(0, at);
 }
+/**
+ * A user's hold on a channel's presence: one per connection (a chat room's path connection, each `/ws`
+ * subscription, a signaling seat's holder), counted per user and decided atomically by the storage, so a user
+ * joins once and leaves once cluster-wide however its connections come and go.
+ * `joined`: the user held the channel nowhere and was not within PRESENCE_GRACE_MS of leaving (a return within
+ * the grace is not a join). `occupied`: and nobody else held it or was within the grace either.
+ * `release()` resolves to the ms until the user's leave is due when this was its last hold (the grace; the leave
+ * is then popped by sweep(), on whichever replica comes first), undefined otherwise.
+ */
+export interface HoldResult {
+  joined: boolean;
+  occupied: boolean;
+  release: () => Promise<number | undefined>;
+}
+
+/** A leave whose grace ended without the user coming back; `vacated`: nobody else holds the channel or is within the grace. */
+export interface PresenceLeave {
+  channel: string;
+  user: string;
+  vacated: boolean;
+}
+
 export type SlotResult = { ok: true; release: () => void } | { ok: false; open: number };
 
 /**
@@ -48,6 +70,16 @@ export interface Presence {
   claim(group: string, member: string, connectionId: string, onLost?: () => void): Promise<ClaimResult>;
   /** Joins `group` for one connection of `user` (see ShareResult). Rejects while Redis is down. */
   share(group: string, user: string, connectionId: string): Promise<ShareResult>;
+  /**
+   * Counts one more hold of `user` on `channel` for a connection. Never rejects: while Redis is down the hold is
+   * kept here, reported as neither a join nor an occupation, and written back when Redis returns.
+   */
+  hold(channel: string, user: string, connectionId: string): Promise<HoldResult>;
+  /**
+   * Pops (at most `max`) leaves whose grace has ended: each is returned exactly once deployment-wide, so the
+   * replica that gets it tells the room and the backend. Rejects while Redis is down.
+   */
+  sweep(max: number): Promise<PresenceLeave[]>;
   /** The members of a group and their holders. Rejects while Redis is down. */
   members(group: string): Promise<Map<string, string>>;
   /** Claims that vanished because their node died (after about the TTL), delivered on every node. */

@@ -3,8 +3,8 @@ import { BROKER, BrokerUnavailableError, type Broker } from '../channels/broker'
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { LOGGER, type Logger } from '../logging/logger';
 import { RedisConnections } from '../redis/redis-connections';
-import { ownerOf, releaseOnce, sharedMember, UserCounts, type Claim, type ClaimResult, type NodeInfo, type Presence, type ShareResult, type SlotResult } from './presence';
-import { ACQUIRE_SLOT, CLAIM, HEARTBEAT, MEMBERS, REAP, RELEASE, RELEASE_SLOT, SET_SLOTS, SHARE, UNSHARE } from './presence-scripts';
+import { ownerOf, releaseOnce, sharedMember, UserCounts, type Claim, type ClaimResult, type HoldResult, type NodeInfo, type Presence, type PresenceLeave, type ShareResult, type SlotResult } from './presence';
+import { ACQUIRE_SLOT, CLAIM, HEARTBEAT, HOLD, MEMBERS, REAP, RELEASE, RELEASE_SLOT, SET_SLOTS, SHARE, SWEEP, UNHOLD, UNSHARE } from './presence-scripts';
 
 /** Bus channel on which the node that reaped a dead node tells every node what vanished. */
 export const PRESENCE_CHANNEL = 'presence';
@@ -21,6 +21,13 @@ interface Held extends Claim {
 }
 
 const SEP = '\0';
+
+/** A presence hold of this node (its entry in the node's holds set is the key it is kept under here). */
+interface PresenceHold {
+  channel: string;
+  user: string;
+  token: string;
+}
 
 /**
  * Cluster-mode presence in Redis (layout in presence-scripts.ts). A timer refreshes this node's liveness key
@@ -41,6 +48,11 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
   /** Claims released while Redis was unreachable: they must not linger there and block others. */
   private readonly unreleased = new Map<string, Claim & { user?: string }>();
   private readonly listeners = new Set<(node: string, claims: Claim[]) => void>();
+  /** Presence holds of this node's connections, by holds entry: written back after an outage like claims. */
+  private readonly holding = new Map<string, PresenceHold>();
+  /** Holds released while Redis was unreachable: ended (and their leaves scheduled) when it returns. */
+  private readonly unreleasedHolds = new Map<string, PresenceHold>();
+  private readonly graceMs: number;
   /** Told after each successful resync (start, and every reconnect): what lives in memory is written back then. */
   private readonly resynced = new Set<() => void>();
   private timer: NodeJS.Timeout | undefined;
@@ -62,6 +74,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     this.prefix = `{${config.redisPrefix}}`;
     this.nodeId = config.nodeId;
     this.ttlMs = config.presenceTtlMs;
+    this.graceMs = config.presenceGraceMs;
     this.maxAnnounceBytes = Math.floor(config.maxPublishBytes / 2);
     this.describe = () => ({ id: this.nodeId });
   }
@@ -161,6 +174,45 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
         }
       },
     };
+  }
+
+  async hold(channel: string, user: string, connectionId: string): Promise<HoldResult> {
+    const held: PresenceHold = { channel, user, token: ownerOf(this.nodeId, connectionId) };
+    const entry = `h${SEP}${channel}${SEP}${user}${SEP}${held.token}`;
+    this.holding.set(entry, held);
+    let change = 0;
+    try {
+      if (!this.up()) throw new BrokerUnavailableError();
+      change = Number(await HOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, channel, user, held.token, entry]));
+    } catch {
+      // Written back on resync (this.holding); a join that could not be decided is not told.
+    }
+    let released = false;
+    return {
+      joined: change > 0,
+      occupied: change === 2,
+      release: async () => {
+        if (released) return undefined;
+        released = true;
+        this.holding.delete(entry);
+        try {
+          if (!this.up()) throw new BrokerUnavailableError();
+          const due = Number(await UNHOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, channel, user, held.token, entry, this.graceMs]));
+          return due > 0 ? due : undefined;
+        } catch {
+          // Ended when Redis is back (resync); its leave is then swept like any other.
+          this.unreleasedHolds.set(entry, held);
+          return undefined;
+        }
+      },
+    };
+  }
+
+  async sweep(max: number): Promise<PresenceLeave[]> {
+    const flat = (await this.available(() => SWEEP.run(this.redis.command, [`${this.prefix}:leaving`], [this.prefix, max]))) as (string | number)[];
+    const leaves: PresenceLeave[] = [];
+    for (let i = 0; i + 2 < flat.length; i += 3) leaves.push({ channel: String(flat[i]), user: String(flat[i + 1]), vacated: Number(flat[i + 2]) === 1 });
+    return leaves;
   }
 
   /** The set of a user's shared member keys in a group (same slot as every presence key: the `{P}` tag). */
@@ -314,7 +366,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
       reply = (await REAP.run(
         this.redis.command,
         [this.holdsKey(node), `${this.prefix}:nodes`, this.nodeKey(node)],
-        [node, this.prefix, force ? '1' : '0'],
+        [node, this.prefix, force ? '1' : '0', this.graceMs],
       )) as string[];
     } catch (error) {
       this.log.debug({ err: (error as Error).message, gone: node }, 'presence reap failed');
@@ -400,6 +452,14 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
         }
         await RELEASE.run(this.redis.command, [this.key('claims', claim.group), this.holdsKey(this.nodeId)], [claim.member, claim.owner, `c${SEP}${id}`]);
         this.unreleased.delete(id);
+      }
+      // Presence holds as they are (a restarted Redis lost them; an intact one answers "nothing new").
+      for (const [entry, held] of this.holding) {
+        await HOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, held.channel, held.user, held.token, entry]);
+      }
+      for (const [entry, held] of this.unreleasedHolds) {
+        await UNHOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, held.channel, held.user, held.token, entry, this.graceMs]);
+        this.unreleasedHolds.delete(entry);
       }
       // Every count, not only the ones whose writes failed: a restarted Redis may have lost them all.
       for (const user of new Set([...this.slots.users(), ...this.unsynced])) {

@@ -1,4 +1,4 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, type OnApplicationBootstrap, type OnModuleDestroy } from '@nestjs/common';
 import { BrokerUnavailableError } from '../channels/broker';
 import { ChannelHub, type AttachFrames } from '../channels/channel-hub';
 import { channelKind, type Publication } from '../channels/publication';
@@ -6,7 +6,16 @@ import { CloseCode } from '../connection/close-codes';
 import type { Connection } from '../connection/connection';
 import { FrameError } from '../connection/frames';
 import { LOGGER, type Logger } from '../logging/logger';
-import { memberUser, PRESENCE, type Presence } from '../presence/presence';
+import { memberUser, PRESENCE, type HoldResult, type Presence, type PresenceLeave } from '../presence/presence';
+import { APP_CONFIG, type AppConfig } from '../config/config';
+import { EVENTS_OUT, type EventsOut, type EventType } from '../events/events-out';
+
+/** Every replica pops due leaves this often, so a leave whose releasing replica died is still told (≤ 1 s late). */
+const SWEEP_EVERY_MS = 1000;
+/** Leaves popped per SWEEP call: one script run stays well under a millisecond of Redis time. */
+const SWEEP_BATCH = 100;
+/** Due times this replica keeps a timer for; beyond it (a mass disconnect) the periodic sweep alone tells them. */
+const MAX_TIMED_LEAVES = 10_000;
 
 
 /**
@@ -52,31 +61,55 @@ function genericAnnouncement(event: 'join' | 'leave', user: string, users: strin
  * is the sender's `unavailable` error frame, never a closed socket.
  */
 @Injectable()
-export class Rooms implements OnModuleDestroy {
+export class Rooms implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly policies = new Map<string, RoomPolicy>();
   /** Resolves when the connection is in its room; its frames wait for it. */
   private readonly entered = new WeakMap<Connection, Promise<void>>();
   /** `/ws` memberships: per connection, per channel, how to leave (announce, then release). */
   private readonly shared = new WeakMap<Connection, Map<string, () => Promise<void>>>();
   private readonly offNodeGone: () => void;
+  /**
+   * When the leaves this replica released are due (local clock), in due order (one grace for all): one timer,
+   * for the first. The sweep that pops a leave may run on any replica; these make it on time here.
+   */
+  private readonly due: number[] = [];
+  private dueTimer: NodeJS.Timeout | undefined;
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweeping: Promise<void> | undefined;
+  private sweepAgain = false;
+  private readonly graceMs: number;
 
   constructor(
     private readonly hub: ChannelHub,
     @Inject(PRESENCE) private readonly presence: Presence,
     @Inject(LOGGER) private readonly log: Logger,
+    @Inject(EVENTS_OUT) private readonly events: EventsOut,
+    @Inject(APP_CONFIG) config: AppConfig,
   ) {
+    this.graceMs = config.presenceGraceMs;
     this.offNodeGone = presence.onNodeGone((_node, claims) => {
+      // The dead node's presence holds ended in the same reap: their leaves are due after the grace.
+      this.leaveDueIn(Math.max(this.graceMs, 1));
       const byRoom = new Map<string, string[]>();
       for (const { group, member } of claims) {
         if (!this.tracked(group) || this.hub.localMembers(group).size === 0) continue;
+        // A user's leave is told by the sweep, once the grace is over; a seat's peer-left at once (below).
+        if (!this.policies.get(channelKind(group))?.seats) continue;
         byRoom.set(group, [...(byRoom.get(group) ?? []), member]);
       }
       for (const [room, gone] of byRoom) void this.announceGone(room, gone);
     });
   }
 
+  onApplicationBootstrap(): void {
+    this.sweepTimer = setInterval(() => this.sweep(), SWEEP_EVERY_MS);
+    this.sweepTimer.unref();
+  }
+
   onModuleDestroy(): void {
     this.offNodeGone();
+    clearInterval(this.sweepTimer);
+    clearTimeout(this.dueTimer);
   }
 
   register(policy: RoomPolicy): void {
@@ -87,12 +120,19 @@ export class Rooms implements OnModuleDestroy {
   enter(conn: Connection, room: string, options: { since?: { id: string; epoch?: string }; frames?: AttachFrames } = {}): void {
     const policy = this.policyOf(room);
     const member = policy.memberOf(conn);
-    // Announced before the membership is released (after this), so a rejoin cannot overtake the leave.
-    conn.onClose(() => conn.finishing(this.announce(room, 'leave', member)));
+    // The user's presence (a seat's holder for signaling): its leave is told after the grace, by the sweep.
+    const held = this.hub.namespaces.of(room)?.presence ? this.presence.hold(room, conn.user.sub, conn.id) : undefined;
+    if (held) conn.onClose(() => conn.finishing(held.then((hold) => hold.release()).then((due) => this.leaveDueIn(due))));
+    // A seat's peer-left is told at once, before the seat is released (after this), so a rejoin cannot overtake
+    // it: WebRTC peers renegotiate with whoever takes the seat next.
+    if (policy.seats) conn.onClose(() => conn.finishing(this.announce(room, 'leave', member)));
     const entered = (async () => {
       await this.hub.attach(conn, [{ channel: room, since: options.since }], options.frames);
       if (policy.entered) policy.entered(conn, [...(await this.presence.members(room)).keys()].sort());
-      await this.announce(room, 'join', member, conn);
+      const hold = await held;
+      if (hold) this.tellJoined(room, conn.user.sub, hold);
+      if (policy.seats) await this.announce(room, 'join', member, conn);
+      else await this.announceJoin(room, member, hold?.joined ?? true, conn);
     })();
     this.entered.set(conn, entered);
     entered.catch((error) => {
@@ -131,13 +171,15 @@ export class Rooms implements OnModuleDestroy {
    */
   async joinShared(conn: Connection, channel: string): Promise<void> {
     const user = conn.user.sub;
-    const { first, release } = await this.available(() => this.presence.share(channel, user, conn.id));
+    const { release } = await this.available(() => this.presence.share(channel, user, conn.id));
+    const hold = await this.presence.hold(channel, user, conn.id);
     let left = false;
     const leave = async () => {
       if (left) return;
       left = true;
-      // Released first, atomically told whether it was the user's last hold: one leave however many connections.
-      if (await release()) await this.announceUser(channel, 'leave', user);
+      await release();
+      // The user's last hold (atomically decided, one leave however many connections): told after the grace.
+      this.leaveDueIn(await hold.release());
     };
     let mine = this.shared.get(conn);
     if (!mine) {
@@ -149,7 +191,8 @@ export class Rooms implements OnModuleDestroy {
       });
     }
     mine.set(channel, leave);
-    if (first) await this.announceUser(channel, 'join', user);
+    this.tellJoined(channel, user, hold);
+    if (hold.joined) await this.announceUser(channel, 'join', user);
   }
 
   /** Ends a `/ws` subscriber's membership (unsubscribe). */
@@ -222,6 +265,88 @@ export class Rooms implements OnModuleDestroy {
       await this.hub.publish(room, payload, { history: false });
     } catch (error) {
       this.log.warn({ event: 'announce_failed', channel: channelKind(room), type: event, err: (error as Error).message }, 'could not tell the room');
+    }
+  }
+
+  /** Events out for a hold: the channel's first user, a user's first hold (a return within the grace is neither). */
+  private tellJoined(channel: string, user: string, hold: HoldResult): void {
+    if (hold.occupied) this.emit('channel.occupied', { channel });
+    if (hold.joined) this.emit('presence.joined', { channel, user });
+  }
+
+  private emit(type: EventType, data: Record<string, unknown>): void {
+    if (this.events.wants(type)) this.events.emit(type, data);
+  }
+
+  /**
+   * A user's join to a room with a policy (chat): the room is told when it is the user's first hold; otherwise
+   * (back within the grace, or in the room through /ws already) only the new connection learns who is here.
+   */
+  private async announceJoin(room: string, user: string, joined: boolean, joining: Connection): Promise<void> {
+    if (!this.hub.namespaces.of(room)?.joinLeave) return;
+    try {
+      const users = [...usersOf((await this.presence.members(room)).keys()).keys()].sort();
+      const payload = this.policyOf(room).announcement('join', user, users);
+      if (joined) await this.hub.publish(room, payload, { history: false });
+      else this.hub.sendDirect(joining, room, payload);
+    } catch (error) {
+      this.log.warn({ event: 'announce_failed', channel: channelKind(room), type: 'join', err: (error as Error).message }, 'could not tell the room');
+    }
+  }
+
+  /** A leave of this replica's is due in `ms` (undefined: the user still holds the channel, nothing is due). */
+  private leaveDueIn(ms: number | undefined): void {
+    if (ms === undefined || this.due.length >= MAX_TIMED_LEAVES) return;
+    this.due.push(Date.now() + ms);
+    if (this.due.length === 1) this.armDue();
+  }
+
+  private armDue(): void {
+    clearTimeout(this.dueTimer);
+    if (this.due.length === 0) return;
+    this.dueTimer = setTimeout(() => {
+      const now = Date.now();
+      while (this.due.length > 0 && this.due[0] <= now) this.due.shift();
+      this.sweep();
+      this.armDue();
+    }, Math.max(0, this.due[0] - Date.now()));
+    this.dueTimer.unref();
+  }
+
+  /** Pops the leaves that are due (on any replica's behalf) and tells them; one sweep at a time here. */
+  private sweep(): void {
+    if (this.sweeping) {
+      this.sweepAgain = true;
+      return;
+    }
+    this.sweeping = (async () => {
+      do {
+        this.sweepAgain = false;
+        let leaves: PresenceLeave[];
+        try {
+          leaves = await this.presence.sweep(SWEEP_BATCH);
+        } catch {
+          return; // Redis is down: the leaves wait there, and the next sweep tells them
+        }
+        for (const leave of leaves) await this.tellLeft(leave);
+        if (leaves.length === SWEEP_BATCH) this.sweepAgain = true;
+      } while (this.sweepAgain);
+    })().finally(() => (this.sweeping = undefined));
+  }
+
+  /** A user gone for longer than the grace: the backend and (users, not seats) the room are told, once. */
+  private async tellLeft({ channel, user, vacated }: PresenceLeave): Promise<void> {
+    this.emit('presence.left', { channel, user });
+    if (vacated) this.emit('channel.vacated', { channel });
+    // A seat's peer-left was told when the seat was released; /ws observers of a consultation see no leaves.
+    if (this.policies.get(channelKind(channel))?.seats || !this.hub.namespaces.of(channel)?.joinLeave) return;
+    try {
+      const users = usersOf((await this.presence.members(channel)).keys());
+      // Its membership may still be on its way out (released after the hold): it left, so it is not listed.
+      users.delete(user);
+      await this.hub.publish(channel, this.announcementOf(channel)('leave', user, [...users.keys()].sort()), { history: false });
+    } catch (error) {
+      this.log.warn({ event: 'announce_failed', channel: channelKind(channel), type: 'leave', err: (error as Error).message }, 'could not tell the room');
     }
   }
 

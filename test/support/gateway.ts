@@ -25,7 +25,8 @@ export async function startTestGateway(
   env: Record<string, string> = {},
   options: { imports?: (Type | DynamicModule)[] } = {},
 ): Promise<TestGateway> {
-  const { config } = loadConfig({ PORT: '0', HOST: '127.0.0.1', INTERNAL_PORT: '0', INTERNAL_HOST: '127.0.0.1', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', ...env });
+  // PRESENCE_GRACE_MS 0 unless a test asks for a grace: leaves are told at once, as the suite's timings expect.
+  const { config } = loadConfig({ PORT: '0', HOST: '127.0.0.1', INTERNAL_PORT: '0', INTERNAL_HOST: '127.0.0.1', JWT_SECRET: TEST_SECRET, LOG_LEVEL: 'debug', PRESENCE_GRACE_MS: '0', ...env });
   const rawLogs: string[] = [];
   const logs: Record<string, unknown>[] = [];
   const sink = {

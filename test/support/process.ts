@@ -34,7 +34,8 @@ export async function spawnGateway(env: Record<string, string>, { waitForListeni
   const internalPort = env.INTERNAL_PORT ? Number(env.INTERNAL_PORT) : await freePort();
   const child = spawn(process.execPath, [MAIN], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), INTERNAL_HOST: '127.0.0.1', INTERNAL_PORT: String(internalPort), ...env },
+    // PRESENCE_GRACE_MS 0 unless a test asks for a grace: leaves are told at once, as the suite's timings expect.
+    env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), INTERNAL_HOST: '127.0.0.1', INTERNAL_PORT: String(internalPort), PRESENCE_GRACE_MS: '0', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const stdout: string[] = [];
