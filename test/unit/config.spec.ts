@@ -43,6 +43,14 @@ describe('configuration', () => {
     expect(warnings.join()).toMatch(/JWT_SECRET is not set/);
   });
 
+  it('reads PRESENCE_GRACE_MS: 5000 by default, 0 for "at once", and names a value that is not whole milliseconds', () => {
+    expect(loadConfig({}).config.presenceGraceMs).toBe(5000);
+    expect(loadConfig({ PRESENCE_GRACE_MS: '0' }).config.presenceGraceMs).toBe(0);
+    expect(loadConfig({ PRESENCE_GRACE_MS: '30000' }).config.presenceGraceMs).toBe(30000);
+    for (const bad of ['-1', '1.5', 'soon']) expect(fails({ PRESENCE_GRACE_MS: bad })).toMatch(/^PRESENCE_GRACE_MS: must be a whole number between 0 and 3600000/);
+    expect(fails({ PRESENCE_GRACE_MS: '3600001' })).toMatch(/^PRESENCE_GRACE_MS: must be at most 3600000/);
+  });
+
   it('refuses a PEM key given as JWT_SECRET (it would be an HMAC secret anyone with the public key knows)', () => {
     const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
     const pem = publicKey.export({ type: 'spki', format: 'pem' }).toString();
