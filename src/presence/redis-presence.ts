@@ -27,6 +27,8 @@ interface PresenceHold {
   channel: string;
   user: string;
   token: string;
+  /** Known to be in Redis (HOLD answered, here or on a resync): only such a hold has a leave to tell. */
+  written?: boolean;
 }
 
 /**
@@ -184,6 +186,7 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     try {
       if (!this.up()) throw new BrokerUnavailableError();
       change = Number(await HOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, channel, user, held.token, entry]));
+      held.written = true;
     } catch {
       // Written back on resync (this.holding); a join that could not be decided is not told.
     }
@@ -200,8 +203,9 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
           const due = Number(await UNHOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, channel, user, held.token, entry, this.graceMs]));
           return due > 0 ? due : undefined;
         } catch {
-          // Ended when Redis is back (resync); its leave is then swept like any other.
-          this.unreleasedHolds.set(entry, held);
+          // Ended when Redis is back (resync); its leave is then swept like any other. A hold Redis never had
+          // was never a join: nothing to end.
+          if (held.written) this.unreleasedHolds.set(entry, held);
           return undefined;
         }
       },
@@ -456,8 +460,12 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
       // Presence holds as they are (a restarted Redis lost them; an intact one answers "nothing new").
       for (const [entry, held] of this.holding) {
         await HOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, held.channel, held.user, held.token, entry]);
+        held.written = true;
       }
       for (const [entry, held] of this.unreleasedHolds) {
+        // Taken again first: a Redis restarted empty lost the hold, and the user's leave must still be told
+        // (an intact one already has it: "nothing new"). Released then as it would have been.
+        await HOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, held.channel, held.user, held.token, entry]);
         await UNHOLD.run(this.redis.command, [this.holdsKey(this.nodeId)], [this.prefix, held.channel, held.user, held.token, entry, this.graceMs]);
         this.unreleasedHolds.delete(entry);
       }

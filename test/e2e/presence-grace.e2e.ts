@@ -252,3 +252,37 @@ describe('presence grace, embedded', () => {
     expect(capture.of('presence.left', 'chat:den', 'alice')).toHaveLength(1);
   });
 });
+
+describe('presence grace through a Redis outage', () => {
+  let redis: RedisProcess;
+  let gw: TestGateway;
+  const capture = new Capture();
+
+  beforeAll(async () => {
+    redis = await RedisProcess.start();
+    gw = capture.attach(await startTestGateway({ REDIS_URL: redis.url, NODE_ID: 'node-o', PRESENCE_GRACE_MS: String(GRACE_MS), LOG_LEVEL: 'warn' }), 'node-o');
+    await eventually(async () => (await fetch(gw.http('/readyz'))).status === 200, 10_000, 'ready');
+  });
+  afterAll(async () => {
+    await gw?.close();
+    await redis?.stop();
+  });
+
+  it('a member who leaves while Redis is down (restarted empty) is still told gone once Redis is back, and nothing crashes', async () => {
+    const alice = await connect(gw.ws('/ws/chat/storm'), user('alice'));
+    await alice.take((f) => f.event === 'join' && f.user === 'alice');
+    await capture.next('presence.joined', 'chat:storm', 'alice');
+    await redis.kill();
+    await eventually(async () => (await fetch(gw.http('/readyz'))).status === 503, 10_000, 'not ready');
+    await alice.close();
+    await redis.restart();
+    await eventually(async () => (await fetch(gw.http('/readyz'))).status === 200, 15_000, 'ready again');
+    // Redis lost everything: the hold whose release failed is written back and ended, and its leave swept.
+    await capture.next('presence.left', 'chat:storm', 'alice', 15_000);
+    await capture.next('channel.vacated', 'chat:storm', undefined, GRACE_MS * 4);
+    expect((await fetch(gw.http('/healthz'))).status).toBe(200);
+    await marker(capture, (p) => gw.ws(p), 'after-storm', 'bea');
+    expect(capture.of('presence.left', 'chat:storm', 'alice')).toHaveLength(1);
+    expect(capture.of('channel.vacated', 'chat:storm')).toHaveLength(1);
+  });
+});
