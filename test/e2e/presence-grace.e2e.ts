@@ -251,6 +251,27 @@ describe('presence grace, embedded', () => {
     expect(capture.of('channel.vacated', 'chat:den')).toHaveLength(1);
     expect(capture.of('presence.left', 'chat:den', 'alice')).toHaveLength(1);
   });
+
+  it("a signaling seat is its holder's presence: peer-left at once for the other seat, presence.left after the grace", async () => {
+    const seat = async (role: 'doctor' | 'patient', sub: string) => {
+      const client = await connect(gw.ws(`/ws/signaling/c1/${role}`), { protocols: ['bearer', token({ sub, role, channels: ['signaling:c1'] })] });
+      open.push(client);
+      return client;
+    };
+    const patient = await seat('patient', 'pat');
+    const doctor = await seat('doctor', 'dr-who');
+    await patient.take((f) => f.type === 'peer-joined' && f.role === 'doctor');
+    expect((await capture.next('presence.joined', 'signaling:c1', 'dr-who')).data).toEqual({ channel: 'signaling:c1', user: 'dr-who' });
+    const closedAt = Date.now();
+    await doctor.close();
+    // The relay needs to know now: the next doctor is a new peer connection.
+    await patient.take((f) => f.type === 'peer-left' && f.role === 'doctor');
+    expect(capture.of('presence.left', 'signaling:c1', 'dr-who')).toEqual([]);
+    expect((await capture.next('presence.left', 'signaling:c1', 'dr-who', GRACE_MS * 4)).at - closedAt).toBeGreaterThanOrEqual(GRACE_MS - 50);
+    await patient.close();
+    await capture.next('channel.vacated', 'signaling:c1', undefined, GRACE_MS * 4);
+    expect(capture.of('channel.occupied', 'signaling:c1')).toHaveLength(1);
+  });
 });
 
 describe('presence grace through a Redis outage', () => {
