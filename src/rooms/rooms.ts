@@ -55,17 +55,19 @@ function genericAnnouncement(event: 'join' | 'leave', user: string, users: strin
 
 /**
  * Rooms that span replicas, written once for every feature: a room is a channel of the hub; entering it
- * attaches the connection (welcome, replay and `resumed` for history rooms) and announces the join; closing
- * announces the leave before the membership is released (so a rejoin cannot overtake it); members whose
- * replica died are announced as gone by every replica to its own members; and a Redis that cannot be reached
- * is the sender's `unavailable` error frame, never a closed socket.
+ * attaches the connection (welcome, replay and `resumed` for history rooms) and announces the join; a user's
+ * last connection closing is a leave told PRESENCE_GRACE_MS later, unless it came back meanwhile (see
+ * Presence.hold; a seat's peer-left is told at once, before the seat is released, so a rejoin cannot overtake
+ * it); users whose replica died leave the same way, seats are announced as gone by every replica to its own
+ * members; the backend hears presence.joined/left and channel.occupied/vacated (EVENTS_OUT); and a Redis that
+ * cannot be reached is the sender's `unavailable` error frame, never a closed socket.
  */
 @Injectable()
 export class Rooms implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly policies = new Map<string, RoomPolicy>();
   /** Resolves when the connection is in its room; its frames wait for it. */
   private readonly entered = new WeakMap<Connection, Promise<void>>();
-  /** `/ws` memberships: per connection, per channel, how to leave (announce, then release). */
+  /** `/ws` memberships: per connection, per channel, how to leave (release; the leave is told after the grace). */
   private readonly shared = new WeakMap<Connection, Map<string, () => Promise<void>>>();
   private readonly offNodeGone: () => void;
   /**
@@ -121,7 +123,13 @@ export class Rooms implements OnApplicationBootstrap, OnModuleDestroy {
     const policy = this.policyOf(room);
     const member = policy.memberOf(conn);
     // The user's presence (a seat's holder for signaling): its leave is told after the grace, by the sweep.
-    const held = this.hub.namespaces.of(room)?.presence ? this.presence.hold(room, conn.user.sub, conn.id) : undefined;
+    // Told as soon as decided (before the attach, which may fail), so a presence.left never comes without its join.
+    const held = this.hub.namespaces.of(room)?.presence
+      ? this.presence.hold(room, conn.user.sub, conn.id).then((hold) => {
+          this.tellJoined(room, conn.user.sub, hold);
+          return hold;
+        })
+      : undefined;
     if (held) conn.onClose(() => conn.finishing(held.then((hold) => hold.release()).then((due) => this.leaveDueIn(due))));
     // A seat's peer-left is told at once, before the seat is released (after this), so a rejoin cannot overtake
     // it: WebRTC peers renegotiate with whoever takes the seat next.
@@ -130,7 +138,6 @@ export class Rooms implements OnApplicationBootstrap, OnModuleDestroy {
       await this.hub.attach(conn, [{ channel: room, since: options.since }], options.frames);
       if (policy.entered) policy.entered(conn, [...(await this.presence.members(room)).keys()].sort());
       const hold = await held;
-      if (hold) this.tellJoined(room, conn.user.sub, hold);
       if (policy.seats) await this.announce(room, 'join', member, conn);
       else await this.announceJoin(room, member, hold?.joined ?? true, conn);
     })();
