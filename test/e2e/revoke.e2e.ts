@@ -159,6 +159,17 @@ describe.each(modes)('POST /api/revoke, %s', (_mode, deploy) => {
     expect(await refusedAs(d, 0, tokenWith({ sub: 'hal', jti: 'x' }))).toBeUndefined();
   });
 
+  it('refuses a revoked service token at the server API too (401 token_revoked)', async () => {
+    const service = tokenWith({ sub: 'billing', role: 'service', jti: 'leaked-service-key' });
+    expect((await revoke(d, 1, { jti: 'leaked-service-key' })).status).toBe(202);
+    for (const i of [0, 1]) {
+      const res = await revoke(d, i, { user: 'someone' }, service);
+      expect(res.status).toBe(401);
+      expect(res.headers.get('www-authenticate')).toBe('Bearer error="invalid_token"');
+      expect(((await res.json()) as { error: string }).error).toBe('token_revoked');
+    }
+  });
+
   it('is for service and admin callers only', async () => {
     const res = await revoke(d, 0, { user: 'ivy' }, token({ sub: 'ivy', role: 'authority' }));
     expect(res.status).toBe(403);
