@@ -3,6 +3,7 @@ import { connect, refusal, type Closed, type TestClient } from '../support/clien
 import { Replica } from '../support/cluster';
 import { clusterDeployment, embeddedDeployment, type Deployment } from '../support/deployment';
 import { eventually } from '../support/gateway';
+import { EVENTS_OUT, type EventsOut } from '../../src/events/events-out';
 import { TEST_SECRET, token } from '../support/tokens';
 
 jest.setTimeout(60_000);
@@ -201,6 +202,38 @@ describe('revocations and bans after Redis restarts empty', () => {
       expect(await at(tokenWith({ sub: 'lee', jti: 'desktop' }))).toBeUndefined();
     } finally {
       await late?.kill();
+      await d.close();
+    }
+  });
+});
+
+/**
+ * Events out: the replica that took the request emits `token.revoked` and `user.disconnected` once each, through
+ * the events-out contract (EVENTS_OUT); its delivery as webhooks is tested with the webhook sender. The emitted
+ * events are recorded on the app's own EVENTS_OUT instance.
+ */
+describe('events out from the server API', () => {
+  it('emits token.revoked and user.disconnected once per request, with the caller as by', async () => {
+    const d = await embeddedDeployment();
+    try {
+      const events = d.gateway.app.get<EventsOut>(EVENTS_OUT);
+      const emitted: [string, Record<string, unknown>][] = [];
+      events.wants = () => true;
+      events.emit = (type, data) => void emitted.push([type, data]);
+      const post = (path: string, body: unknown) =>
+        fetch(d.gateway.internal(path), { method: 'POST', headers: { authorization: `Bearer ${token({ sub: 'ops-7', role: 'admin' })}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+      expect((await post('/api/revoke', { jti: 'tab-1' })).status).toBe(202);
+      expect((await post('/api/revoke', { user: 'mo', issued_before: 1_732_700_000 })).status).toBe(202);
+      expect((await post('/api/disconnect', { user: 'mo', reason: 'left the ward', ban_seconds: 60 })).status).toBe(202);
+      expect((await post('/api/disconnect', { user: 'ned' })).status).toBe(202);
+      expect((await post('/api/revoke', { jti: 'tab-1', user: 'mo' })).status).toBe(400);
+      expect(emitted).toEqual([
+        ['token.revoked', { jti: 'tab-1', by: 'ops-7' }],
+        ['token.revoked', { user: 'mo', issued_before: 1_732_700_000, by: 'ops-7' }],
+        ['user.disconnected', { user: 'mo', reason: 'left the ward', ban_seconds: 60, by: 'ops-7' }],
+        ['user.disconnected', { user: 'ned', reason: '', ban_seconds: 0, by: 'ops-7' }],
+      ]);
+    } finally {
       await d.close();
     }
   });
