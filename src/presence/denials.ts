@@ -63,6 +63,8 @@ export class Denials implements OnApplicationBootstrap, OnModuleDestroy {
   /** Numbers the refreshes, to tell which held denials the last read found in storage. */
   private generation = 0;
   private refreshing: Promise<void> | undefined;
+  /** Counts the resyncs: one during a read means the version it read may belong to the Redis before a restart. */
+  private resyncs = 0;
 
   constructor(
     @Inject(DENIAL_STORE) private readonly store: DenialStore,
@@ -73,8 +75,10 @@ export class Denials implements OnApplicationBootstrap, OnModuleDestroy {
   onApplicationBootstrap(): void {
     // After a reconnect Redis may be a new, empty one: everything is read again and what it lost written back.
     this.presence.onResync(() => {
+      this.resyncs++;
       this.seenVersion = undefined;
       clearTimeout(this.timer);
+      // A read in flight finishes first, then reads again at once (below).
       void this.refresh();
     });
     void this.refresh();
@@ -141,13 +145,6 @@ export class Denials implements OnApplicationBootstrap, OnModuleDestroy {
     this.rememberRevocation(revocation, until);
   }
 
-  /** The denials this node holds (tests, the admin console's counts). */
-  get size(): { bans: number; revocations: number } {
-    let revocations = this.jtis.size;
-    for (const mine of this.users.values()) revocations += mine.size;
-    return { bans: this.bans.size, revocations };
-  }
-
   /** Keeps the later `until`; true when this is news (not held, or held for shorter). */
   private hold<K>(map: Map<K, Held>, key: K, until: number, seen = -1): boolean {
     if (until <= Date.now()) return false;
@@ -192,14 +189,16 @@ export class Denials implements OnApplicationBootstrap, OnModuleDestroy {
 
   private async doRefresh(): Promise<void> {
     let read = false;
+    const resyncs = this.resyncs;
     try {
       await this.sweep();
       const version = await this.store.version();
       if (version === null || version !== this.seenVersion) {
         await this.readAll();
         await this.writeBack();
-        // The version read before the pages: a change made meanwhile moved it, so the next check reads again.
-        this.seenVersion = version;
+        // The version read before the pages: a change made meanwhile moved it, so the next check reads again. Not
+        // when Redis was replaced meanwhile: its counter restarted and could reach this number again.
+        if (this.resyncs === resyncs) this.seenVersion = version;
       }
       read = true;
     } catch (error) {
@@ -207,7 +206,8 @@ export class Denials implements OnApplicationBootstrap, OnModuleDestroy {
     }
     if (this.stopped) return;
     clearTimeout(this.timer);
-    this.timer = setTimeout(() => void this.refresh(), read ? DENIAL_REFRESH_MS : RETRY_MS);
+    const delay = this.resyncs !== resyncs ? 0 : read ? DENIAL_REFRESH_MS : RETRY_MS;
+    this.timer = setTimeout(() => void this.refresh(), delay);
     this.timer.unref();
   }
 
