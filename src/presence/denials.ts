@@ -167,6 +167,14 @@ export class Denials implements OnApplicationBootstrap, OnModuleDestroy {
     if ('jti' in revocation) return this.hold(this.jtis, revocation.jti, until, seen);
     let mine = this.users.get(revocation.user);
     if (mine === undefined) this.users.set(revocation.user, (mine = new Map()));
+    // One covering it (issued before as late or later, holding as long or longer) makes it redundant; it makes
+    // redundant those it covers. So a user logged out everywhere again and again keeps one entry, not one per call
+    // (the door loops over a user's entries).
+    for (const [issuedBefore, held] of mine) {
+      if (issuedBefore === revocation.issuedBefore) continue;
+      if (issuedBefore >= revocation.issuedBefore && held.until >= until) return false;
+      if (issuedBefore <= revocation.issuedBefore && held.until <= until) mine.delete(issuedBefore);
+    }
     const news = this.hold(mine, revocation.issuedBefore, until, seen);
     if (mine.size === 0) this.users.delete(revocation.user);
     return news;

@@ -60,7 +60,7 @@ export const DisconnectAccepted = z
   })
   .meta({ example: { user: 'u-1042', banned_until: 1732703600000 } });
 
-/** At most 30 days, as a ban: a revocation longer than the longest-lived token is never needed. */
+/** At most 30 days, as a ban: a revocation needs to outlive only the tokens it names. */
 export const MAX_REVOKE_TTL_S = 30 * 86_400;
 export const DEFAULT_REVOKE_TTL_S = 86_400;
 /** 9999-12-31T23:59:59Z: any later `issued_before` is a typo, not a date. */
