@@ -17,7 +17,7 @@ import { Listeners } from './http/listeners';
 import { openApiDocument, type NamespaceSummary } from './http/openapi';
 import { channelForm, NamespaceRegistry } from './channels/namespaces';
 import { Readiness } from './health/readiness';
-import { BanList } from './presence/ban-list';
+import { Denials } from './presence/denials';
 import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
 import { Metrics } from './metrics/metrics';
 import { answerClientError, GatewayAdapter } from './upgrade/gateway-adapter';
@@ -86,7 +86,7 @@ export async function startGateway(
   const connections = app.get(ConnectionManager);
   // The public listener is ours alone: upgrades, plain requests for WebSocket paths, health, and a JSON 404.
   const publicServer = createBoundedServer();
-  const gateways = new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics), server: publicServer, bans: app.get(BanList) });
+  const gateways = new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics), server: publicServer, denials: app.get(Denials) });
   app.useWebSocketAdapter(gateways);
   const internal: HttpServer = app.getHttpServer();
   const readiness = app.get(Readiness);

@@ -112,6 +112,16 @@ export const ADMIN_PAGE = `<!doctype html>
     <button id="disconnect" class="danger">Disconnect</button>
     <div id="discResult" class="result"></div>
   </section>
+  <section>
+    <h2>Revoke tokens</h2>
+    <label>User (sub): their tokens issued before <input id="revUser"></label>
+    <label>Issued before (unix seconds, optional; default now) <input id="revBefore" type="number" min="0"></label>
+    <label>Or one token id (jti) <input id="revJti"></label>
+    <label>For seconds (optional; default 86400) <input id="revTtl" type="number" min="1" max="2592000"></label>
+    <p class="hint">Connections opened with a revoked token close (4001) and the token is refused; the user can connect again with a new one.</p>
+    <button id="revoke" class="danger">Revoke</button>
+    <div id="revResult" class="result"></div>
+  </section>
 </main>
 <script src="/admin/client.js"></script>
 <script>
@@ -345,6 +355,19 @@ export const ADMIN_PAGE = `<!doctype html>
     api('POST', '/api/disconnect', body).then(function (answer) { show($('discResult'), answer); refresh(); });
   }
 
+  function revoke() {
+    // Exactly as typed: a sub or jti may begin or end with spaces, and trimming would revoke someone else's. Both
+    // or neither filled in: the server's 400 says what to fix.
+    var body = {};
+    if ($('revUser').value !== '') body.user = $('revUser').value;
+    if ($('revJti').value !== '') body.jti = $('revJti').value;
+    if ($('revBefore').value) body.issued_before = Number($('revBefore').value);
+    if ($('revTtl').value) body.ttl_s = Number($('revTtl').value);
+    var what = body.jti !== undefined && body.user === undefined ? 'the token with jti "' + body.jti + '"' : 'the tokens of "' + body.user + '" issued before ' + (body.issued_before ? new Date(body.issued_before * 1000).toISOString() : 'now');
+    if (!window.confirm('Revoke ' + what + ' on every replica' + (body.ttl_s ? ' for ' + body.ttl_s + ' s' : '') + '?')) return;
+    api('POST', '/api/revoke', body).then(function (answer) { show($('revResult'), answer); refresh(); });
+  }
+
   $('use').onclick = function () { start($('token').value); };
   $('token').onkeydown = function (e) { if (e.key === 'Enter') start($('token').value); };
   $('publish').onclick = function () {
@@ -353,6 +376,7 @@ export const ADMIN_PAGE = `<!doctype html>
     api('POST', '/api/publish', { channel: $('pubChannel').value.trim(), data: data }).then(function (answer) { show($('pubResult'), answer); });
   };
   $('disconnect').onclick = disconnect;
+  $('revoke').onclick = revoke;
   $('watch').onclick = function () { watch($('watchChannel').value); };
   $('watchChannel').onkeydown = function (e) { if (e.key === 'Enter') watch($('watchChannel').value); };
   $('unwatch').onclick = function () { stopWatching(live.handle ? 'stopped watching ' + live.handle.channel : 'not watching'); };

@@ -6,7 +6,7 @@ import { JwsError, JwsVerifier, StaticKeys, type JwsFailure } from './jws';
 import { subProblem, type Principal } from './principal';
 import { RemoteKeys } from './remote-keys';
 
-export type AuthErrorCode = 'token_missing' | 'token_invalid' | 'token_expired';
+export type AuthErrorCode = 'token_missing' | 'token_invalid' | 'token_expired' | 'token_revoked';
 
 /** A token problem, with a message safe to show the client (it never contains the token). */
 export class AuthError extends Error {
@@ -145,6 +145,10 @@ export class JwtVerifier implements OnModuleInit, OnModuleDestroy {
     const principal: Principal = { sub: claims.sub, role: claims.role };
     if (isClaim(claims.email)) principal.email = claims.email;
     if (typeof claims.exp === 'number') principal.exp = claims.exp;
+    // For revocation (POST /api/revoke). A jti the server API could not name is not kept: such a token is revoked
+    // by its user instead.
+    if (typeof claims.iat === 'number') principal.iat = claims.iat;
+    if (typeof claims.jti === 'string' && !subProblem(claims.jti)) principal.jti = claims.jti;
     if (claims.channels !== undefined) principal.channels = channelsClaim(claims.channels);
     return principal;
   }

@@ -5,6 +5,10 @@ export interface Principal {
   email?: string;
   /** Expiry, seconds since the epoch, when the token has one. */
   exp?: number;
+  /** Issued at, seconds since the epoch, when the token says: a user's revocation covers tokens issued before. */
+  iat?: number;
+  /** The token's id, when it has one: what POST /api/revoke with `jti` names. */
+  jti?: string;
   /**
    * The `channels` claim (SPEC v3): channel names, or prefixes ending in `*`, this token may subscribe to where
    * the namespace's mode is `claim`.

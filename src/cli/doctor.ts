@@ -174,7 +174,10 @@ function explainRefusal({ status, headers, body }: Upgrade): void {
     const known = /known WebSocket paths: ([^)]*)/.exec(message)?.[1];
     if (message.includes('repeats the prefix')) info('a doubled prefix: the base URL already ends in that prefix; drop one copy');
     else info(`fix the path${known ? `: the WebSocket paths are ${known}` : ' (see the server\'s message above)'}`);
+  } else if (status === 401 && body?.error === 'token_revoked') {
+    info('this token was revoked (POST /api/revoke, by its jti or its user): get a new one; a new one refused too means the user\'s tokens were revoked up to a time after it was issued');
   } else if (status === 401) info(body?.error === 'token_missing' ? 'pass --token (the doctor sends it as the bearer subprotocol)' : 'get a valid, unexpired token signed with the key the gateway uses');
+  else if (status === 403 && body?.error === 'banned') info(`this user is banned (POST /api/disconnect with ban_seconds); ${retry}, or ask an admin to lift it`);
   else if (status === 403 && body?.error === 'forbidden_channel') info('the token may not open this channel: its "channels" claim must name it (or a prefix ending in *); get a token issued for it');
   else if (status === 403) info(body?.error === 'forbidden_origin' ? 'add your page origin to ALLOWED_ORIGINS' : 'use a token whose role may use this endpoint');
   else if (status === 409) info('another connection holds this seat or room membership; close it first');

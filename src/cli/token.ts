@@ -1,15 +1,18 @@
 import { parseArgs } from 'node:util';
 import jwt from 'jsonwebtoken';
+import { subProblem } from '../auth/principal';
 import { ConfigError, loadConfig } from '../config/config';
 
-const USAGE = `Usage: npm run token -- --role <role> [--sub <id>] [--email <e>] [--ttl <seconds>] [--channel <c>]...
+const USAGE = `Usage: npm run token -- --role <role> [--sub <id>] [--email <e>] [--ttl <seconds>] [--channel <c>]... [--jti <id>]
 
 Prints a JWT signed with the configured key (JWT_SECRET, or the development key when unset).
 Roles: authority | admin (subscribe to alerts), service | admin (the server API on the internal port, /admin
 takes admin), doctor | patient (signaling), any (chat).
 --channel (repeatable) adds a channel, or a prefix ending in *, to the token's "channels" claim: namespaces
 whose subscribe mode is "claim" admit only the channels it names. Signaling is such a namespace:
-  npm run token -- --role doctor --channel signaling:c-123`;
+  npm run token -- --role doctor --channel signaling:c-123
+--jti sets the token's id, so that POST /api/revoke {"jti":"<id>"} can revoke this one token. Every token
+carries "iat" (issued at), which POST /api/revoke {"user":"<sub>","issued_before":<unix s>} compares.`;
 
 function fail(message: string): never {
   process.stderr.write(`token: ${message}\n\n${USAGE}\n`);
@@ -26,6 +29,7 @@ function main(): void {
         email: { type: 'string' },
         ttl: { type: 'string', default: '3600' },
         channel: { type: 'string', multiple: true },
+        jti: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
       },
     }));
@@ -52,6 +56,12 @@ function main(): void {
   if (config.jwt.usingDevKey) process.stderr.write('token: signed with the development key (JWT_SECRET is not set)\n');
   const claims: Record<string, unknown> = { sub: (values.sub as string | undefined) ?? `dev-${role}`, role };
   if (values.email) claims.email = values.email;
+  if (values.jti !== undefined) {
+    const problem = subProblem(values.jti as string);
+    // The server API's rule for a jti it can revoke: a token with any other jti could only be revoked by its user.
+    if (problem) fail(`--jti ${problem}`);
+    claims.jti = values.jti;
+  }
   const channels = values.channel as string[] | undefined;
   if (channels) {
     const bad = channels.find((c) => c.length === 0 || c.length > 256);

@@ -72,7 +72,7 @@ const MULTIPLEXED_PATH = /\/ws\/?$/;
 export interface ClientOptions {
   /** ws:// or wss:// URL of an endpoint, or a function returning one per attempt (several replicas, tests). */
   url: string | (() => string);
-  /** Called before every connect, and again after a 4001 (token expired). */
+  /** Called before every connect, and again after a 4001 (token expired or revoked). */
   getToken: () => string | Promise<string>;
   /** Where the token goes: the `bearer, <jwt>` subprotocols (default; keeps it out of URLs) or `?token=`. */
   tokenIn?: 'subprotocol' | 'query';
@@ -107,7 +107,7 @@ interface Events {
  * jitter) after a drain (1012) or going-away (1001); after a new token on 4001; with exponential backoff and
  * full jitter after anything else; never after 1003, 1008, 1009, 4003 (an operator disconnected the user:
  * also a `disconnected` event) or an HTTP 400/401/403/404 (a 403 `banned` also emits `banned`), which surface as a
- * fatal `error` (a `token_expired` first gets one retry if getToken() returns another token). Browsers hide
+ * fatal `error` (a `token_expired` or `token_revoked` first gets one retry if getToken() returns another token). Browsers hide
  * the status of a refused upgrade: there, after a failed attempt, the client asks the server why with a plain
  * GET of the same URL (token in `Authorization`), which answers with the same refusal. On the alerts and chat endpoints it resumes with `?since=<last id>&epoch=<epoch>` (alerts
  * also `user_since` / `user_epoch` for personal alerts), so nothing is missed or repeated; `resumed` with
@@ -128,7 +128,7 @@ export class RealtimeClient extends Emitter<Events> {
   private token = '';
   private opened = false;
   private lastUrl: string | undefined;
-  /** A refused `token_expired` gets one retry with a fresh token (reset once a connection opens). */
+  /** A refused `token_expired` or `token_revoked` gets one retry with a fresh token (reset once a connection opens). */
   private retriedExpired = false;
   private currentPath = '';
   /** The current connection is to `/ws`: frames are routed to the handles by their channel. */
@@ -344,7 +344,7 @@ export class RealtimeClient extends Emitter<Events> {
 
   private decide(code: number, reason: string): void {
     const refused = this.refused;
-    if (refused?.error === 'token_expired' && !this.retriedExpired) {
+    if ((refused?.error === 'token_expired' || refused?.error === 'token_revoked') && !this.retriedExpired) {
       this.retriedExpired = true;
       void this.retryWithFreshToken(code, reason);
       return;
@@ -367,7 +367,7 @@ export class RealtimeClient extends Emitter<Events> {
     this.schedule(code, reason, refused?.retryAfterMs);
   }
 
-  /** `token_expired` before the handshake: one retry at once if getToken() now gives another token. */
+  /** `token_expired` or `token_revoked` before the handshake: one retry at once if getToken() now gives another token. */
   private async retryWithFreshToken(code: number, reason: string): Promise<void> {
     const refused = this.token;
     let fresh: string | undefined;
@@ -408,7 +408,7 @@ export class RealtimeClient extends Emitter<Events> {
 
   private schedule(code: number, reason: string, retryAfterMs?: number): void {
     let delay: number;
-    // 4001: getToken() runs before every connect, so the retry carries a fresh token.
+    // 4001 (token expired or revoked): getToken() runs before every connect, so the retry carries a fresh token.
     if (code === 1012 || code === 1001 || code === 4001) delay = Math.floor(Math.random() * RESTART_JITTER_MS);
     else if (retryAfterMs !== undefined) delay = retryAfterMs + Math.floor(Math.random() * RESTART_JITTER_MS);
     else delay = backoffDelay(this.attempt++, this.options.backoff);

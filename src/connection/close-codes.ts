@@ -13,6 +13,8 @@ export const CloseCode = {
   SERVICE_RESTART: 1012,
   TRY_AGAIN_LATER: 1013,
   TOKEN_EXPIRED: 4001,
+  /** The same code, reason `token revoked` (POST /api/revoke): the client gets a new token, as after expiry. */
+  TOKEN_REVOKED: 4001,
   /** Closed by the server API (`POST /api/disconnect`): the SDK does not reconnect. */
   DISCONNECTED: 4003,
 } as const;

@@ -2,6 +2,7 @@ import { Global, Module } from '@nestjs/common';
 import { JwtVerifier } from '../auth/jwt-verifier';
 import { MESSAGE_LIMITS, type MessageLimits } from '../channels/message-limits';
 import { LOGGER, type Logger } from '../logging/logger';
+import { Denials } from '../presence/denials';
 import { JsonApi } from './json-api';
 import { Listeners } from './listeners';
 
@@ -12,8 +13,8 @@ import { Listeners } from './listeners';
     Listeners,
     {
       provide: JsonApi,
-      inject: [JwtVerifier, MESSAGE_LIMITS, LOGGER],
-      useFactory: (verifier: JwtVerifier, limits: MessageLimits, log: Logger) => new JsonApi(verifier, limits, log),
+      inject: [JwtVerifier, MESSAGE_LIMITS, LOGGER, Denials],
+      useFactory: (verifier: JwtVerifier, limits: MessageLimits, log: Logger, denials: Denials) => new JsonApi(verifier, limits, log, denials),
     },
   ],
   exports: [JsonApi, Listeners],

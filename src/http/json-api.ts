@@ -6,6 +6,7 @@ import { extractToken } from '../auth/token-extractor';
 import { BrokerUnavailableError, NotReplicatedError } from '../channels/broker';
 import type { MessageLimits } from '../channels/message-limits';
 import type { Logger } from '../logging/logger';
+import type { Denials } from '../presence/denials';
 
 /** An answer other than success: `{"error":"<code>","message":"<text>"}` with this status and headers. */
 export class HttpError extends Error {
@@ -131,6 +132,8 @@ export class JsonApi {
     private readonly verifier: JwtVerifier,
     private readonly limits: MessageLimits,
     private readonly log: Logger,
+    /** A revoked service or admin token is refused here as at the WebSocket door: a stolen one stops working. */
+    private readonly denials?: Pick<Denials, 'revoked'>,
   ) {}
 
   add<B extends z.ZodType = z.ZodUndefined, Q extends z.ZodType = z.ZodUndefined>(route: ApiRoute<B, Q>): void {
@@ -255,7 +258,9 @@ export class JsonApi {
     try {
       // The hint names WebSocket subprotocols, which HTTP calls do not have.
       if (found.token === undefined) throw new AuthError('token_missing', found.hint.startsWith('pass it as') ? 'no token: send "Authorization: Bearer <jwt>" (a token with role service or admin)' : `no token: ${found.hint}`);
-      return await this.verifier.verifyOrRefresh(found.token);
+      const caller = await this.verifier.verifyOrRefresh(found.token);
+      if (this.denials?.revoked(caller)) throw new AuthError('token_revoked', 'this token was revoked; get a new one');
+      return caller;
     } catch (error) {
       if (error instanceof KeysUnavailableError) throw new HttpError(503, 'keys_unavailable', error.message, { 'Retry-After': '2' });
       if (!(error instanceof AuthError)) throw error;

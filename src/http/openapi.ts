@@ -6,7 +6,7 @@ const COMMON_ERRORS = [400, 401, 403, 404, 405];
 
 const ERROR_TEXT: Record<number, string> = {
   400: '`bad_request`: the body, a parameter or Idempotency-Key is not as documented (the message says which)',
-  401: '`token_missing`, `token_invalid` or `token_expired`',
+  401: '`token_missing`, `token_invalid`, `token_expired` or `token_revoked` (POST /api/revoke)',
   403: '`forbidden_role`: the token\'s role may not call this',
   404: '`unknown_path`',
   405: '`method_not_allowed`: the path answers other methods (`Allow` names them)',

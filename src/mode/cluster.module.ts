@@ -1,7 +1,9 @@
 import { Global, Module } from '@nestjs/common';
 import { BROKER } from '../channels/broker';
 import { RedisBroker } from '../channels/redis/redis-broker';
+import { DENIAL_STORE } from '../presence/denial-store';
 import { PRESENCE } from '../presence/presence';
+import { RedisDenialStore } from '../presence/redis-denials';
 import { RedisPresence } from '../presence/redis-presence';
 import { RedisConnections } from '../redis/redis-connections';
 
@@ -11,7 +13,7 @@ import { RedisConnections } from '../redis/redis-connections';
  */
 @Global()
 @Module({
-  providers: [RedisConnections, { provide: BROKER, useClass: RedisBroker }, { provide: PRESENCE, useClass: RedisPresence }],
-  exports: [RedisConnections, BROKER, PRESENCE],
+  providers: [RedisConnections, { provide: BROKER, useClass: RedisBroker }, { provide: PRESENCE, useClass: RedisPresence }, { provide: DENIAL_STORE, useClass: RedisDenialStore }],
+  exports: [RedisConnections, BROKER, PRESENCE, DENIAL_STORE],
 })
 export class ClusterModule {}

@@ -130,18 +130,7 @@ export class LocalPresence implements Presence {
     return () => undefined;
   }
 
-  private readonly banned = new Map<string, number>();
   private describe: () => NodeInfo | Promise<NodeInfo> = () => ({ id: this.config.nodeId });
-
-  async ban(user: string, until: number): Promise<void> {
-    this.banned.set(user, until);
-  }
-
-  async bans(): Promise<Map<string, number>> {
-    const now = Date.now();
-    for (const [user, until] of this.banned) if (until <= now) this.banned.delete(user);
-    return new Map(this.banned);
-  }
 
   onResync(): void {
     // One process: nothing to write back.

@@ -1,7 +1,7 @@
 import { Global, Module } from '@nestjs/common';
-import { BanList } from './ban-list';
+import { Denials } from './denials';
 
 /** What the core keeps on top of presence storage (which the mode module provides). */
 @Global()
-@Module({ providers: [BanList], exports: [BanList] })
+@Module({ providers: [Denials], exports: [Denials] })
 export class PresenceModule {}

@@ -86,10 +86,6 @@ export interface Presence {
   onNodeGone(listener: (node: string, claims: Claim[]) => void): () => void;
   /** Called after presence was written back to storage (start, every reconnect: Redis may have lost it all). */
   onResync(listener: () => void): void;
-  /** Records that `user` is banned until `until` (ms since the epoch), cluster-wide. Rejects while Redis is down. */
-  ban(user: string, until: number): Promise<void>;
-  /** The bans in force: user → until. Rejects while Redis is down. */
-  bans(): Promise<Map<string, number>>;
   /** Where this node's description comes from; read on every heartbeat (cluster) or on each nodes() call. */
   describeNode(describe: () => NodeInfo | Promise<NodeInfo>): void;
   /**

@@ -250,24 +250,6 @@ export class RedisPresence implements Presence, OnApplicationBootstrap, OnModule
     return `${this.prefix}:nodeinfo`;
   }
 
-  /** Sorted set: banned user → until (ms since the epoch). */
-  private bansKey(): string {
-    return `${this.prefix}:bans`;
-  }
-
-  async ban(user: string, until: number): Promise<void> {
-    const now = Date.now();
-    // One slot ({prefix}), so one MULTI; expired bans are dropped by each new one (the set stays small).
-    await this.available(() => this.redis.command.multi().zadd(this.bansKey(), until, user).zremrangebyscore(this.bansKey(), '-inf', now).exec());
-  }
-
-  async bans(): Promise<Map<string, number>> {
-    const flat = await this.available(() => this.redis.command.zrangebyscore(this.bansKey(), Date.now(), '+inf', 'WITHSCORES'));
-    const bans = new Map<string, number>();
-    for (let i = 0; i + 1 < flat.length; i += 2) bans.set(flat[i], Number(flat[i + 1]));
-    return bans;
-  }
-
   /** A Redis call, or BrokerUnavailableError (503 at the API) when the link is down, silent or timing out. */
   private async available<T>(run: () => Promise<T>): Promise<T> {
     if (!this.up()) throw new BrokerUnavailableError();

@@ -60,6 +60,55 @@ export const DisconnectAccepted = z
   })
   .meta({ example: { user: 'u-1042', banned_until: 1732703600000 } });
 
+/** At most 30 days, as a ban: a revocation needs to outlive only the tokens it names. */
+export const MAX_REVOKE_TTL_S = 30 * 86_400;
+export const DEFAULT_REVOKE_TTL_S = 86_400;
+/** 9999-12-31T23:59:59Z: any later `issued_before` is a typo, not a date. */
+const MAX_UNIX_S = 253_402_300_799;
+
+export const RevokeInput = z
+  .object({
+    user: UserSub.optional().describe('revoke this user\'s tokens issued before `issued_before` (and those without `iat`)'),
+    issued_before: z
+      .number()
+      .int('must be a whole number of seconds since the epoch')
+      .min(0)
+      .max(MAX_UNIX_S, 'must be seconds since the epoch (not milliseconds)')
+      .optional()
+      .describe('unix seconds; tokens with `iat` before it are revoked (default: now, the current second included)'),
+    jti: z
+      .string()
+      .superRefine((jti, ctx) => {
+        const problem = subProblem(jti);
+        if (problem) ctx.addIssue({ code: 'custom', message: problem });
+      })
+      .optional()
+      .describe('revoke every token with this `jti` claim'),
+    ttl_s: z
+      .number()
+      .int('must be a whole number of seconds')
+      .min(1)
+      .max(MAX_REVOKE_TTL_S, `must be at most ${MAX_REVOKE_TTL_S} (30 days)`)
+      .optional()
+      .describe(`how long the revocation holds, in seconds (default ${DEFAULT_REVOKE_TTL_S}, at most ${MAX_REVOKE_TTL_S}): longer than the tokens it names live`),
+  })
+  .strict()
+  .superRefine((body, ctx) => {
+    if ((body.user === undefined) === (body.jti === undefined)) ctx.addIssue({ code: 'custom', message: 'give either "user" (with "issued_before"?) or "jti", not both and not neither' });
+    else if (body.issued_before !== undefined && body.user === undefined) ctx.addIssue({ code: 'custom', path: ['issued_before'], message: 'only meaningful with "user"' });
+  })
+  .describe('{"user": "<sub>", "issued_before"?: <unix s>} or {"jti": "<jti>"}, with "ttl_s"?: N')
+  .meta({ example: { user: 'u-1042', issued_before: 1732700000, ttl_s: 86_400 } });
+
+export const RevokeAccepted = z
+  .object({
+    user: z.string().optional(),
+    issued_before: z.number().int().optional().describe('unix seconds, with user'),
+    jti: z.string().optional(),
+    revoked_until: z.number().describe('ms since the epoch: when the revocation lapses'),
+  })
+  .meta({ example: { user: 'u-1042', issued_before: 1732700000, revoked_until: 1732786400000 } });
+
 export const ChannelParam = { channel: ChannelName };
 
 export const PresenceAnswer = z

@@ -9,14 +9,16 @@ import { channelKind, isObject } from '../channels/publication';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { CloseCode } from '../connection/close-codes';
 import { ConnectionManager } from '../connection/connection-manager';
+import { EVENTS_OUT, type EventsOut } from '../events/events-out';
 import { Readiness } from '../health/readiness';
 import { HttpError, JsonApi } from '../http/json-api';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
-import { BanList } from '../presence/ban-list';
+import { Denials, type Revocation } from '../presence/denials';
 import { PRESENCE, type Presence } from '../presence/presence';
 import {
   ChannelParam,
+  DEFAULT_REVOKE_TTL_S,
   DisconnectAccepted,
   DisconnectInput,
   HistoryAnswer,
@@ -25,9 +27,14 @@ import {
   PresenceAnswer,
   PublishAccepted,
   PublishInput,
+  RevokeAccepted,
+  RevokeInput,
 } from './schemas';
 
-/** Commands every node carries out (live only): `disconnect` closes a user's connections there. */
+/**
+ * Commands every node carries out (live only): `disconnect` closes a user's connections there; `revoke` records
+ * a revocation and closes the connections opened with a token it matches.
+ */
 export const CONTROL_CHANNEL = 'control';
 const ROLES = ['service', 'admin'] as const;
 /** Channels per node in GET /api/nodes: its busiest by local members. */
@@ -46,10 +53,18 @@ interface DisconnectCommand {
   until?: number;
 }
 
+interface RevokeCommand {
+  op: 'revoke';
+  user?: string;
+  issued_before?: number;
+  jti?: string;
+  until: number;
+}
+
 /**
- * The server API (SPEC "Server API"): publish on any channel, disconnect (and ban) a user, a channel's presence
- * and history, the live nodes. Every operation is cluster-wide: publications and commands travel on the bus,
- * presence and bans are in presence storage. Routes sit on the shared JsonApi (auth, body, errors).
+ * The server API (SPEC "Server API"): publish on any channel, disconnect (and ban) a user, revoke tokens, a
+ * channel's presence and history, the live nodes. Every operation is cluster-wide: publications and commands
+ * travel on the bus, presence, bans and revocations are in presence storage. Routes sit on the shared JsonApi (auth, body, errors).
  */
 @Injectable()
 export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModuleDestroy {
@@ -63,11 +78,12 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
     private readonly hub: ChannelHub,
     @Inject(BROKER) private readonly broker: Broker,
     @Inject(PRESENCE) private readonly presence: Presence,
-    private readonly bans: BanList,
+    private readonly denials: Denials,
     private readonly connections: ConnectionManager,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     @Inject(LOGGER) private readonly log: Logger,
     private readonly metrics: Metrics,
+    @Inject(EVENTS_OUT) private readonly events: EventsOut,
     readiness: Readiness,
   ) {
     readiness.gate(() => this.listening);
@@ -124,10 +140,43 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
         // The audit line: who asked, for whom, for how long (every node that closes sockets logs its own line).
         this.log.info({ event: 'disconnect_requested', by: caller.sub, role: caller.role, sub: body.user, ban_seconds: body.ban_seconds ?? 0 }, 'disconnect requested (server API)');
         // The ban first: a connection that the command closes must not get straight back in.
-        if (until !== undefined) await this.bans.ban(body.user, until);
+        if (until !== undefined) await this.denials.ban(body.user, until);
         const command: DisconnectCommand = { op: 'disconnect', user: body.user, ...(body.reason ? { reason: body.reason } : {}), ...(until ? { until } : {}) };
         await this.broker.publish(CONTROL_CHANNEL, command as unknown as Record<string, unknown>, { history: false });
+        // Here only, once per request: every node closes sockets, but one event says it happened.
+        if (this.events.wants('user.disconnected')) {
+          this.events.emit('user.disconnected', { user: body.user, reason: body.reason ?? '', ban_seconds: body.ban_seconds ?? 0, by: caller.sub });
+        }
         return { status: 202, body: { user: body.user, ...(until ? { banned_until: until } : {}) } };
+      },
+    });
+
+    this.api.add({
+      method: 'POST',
+      path: '/api/revoke',
+      operationId: 'revoke',
+      summary: 'Revoke a user\'s tokens issued before a time, or one token by its jti, on every replica (close code 4001)',
+      description:
+        'Matching tokens are refused at the door with 401 token_revoked, and every live connection opened with one closes with 4001 "token revoked" within 1 s, on every replica, until ttl_s has passed. A user\'s revocation also covers that user\'s tokens without iat.',
+      body: RevokeInput,
+      status: 202,
+      response: RevokeAccepted,
+      roles: ROLES,
+      errors: [413, 415, 503],
+      handle: async ({ body, caller }) => {
+        const until = Date.now() + (body.ttl_s ?? DEFAULT_REVOKE_TTL_S) * 1000;
+        // Default: the current second included, so a token minted just before this request (same iat) is covered.
+        const revocation: Revocation =
+          body.jti !== undefined ? { jti: body.jti } : { user: body.user!, issuedBefore: body.issued_before ?? Math.floor(Date.now() / 1000) + 1 };
+        const named = 'jti' in revocation ? { jti: revocation.jti } : { user: revocation.user, issued_before: revocation.issuedBefore };
+        // The audit line: who asked, what (never a token; a jti is an id, not a credential).
+        this.log.info({ event: 'revoke_requested', by: caller.sub, role: caller.role, ...named, ttl_s: body.ttl_s ?? DEFAULT_REVOKE_TTL_S }, 'tokens revoked (server API)');
+        // Stored first: a replica that misses the command (or starts later) reads it within DENIAL_REFRESH_MS.
+        await this.denials.revoke(revocation, until);
+        const command: RevokeCommand = { op: 'revoke', ...named, until };
+        await this.broker.publish(CONTROL_CHANNEL, command as unknown as Record<string, unknown>, { history: false });
+        if (this.events.wants('token.revoked')) this.events.emit('token.revoked', { ...named, by: caller.sub });
+        return { status: 202, body: { ...named, revoked_until: until } };
       },
     });
 
@@ -199,6 +248,9 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
   }
 
   onApplicationBootstrap(): void {
+    // A revocation learned here (its command, or the periodic read for a node that missed it) closes what it
+    // matches: one pass over this node's connections, a Map lookup or two each.
+    this.denials.onRevoked(() => this.closeRevoked());
     const subscription = this.broker.subscribe(CONTROL_CHANNEL, (publication) => this.carryOut(publication.data), { history: false });
     this.unsubscribe = subscription;
     void subscription.ready.then(() => (this.listening = true));
@@ -209,13 +261,33 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
   }
 
   private carryOut(data: Record<string, unknown>): void {
+    if (data.op === 'revoke') return this.carryOutRevoke(data);
     if (data.op !== 'disconnect' || typeof data.user !== 'string') return;
     const command = data as unknown as DisconnectCommand;
-    if (typeof command.until === 'number') this.bans.remember(command.user, command.until);
+    if (typeof command.until === 'number') this.denials.rememberBan(command.user, command.until);
     const reason = typeof command.reason === 'string' ? `disconnected: ${command.reason}` : 'disconnected';
     const targets = [...this.connections.registry.ofUser(command.user)];
     for (const conn of targets) conn.close(CloseCode.DISCONNECTED, reason);
     if (targets.length) this.log.info({ event: 'disconnected_by_api', sub: command.user, closed: targets.length, banned: command.until !== undefined }, 'closed a user\'s connections (server API)');
+  }
+
+  private carryOutRevoke(data: Record<string, unknown>): void {
+    if (typeof data.until !== 'number') return;
+    if (typeof data.jti === 'string') this.denials.rememberRevocation({ jti: data.jti }, data.until);
+    else if (typeof data.user === 'string' && typeof data.issued_before === 'number') {
+      this.denials.rememberRevocation({ user: data.user, issuedBefore: data.issued_before }, data.until);
+    }
+  }
+
+  /** Closes every connection of this node opened with a token now revoked (4001, as an expired token). */
+  private closeRevoked(): void {
+    let closed = 0;
+    for (const conn of this.connections.registry.all()) {
+      if (!conn.isOpen || !this.denials.revoked(conn.user)) continue;
+      conn.close(CloseCode.TOKEN_REVOKED, 'token revoked');
+      closed++;
+    }
+    if (closed) this.log.info({ event: 'closed_revoked', closed }, 'closed connections opened with a revoked token');
   }
 
   /** The channel's namespace, or 400 unknown_channel naming the namespaces there are (SPEC v3). */

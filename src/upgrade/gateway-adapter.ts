@@ -16,8 +16,8 @@ import { AddressLimiter, ClientAddress, limitKey } from './client-address';
 import { offeredProtocols, parseTarget, validateHandshake } from './handshake';
 import { RouteTable } from './route-table';
 import type { UpgradeContext, UpgradeGuard } from './upgrade-guard';
-import { BanList } from '../presence/ban-list';
-import { bannedRefusal } from './guards/authenticate.guard';
+import { Denials } from '../presence/denials';
+import { bannedRefusal, revokedRefusal } from './guards/authenticate.guard';
 import { refusalForClientError, UpgradeRefusal, writeRefusal, writeRefusalResponse } from './upgrade-refusal';
 
 interface GatewayRoute {
@@ -33,8 +33,8 @@ export interface GatewayAdapterDeps {
   connections: ConnectionManager;
   /** The public listener whose upgrades this adapter owns (the internal one serves no WebSocket endpoint). */
   server: HttpServer;
-  /** The bans in force on this node, looked at again as the connection is handed over. */
-  bans: BanList;
+  /** The bans and revocations in force on this node, looked at again as the connection is handed over. */
+  denials: Denials;
 }
 
 /** Refusal log lines: at most one per kind (gateway, status, error) per this long. */
@@ -291,9 +291,11 @@ export class GatewayAdapter extends WsAdapter {
     if (!ctx.user) throw new Error(`gateway ${meta.name} has no authentication guard`);
     if (socket.destroyed) return; // the client gave up while we checked
     if (this.deps.connections.draining) throw this.drainingRefusal();
-    // Again here, not only at the door: a ban issued while a later guard waited (a Redis round trip, the subscribe
-    // proxy) closed the user's registered connections, and this one is not registered yet. A Map lookup.
-    const until = this.deps.bans.bannedUntil(ctx.user.sub);
+    // Again here, not only at the door: a ban or revocation issued while a later guard waited (a Redis round trip,
+    // the subscribe proxy) closed the matching registered connections, and this one is not registered yet. Map
+    // lookups.
+    if (this.deps.denials.revoked(ctx.user)) throw revokedRefusal();
+    const until = this.deps.denials.bannedUntil(ctx.user.sub);
     if (until !== undefined) throw bannedRefusal(until);
     // From here the connection (or the abandoned socket) releases what the guards reserved, not the caller.
     const releases = ctx.releases.length ? ctx.releases.splice(0) : ctx.releases;

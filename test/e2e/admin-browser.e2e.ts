@@ -78,6 +78,21 @@ describe('admin console in headless Chromium, two replicas', () => {
     bob.send({ type: 'ping' });
     expect(await bob.ofType('pong')).toMatchObject({ type: 'pong' });
 
+    // Revoke a sub with a trailing space, as typed: bob's connection stays, " bob "'s closes 4001 on the other replica.
+    const spaced = await connect(b.ws(`/api/alerts/subscribe?token=${token({ sub: 'bob ', role: 'authority' })}`));
+    await spaced.ofType('welcome');
+    page.once('dialog', (dialog) => {
+      asked.push(dialog.message());
+      void dialog.accept();
+    });
+    await page.fill('#revUser', 'bob ');
+    await page.click('#revoke');
+    await page.waitForSelector('#revResult[data-ok="true"]');
+    expect(asked[1]).toBe('Revoke the tokens of "bob " issued before now on every replica?');
+    expect(await spaced.closed).toEqual({ code: 4001, reason: 'token revoked' });
+    bob.send({ type: 'ping' });
+    expect(await bob.ofType('pong')).toMatchObject({ type: 'pong' });
+
     // The rates are numbers once two samples are in; and the page reads on a phone.
     await page.waitForSelector('#msgRate:text-matches("^[0-9]+$")');
     await page.setViewportSize({ width: 390, height: 844 });

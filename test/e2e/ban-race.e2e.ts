@@ -61,4 +61,39 @@ describe.each(modes)('a ban against an upgrade in flight, %s', (_mode, deploy) =
       await backend.stop();
     }
   });
+
+  it('refuses the upgrade of a token revoked while it waited (401 token_revoked), or closes it 4001', async () => {
+    const backend = await SubscribeBackend.start(0);
+    const file = join(mkdtempSync(join(tmpdir(), 'rt-revoke-')), 'channels.yaml');
+    writeFileSync(file, 'namespaces:\n  chat: { history: { size: 10 }, presence: true, join_leave: true, subscribe: { mode: proxy }, publish: members }\n');
+    const d = await deploy({ CHANNELS_FILE: file, SUBSCRIBE_PROXY_URL: backend.url, PROXY_SECRET: 'ban-race-secret', PROXY_TIMEOUT_MS: '10000' });
+    try {
+      const stolen = token({ sub: 'mallory', role: 'user', jti: 'in-flight' });
+      const upgrade = connect(d.ws(0, '/ws/chat/gated-room'), { protocols: ['bearer', stolen] }).then(
+        (client: TestClient) => ({ client }),
+        (error: { status?: number; body?: { error: string } }) => ({ refused: error }),
+      );
+      await backend.requestAbout('chat:gated-room'); // past the door's revocation check, waiting on the proxy
+      const res = await fetch(d.internal(1, '/api/revoke'), {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ jti: 'in-flight' }),
+      });
+      expect(res.status).toBe(202);
+      const probe = await connect(d.ws(0, '/api/alerts/subscribe'), { protocols: ['bearer', token({ sub: 'mallory', role: 'authority', jti: 'in-flight' })] }).catch((e) => e);
+      expect(probe.body?.error).toBe('token_revoked');
+      backend.release('chat:gated-room');
+      const outcome = await upgrade;
+      if ('refused' in outcome) {
+        expect([outcome.refused.status, outcome.refused.body?.error]).toEqual([401, 'token_revoked']);
+      } else {
+        const closed = await Promise.race([outcome.client.closed, new Promise<{ code: number }>((resolve) => setTimeout(() => resolve({ code: -1 }), 5000))]);
+        outcome.client.ws.terminate();
+        expect(closed.code).toBe(4001);
+      }
+    } finally {
+      await d.close();
+      await backend.stop();
+    }
+  });
 });

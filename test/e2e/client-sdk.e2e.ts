@@ -126,6 +126,30 @@ describe('client SDK against the gateway', () => {
     expect(n).toBe(2); // the first token and one fresh one: no third attempt
   });
 
+  it('after a revocation (4001 token revoked, or a refused token_revoked) gets a new token and reconnects', async () => {
+    let issued = 0;
+    const tokens = ['phone-1', 'phone-1', 'phone-2', 'phone-3'];
+    const client = new RealtimeClient({
+      url: gw.ws('/api/alerts/subscribe'),
+      getToken: () => token({ sub: 'nia', role: 'authority', jti: tokens[Math.min(issued++, tokens.length - 1)] }),
+      WebSocket: WS,
+    });
+    const closes: (string | number | undefined)[][] = [];
+    client.on('close', ({ code, reason }) => closes.push([code, reason]));
+    client.connect();
+    await eventually(() => client.connected, 5000, 'connected');
+    const res = await fetch(gw.internal('/api/revoke'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ jti: 'phone-1' }),
+    });
+    expect(res.status).toBe(202);
+    // Closed 4001; the next getToken() still gives the revoked token (refused token_revoked), the one after connects.
+    await eventually(() => client.connected && issued === 3, 5000, 'reconnected with a new token');
+    expect(closes).toEqual([[4001, 'token revoked'], [1006, 'HTTP 401 token_revoked']]);
+    client.close();
+  });
+
   it('notices a dead link with its heartbeat and reconnects', async () => {
     const proxy = await TcpProxy.start(gw.port);
     try {

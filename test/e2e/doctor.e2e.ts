@@ -73,6 +73,20 @@ describe('realtime-gateway doctor', () => {
     expect([forged.code, expired.code, wrongRole.code]).toEqual([1, 1, 1]);
   });
 
+  it('explains 401 token_revoked and 403 banned', async () => {
+    const post = (path: string, body: unknown) =>
+      fetch(gw.internal(path), { method: 'POST', headers: { authorization: `Bearer ${token({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    expect((await post('/api/revoke', { jti: 'doctor-revoked' })).status).toBe(202);
+    const revoked = await doctor(gw.ws('/api/alerts/subscribe'), '--token', token({ sub: 'rev', jti: 'doctor-revoked' }));
+    expect(revoked.out).toContain('HTTP 401 token_revoked');
+    expect(revoked.out).toContain('this token was revoked (POST /api/revoke');
+    expect((await post('/api/disconnect', { user: 'doctor-banned', ban_seconds: 60 })).status).toBe(202);
+    const banned = await doctor(gw.ws('/api/alerts/subscribe'), '--token', token({ sub: 'doctor-banned' }));
+    expect(banned.out).toContain('HTTP 403 banned');
+    expect(banned.out).toMatch(/this user is banned \(POST \/api\/disconnect with ban_seconds\); retry after \d+ s/);
+    expect([revoked.code, banned.code]).toEqual([1, 1]);
+  });
+
   it('says before connecting that a signaling token does not name the consultation, and decodes the 403 forbidden_channel', async () => {
     const stranger = await doctor(gw.ws('/ws/signaling/c-77/doctor'), '--token', token({ sub: 'dr', role: 'doctor', channels: ['signaling:c-1'] }));
     expect(stranger.out).toContain('✗ the token\'s "channels" claim does not name signaling:c-77');

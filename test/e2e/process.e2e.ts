@@ -2,7 +2,7 @@ import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import jwt from 'jsonwebtoken';
 import { DEV_JWT_SECRET } from '../../src/config/config';
-import { connect } from '../support/clients';
+import { connect, refusal } from '../support/clients';
 import { freePort, MAIN, ROOT, spawnGateway } from '../support/process';
 import { TEST_SECRET, token } from '../support/tokens';
 
@@ -87,6 +87,37 @@ describe('the service as a process (node dist/main.js)', () => {
       gw.child.kill('SIGKILL');
       await gw.exited;
     }
+  });
+
+  it('puts --jti in the token, and POST /api/revoke with that jti refuses it (401 token_revoked)', async () => {
+    const { stdout } = await run('node', [`${ROOT}/dist/cli/token.js`, '--role', 'authority', '--sub', 'alice', '--jti', 'laptop-7'], {
+      env: { PATH: process.env.PATH, JWT_SECRET: TEST_SECRET },
+    });
+    const minted = stdout.trim();
+    expect(jwt.verify(minted, TEST_SECRET)).toMatchObject({ sub: 'alice', jti: 'laptop-7', iat: expect.any(Number) });
+    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET });
+    try {
+      const url = `ws://127.0.0.1:${gw.port}/api/alerts/subscribe`;
+      const client = await connect(url, { protocols: ['bearer', minted] });
+      const res = await fetch(`http://127.0.0.1:${gw.internalPort}/api/revoke`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ jti: 'laptop-7' }),
+      });
+      expect(res.status).toBe(202);
+      expect(await client.closed).toEqual({ code: 4001, reason: 'token revoked' });
+      expect((await refusal(url, { protocols: ['bearer', minted] })).body.error).toBe('token_revoked');
+    } finally {
+      gw.child.kill('SIGKILL');
+      await gw.exited;
+    }
+  });
+
+  it('refuses a --jti the server API could not name', async () => {
+    await expect(run('node', [`${ROOT}/dist/cli/token.js`, '--role', 'authority', '--jti', 'a\u0007b'], { env: { PATH: process.env.PATH, JWT_SECRET: TEST_SECRET } })).rejects.toMatchObject({
+      code: 2,
+      stderr: expect.stringContaining('--jti must not hold control characters'),
+    });
   });
 
   it('explains how to call the token command when --role is missing', async () => {

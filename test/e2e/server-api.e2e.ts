@@ -266,6 +266,7 @@ describe('server API, embedded mode', () => {
           'POST /api/alerts',
           'POST /api/disconnect',
           'POST /api/publish',
+          'POST /api/revoke',
         ].sort(),
       );
       // Without a token each guarded route answers 401 (documented), never 404: it exists as listed.
@@ -293,7 +294,7 @@ describe('server API, embedded mode', () => {
         seen.add(`${method} ${template}`);
         if (body) expect([path, ajv.validate(op.requestBody.content['application/json'].schema, JSON.parse(body)), ajv.errorsText()]).toEqual([path, true, 'No errors']);
       }
-      expect(seen.size).toBe(6); // every operation but the document itself has an example
+      expect(seen.size).toBe(7); // every operation but the document itself has an example
     });
   });
 });

@@ -8,7 +8,8 @@ import { createLogger } from '../../src/logging/logger';
 import type { Connection } from '../../src/connection/connection';
 import { ConnectionManager } from '../../src/connection/connection-manager';
 import { Metrics } from '../../src/metrics/metrics';
-import { BanList } from '../../src/presence/ban-list';
+import { LocalDenialStore } from '../../src/presence/denial-store';
+import { Denials } from '../../src/presence/denials';
 import { LocalPresence } from '../../src/presence/local-presence';
 import { AuthenticateGuard } from '../../src/upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../../src/upgrade/guards/capacity.guard';
@@ -69,11 +70,11 @@ describe('OriginGuard', () => {
 
 describe('AuthenticateGuard', () => {
   const config = loadConfig({ JWT_SECRET: TEST_SECRET }).config;
-  const bans = new BanList(new LocalPresence(config), pino({ level: 'silent' }));
+  const bans = new Denials(new LocalDenialStore(), new LocalPresence(config), pino({ level: 'silent' }));
   const guard = new AuthenticateGuard(verifier(config), bans);
 
   it('refuses a banned user with 403 banned and Retry-After, and lets them in once the ban ends', () => {
-    bans.remember('u-banned', Date.now() + 90_000);
+    bans.rememberBan('u-banned', Date.now() + 90_000);
     const ctx = context({ search: `token=${token({ sub: 'u-banned', role: 'admin' })}` });
     const refusal = refusalOf(() => guard.canUpgrade(ctx));
     expect(refusal).toMatchObject({ status: 403, error: 'banned' });

@@ -2,7 +2,7 @@ import { Injectable } from '@nestjs/common';
 import { AuthError, JwtVerifier, KeysUnavailableError, WWW_AUTHENTICATE } from '../../auth/jwt-verifier';
 import type { Principal } from '../../auth/principal';
 import { extractToken } from '../../auth/token-extractor';
-import { BanList } from '../../presence/ban-list';
+import { Denials } from '../../presence/denials';
 import type { UpgradeContext, UpgradeGuard } from '../upgrade-guard';
 import { UpgradeRefusal } from '../upgrade-refusal';
 
@@ -19,20 +19,26 @@ export function bannedRefusal(until: number, now = Date.now()): UpgradeRefusal {
   return new UpgradeRefusal(403, 'banned', `this user is banned from connecting for another ${seconds} s`, { 'Retry-After': String(seconds) });
 }
 
+/** 401 `token_revoked` (POST /api/revoke), as every door answers a revoked token. */
+export function revokedRefusal(): UpgradeRefusal {
+  return authRefusal(new AuthError('token_revoked', 'this token was revoked; get a new one'));
+}
+
 /**
  * Finds the token (header, subprotocol or query), verifies it and sets `ctx.user`; 401 otherwise (503 while
- * an identity provider's keys are not loaded yet), 403 `banned` while the user is banned (POST
- * /api/disconnect with ban_seconds). Synchronous unless the token names a key we do not have.
+ * an identity provider's keys are not loaded yet; 401 `token_revoked` for a token revoked by POST /api/revoke),
+ * 403 `banned` while the user is banned (POST /api/disconnect with ban_seconds). Synchronous unless the token names a key we do not have.
  */
 @Injectable()
 export class AuthenticateGuard implements UpgradeGuard {
   constructor(
     private readonly verifier: JwtVerifier,
-    private readonly bans: BanList,
+    private readonly denials: Denials,
   ) {}
 
   private admit(ctx: UpgradeContext, user: Principal): void {
-    const until = this.bans.bannedUntil(user.sub);
+    if (this.denials.revoked(user)) throw revokedRefusal();
+    const until = this.denials.bannedUntil(user.sub);
     if (until !== undefined) throw bannedRefusal(until);
     ctx.user = user;
   }
