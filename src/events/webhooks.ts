@@ -47,6 +47,8 @@ export interface WebhookStatus {
   enabled: boolean;
   /** Events waiting (cluster mode: the cluster's queue); null when Redis cannot be asked. */
   queue: number | null;
+  /** Requests to the receiver open on this replica. */
+  in_flight: number;
   events: readonly EventType[];
   failures: WebhookFailure[];
 }
@@ -59,7 +61,7 @@ export interface WebhookStatusSource {
 }
 
 export const DISABLED_STATUS: WebhookStatusSource = {
-  status: () => Promise.resolve({ enabled: false, queue: 0, events: [], failures: [] }),
+  status: () => Promise.resolve({ enabled: false, queue: 0, in_flight: 0, events: [], failures: [] }),
 };
 
 /** Backoff after `attempts` failed attempts (1: the first failure): 0.5 s, 1 s, 2 s, ... at most 30 s. */
@@ -167,7 +169,13 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
   }
 
   async status(): Promise<WebhookStatus> {
-    return { enabled: true, queue: await this.queueSize().then((n) => n, () => null), events: [...this.wanted], failures: [...this.failures].reverse() };
+    let queue: number | null;
+    try {
+      queue = (await this.queue.size()) + this.pending.length;
+    } catch {
+      queue = null;
+    }
+    return { enabled: true, queue, in_flight: this.inFlight, events: [...this.wanted], failures: [...this.failures].reverse() };
   }
 
   /** Stops polling and sending; what is queued stays queued (cluster mode: in Redis, for the other replicas). */
