@@ -1,10 +1,11 @@
 /**
  * The admin console (`GET /admin`, internal port): one static page, no build step. It calls the server API with
  * the admin token the operator pastes (kept in this tab's sessionStorage only) and refreshes itself every 2 s:
- * the replicas, the busiest channels with their members, message and connection rates, a publish form and
- * disconnect buttons. Its live view watches one channel over `/ws` on the public port with the SDK
- * (`/admin/client.js`), the token in the `bearer` subprotocol. `__DEV_TOKEN__` is replaced by `true` when the
- * server offers development tokens, `__PUBLIC_PORT__` by the public port (the live view's default address).
+ * the replicas, the busiest channels with their members, message and connection rates, a publish form,
+ * disconnect buttons, and (with WEBHOOK_URL) the webhook queue and recent failed deliveries. Its live view
+ * watches one channel over `/ws` on the public port with the SDK (`/admin/client.js`), the token in the `bearer`
+ * subprotocol. `__DEV_TOKEN__` is replaced by `true` when the server offers development tokens,
+ * `__PUBLIC_PORT__` by the public port (the live view's default address).
  */
 export const ADMIN_PAGE = `<!doctype html>
 <html lang="en">
@@ -96,6 +97,15 @@ export const ADMIN_PAGE = `<!doctype html>
     <ol id="watchLog" class="frames" aria-live="polite"></ol>
     <label>WebSocket endpoint (public port) <input id="wsUrl" spellcheck="false" autocomplete="off"></label>
     <p class="hint">This page is on the internal port; it watches over <code>/ws</code> on the public one. Behind a proxy, type its address (<code>wss://host/ws</code>); clear the field for the default. Watching a chat room makes you one of its members: listed, and its members see you join and leave.</p>
+  </section>
+  <section id="webhooks" hidden>
+    <h2>Webhooks</h2>
+    <div class="stats">
+      <div class="stat"><b id="whQueue">–</b><span>events waiting</span></div>
+      <div class="stat"><b id="whInFlight">–</b><span>requests in flight (this replica)</span></div>
+    </div>
+    <div class="scroll"><table id="whFailures"><thead><tr><th>time</th><th>event</th><th>webhook-id</th><th>answer</th><th>result</th></tr></thead><tbody></tbody></table></div>
+    <p class="hint">Recent failed attempts on the replica serving this page (at most 50). The receiver's logs can be searched for the webhook-id.</p>
   </section>
   <section>
     <h2>Publish</h2>
@@ -211,6 +221,24 @@ export const ADMIN_PAGE = `<!doctype html>
     });
   }
 
+  // Events out: shown only when WEBHOOK_URL is set on this replica.
+  function webhooks() {
+    api('GET', '/api/webhooks').then(function (answer) {
+      if (answer.status !== 200 || !answer.body.enabled) { $('webhooks').hidden = true; return; }
+      $('webhooks').hidden = false;
+      $('whQueue').textContent = answer.body.queue === null ? '?' : String(answer.body.queue);
+      $('whInFlight').textContent = String(answer.body.in_flight);
+      var body = clear($('whFailures'));
+      answer.body.failures.forEach(function (f) {
+        var row = document.createElement('tr');
+        row.dataset.id = f.id;
+        cell(row, new Date(f.at).toLocaleTimeString()); cell(row, f.type); cell(row, f.id);
+        cell(row, f.status !== undefined ? String(f.status) : (f.error || '')); cell(row, f.result);
+        body.appendChild(row);
+      });
+    });
+  }
+
   function refresh() {
     if (!token) return;
     api('GET', '/api/nodes').then(function (answer) {
@@ -223,6 +251,7 @@ export const ADMIN_PAGE = `<!doctype html>
       status('live', 'live · ' + answer.body.nodes.length + ' replica(s) · ' + new Date().toLocaleTimeString());
       render(answer.body.nodes);
       members();
+      webhooks();
     }, function () { status('error', 'the gateway does not answer'); document.body.dataset.stale = 'true'; });
   }
 
