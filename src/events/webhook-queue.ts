@@ -43,11 +43,14 @@ interface Waiting {
 }
 
 /**
- * Embedded mode's queue: in this process's memory (lost with it, as docs/events.md says). A binary heap by due
- * time, so a claim costs O(log n) per event even with 100,000 events waiting for a dead receiver.
+ * Embedded mode's queue: in this process's memory (lost with it, as docs/events.md says). New events wait in
+ * arrival order (a claim takes the oldest in O(1)); retries in a binary heap by due time (O(log n) each, even
+ * with 100,000 of them waiting for a dead receiver).
  */
 export class MemoryWebhookQueue implements WebhookQueue {
   private readonly events = new Map<string, Waiting>();
+  private fresh: Waiting[] = [];
+  private head = 0;
   private readonly heap: Waiting[] = [];
 
   add(events: readonly QueuedEvent[], max: number): Promise<number> {
@@ -59,19 +62,26 @@ export class MemoryWebhookQueue implements WebhookQueue {
       }
       const waiting = { event, attempts: 0, due: 0 };
       this.events.set(event.id, waiting);
-      this.push(waiting);
+      this.fresh.push(waiting);
     }
     return Promise.resolve(dropped);
   }
 
   claim(now: number, count: number, leaseMs: number): Promise<ClaimedEvent[]> {
     const claimed: ClaimedEvent[] = [];
-    while (claimed.length < count && this.heap.length > 0 && this.heap[0].due <= now) {
-      const waiting = this.pop();
-      if (this.events.get(waiting.event.id) !== waiting) continue;
-      // Off the heap while in flight; the lease only matters between replicas, and there is one here.
+    // Retries that are due first (they are older), then new events in arrival order.
+    while (claimed.length < count) {
+      let waiting: Waiting;
+      if (this.heap.length > 0 && this.heap[0].due <= now) waiting = this.pop();
+      else if (this.head < this.fresh.length) waiting = this.fresh[this.head++];
+      else break;
+      // Off both lists while in flight; the lease only matters between replicas, and there is one here.
       waiting.due = now + leaseMs;
       claimed.push({ ...waiting.event, attempts: waiting.attempts, lease: waiting.due });
+    }
+    if (this.head > 1024 && this.head * 2 > this.fresh.length) {
+      this.fresh = this.fresh.slice(this.head);
+      this.head = 0;
     }
     return Promise.resolve(claimed);
   }

@@ -1,5 +1,10 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { EVENTS_OUT, type EventsOut, type EventType } from '../../src/events/events-out';
 import { Replica } from '../support/cluster';
+import { freePort, ROOT } from '../support/process';
 import { connect, type TestClient } from '../support/clients';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { RedisProcess } from '../support/redis';
@@ -180,6 +185,44 @@ describe('webhooks, embedded (one in-process gateway)', () => {
     const status = await webhookStatus(gateway!.internal);
     expect(status.queue).toBeGreaterThanOrEqual(190);
     await subscriber.close();
+  });
+});
+
+const python = spawnSync('python3', ['--version']).status === 0;
+
+(python ? describe : describe.skip)('the Python receiver of docs/deploy.md', () => {
+  it('accepts every event the gateway signs and refuses a forged one', async () => {
+    const docs = readFileSync(join(ROOT, 'docs', 'deploy.md'), 'utf8');
+    const code = /Python, with the standard library[\s\S]*?```python\n([\s\S]*?)```/.exec(docs)![1];
+    const file = join(mkdtempSync(join(tmpdir(), 'rg-receiver-')), 'receiver.py');
+    writeFileSync(file, code);
+    const secret = `whsec_${Buffer.alloc(32, 5).toString('base64')}`;
+    const port = await freePort();
+    const child = spawn('python3', ['-u', file], { env: { ...process.env, WEBHOOK_SECRET: secret, PORT: String(port) }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const gateway = await startTestGateway({ WEBHOOK_URL: `http://127.0.0.1:${port}/realtime/events`, WEBHOOK_SECRET: secret, LOG_LEVEL: 'warn' });
+    try {
+      const events = gateway.app.get<EventsOut>(EVENTS_OUT);
+      events.emit('presence.joined', { channel: 'chat:ward-3', user: 'ann' });
+      events.emit('channel.vacated', { channel: 'chat:ward-é' });
+      // The receiver may still be starting: the gateway retries refused connections until it listens.
+      await eventually(async () => ((await gateway.metric('ws_webhook_events_total', { event: 'channel.vacated', result: 'delivered' })) ?? 0) === 1, 10_000, 'accepted by the Python receiver');
+      await eventually(async () => (await gateway.metric('ws_webhook_events_total', { event: 'presence.joined', result: 'delivered' })) === 1, 5000, 'both accepted');
+      expect(out).toContain("presence.joined");
+      expect(out).toContain("'user': 'ann'");
+      const body = JSON.stringify({ type: 'token.revoked', timestamp: new Date().toISOString(), data: { by: 'mallory' } });
+      const forged = await fetch(`http://127.0.0.1:${port}/realtime/events`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', 'webhook-id': 'msg_forged', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': `v1,${Buffer.alloc(32).toString('base64')}` },
+        body,
+      });
+      expect(forged.status).toBe(400);
+      expect(out).not.toContain('mallory');
+    } finally {
+      await gateway.close();
+      child.kill();
+    }
   });
 });
 
