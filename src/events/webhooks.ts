@@ -24,6 +24,8 @@ export const POLL_MS = 250;
 export const LOCAL_BUFFER_MAX = 10_000;
 /** Recent failures kept for the admin console. */
 export const FAILURES_KEPT = 50;
+/** Warn lines of one kind at most this often: a receiver refusing every event would otherwise log each one. */
+const WARN_EVERY_MS = 10_000;
 
 export type WebhookResult = 'delivered' | 'retried' | 'failed' | 'dropped';
 
@@ -106,6 +108,8 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
   private lastSize = 0;
   private readonly requests = new Set<{ destroy(): void }>();
   private unsubscribe: (() => void) | undefined;
+  /** Per warn kind: when it was last written, and how many were held back since. */
+  private readonly warned = new Map<string, { at: number; held: number }>();
 
   constructor(
     private readonly config: WebhookConfig,
@@ -162,8 +166,16 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
       return;
     }
     const now = Date.now();
-    // Serialised now: the caller may change `data` afterwards, and every attempt must sign the same bytes.
-    const body = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data });
+    let body: string;
+    try {
+      // Serialised now: the caller may change `data` afterwards, and every attempt must sign the same bytes.
+      body = JSON.stringify({ type, timestamp: new Date(now).toISOString(), data });
+    } catch (error) {
+      // A cycle or a BigInt in `data`: a producer's bug, never the caller's exception (emit never throws).
+      this.count(type, 'dropped');
+      this.warn('webhook_unserialisable', { type, reason: (error as Error).message }, `webhook ${type} dropped: its data is not JSON (${(error as Error).message})`);
+      return;
+    }
     this.pending.push({ id, type, body, queuedAt: now });
     this.scheduleFlush();
   }
@@ -182,9 +194,10 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
   async stop(): Promise<void> {
     clearInterval(this.poller);
     this.unsubscribe?.();
-    // A last write of what was emitted but not yet queued (cluster mode; embedded mode loses it with the process).
-    if (this.pending.length && !this.flushing) await this.flush();
+    // Stopped first, so no new claim starts; then a last write of what was emitted but not yet queued (cluster
+    // mode; embedded mode loses it with the process).
     this.stopped = true;
+    if (this.pending.length && !this.flushing) await this.flush();
     for (const request of this.requests) request.destroy();
     this.agent.destroy();
   }
@@ -220,7 +233,7 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
       this.flushing = false;
       // Back to the front, in order; emit's bound still holds (it counts drops beyond it).
       this.pending = batch.concat(this.pending);
-      this.log.warn({ event: 'webhook_queue_unavailable', queued: this.pending.length, reason: (error as Error).message }, 'webhook events could not be queued; kept in memory and retried');
+      this.warn('webhook_queue_unavailable', { queued: this.pending.length, reason: (error as Error).message }, 'webhook events could not be queued in Redis; kept in memory and tried again every second');
       setTimeout(() => this.scheduleFlush(), 1000).unref();
       return;
     }
@@ -262,12 +275,12 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
       } else if (!retryable(attempt.status)) {
         this.count(event.type, 'failed');
         this.remember({ type: event.type, id: event.id, result: 'failed', ...attempt });
-        this.log.warn({ event: 'webhook_failed', type: event.type, id: event.id, status: attempt.status }, `webhook receiver refused ${event.type} ${event.id} with ${attempt.status}; given up (fix the receiver: only 5xx, 408 and 429 are retried)`);
+        this.warn('webhook_failed', { type: event.type, id: event.id, status: attempt.status }, `webhook receiver refused ${event.type} ${event.id} with ${attempt.status}; given up (fix the receiver: only 5xx, 408 and 429 are retried)`);
         await this.queue.remove(event.id);
       } else if (now >= event.queuedAt + this.config.retryMs) {
         this.count(event.type, 'dropped');
         this.remember({ type: event.type, id: event.id, result: 'dropped', ...attempt });
-        this.log.warn({ event: 'webhook_dropped', type: event.type, id: event.id, status: attempt.status, reason: attempt.error }, `webhook ${event.type} ${event.id} dropped: not delivered within WEBHOOK_RETRY_S (${this.config.retryMs / 1000} s)`);
+        this.warn('webhook_dropped', { type: event.type, id: event.id, status: attempt.status, reason: attempt.error }, `webhook ${event.type} ${event.id} dropped: not delivered within WEBHOOK_RETRY_S (${this.config.retryMs / 1000} s)`);
         await this.queue.remove(event.id);
       } else {
         this.count(event.type, 'retried');
@@ -328,6 +341,19 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
     let child = this.counts.get(key);
     if (!child) this.counts.set(key, (child = this.counter.labels(type, result)));
     child.inc(by);
+  }
+
+  /** A warn line, at most one per kind per 10 s; the next says how many were held back. */
+  private warn(kind: string, fields: Record<string, unknown>, message: string): void {
+    const now = Date.now();
+    const last = this.warned.get(kind);
+    if (last && now - last.at < WARN_EVERY_MS) {
+      last.held++;
+      return;
+    }
+    const held = last?.held ?? 0;
+    this.warned.set(kind, { at: now, held: 0 });
+    this.log.warn({ event: kind, ...fields, ...(held ? { suppressed: held } : {}) }, held ? `${message} (and ${held} more like it in the last ${Math.round((now - last!.at) / 1000)} s)` : message);
   }
 
   private remember(failure: Omit<WebhookFailure, 'at'>): void {

@@ -145,6 +145,20 @@ describe('webhooks, embedded (one in-process gateway)', () => {
     expect(await gateway!.metric('ws_webhook_queue')).toBe(3);
   });
 
+  it('never throws from emit: data that is not JSON is dropped and counted, the next event still goes', async () => {
+    await start();
+    const cyclic: Record<string, unknown> = { channel: 'chat:x' };
+    cyclic.self = cyclic;
+    expect(() => events.emit('channel.occupied', cyclic)).not.toThrow();
+    expect(() => events.emit('channel.occupied', { big: 1n })).not.toThrow();
+    events.emit('channel.occupied', { channel: 'chat:y' });
+    await receiver.until(() => receiver.received.length === 1);
+    expect(receiver.received[0].data).toEqual({ channel: 'chat:y' });
+    expect(await gateway!.metric('ws_webhook_events_total', { event: 'channel.occupied', result: 'dropped' })).toBe(2);
+    // One warn line for both (at most one per 10 s of a kind).
+    expect(gateway!.logs.filter((l) => l.event === 'webhook_unserialisable')).toHaveLength(1);
+  });
+
   it('sends connection.opened and connection.closed when WEBHOOK_EVENTS names them', async () => {
     await start({ WEBHOOK_EVENTS: 'connection.opened,connection.closed', NODE_ID: 'gw-1' });
     const client = await connect(gateway!.ws('/ws'), { protocols: ['bearer', token({ sub: 'carol', role: 'user' })] });
