@@ -9,6 +9,7 @@ import { connect, type TestClient } from '../support/clients';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { RedisProcess } from '../support/redis';
 import { token } from '../support/tokens';
+import { promtool } from '../support/promtool';
 import { WebhookReceiver } from '../support/webhook-receiver';
 
 /**
@@ -71,6 +72,11 @@ describe('webhooks, embedded (one in-process gateway)', () => {
     }
     expect(await gateway!.metric('ws_webhook_events_total', { event: 'channel.occupied', result: 'delivered' })).toBe(3);
     await eventually(async () => (await gateway!.metric('ws_webhook_queue')) === 0, 5000, 'an empty queue');
+    // Every series visible from the start (0 for each wanted event and result), in a valid exposition.
+    expect(await gateway!.metric('ws_webhook_events_total', { event: 'alert.unacknowledged', result: 'failed' })).toBe(0);
+    expect(await gateway!.metric('ws_webhook_events_total', { event: 'connection.opened' })).toBeUndefined();
+    const { status, output } = promtool(['check', 'metrics'], await gateway!.metrics());
+    expect([status, output]).toEqual([0, '']);
   });
 
   it('retries after 500, 429 and a receiver that is down, with the same webhook-id and each attempt\'s own timestamp; the first retry within 1 s', async () => {
