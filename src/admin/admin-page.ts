@@ -45,6 +45,8 @@ export const ADMIN_PAGE = `<!doctype html>
   a.channel { color: var(--accent); cursor: pointer; text-decoration: underline; }
   body[data-stale] main table, body[data-stale] .stats { opacity: .45; }
   tr.selected td { background: #eef5fc; }
+  td.id { white-space: normal; word-break: break-all; color: var(--muted); font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
+  #whFailures tr:has(+ tr td.id) td { border-bottom: none; }
   .row { display: flex; flex-wrap: wrap; gap: .4rem .6rem; align-items: center; }
   #watchState { font-size: .9rem; color: var(--muted); word-break: break-word; }
   #watchState[data-state="subscribed"] { color: var(--ok); }
@@ -104,8 +106,8 @@ export const ADMIN_PAGE = `<!doctype html>
       <div class="stat"><b id="whQueue">–</b><span>events waiting</span></div>
       <div class="stat"><b id="whInFlight">–</b><span>requests in flight (this replica)</span></div>
     </div>
-    <div class="scroll"><table id="whFailures"><thead><tr><th>time</th><th>event</th><th>webhook-id</th><th>answer</th><th>result</th></tr></thead><tbody></tbody></table></div>
-    <p class="hint">Recent failed attempts on the replica serving this page (at most 50). The receiver's logs can be searched for the webhook-id.</p>
+    <div class="scroll"><table id="whFailures"><thead><tr><th>time</th><th>event</th><th>answer</th><th>result</th></tr></thead><tbody></tbody></table></div>
+    <p class="hint">Recent failed attempts on the replica serving this page (at most 50), each with its webhook-id (the receiver's logs can be searched for it).</p>
   </section>
   <section>
     <h2>Publish</h2>
@@ -232,9 +234,13 @@ export const ADMIN_PAGE = `<!doctype html>
       answer.body.failures.forEach(function (f) {
         var row = document.createElement('tr');
         row.dataset.id = f.id;
-        cell(row, new Date(f.at).toLocaleTimeString()); cell(row, f.type); cell(row, f.id);
+        cell(row, new Date(f.at).toLocaleTimeString()); cell(row, f.type);
         cell(row, f.status !== undefined ? String(f.status) : (f.error || '')); cell(row, f.result);
         body.appendChild(row);
+        // The whole webhook-id on a line of its own, to copy and search the receiver's logs for.
+        var idRow = document.createElement('tr');
+        cell(idRow, f.id, 'id').colSpan = 4;
+        body.appendChild(idRow);
       });
     });
   }

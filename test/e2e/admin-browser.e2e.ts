@@ -255,7 +255,9 @@ describe('admin console, the webhooks panel', () => {
     await page.fill('#token', token({ sub: 'ops', role: 'admin' }));
     await page.click('#use');
     await page.waitForSelector(`#whFailures tr[data-id="${receiver.received[0].id}"] td:has-text("400")`);
-    expect(await page.textContent('#whFailures tbody')).toContain('token.revoked');
+    const shown = await page.textContent('#whFailures tbody');
+    expect(shown).toContain('token.revoked');
+    expect(shown).toContain(receiver.received[0].id); // whole, to search the receiver's logs for
     await page.waitForSelector('#whQueue:has-text("0")');
     await page.screenshot({ path: join(SHOTS, 'admin-webhooks.png'), fullPage: true });
     await page.close();
