@@ -74,9 +74,7 @@ async function churn(sockets, receiver) {
   }
 }
 
-async function measureWebhooks({ rounds = 3, quick = false } = {}) {
-  const sockets = quick ? 2000 : 5000;
-  const subscribers = 1000;
+async function measureWebhooks({ rounds = 3, quick = false, sockets = quick ? 2000 : 5000, subscribers = 1000, deliveries = quick ? 100_000 : 300_000 } = {}) {
   const receiver = await startReceiver();
   const result = { sockets, subscribers, rounds: [] };
   try {
@@ -85,17 +83,20 @@ async function measureWebhooks({ rounds = 3, quick = false } = {}) {
       // Alternating which goes first, so a drift of the host over a round favours neither.
       const first = r % 2 ? 'off' : 'on';
       const churns = {};
+      const receivedBefore = receiver.count;
       for (const name of first === 'off' ? ['off', 'on'] : ['on', 'off']) churns[name] = await churn(sockets, name === 'on' ? receiver : undefined);
       const { off, on } = churns;
+      const events = receiver.count - receivedBefore;
       const usPerEvent = ((on - off) / (2 * sockets)) * 1e6;
       process.stderr.write(`${usPerEvent.toFixed(1)} µs/event; fan-out × ${subscribers}… `);
       const fanout = {};
       const configs = [['off', {}], ['on', { WEBHOOK_URL: receiver.url, WEBHOOK_SECRET: secret(), WEBHOOK_EVENTS: 'channel.occupied,channel.vacated,presence.joined,presence.left,user.disconnected,token.revoked,alert.unacknowledged,connection.opened,connection.closed' }]];
       if (first === 'on') configs.reverse();
       for (const [name, env] of configs) {
-        fanout[name] = await measureFanout('gateway', subscribers, { targetDeliveries: quick ? 100_000 : 300_000, env });
+        fanout[name] = await measureFanout('gateway', subscribers, { targetDeliveries: deliveries, env });
       }
       const round = {
+        events,
         churnCpuOff: off,
         churnCpuOn: on,
         usPerEvent,
