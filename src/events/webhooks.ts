@@ -22,6 +22,11 @@ export const CONCURRENCY = 4;
 export const POLL_MS = 250;
 /** Events a replica keeps while Redis is unreachable (cluster mode); beyond it new events are dropped and counted. */
 export const LOCAL_BUFFER_MAX = 10_000;
+/**
+ * On shutdown, requests in flight get this long to be answered and recorded (a 2xx then leaves the queue at
+ * once); the rest are cut, and their events wait out the lease (30 s) for another replica.
+ */
+export const STOP_WAIT_MS = 2000;
 /** Recent failures kept for the admin console. */
 export const FAILURES_KEPT = 50;
 /** Warn lines of one kind at most this often: a receiver refusing every event would otherwise log each one. */
@@ -107,6 +112,9 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
   private readonly failures: WebhookFailure[] = [];
   private lastSize = 0;
   private readonly requests = new Set<{ destroy(): void }>();
+  /** Set once stop() stops waiting: outcomes that come later are not recorded (Redis may be closing). */
+  private aborted = false;
+  private idle: (() => void) | undefined;
   private unsubscribe: (() => void) | undefined;
   /** Per warn kind: when it was last written, and how many were held back since. */
   private readonly warned = new Map<string, { at: number; held: number }>();
@@ -198,6 +206,15 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
     // mode; embedded mode loses it with the process).
     this.stopped = true;
     if (this.pending.length && !this.flushing) await this.flush();
+    if (this.inFlight > 0) {
+      let timer: NodeJS.Timeout | undefined;
+      await new Promise<void>((resolve) => {
+        this.idle = resolve;
+        timer = setTimeout(resolve, STOP_WAIT_MS);
+      });
+      clearTimeout(timer);
+    }
+    this.aborted = true;
     for (const request of this.requests) request.destroy();
     this.agent.destroy();
   }
@@ -266,7 +283,8 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
     } finally {
       this.inFlight--;
     }
-    if (this.stopped) return; // the lease ends and another replica (or the next start) tries it
+    // Cut by stop(): the lease ends and another replica (or the next start) tries it.
+    if (this.aborted) return;
     const now = Date.now();
     try {
       if (attempt.status !== undefined && attempt.status >= 200 && attempt.status < 300) {
@@ -291,6 +309,10 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
       }
     } catch {
       // Redis went away before the outcome was written: the lease ends and the event is tried again (at least once).
+    }
+    if (this.stopped) {
+      if (this.inFlight === 0) this.idle?.();
+      return;
     }
     this.pump();
   }

@@ -299,6 +299,20 @@ describe('webhooks, cluster (two replicas as processes on a real redis-server)',
     expect(receiver.invalid).toEqual([]);
   }, 40_000);
 
+  it('lets the requests in flight finish on SIGTERM, so their events leave the queue instead of waiting out the lease', async () => {
+    await startReplicas({ WEBHOOK_EVENTS: 'connection.opened' });
+    receiver.answer = () => ({ status: 200, afterMs: 500 });
+    const client = await opened(replicas[0], 'erin');
+    await receiver.until(() => receiver.received.length >= 1);
+    const holder = replicas[(await webhookStatus(replicas[0].internal.bind(replicas[0]))).in_flight === 1 ? 0 : 1];
+    client.ws.terminate();
+    expect(await holder.stop()).toBe(0);
+    expect(receiver.received[0].answered).toBe(200);
+    // Nothing left for the other replica to send again in 30 s: the event was taken and recorded before exit.
+    expect(await redis.command('ZCARD {rt}:webhooks:due')).toBe(':0\r\n');
+    expect(receiver.distinct().size).toBe(1);
+  });
+
   it('loses nothing when the replica holding a retry is killed with SIGKILL: the other delivers it', async () => {
     await startReplicas({ WEBHOOK_EVENTS: 'connection.opened' });
     // The first attempt fails (a retry is scheduled), the second hangs: that replica holds it mid-retry.

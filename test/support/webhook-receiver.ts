@@ -18,8 +18,8 @@ export interface ReceivedWebhook {
   at: number;
 }
 
-/** What the receiver does with the next request: a status, or `hang` (never answers; the socket stays open). */
-export type Answer = number | 'hang';
+/** What the receiver does with the next request: a status, `hang` (never answers; the socket stays open), or a status after a delay. */
+export type Answer = number | 'hang' | { status: number; afterMs: number };
 
 /**
  * A webhook receiver on a real HTTP server: verifies every request's Standard Webhooks signature with
@@ -150,6 +150,13 @@ export class WebhookReceiver {
       const answer = this.answer(request);
       if (answer === 'hang') {
         this.hanging.add(res);
+      } else if (typeof answer === 'object') {
+        this.hanging.add(res);
+        setTimeout(() => {
+          if (!this.hanging.delete(res)) return; // stopped meanwhile
+          request.answered = answer.status;
+          res.writeHead(answer.status).end();
+        }, answer.afterMs);
       } else {
         request.answered = answer;
         res.writeHead(answer, { 'content-type': 'text/plain' }).end(answer < 300 ? 'ok' : 'no');
