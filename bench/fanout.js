@@ -110,9 +110,10 @@ async function startSink(peer, port, subscribers) {
 /**
  * One peer at one size: fresh servers and sinks; single broadcasts, then bursts of 8. With `replicas` > 1 (cluster
  * mode only) the subscribers are split evenly over that many replicas (all on core 0), every message is published
- * on the first, and the cost is the CPU time of all of them: what a delivery costs once the bus is crossed.
+ * on the first, and the cost is the CPU time of all of them: what a delivery costs once the bus is crossed. `env`:
+ * the servers' extra environment (bench/webhooks.js turns webhooks on).
  */
-async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries, replicas = 1 }) {
+async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries, replicas = 1, env = {} }) {
   if (replicas > 1 && peer !== 'gateway-cluster') throw new Error('several replicas need cluster mode');
   const servers = [];
   const sinks = [];
@@ -128,7 +129,7 @@ async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries, re
     return total / 1e6;
   };
   try {
-    for (let i = 0; i < replicas; i++) servers.push(await startServer(peer, redisUrl));
+    for (let i = 0; i < replicas; i++) servers.push(await startServer(peer, redisUrl, 0, env));
     for (const server of servers) sinks.push(await startSink(peer, server.port, subscribers / replicas));
     for (const sink of sinks) await sink.dial();
     // One broadcast (or one burst) per batch: the next starts only when every frame of this one arrived, so no

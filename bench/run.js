@@ -133,6 +133,9 @@ async function main() {
 
     const door = await require('./door-flood').main();
 
+    const webhookBench = require('./webhooks');
+    const webhooks = await webhookBench.measureWebhooks({ rounds: ROUNDS, quick });
+
     console.error('  Redis topologies (bench/topologies.js)…');
     const { measureTopologies, topologyTables, writeRecord } = require('./topologies');
     const topologies = await measureTopologies({ rounds: quick ? 1 : 2, quick });
@@ -196,7 +199,7 @@ async function main() {
     const jwtLine = `JWT verifications/s (one core, in-process): ${jwtResults.map((r) => `${r.name}: ${Math.round(r.perSec)}/s (${r.usPerOp.toFixed(1)} µs)`).join('; ')}`;
     const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
     const minutes = ((Date.now() - started) / 60000).toFixed(1);
-    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}\n\n${doorTable}`;
+    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}\n\n${doorTable}\n\n${webhookBench.webhookTable(webhooks)}`;
     console.log(`\n${report}\n\nRedis topologies:\n\n${topologyTables(topologies)}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
     // Every figure of the run, for bench/capacity.js (docs/scaling.md): the last run always, the recorded one
     // with --write.
@@ -211,6 +214,7 @@ async function main() {
       latency,
       slow,
       door,
+      webhooks,
       topologies,
     };
     writeFileSync(join(__dirname, 'last-run.json'), `${JSON.stringify(results, null, 1)}\n`);

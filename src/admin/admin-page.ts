@@ -1,10 +1,11 @@
 /**
  * The admin console (`GET /admin`, internal port): one static page, no build step. It calls the server API with
  * the admin token the operator pastes (kept in this tab's sessionStorage only) and refreshes itself every 2 s:
- * the replicas, the busiest channels with their members, message and connection rates, a publish form and
- * disconnect buttons. Its live view watches one channel over `/ws` on the public port with the SDK
- * (`/admin/client.js`), the token in the `bearer` subprotocol. `__DEV_TOKEN__` is replaced by `true` when the
- * server offers development tokens, `__PUBLIC_PORT__` by the public port (the live view's default address).
+ * the replicas, the busiest channels with their members, message and connection rates, a publish form,
+ * disconnect buttons, and (with WEBHOOK_URL) the webhook queue and recent failed deliveries. Its live view
+ * watches one channel over `/ws` on the public port with the SDK (`/admin/client.js`), the token in the `bearer`
+ * subprotocol. `__DEV_TOKEN__` is replaced by `true` when the server offers development tokens,
+ * `__PUBLIC_PORT__` by the public port (the live view's default address).
  */
 export const ADMIN_PAGE = `<!doctype html>
 <html lang="en">
@@ -44,6 +45,8 @@ export const ADMIN_PAGE = `<!doctype html>
   a.channel { color: var(--accent); cursor: pointer; text-decoration: underline; }
   body[data-stale] main table, body[data-stale] .stats { opacity: .45; }
   tr.selected td { background: #eef5fc; }
+  td.id { white-space: normal; word-break: break-all; color: var(--muted); font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
+  #whFailures tr:has(+ tr td.id) td { border-bottom: none; }
   .row { display: flex; flex-wrap: wrap; gap: .4rem .6rem; align-items: center; }
   #watchState { font-size: .9rem; color: var(--muted); word-break: break-word; }
   #watchState[data-state="subscribed"] { color: var(--ok); }
@@ -96,6 +99,15 @@ export const ADMIN_PAGE = `<!doctype html>
     <ol id="watchLog" class="frames" aria-live="polite"></ol>
     <label>WebSocket endpoint (public port) <input id="wsUrl" spellcheck="false" autocomplete="off"></label>
     <p class="hint">This page is on the internal port; it watches over <code>/ws</code> on the public one. Behind a proxy, type its address (<code>wss://host/ws</code>); clear the field for the default. Watching a chat room makes you one of its members: listed, and its members see you join and leave.</p>
+  </section>
+  <section id="webhooks" hidden>
+    <h2>Webhooks</h2>
+    <div class="stats">
+      <div class="stat"><b id="whQueue">–</b><span>events waiting</span></div>
+      <div class="stat"><b id="whInFlight">–</b><span>requests in flight (this replica)</span></div>
+    </div>
+    <div class="scroll"><table id="whFailures"><thead><tr><th>time</th><th>event</th><th>answer</th><th>result</th></tr></thead><tbody></tbody></table></div>
+    <p class="hint">Recent failed attempts on the replica serving this page (at most 50), each with its webhook-id (the receiver's logs can be searched for it).</p>
   </section>
   <section>
     <h2>Publish</h2>
@@ -221,6 +233,28 @@ export const ADMIN_PAGE = `<!doctype html>
     });
   }
 
+  // Events out: shown only when WEBHOOK_URL is set on this replica.
+  function webhooks() {
+    api('GET', '/api/webhooks').then(function (answer) {
+      if (answer.status !== 200 || !answer.body.enabled) { $('webhooks').hidden = true; return; }
+      $('webhooks').hidden = false;
+      $('whQueue').textContent = answer.body.queue === null ? '?' : String(answer.body.queue);
+      $('whInFlight').textContent = String(answer.body.in_flight);
+      var body = clear($('whFailures'));
+      answer.body.failures.forEach(function (f) {
+        var row = document.createElement('tr');
+        row.dataset.id = f.id;
+        cell(row, new Date(f.at).toLocaleTimeString()); cell(row, f.type);
+        cell(row, f.status !== undefined ? String(f.status) : (f.error || '')); cell(row, f.result);
+        body.appendChild(row);
+        // The whole webhook-id on a line of its own, to copy and search the receiver's logs for.
+        var idRow = document.createElement('tr');
+        cell(idRow, f.id, 'id').colSpan = 4;
+        body.appendChild(idRow);
+      });
+    });
+  }
+
   function refresh() {
     if (!token) return;
     api('GET', '/api/nodes').then(function (answer) {
@@ -233,6 +267,7 @@ export const ADMIN_PAGE = `<!doctype html>
       status('live', 'live · ' + answer.body.nodes.length + ' replica(s) · ' + new Date().toLocaleTimeString());
       render(answer.body.nodes);
       members();
+      webhooks();
     }, function () { status('error', 'the gateway does not answer'); document.body.dataset.stale = 'true'; });
   }
 

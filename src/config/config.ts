@@ -2,6 +2,7 @@ import { createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
+import { DEFAULT_EVENT_TYPES, EVENT_TYPES, type EventType } from './event-types';
 import { loadNamespaces, type NamespaceConfig } from './namespaces';
 
 /**
@@ -239,6 +240,33 @@ export interface AppConfig {
   turn?: TurnConfig;
   /** The backend asked about `proxy` namespaces (SUBSCRIBE_PROXY_URL); undefined when none is configured. */
   subscribeProxy?: SubscribeProxyConfig;
+  /** Events out (WEBHOOK_URL and WEBHOOK_SECRET); undefined when no receiver is configured. */
+  webhook?: WebhookConfig;
+}
+
+/** WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_EVENTS, WEBHOOK_RETRY_S, WEBHOOK_QUEUE_MAX. URL and secret are never logged or shown. */
+export interface WebhookConfig {
+  url: string;
+  /** `whsec_<base64>` as given (the Standard Webhooks form; the key is the decoded bytes). */
+  secret: string;
+  /** The event types sent; the others are never queued. */
+  events: readonly EventType[];
+  /** An event the receiver has not taken this long after it was queued is dropped (counted `dropped`). */
+  retryMs: number;
+  /** Events waiting at most (cluster: in the whole cluster's queue); beyond it new events are dropped. */
+  queueMax: number;
+}
+
+/** Why WEBHOOK_SECRET is not a Standard Webhooks secret, or undefined. */
+export function webhookSecretProblem(secret: string): string | undefined {
+  const form = 'must be whsec_ followed by the base64 of 24 to 64 random bytes, e.g. whsec_$(openssl rand -base64 32)';
+  const match = /^whsec_([A-Za-z0-9+/]+={0,2})$/.exec(secret);
+  if (!match || match[1].length % 4 !== 0) return `${form} (a trailing newline from a secret file?)`;
+  // The Standard Webhooks specification: keys of 24 to 64 bytes; shorter ones can be brute-forced offline
+  // from any one signed request.
+  const bytes = Buffer.from(match[1], 'base64').length;
+  if (bytes < 24 || bytes > 64) return `${form} (it decodes to ${bytes} bytes)`;
+  return undefined;
 }
 
 /** SUBSCRIBE_PROXY_URL, PROXY_SECRET, PROXY_TIMEOUT_MS. The secret is never logged or shown. */
@@ -393,6 +421,13 @@ const envSchema = z.object({
   // 50 ms: less is shorter than a round trip inside most clusters; 30 s: a client waits this long for its
   // subscribe (or upgrade) to be answered, and longer only holds sockets open for a backend that is down.
   PROXY_TIMEOUT_MS: int(50, 30_000, 2000),
+  WEBHOOK_URL: z.preprocess(blankIsUnset, httpUrl('a backend endpoint such as https://backend.internal/realtime/events').optional()),
+  WEBHOOK_SECRET: optionalString,
+  WEBHOOK_EVENTS: optionalString,
+  // At least 1 s (the SPEC); at most a week: an event older than that describes a world long gone.
+  WEBHOOK_RETRY_S: int(1, 604_800, 3600),
+  // 100,000 events of ~300 bytes is ~30 MB of Redis (or of this process's memory in embedded mode).
+  WEBHOOK_QUEUE_MAX: int(1, 10_000_000, 100_000),
 });
 
 /** The non-empty entries of a comma list. */
@@ -401,6 +436,19 @@ function commaList(raw: string | undefined): string[] {
     .split(',')
     .map((entry) => entry.trim())
     .filter(Boolean);
+}
+
+/** WEBHOOK_EVENTS: the default set when unset; an unknown name is a start error listing the valid ones. */
+function parseEventTypes(raw: string | undefined): readonly EventType[] {
+  if (raw === undefined) return DEFAULT_EVENT_TYPES;
+  const names = commaList(raw);
+  const unknown = names.filter((name) => !(EVENT_TYPES as readonly string[]).includes(name));
+  if (unknown.length) {
+    const shown = unknown.map((name) => `"${name.slice(0, 64)}"`).join(', ');
+    throw new ConfigError('WEBHOOK_EVENTS', `${shown} ${unknown.length === 1 ? 'is not an event' : 'are not events'}; valid: ${EVENT_TYPES.join(', ')}`);
+  }
+  if (names.length === 0) throw new ConfigError('WEBHOOK_EVENTS', `must list at least one event (valid: ${EVENT_TYPES.join(', ')}), or be unset for all but connection.*`);
+  return [...new Set(names)] as EventType[];
 }
 
 function parseProxies(raw: string | undefined): TrustedProxy[] {
@@ -642,6 +690,11 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
       });
     }
   }
+  const webhookEvents = check(() => parseEventTypes(env.WEBHOOK_EVENTS));
+  if (env.WEBHOOK_URL) {
+    const problem = env.WEBHOOK_SECRET ? webhookSecretProblem(env.WEBHOOK_SECRET) : 'is required when WEBHOOK_URL is set: the receiver checks every event\'s signature with it; generate one with echo whsec_$(openssl rand -base64 32)';
+    if (problem) problems.push({ variable: 'WEBHOOK_SECRET', problem });
+  }
   if (problems.length > 0 || !built || !history.success || !channels) throw new ConfigError(problems);
   const { jwt, warnings } = built;
   warnings.push(...channels.warnings);
@@ -649,6 +702,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     warnings.push('SUBSCRIBE_PROXY_URL is set, but no namespace has subscribe mode proxy (CHANNELS_FILE), so it is never asked. Give the namespaces it should admit { subscribe: { mode: proxy } }.');
   }
   if (env.PROXY_SECRET && !env.SUBSCRIBE_PROXY_URL) warnings.push('PROXY_SECRET is set without SUBSCRIBE_PROXY_URL: it is not used.');
+  for (const variable of ['WEBHOOK_SECRET', 'WEBHOOK_EVENTS'] as const) {
+    if (env[variable] && !env.WEBHOOK_URL) warnings.push(`${variable} is set without WEBHOOK_URL: no event is sent. Set WEBHOOK_URL to the receiver's endpoint.`);
+  }
   warnings.push(...nearMisses(source));
   const turnUrls = commaList(env.TURN_URLS);
   if (env.TURN_SECRET && !turnUrls.some((url) => url.startsWith('turn'))) {
@@ -693,6 +749,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     maxSubscriptionsPerConnection: env.MAX_SUBSCRIPTIONS_PER_CONNECTION,
     turn: env.TURN_SECRET && env.TURN_URLS ? { secret: env.TURN_SECRET, urls: turnUrls, ttlSeconds: env.TURN_TTL_S } : undefined,
     subscribeProxy: env.SUBSCRIBE_PROXY_URL ? { url: env.SUBSCRIBE_PROXY_URL, secret: env.PROXY_SECRET!, timeoutMs: env.PROXY_TIMEOUT_MS } : undefined,
+    webhook: env.WEBHOOK_URL
+      ? { url: env.WEBHOOK_URL, secret: env.WEBHOOK_SECRET!, events: webhookEvents!, retryMs: env.WEBHOOK_RETRY_S * 1000, queueMax: env.WEBHOOK_QUEUE_MAX }
+      : undefined,
   };
   return { config, warnings };
 }

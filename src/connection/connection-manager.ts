@@ -1,9 +1,10 @@
-import { Inject, Injectable, type OnModuleDestroy } from '@nestjs/common';
+import { Inject, Injectable, Optional, type OnModuleDestroy } from '@nestjs/common';
 import type { Counter, Gauge } from 'prom-client';
 import type { RawData, WebSocket } from 'ws';
 import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
 import { APP_CONFIG, type AppConfig } from '../config/config';
+import { EVENTS_OUT, type EventsOut } from '../events/events-out';
 import { hotLine, jsonString, LOGGER, type HotLine, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
@@ -77,12 +78,18 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   /** The connect and close lines, written without pino's generic path (undefined: through pino). */
   private readonly connectLine: HotLine | undefined;
   private readonly closeLine: HotLine | undefined;
+  /** Events out for `connection.opened` / `.closed`, or undefined when not wanted: one test per socket then. */
+  private readonly openedOut: EventsOut | undefined;
+  private readonly closedOut: EventsOut | undefined;
 
   constructor(
     @Inject(APP_CONFIG) private readonly config: AppConfig,
     private readonly metrics: Metrics,
     @Inject(LOGGER) private readonly log: Logger,
+    @Optional() @Inject(EVENTS_OUT) events?: EventsOut,
   ) {
+    this.openedOut = events?.wants('connection.opened') ? events : undefined;
+    this.closedOut = events?.wants('connection.closed') ? events : undefined;
     this.slowConsumerBytes = config.slowConsumerBytes;
     this.outbox = new Outbox({
       onSlowConsumer: (conn) => conn.close(CloseCode.TRY_AGAIN_LATER, 'slow consumer'),
@@ -162,6 +169,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
         `,"event":"connect","conn":${jsonString(conn.id)},"gateway":${jsonString(conn.gateway)},"sub":${jsonString(conn.user.sub)},"role":${jsonString(conn.user.role)}`,
       );
     }
+    this.openedOut?.emit('connection.opened', { user: conn.user.sub, gateway: conn.gateway, node: this.config.nodeId });
     return conn;
   }
 
@@ -292,6 +300,14 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
         `,"event":"close","conn":${jsonString(conn.id)},"gateway":${jsonString(conn.gateway)},"sub":${jsonString(conn.user.sub)},"code":${conn.closeCode},"reason":${jsonString(conn.closeReason)},"durationMs":${Date.now() - conn.openedAt}`,
       );
     }
+    this.closedOut?.emit('connection.closed', {
+      user: conn.user.sub,
+      gateway: conn.gateway,
+      node: this.config.nodeId,
+      code: conn.closeCode,
+      reason: conn.closeReason,
+      duration_ms: Date.now() - conn.openedAt,
+    });
     conn.runCloseListeners((error) =>
       this.log.error({ conn: conn.id, gateway: conn.gateway, err: error }, 'error in a close handler'),
     );

@@ -4,22 +4,9 @@
  * its first try and delivers it as a signed Standard Webhooks POST to WEBHOOK_URL. `emit` is synchronous and
  * never waits on the receiver: a slow or dead receiver must not slow a socket.
  */
-export const EVENT_TYPES = [
-  'channel.occupied',
-  'channel.vacated',
-  'presence.joined',
-  'presence.left',
-  'user.disconnected',
-  'token.revoked',
-  'alert.unacknowledged',
-  'connection.opened',
-  'connection.closed',
-] as const;
+import type { EventType } from '../config/event-types';
 
-export type EventType = (typeof EVENT_TYPES)[number];
-
-/** The events sent when WEBHOOK_EVENTS is not set: all but the `connection.*` pair. */
-export const DEFAULT_EVENT_TYPES: readonly EventType[] = EVENT_TYPES.filter((t) => !t.startsWith('connection.'));
+export { DEFAULT_EVENT_TYPES, EVENT_TYPES, type EventType } from '../config/event-types';
 
 export interface EventsOut {
   /** Whether `type` is sent at all (WEBHOOK_URL set and the type in WEBHOOK_EVENTS): producers skip work if not. */

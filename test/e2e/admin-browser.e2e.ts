@@ -2,12 +2,14 @@ import { mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { EVENTS_OUT, type EventsOut } from '../../src/events/events-out';
 import { Replica } from '../support/cluster';
 import { connect } from '../support/clients';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { RedisProcess } from '../support/redis';
 import { TcpProxy } from '../support/tcp-proxy';
 import { token } from '../support/tokens';
+import { WebhookReceiver } from '../support/webhook-receiver';
 
 jest.setTimeout(60_000);
 
@@ -51,6 +53,7 @@ describe('admin console in headless Chromium, two replicas', () => {
     await page.waitForSelector('#nodes tr[data-node="admin-b"]');
     await page.waitForSelector('#channels tr[data-channel="chat:ward-3"] td:has-text("2")', { timeout: 15_000 });
     await page.waitForSelector('#status[data-state="live"]');
+    expect(await page.isHidden('#webhooks')).toBe(true); // no WEBHOOK_URL: no webhooks panel
 
     // The room's members, from presence.
     await page.click('#channels a.channel:has-text("chat:ward-3")');
@@ -240,5 +243,38 @@ describe('admin console on the development key', () => {
     } finally {
       await production.close();
     }
+  });
+});
+
+describe('admin console, the webhooks panel', () => {
+  let gw: TestGateway;
+  let receiver: WebhookReceiver;
+  let browser: Browser;
+  beforeAll(async () => {
+    receiver = await WebhookReceiver.start();
+    gw = await startTestGateway(receiver.env());
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.close();
+    await receiver?.stop();
+  });
+
+  it('shows the queue and the recent failed deliveries, with the receiver\'s answer', async () => {
+    receiver.answer = () => 400;
+    gw.app.get<EventsOut>(EVENTS_OUT).emit('token.revoked', { user: 'mallory', by: 'ops' });
+    await receiver.until(() => receiver.received.length === 1);
+    const page = await browser.newPage();
+    await page.goto(gw.internal('/admin'));
+    await page.fill('#token', token({ sub: 'ops', role: 'admin' }));
+    await page.click('#use');
+    await page.waitForSelector(`#whFailures tr[data-id="${receiver.received[0].id}"] td:has-text("400")`);
+    const shown = await page.textContent('#whFailures tbody');
+    expect(shown).toContain('token.revoked');
+    expect(shown).toContain(receiver.received[0].id); // whole, to search the receiver's logs for
+    await page.waitForSelector('#whQueue:has-text("0")');
+    await page.screenshot({ path: join(SHOTS, 'admin-webhooks.png'), fullPage: true });
+    await page.close();
   });
 });

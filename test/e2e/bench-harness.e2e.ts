@@ -19,6 +19,10 @@ const { measureRedisCost } = require('../../bench/topologies') as {
   measureRedisCost(url: string, ports: number[], replicas: number, messages: number, kind: string): Promise<{ callsPerMessage: Record<string, number>; bytesOutPerMessage: number; gatewayCpuUsPerMessage: number[]; cpuUsPerMessage: number }>;
 };
 
+const { measureWebhooks } = require('../../bench/webhooks') as {
+  measureWebhooks(opts: Record<string, unknown>): Promise<{ rounds: { events: number; churnCpuOn: number; churnCpuOff: number; usPerEvent: number; fanoutOn: number; fanoutOff: number }[] }>;
+};
+
 const SINK = join(__dirname, '..', '..', 'bench', 'load', 'sink.js');
 
 function next(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
@@ -75,6 +79,15 @@ describe('benchmark harness', () => {
       expect(result.single.perCpuSec).toBeGreaterThan(0);
       expect(result.burst8.perCpuSec).toBeGreaterThan(0);
     }
+  }, 60_000);
+
+  it('measures webhooks with every event delivered to its receiver before the CPU is read', async () => {
+    const { rounds } = await measureWebhooks({ rounds: 1, sockets: 50, subscribers: 50, deliveries: 500 });
+    // Two churns of 50 sockets (warm-up and measured), each socket an opened and a closed event.
+    expect(rounds[0].events).toBe(200);
+    expect(rounds[0].churnCpuOn).toBeGreaterThan(0);
+    expect(rounds[0].fanoutOn).toBeGreaterThan(0);
+    expect(rounds[0].fanoutOff).toBeGreaterThan(0);
   }, 60_000);
 
   it('counts the stalled sockets the gateway closes on its own side', async () => {

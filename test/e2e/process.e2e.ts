@@ -31,6 +31,11 @@ describe('the service as a process (node dist/main.js)', () => {
     [{ ALLOWED_ORIGINS: 'not a url' }, /ALLOWED_ORIGINS/],
     [{ NODE_ENV: 'production' }, /JWT_SECRET: is required when NODE_ENV=production/],
     [{ JWT_PUBLIC_KEY: 'garbage' }, /JWT_PUBLIC_KEY: is not a PEM public key/],
+    [{ WEBHOOK_URL: 'https://backend.internal/events' }, /WEBHOOK_SECRET: is required when WEBHOOK_URL is set/],
+    [
+      { WEBHOOK_URL: 'https://backend.internal/events', WEBHOOK_SECRET: `whsec_${Buffer.alloc(32).toString('base64')}`, WEBHOOK_EVENTS: 'channel.opened' },
+      /WEBHOOK_EVENTS: "channel.opened" is not an event; valid: channel.occupied, /,
+    ],
   ])('refuses to start with %j, in one line naming the variable', async (env, message) => {
     const gw = await spawnGateway({ PORT: String(await freePort()), ...env }, { waitForListening: false });
     expect(await gw.exited).toBe(1);

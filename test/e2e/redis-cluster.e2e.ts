@@ -4,6 +4,7 @@ import { eventually } from '../support/gateway';
 import { AlertPublisher, expectEveryAlertOnceInOrderOrTold, resumingSubscribers } from '../support/failover';
 import { RedisClusterProcesses } from '../support/redis-cluster';
 import { token } from '../support/tokens';
+import { WebhookReceiver } from '../support/webhook-receiver';
 
 // Redis Cluster (redis+cluster://): 3 masters and 3 replicas, real processes on free ports, two gateway
 // replicas. Every channel's keys share a hash slot, chat/user/signaling travel on shard channels (SPUBLISH /
@@ -18,15 +19,19 @@ describe('Redis Cluster', () => {
   let cluster: RedisClusterProcesses;
   let a: Replica;
   let b: Replica;
+  let receiver: WebhookReceiver;
 
   beforeAll(async () => {
     cluster = await RedisClusterProcesses.start();
-    [a, b] = await Promise.all([Replica.start('rc-a', cluster.url, ENV), Replica.start('rc-b', cluster.url, ENV)]);
+    receiver = await WebhookReceiver.start();
+    const env = receiver.env({ ...ENV, WEBHOOK_EVENTS: 'connection.opened' });
+    [a, b] = await Promise.all([Replica.start('rc-a', cluster.url, env), Replica.start('rc-b', cluster.url, env)]);
     await eventually(async () => (await a.readyStatus()) === 200 && (await b.readyStatus()) === 200, 20_000, 'both replicas ready');
   });
   afterAll(async () => {
     await Promise.all([a?.kill(), b?.kill()]);
     await cluster?.stop();
+    await receiver?.stop();
   });
 
   it('carries alerts and their resume across replicas', async () => {
@@ -82,6 +87,18 @@ describe('Redis Cluster', () => {
     const third = await refusal(a.ws(`/api/alerts/subscribe?token=${token({ sub: 'limited' })}`));
     expect([third.status, third.body.error]).toEqual([429, 'too_many_connections']);
     await Promise.all([alice, bob, carol, doctor, patient, one, two].map((c) => c.close()));
+  });
+
+  it('queues webhooks in one slot and sends each event from one replica', async () => {
+    const before = receiver.received.length;
+    const clients = await Promise.all(['hook-0', 'hook-1', 'hook-2', 'hook-3'].map((sub, i) => connect((i % 2 ? b : a).ws(`/ws?token=${token({ sub, role: 'user' })}`))));
+    await receiver.until(() => receiver.received.slice(before).filter((r) => String(r.data.user).startsWith('hook-')).length >= 4);
+    const hooks = receiver.received.filter((r) => String(r.data.user).startsWith('hook-'));
+    expect(hooks.map((r) => r.data.user).sort()).toEqual(['hook-0', 'hook-1', 'hook-2', 'hook-3']);
+    expect(new Set(hooks.map((r) => r.id)).size).toBe(4);
+    expect(receiver.invalid).toEqual([]);
+    await eventually(async () => (await a.metric('ws_webhook_queue')) === 0, 5000, 'an empty queue');
+    await Promise.all(clients.map((c) => c.close()));
   });
 
   it('follows a master killed during publishing: every acknowledged alert once and in order, or recovered:false', async () => {

@@ -263,6 +263,7 @@ describe('server API, embedded mode', () => {
           'GET /api/channels/{channel}/presence',
           'GET /api/nodes',
           'GET /api/openapi.json',
+          'GET /api/webhooks',
           'POST /api/alerts',
           'POST /api/disconnect',
           'POST /api/publish',

@@ -133,6 +133,39 @@ describe('configuration', () => {
     ]);
   });
 
+  it('reads the webhook settings: a URL, a whsec_ secret it requires, known event types, a bounded retry window; never showing the URL or secret', () => {
+    const url = 'https://backend.internal/realtime/events';
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    expect(loadConfig({}).config.webhook).toBeUndefined();
+    expect(loadConfig({ WEBHOOK_URL: url, WEBHOOK_SECRET: secret }).config.webhook).toEqual({
+      url,
+      secret,
+      events: ['channel.occupied', 'channel.vacated', 'presence.joined', 'presence.left', 'user.disconnected', 'token.revoked', 'alert.unacknowledged'],
+      retryMs: 3_600_000,
+      queueMax: 100_000,
+    });
+    const chosen = loadConfig({ WEBHOOK_URL: url, WEBHOOK_SECRET: secret, WEBHOOK_EVENTS: 'connection.opened, connection.closed', WEBHOOK_RETRY_S: '1', WEBHOOK_QUEUE_MAX: '10' }).config.webhook;
+    expect(chosen).toMatchObject({ events: ['connection.opened', 'connection.closed'], retryMs: 1000, queueMax: 10 });
+    expect(fails({ WEBHOOK_URL: url })).toMatch(/^WEBHOOK_SECRET: is required when WEBHOOK_URL is set: .*whsec_\$\(openssl rand -base64 32\)$/);
+    for (const bad of ['not-whsec', `whsec_${Buffer.alloc(8).toString('base64')}`, `${secret}\n`, 'whsec_!!!!']) {
+      const message = fails({ WEBHOOK_URL: url, WEBHOOK_SECRET: bad });
+      expect(message).toMatch(/^WEBHOOK_SECRET: must be whsec_ followed by the base64 of 24 to 64 random bytes/);
+      expect(message.split('\n')).toHaveLength(1);
+      expect(message).not.toContain(bad.trim());
+    }
+    expect(fails({ WEBHOOK_URL: url, WEBHOOK_SECRET: secret, WEBHOOK_EVENTS: 'channel.occupied,room.opened' })).toBe(
+      'WEBHOOK_EVENTS: "room.opened" is not an event; valid: channel.occupied, channel.vacated, presence.joined, presence.left, user.disconnected, token.revoked, alert.unacknowledged, connection.opened, connection.closed',
+    );
+    expect(fails({ WEBHOOK_URL: url, WEBHOOK_SECRET: secret, WEBHOOK_RETRY_S: '0' })).toBe('WEBHOOK_RETRY_S: must be at least 1 (got "0")');
+    const hidden = fails({ WEBHOOK_URL: 'ftp://user:hunter2@backend.internal/x', WEBHOOK_SECRET: secret });
+    expect(hidden).toMatch(/^WEBHOOK_URL: must be an http\(s\) URL without credentials/);
+    expect(hidden).not.toContain('hunter2');
+    // Every bad one at once, one line each.
+    expect(fails({ WEBHOOK_URL: 'nope', WEBHOOK_EVENTS: 'x', WEBHOOK_RETRY_S: 'y' }).split('\n').map((line) => line.split(':')[0])).toEqual(['WEBHOOK_URL', 'WEBHOOK_RETRY_S']);
+    expect(fails({ WEBHOOK_URL: url, WEBHOOK_EVENTS: 'x' }).split('\n').map((line) => line.split(':')[0])).toEqual(['WEBHOOK_EVENTS', 'WEBHOOK_SECRET']);
+    expect(loadConfig({ WEBHOOK_SECRET: secret }).warnings.join('\n')).toContain('WEBHOOK_SECRET is set without WEBHOOK_URL');
+  });
+
   it('reads TRUSTED_PROXIES as addresses and CIDRs, and names a bad entry', () => {
     expect(loadConfig({ TRUSTED_PROXIES: '10.0.0.0/8, 192.168.1.7 ,fd00::/8' }).config.trustedProxies).toEqual([
       { address: '10.0.0.0', prefix: 8, family: 'ipv4' },

@@ -46,6 +46,10 @@ describe('Helm chart helm/realtime-gateway', () => {
     expect(broken((v) => (v.subscribeProxy.timeoutMs = 10))).toBe(false);
     expect(broken((v) => (v.subscribeProxy.secret = 'ends with a newline\n'))).toBe(false);
     expect(broken((v) => (v.subscribeProxy.url = 'https://auth.internal/subscribe'))).toBe(true);
+    expect(broken((v) => (v.webhook.url = 'backend.internal/events'))).toBe(false);
+    expect(broken((v) => (v.webhook.secret = 'not-a-whsec-secret'))).toBe(false);
+    expect(broken((v) => (v.webhook.retryS = 0))).toBe(false);
+    expect(broken((v) => (v.webhook.url = 'https://backend.internal/events'))).toBe(true);
     expect(broken((v) => (v.redis.url = 'redis://redis:6379/0'))).toBe(true);
     expect(broken((v) => (v.turn.urls = 'turn:turn.example.com:3478'))).toBe(false); // a list, not a string
     expect(broken((v) => (v.turn.urls = ['turn://turn.example.com:3478']))).toBe(false);
@@ -94,7 +98,7 @@ describe('Helm chart helm/realtime-gateway', () => {
     expect(values.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(values.podSecurityContext).toMatchObject({ runAsNonRoot: true });
     // Secrets reach the pod through secretKeyRef only, never as plain values.
-    expect(deployment).not.toMatch(/value: \{\{ \.Values\.(jwt\.(secret|publicKey)|redis\.url|turn\.secret|subscribeProxy\.secret)/);
+    expect(deployment).not.toMatch(/value: \{\{ \.Values\.(jwt\.(secret|publicKey)|redis\.url|turn\.secret|subscribeProxy\.secret|webhook\.secret)/);
     const helpers = templates.find((t) => t.name === '_helpers.tpl')!.text;
     expect(helpers).toContain('add .Values.preStopSleepSeconds (div .Values.gateway.drainWindowMs 1000) (div .Values.gateway.shutdownGraceMs 1000) 5');
   });

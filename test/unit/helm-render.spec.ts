@@ -83,6 +83,35 @@ describe('the Helm chart, rendered', () => {
     expect(envNamed(render({ 'jwt.existingSecret': 'jwt-keys', 'jwt.existingSecretKey': 'jwt_public_key' }), 'JWT_PUBLIC_KEY')).toBeDefined();
   });
 
+  it('wires the webhooks: URL, events, retry window and queue cap as values, the whsec_ secret through a Secret (the chart\'s or yours), as the app reads them', () => {
+    const url = 'https://backend.internal/realtime/events';
+    const whsec = `whsec_${Buffer.alloc(32, 9).toString('base64')}`;
+    // --set splits on commas: the events list as a values file gives it.
+    const objects = render({ 'jwt.secret': SECRET, 'webhook.url': url, 'webhook.secret': whsec, 'webhook.retryS': 600, 'webhook.queueMax': 5000 }, ['--set-json', 'webhook.events="channel.occupied,connection.opened"']);
+    expect(envNamed(objects, 'WEBHOOK_URL')).toEqual({ name: 'WEBHOOK_URL', value: url });
+    const secret = find(objects, 'Secret');
+    expect(secret.stringData?.WEBHOOK_SECRET).toBe(whsec);
+    expect(envNamed(objects, 'WEBHOOK_SECRET')).toEqual({ name: 'WEBHOOK_SECRET', valueFrom: { secretKeyRef: { name: secret.metadata.name, key: 'WEBHOOK_SECRET' } } });
+    expect(JSON.stringify(find(objects, 'Deployment'))).not.toContain(whsec);
+    const given: Record<string, string> = { JWT_SECRET: SECRET, WEBHOOK_SECRET: whsec };
+    for (const e of env(objects)) if (e.value !== undefined) given[e.name] = e.value;
+    expect(loadConfig(given).config.webhook).toEqual({ url, secret: whsec, events: ['channel.occupied', 'connection.opened'], retryMs: 600_000, queueMax: 5000 });
+
+    const yours = render({ 'jwt.existingSecret': 'keys', 'webhook.url': url, 'webhook.existingSecret': 'hooks', 'webhook.existingSecretKey': 'signing' });
+    expect(envNamed(yours, 'WEBHOOK_SECRET')).toEqual({ name: 'WEBHOOK_SECRET', valueFrom: { secretKeyRef: { name: 'hooks', key: 'signing' } } });
+    expect(envNamed(yours, 'WEBHOOK_EVENTS')).toBeUndefined(); // the app's default set
+    expect(yours.some((o) => o.kind === 'Secret')).toBe(false);
+    expect(schemaProblems([...objects, ...yours])).toEqual([]);
+
+    // Not configured: no webhook variable at all (a secret alone would only earn a warning).
+    const plain = render({ 'jwt.secret': SECRET, 'webhook.secret': whsec });
+    expect(env(plain).filter((e) => e.name.startsWith('WEBHOOK_'))).toEqual([]);
+    expect(find(plain, 'Secret').stringData?.WEBHOOK_SECRET).toBeUndefined();
+    const notes = (set: string[]) => helm(['install', '--dry-run=client', 'rt', CHART, '-n', 'prod', ...set.flatMap((v) => ['--set', v])]).split('NOTES:')[1];
+    expect(notes([`jwt.secret=${SECRET}`, `webhook.url=${url}`])).toMatch(/WARNING: webhook.url is set without webhook.secret or webhook.existingSecret/);
+    expect(notes([`jwt.secret=${SECRET}`, `webhook.url=${url}`, 'webhook.existingSecret=hooks'])).not.toMatch(/webhook/);
+  });
+
   it('wires the subscribe proxy: URL and timeout as values, its secret through a Secret (the chart\'s or yours), as the app reads them', () => {
     const url = 'https://auth.internal/realtime/subscribe';
     const proxySecret = 'a-proxy-secret-0123456789abcdef';
