@@ -164,6 +164,18 @@ describe('GET /sse and POST /sse/send (embedded)', () => {
     expect(await gw.metric('ws_upgrades_rejected_total', { gateway: 'sse', status: '401' })).toBeGreaterThanOrEqual(1);
   });
 
+  it('applies bans: the stream is told 4003 and ended, a new stream and a send are refused 403 banned', async () => {
+    const jwt = token({ sub: 'hank', role: 'user' });
+    const s = track(await SseClient.open(gw.http('/sse?channel=chat:ward-8'), { authorization: `Bearer ${jwt}` }));
+    const { session } = (await s.ofType('welcome')).data;
+    const res = await fetch(gw.internal('/api/disconnect'), { method: 'POST', headers: service(), body: JSON.stringify({ user: 'hank', reason: 'account suspended', ban_seconds: 60 }) });
+    expect(res.status).toBe(202);
+    expect((await s.ofType('close')).data).toEqual({ type: 'close', code: 4003, reason: 'disconnected: account suspended' });
+    await s.ended;
+    expect(await SseClient.refusal(gw.http('/sse?channel=chat:ward-8'), { authorization: `Bearer ${jwt}` })).toMatchObject({ status: 403, body: { error: 'banned' } });
+    expect(await sendFrame(gw.http('/sse/send'), jwt, session, { type: 'ping' })).toMatchObject({ status: 403, body: { error: 'banned' } });
+  });
+
   it('tells a revoked token\'s stream why it ends (4001) and ends it', async () => {
     const s = track(await SseClient.open(gw.http('/sse?channel=alerts'), { authorization: `Bearer ${token({ sub: 'carol', role: 'user', jti: 'carol-1' })}` }));
     await s.ofType('welcome');
