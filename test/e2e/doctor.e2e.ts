@@ -20,12 +20,13 @@ function doctor(...args: string[]): Promise<{ code: number; out: string }> {
 }
 
 /** What a middlebox on the way does to a request: to upgrades only, or to every request. */
-type Blocking = 'reset' | 'hold' | 'page' | 'reset everything';
+type Blocking = 'reset' | 'hold' | 'page' | 'reset everything' | 'reset, and buffer answers';
 
 /**
  * A TCP middlebox in front of a gateway, as networks that break WebSocket have: plain HTTP goes through, a
  * WebSocket upgrade is reset (RST) before any answer, held without one, or answered with the proxy's own HTML
- * page; or (`reset everything`) every request is reset.
+ * page; or (`reset everything`) every request is reset; or (`reset, and buffer answers`) upgrades are reset and
+ * the answers to plain requests are held after their head, as a buffering proxy holds a response it waits to end.
  */
 async function middlebox(targetPort: number, blocking: Blocking): Promise<{ port: number; requests: string[]; stop: () => Promise<void> }> {
   const sockets = new Set<Socket>();
@@ -42,7 +43,7 @@ async function middlebox(targetPort: number, blocking: Blocking): Promise<{ port
       const lines = head.subarray(0, end).toString('latin1').split('\r\n');
       const upgrade = lines.some((l) => /^upgrade:\s*websocket$/i.test(l));
       requests.push(`${upgrade ? 'upgrade' : 'plain'} ${lines[0].split(' ')[1].replace(/\?.*$/, '')}`); // never the query: a token may be there
-      if (blocking === 'reset everything' || (upgrade && blocking === 'reset')) return void client.resetAndDestroy();
+      if (blocking === 'reset everything' || (upgrade && blocking.startsWith('reset'))) return void client.resetAndDestroy();
       if (upgrade && blocking === 'hold') return;
       if (upgrade && blocking === 'page') {
         const page = '<html><head><title>Access denied</title></head><body>WebSocket is not allowed by your network policy.</body></html>';
@@ -50,7 +51,18 @@ async function middlebox(targetPort: number, blocking: Blocking): Promise<{ port
       }
       const upstream = tcpConnect(targetPort, '127.0.0.1', () => {
         upstream.write(head);
-        client.pipe(upstream).pipe(client);
+        client.pipe(upstream);
+        if (blocking !== 'reset, and buffer answers') return void upstream.pipe(client);
+        let answer = Buffer.alloc(0);
+        let headSent = false;
+        upstream.on('data', (chunk: Buffer) => {
+          if (headSent) return; // held (a buffer that never fills)
+          answer = Buffer.concat([answer, chunk]);
+          const headEnd = answer.indexOf('\r\n\r\n');
+          if (headEnd === -1) return;
+          headSent = true;
+          client.write(answer.subarray(0, headEnd + 4));
+        });
       });
       sockets.add(upstream);
       upstream.on('error', () => client.destroy()).on('close', () => (client.destroy(), sockets.delete(upstream)));
@@ -245,6 +257,14 @@ describe('realtime-gateway doctor', () => {
       expect(out).toContain('✗ GET /sse failed too');
       expect(out).not.toMatch(fallsBack);
       expect(requests).toEqual(['upgrade /ws', 'plain /sse']);
+      expect(code).toBe(1);
+    });
+
+    it('says when the stream opens but its events are held on the way (a buffering proxy)', async () => {
+      const { code, out } = await through('reset, and buffer answers', '/ws', token({ sub: 'buffered', role: 'user' }));
+      expect(out).toContain('✗ GET /sse opened, but no event arrived within 5 s: something on the way buffers the stream');
+      expect(out).toContain('turn response buffering off for /sse');
+      expect(out).not.toMatch(fallsBack);
       expect(code).toBe(1);
     });
 
