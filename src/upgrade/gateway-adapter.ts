@@ -506,13 +506,15 @@ export class GatewayAdapter extends WsAdapter {
       'Cache-Control': 'no-cache',
       'X-Accel-Buffering': 'no',
     });
+    // The head and the welcome in one write when the welcome is ready at once.
+    const tcp = res.socket;
+    tcp.cork();
     const socket = new SseSocket(res);
     const conn = this.deps.connections.accept(socket, ctx, meta.frames);
     conn.wrapper = socket;
-    res.socket.cork();
     wss.emit('connection', conn, ctx.req);
     this.deps.connections.flushNow(conn);
-    res.socket.uncork();
+    tcp.uncork();
     if (releases.length) conn.onClose(releaseAfterFinishing(conn, releases));
   }
 
