@@ -14,6 +14,7 @@ import { MetricsModule } from './metrics/metrics.module';
 import { ClusterModule } from './mode/cluster.module';
 import { EmbeddedModule } from './mode/embedded.module';
 import { PresenceModule } from './presence/presence.module';
+import { ReceiptsModule } from './receipts/receipts.module';
 import { RoomsModule } from './rooms/rooms.module';
 import { HttpApiModule } from './http/http-api.module';
 import { ServerApiModule } from './server-api/server-api.module';
@@ -36,6 +37,7 @@ export class AppModule {
         ConnectionModule,
         ChannelsModule,
         RoomsModule,
+        ReceiptsModule,
         UpgradeModule,
         HealthModule,
         HttpApiModule,

@@ -84,6 +84,11 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly acks = new Counter({
+    name: 'ws_acks_total',
+    help: 'Acknowledgements of alerts recorded on this node (each user\'s first ack of an alert; repeats and refused acks not counted)',
+    registers: [this.registry],
+  });
   readonly deliverySeconds = new Histogram({
     name: 'ws_delivery_seconds',
     help: 'Time from publish to the message being written to the local sockets',
