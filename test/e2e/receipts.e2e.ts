@@ -1,3 +1,5 @@
+import { Global, Module } from '@nestjs/common';
+import { PUSH_OUT, type PushOut, type PushPayload } from '../../src/push/push-out';
 import { connect, type TestClient } from '../support/clients';
 import { Replica } from '../support/cluster';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
@@ -355,4 +357,57 @@ describe('receipts across replicas (cluster: processes on a real redis-server)',
     const receipt = (await receipts((p) => b.internal(p), id)).body as Receipt;
     expect(receipt.pending).toEqual(['esc-bob']);
   }, 40_000);
+});
+
+/**
+ * The hand-off to Web Push (PUSH_OUT, which the push branch implements): here a recorder at that interface, so
+ * what the receipts side asks of it is checked before both halves meet; delivery to a real push service is
+ * tested with them merged.
+ */
+describe('the hand-off to Web Push (PUSH_OUT)', () => {
+  const calls: { users: string[]; payload: PushPayload }[] = [];
+  @Global()
+  @Module({ providers: [{ provide: PUSH_OUT, useValue: { enabled: true, pushToUsers: (users: readonly string[], payload: PushPayload) => calls.push({ users: [...users], payload }) } satisfies PushOut }], exports: [PUSH_OUT] })
+  class RecordingPush {}
+
+  let gw: TestGateway;
+  const open: TestClient[] = [];
+  const internal = (path: string) => gw.internal(path);
+  const pushesOf = (id: string) => calls.filter((c) => c.payload.id === id);
+
+  beforeAll(async () => {
+    gw = await startTestGateway({}, { imports: [RecordingPush] });
+  });
+  afterAll(async () => {
+    await Promise.all(open.map((c) => c.close()));
+    await gw.close();
+  });
+
+  it('pushes an alert at once to the targeted users it reached on no socket, and not to the others', async () => {
+    const ann = await alertsEndpoint(gw.ws.bind(gw), 'wp-ann');
+    open.push(ann);
+    await ann.ofType('welcome');
+    const personal = await postAlert(internal, { data: { text: 'to users' }, users: ['wp-ann', 'wp-zed'] });
+    await ann.ofType('alert');
+    await eventually(() => pushesOf(personal.body.id).length > 0, 3000, 'the push to wp-zed');
+    expect(pushesOf(personal.body.id)).toEqual([{ users: ['wp-zed'], payload: { type: 'alert', id: personal.body.id, data: { text: 'to users' } } }]);
+    expect(personal.body.id).toBe(personal.body.ids['wp-ann']);
+    const filtered = await postAlert(internal, { data: { text: 'roles and users' }, roles: ['nobody'], users: ['wp-ann', 'wp-yan'] });
+    await ann.ofType('alert');
+    await eventually(() => pushesOf(filtered.body.id).length > 0, 3000, 'the push to wp-yan');
+    expect(pushesOf(filtered.body.id)).toEqual([{ users: ['wp-yan'], payload: { type: 'alert', id: filtered.body.id, data: { text: 'roles and users' } } }]);
+  });
+
+  it('pushes the pending users at the escalation, under the alert\'s id', async () => {
+    const bob = await wsUser(gw.ws.bind(gw), 'wp-bob');
+    open.push(bob);
+    const { body } = await postAlert(internal, { data: { text: 'ack me' }, users: ['wp-bob', 'wp-off'], ack: { within_s: 2 } });
+    await bob.ofType('publication');
+    await eventually(() => pushesOf(body.id).length === 2, 5000, 'the offline push and the escalation');
+    expect(pushesOf(body.id)).toEqual([
+      { users: ['wp-off'], payload: { type: 'alert', id: body.id, data: { text: 'ack me' } } },
+      { users: ['wp-bob', 'wp-off'], payload: { type: 'alert', id: body.id, data: { text: 'ack me' } } },
+    ]);
+    expect(gw.logs.filter((l) => l.event === 'push_requested' && l.alert === body.id).map((l) => l.reason)).toEqual(['offline', 'escalation']);
+  });
 });
