@@ -83,7 +83,7 @@ export interface ReceiptStore {
    * With `users` and `withinS`, the escalation is due at ts + withinS.
    */
   create(record: AlertRecord, keep: number): Promise<void>;
-  /** Deliveries of one alert to these users at `ts` (each user's first is kept). */
+  /** Deliveries of one alert to these users at `ts` (each user's first is kept; a user may be listed twice). */
   delivered(alert: string, users: readonly string[], ts: number, ack: boolean): Promise<void>;
   /** Records an ack once: unknown unless the alert asks for ack and was delivered to that user. */
   ack(target: AckTarget, ts: number): Promise<AckResult>;
@@ -102,7 +102,12 @@ export const RECEIPT_STORE = Symbol('RECEIPT_STORE');
 interface MemoryRecord {
   record?: AlertRecord;
   ack: boolean;
-  delivered: Map<string, number>;
+  /**
+   * Deliveries as written, one entry per turn: a list of users (no Map per alert, which would be kept for every
+   * alert of the history and its 1,000 recipients). Indexed into `first` when first read or acked.
+   */
+  batches: { ts: number; users: readonly string[] }[];
+  first?: Map<string, number>;
   acked: Map<string, number>;
   /** Until a description is written: when the provisional deliveries go. */
   provisionalUntil: number;
@@ -144,7 +149,7 @@ export class MemoryReceiptStore implements ReceiptStore {
   create(record: AlertRecord, keep: number): Promise<void> {
     let entry = this.live(record.id);
     if (entry?.record) return Promise.resolve();
-    entry ??= { ack: false, delivered: new Map(), acked: new Map(), provisionalUntil: 0 };
+    entry ??= { ack: false, batches: [], acked: new Map(), provisionalUntil: 0 };
     entry.record = record;
     entry.ack ||= record.ack;
     this.records.set(record.id, entry);
@@ -163,18 +168,33 @@ export class MemoryReceiptStore implements ReceiptStore {
   delivered(alert: string, users: readonly string[], ts: number, ack: boolean): Promise<void> {
     let entry = this.live(alert);
     if (!entry) {
-      entry = { ack: false, delivered: new Map(), acked: new Map(), provisionalUntil: this.now() + PROVISIONAL_MS };
+      entry = { ack: false, batches: [], acked: new Map(), provisionalUntil: this.now() + PROVISIONAL_MS };
       this.records.set(alert, entry);
     }
     entry.ack ||= ack;
-    for (const user of users) if (!entry.delivered.has(user)) entry.delivered.set(user, ts);
+    if (entry.first) {
+      for (const user of users) if (!entry.first.has(user)) entry.first.set(user, ts);
+    } else {
+      entry.batches.push({ ts, users });
+    }
     return Promise.resolve();
+  }
+
+  /** Each user's first delivery, indexed once (then kept up to date by delivered()). */
+  private deliveredOf(entry: MemoryRecord): Map<string, number> {
+    if (!entry.first) {
+      const first = new Map<string, number>();
+      for (const { ts, users } of entry.batches) for (const user of users) if (!first.has(user)) first.set(user, ts);
+      entry.first = first;
+      entry.batches = [];
+    }
+    return entry.first;
   }
 
   ack(target: AckTarget, ts: number): Promise<AckResult> {
     const alert = target.alert ?? (target.route === 'alerts' ? undefined : this.refs.get(`${target.user}\0${target.frameId}`)) ?? target.frameId;
     const entry = this.live(alert);
-    if (!entry?.ack || !entry.delivered.has(target.user)) return Promise.resolve({ result: 'unknown' });
+    if (!entry?.ack || !this.deliveredOf(entry).has(target.user)) return Promise.resolve({ result: 'unknown' });
     if (entry.acked.has(target.user)) return Promise.resolve({ result: 'repeated', alert });
     entry.acked.set(target.user, ts);
     return Promise.resolve({ result: 'recorded', alert });
@@ -188,7 +208,7 @@ export class MemoryReceiptStore implements ReceiptStore {
       ack: entry.ack,
       described: entry.record !== undefined,
       users: entry.record?.users ?? [],
-      delivered: new Map(entry.delivered),
+      delivered: new Map(this.deliveredOf(entry)),
       acked: new Map(entry.acked),
     });
   }

@@ -60,9 +60,12 @@ export interface NewAlert {
 /** Delivers the alert again to the pending users' live connections (the alerts feature knows its frames). */
 export type Redeliver = (escalation: DueEscalation) => Promise<void>;
 
+/** One publication's deliveries on this node in one event-loop turn (a user twice when two of its sockets got it). */
 interface Batch {
+  alert: string;
   ack: boolean;
-  users: Set<string>;
+  users: string[];
+  flushed: boolean;
 }
 
 const byTime = (times: Map<string, number>) =>
@@ -76,7 +79,7 @@ const byTime = (times: Map<string, number>) =>
  */
 @Injectable()
 export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
-  private batch = new Map<string, Batch>();
+  private batches: Batch[] = [];
   private armed = false;
   /** `<channel>\0<frame id>` → alert, for personal frames delivered by this node. */
   private readonly frames = new Map<string, string>();
@@ -129,12 +132,17 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   /**
-   * What the hub calls for each connection a tracked publication's frame was queued for. `frame`: a personal
-   * frame's channel and id, remembered so that an ack of it needs no lookup.
+   * What the hub calls for each connection a tracked publication's frame was queued for: the cost per socket is
+   * one array push (the user's sub) into this turn's batch of the publication. `frame`: a personal frame's channel
+   * and id, remembered so that an ack of it needs no lookup.
    */
   tracker(alert: string, ack: boolean, frame?: { channel: string; id: string }): (conn: Connection) => void {
     if (frame) this.remember(`${frame.channel}\0${frame.id}`, alert);
-    return (conn) => this.delivered(alert, ack, conn.user.sub);
+    let batch: Batch | undefined;
+    return (conn) => {
+      if (batch === undefined || batch.flushed) batch = this.open(alert, ack);
+      batch.users.push(conn.user.sub);
+    };
   }
 
   private remember(key: string, alert: string): void {
@@ -143,29 +151,27 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
     if (this.frames.size > FRAMES_REMEMBERED) this.frames.delete(this.frames.keys().next().value!);
   }
 
-  private delivered(alert: string, ack: boolean, user: string): void {
-    let batch = this.batch.get(alert);
-    if (!batch) {
-      batch = { ack, users: new Set() };
-      this.batch.set(alert, batch);
-      if (!this.armed) {
-        this.armed = true;
-        // After the outbox's turn (armed by the first frame queued, before this): the frames are written by then.
-        setImmediate(() => this.flush());
-      }
+  private open(alert: string, ack: boolean): Batch {
+    const batch: Batch = { alert, ack, users: [], flushed: false };
+    this.batches.push(batch);
+    if (!this.armed) {
+      this.armed = true;
+      // After the outbox's turn (armed by the first frame queued, before this): the frames are written by then.
+      setImmediate(() => this.flush());
     }
-    batch.users.add(user);
+    return batch;
   }
 
-  /** This turn's deliveries: one store write per alert. */
+  /** This turn's deliveries: one store write per publication (per alert, but for a replay and a live copy at once). */
   private flush(): void {
     this.armed = false;
-    if (this.batch.size === 0) return;
-    const batch = this.batch;
-    this.batch = new Map();
+    if (this.batches.length === 0) return;
+    const batches = this.batches;
+    this.batches = [];
     const ts = Date.now();
-    for (const [alert, { ack, users }] of batch) {
-      this.store.delivered(alert, [...users], ts, ack).catch((error: unknown) => this.warn('receipts_unavailable', `deliveries of an alert could not be recorded: ${(error as Error).message}`));
+    for (const batch of batches) {
+      batch.flushed = true;
+      this.store.delivered(batch.alert, batch.users, ts, batch.ack).catch((error: unknown) => this.warn('receipts_unavailable', `deliveries of an alert could not be recorded: ${(error as Error).message}`));
     }
   }
 
