@@ -123,6 +123,11 @@ export class MemoryReceiptStore implements ReceiptStore {
   private readonly kept = new Set<string>();
   /** Due escalations: alert → due time (a claim moves it to the lease's end). */
   private readonly due = new Map<string, number>();
+  /**
+   * Records that expire soon after they are made (provisional deliveries, the push check's records), in the order
+   * they were made: dropped from the front once expired, so none stays because nobody read it again.
+   */
+  private readonly expiring = new Set<string>();
 
   constructor(private readonly now: () => number = Date.now) {}
 
@@ -138,7 +143,19 @@ export class MemoryReceiptStore implements ReceiptStore {
     return entry;
   }
 
+  /** Drops the expired records at the front of `expiring` (they expire in the order they were made). */
+  private sweep(): void {
+    const now = this.now();
+    for (const alert of this.expiring) {
+      const entry = this.records.get(alert);
+      const expiresAt = entry ? (entry.record ? entry.record.expiresAt : entry.provisionalUntil) : 0;
+      if (entry && (expiresAt === 0 || expiresAt > now)) break;
+      this.drop(alert);
+    }
+  }
+
   private drop(alert: string): void {
+    this.expiring.delete(alert);
     const entry = this.records.get(alert);
     if (entry?.record) for (const [user, frame] of Object.entries(entry.record.refs)) this.refs.delete(`${user}\0${frame}`);
     this.records.delete(alert);
@@ -154,6 +171,10 @@ export class MemoryReceiptStore implements ReceiptStore {
     entry.ack ||= record.ack;
     this.records.set(record.id, entry);
     for (const [user, frame] of Object.entries(record.refs)) this.refs.set(`${user}\0${frame}`, record.id);
+    this.sweep();
+    // Counted by `keep` from now on (its expiry, if any, is checked when it is read); or expiring soon, in order.
+    if (keep > 0) this.expiring.delete(record.id);
+    else if (record.expiresAt !== 0) this.expiring.add(record.id);
     if (keep > 0) {
       this.kept.add(record.id);
       for (const old of this.kept) {
@@ -168,8 +189,10 @@ export class MemoryReceiptStore implements ReceiptStore {
   delivered(alert: string, users: readonly string[], ts: number, ack: boolean): Promise<void> {
     let entry = this.live(alert);
     if (!entry) {
+      this.sweep();
       entry = { ack: false, batches: [], acked: new Map(), provisionalUntil: this.now() + PROVISIONAL_MS };
       this.records.set(alert, entry);
+      this.expiring.add(alert);
     }
     entry.ack ||= ack;
     if (entry.first) {

@@ -226,7 +226,8 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   private pushTo(users: string[], payload: PushPayload, reason: 'offline' | 'escalation'): void {
-    this.push?.pushToUsers(users, payload);
+    if (!this.push) return;
+    this.push.pushToUsers(users, payload);
     this.log.debug({ event: 'push_requested', alert: payload.id, users: users.length, reason }, 'alert handed to Web Push');
   }
 

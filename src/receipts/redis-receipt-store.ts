@@ -79,6 +79,7 @@ const ACK = new Script(`
 local p, user, frame = ARGV[1], ARGV[2], ARGV[3]
 local a = ARGV[5]
 if a == '' then
+  a = false
   if ARGV[6] ~= 'alerts' then a = redis.call('GET', p .. ':receipt-ref:' .. user .. '\\0' .. frame) end
   if not a then a = frame end
 end

@@ -296,7 +296,7 @@ describe('receipts across replicas (cluster: processes on a real redis-server)',
     const ann = await alertsEndpoint((p) => a.ws(p), 'cl-ann');
     clients.push(ann);
     await ann.ofType('welcome');
-    const bob = await wsUser((p) => b.ws(p), 'cl-bob');
+    const bob = await wsUser((p) => b.ws(p), 'cl-bob', 'authority');
     clients.push(bob);
     const published = await postAlert((p) => a.internal(p), { data: { text: 'cluster' }, users: ['cl-ann', 'cl-bob'], ack: { within_s: 600 } });
     expect(published.status).toBe(202);
@@ -319,6 +319,18 @@ describe('receipts across replicas (cluster: processes on a real redis-server)',
     expect(acked.delivered).toEqual(delivered.delivered);
     for (const e of acked.acked) expect(e.ts).toBeGreaterThanOrEqual(acked.delivered.find((d) => d.user === e.user)!.ts);
     expect(((await a.metric('ws_acks_total')) ?? 0) + ((await b.metric('ws_acks_total')) ?? 0)).toBe(2);
+
+    // A role-only alert on `alerts`: acked on /ws with its channel, on the other replica.
+    const broadcast = await postAlert((p) => b.internal(p), { data: { text: 'all authorities' }, roles: ['authority'], ack: { within_s: 600 } });
+    expect((await ann.ofType('alert')).id).toBe(broadcast.body.id);
+    const onWs = await bob.take((f) => f.type === 'publication' && f.channel === 'alerts');
+    bob.send({ type: 'ack', id: onWs.id, channel: 'alerts' });
+    await eventually(async () => (await receipts((p) => a.internal(p), broadcast.body.id)).body.acked?.length === 1, 5000, 'the ack on /ws of an alerts frame');
+    const roleOnly = (await receipts((p) => a.internal(p), broadcast.body.id)).body as Receipt;
+    expect(users(roleOnly.delivered)).toEqual(['cl-ann', 'cl-bob']);
+    expect(roleOnly.acked.map((e) => e.user)).toEqual(['cl-bob']);
+    expect(roleOnly.pending).toEqual([]);
+    expect(bob.frames.filter((f: any) => f.type === 'error')).toEqual([]);
   });
 
   it('escalates exactly once when the replica that published (and owns the deadline) is killed before it', async () => {
