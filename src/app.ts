@@ -21,6 +21,7 @@ import { Denials } from './presence/denials';
 import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
 import { Metrics } from './metrics/metrics';
 import { answerClientError, GatewayAdapter } from './upgrade/gateway-adapter';
+import { Streams } from './upgrade/streams';
 
 export interface RunningGateway {
   app: INestApplication;
@@ -42,7 +43,7 @@ export interface StartOptions {
 const VERSION = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 /** The one answer of the public port to anything that is not a WebSocket path or health (the paths registered). */
-const notPublic = (paths: string[]) => `no endpoint at this path: this port serves the WebSocket endpoints (${paths.join(', ')}), /healthz and /readyz`;
+const notPublic = (paths: string[]) => `no endpoint at this path: this port serves the WebSocket endpoints (${paths.join(', ')}), /sse and /sse/send (the same channels over Server-Sent Events), /healthz and /readyz`;
 
 /** The namespaces as the OpenAPI document lists them. */
 function namespaceSummaries(registry: NamespaceRegistry): NamespaceSummary[] {
@@ -100,7 +101,12 @@ export async function startGateway(
     res.end(req.method === 'HEAD' ? undefined : body);
     return true;
   };
-  dispatch(publicServer, [(req, res) => gateways.handlePlainRequest(req, res), health], config.maxPublishBytes, (_req, res) => jsonAnswer(res, 404, 'unknown_path', notPublic(gateways.paths())));
+  const streams = app.get(Streams);
+  dispatch(
+    publicServer,
+    [(req, res) => gateways.handleStream(req, res), (req, res) => streams.handle(req, res, gateways.corsHeaders(req)), (req, res) => gateways.handlePlainRequest(req, res), health],     config.maxPublishBytes,
+    (_req, res) => jsonAnswer(res, 404, 'unknown_path', notPublic(gateways.paths())),
+  );
   publicServer.on('clientError', gateways.onClientError);
 
   // The internal listener: the server API and its document straight from the request event (the hot path),

@@ -74,6 +74,11 @@ class NamespacePolicy implements ChannelPolicy {
   }
 }
 
+function sendAll(conn: Connection, frames: object | readonly object[]): void {
+  if (Array.isArray(frames)) for (const frame of frames as object[]) conn.send(frame);
+  else conn.send(frames);
+}
+
 /** A publication's frames on this node, encoded once each and shared by every socket and replay. */
 interface Encoded {
   /** The path endpoint's frame (the policy's encode); null: invalid, dropped and counted. */
@@ -101,8 +106,11 @@ export interface AttachFrames {
    * those this attach is for (a `/ws` subscribe: one).
    */
   welcome?(positions: ReadonlyMap<string, StreamPosition>, conn: Connection, channels: readonly string[]): object;
-  /** After the replays, when any channel resumed; `recovered` is true only if every one proved continuity. */
-  resumed?(recovered: boolean, channels: readonly string[]): object;
+  /**
+   * After the replays, when any channel resumed; `recovered` is true only if every one proved continuity, and
+   * `each` says it per channel that resumed. Several frames: sent in order.
+   */
+  resumed?(recovered: boolean, channels: readonly string[], each?: ReadonlyMap<string, boolean>): object | readonly object[];
   /**
    * One channel per attach, each with its own welcome and resumed (`/ws`): a lost history is told for that
    * channel alone. Otherwise the connection's whole set is described again.
@@ -236,6 +244,14 @@ export class ChannelHub {
     return this.attachLater(conn, requests, frames, waits ?? []);
   }
 
+  /**
+   * The frames a gateway's connections get when a channel's history is lost mid-stream (otherwise those of its
+   * first attach): an SSE stream's first attach has a welcome of its own, its later ones are `/ws`'s.
+   */
+  describeGateway(gateway: string, frames: AttachFrames): void {
+    if (!this.framesOf.has(gateway)) this.framesOf.set(gateway, frames);
+  }
+
   /** Ends `conn`'s membership of one channel (a `/ws` unsubscribe); the last local member unsubscribes the node. */
   detach(conn: Connection, channel: string): void {
     const states = this.members.get(conn);
@@ -285,9 +301,11 @@ export class ChannelHub {
     const channels = requests.map((r) => r.channel);
     if (frames.welcome) conn.send(frames.welcome(positions, conn, channels));
     let recovered = true;
+    const each = new Map<string, boolean>();
     for (const { channel, since } of requests) {
       const page = pages.get(channel);
       if (!page || !since) continue;
+      each.set(channel, page.recovered);
       const state = states.get(channel)!;
       const policy = this.policy(channel);
       let floor: StreamId | undefined;
@@ -295,7 +313,7 @@ export class ChannelHub {
         floor = publication.key;
         const encoded = this.encode(policy, publication);
         const frame = this.frameFor(conn, policy, publication, encoded);
-        if (frame && (!encoded.audience || encoded.audience(conn))) conn.sendEncoded(frame);
+        if (frame && (!encoded.audience || encoded.audience(conn))) conn.sendEncoded(frame, publication);
       }
       if (!floor) {
         // Nothing replayed: live ones after `since` are new; a `since` ahead of the channel must not hold back
@@ -307,7 +325,7 @@ export class ChannelHub {
       state.floor = floor;
       recovered &&= page.recovered;
     }
-    if (frames.resumed && pages.size > 0) conn.send(frames.resumed(recovered, channels));
+    if (frames.resumed && pages.size > 0) sendAll(conn, frames.resumed(recovered, channels, each));
     for (const channel of channels) {
       const state = states.get(channel)!;
       const held = state.held!;
@@ -429,7 +447,7 @@ export class ChannelHub {
       }
       if (audience && !audience(conn)) continue;
       const frame = conn.multiplexed ? this.frameFor(conn, policy, publication, encoded) : encoded.native;
-      if (frame && conn.sendEncoded(frame)) written = true;
+      if (frame && conn.sendEncoded(frame, publication)) written = true;
     }
     // Only what reached a socket is a delivery: a replica without members would otherwise report every
     // message as delivered at once and pull the histogram down.
@@ -464,7 +482,7 @@ export class ChannelHub {
         }
         conn.send(frames.welcome(positions, conn, channels));
       }
-      conn.send(frames.resumed(false, channels));
+      sendAll(conn, frames.resumed(false, channels));
     }
   }
 
@@ -483,6 +501,6 @@ export class ChannelHub {
     const encoded = this.encode(policy, publication);
     if (encoded.audience && !encoded.audience(conn)) return false;
     const frame = this.frameFor(conn, policy, publication, encoded);
-    return frame !== null && conn.sendEncoded(frame);
+    return frame !== null && conn.sendEncoded(frame, publication);
   }
 }

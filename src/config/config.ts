@@ -196,6 +196,8 @@ export interface AppConfig {
   redisPrefix: string;
   allowedOrigins: string[];
   heartbeatIntervalMs: number;
+  /** SSE_HEARTBEAT_MS: a comment line on every SSE stream this often (at most 15 s, SPEC v3), so proxies keep it. */
+  sseHeartbeatMs: number;
   idleTimeoutMs: number;
   maxMessageBytes: number;
   rateLimitPerSec: number;
@@ -366,6 +368,7 @@ const envSchema = z.object({
   ),
   ALLOWED_ORIGINS: z.preprocess(blankIsUnset, z.string().optional()),
   HEARTBEAT_INTERVAL_MS: int(100, 3_600_000, 30_000),
+  SSE_HEARTBEAT_MS: int(100, 15_000, 15_000),
   IDLE_TIMEOUT_MS: int(0, 86_400_000, 0),
   MAX_MESSAGE_BYTES: int(16, 100 * 1024 * 1024, 65_536),
   RATE_LIMIT_PER_SEC: int(1, 1_000_000, 20),
@@ -724,6 +727,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     redisPrefix: env.REDIS_PREFIX,
     allowedOrigins: parseOrigins(env.ALLOWED_ORIGINS),
     heartbeatIntervalMs: env.HEARTBEAT_INTERVAL_MS,
+    sseHeartbeatMs: env.SSE_HEARTBEAT_MS,
     idleTimeoutMs: env.IDLE_TIMEOUT_MS,
     maxMessageBytes: env.MAX_MESSAGE_BYTES,
     rateLimitPerSec: env.RATE_LIMIT_PER_SEC,

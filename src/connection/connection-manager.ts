@@ -1,6 +1,6 @@
 import { Inject, Injectable, Optional, type OnModuleDestroy } from '@nestjs/common';
 import type { Counter, Gauge } from 'prom-client';
-import type { RawData, WebSocket } from 'ws';
+import type { RawData } from 'ws';
 import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
 import { APP_CONFIG, type AppConfig } from '../config/config';
@@ -8,7 +8,7 @@ import { EVENTS_OUT, type EventsOut } from '../events/events-out';
 import { hotLine, jsonString, LOGGER, type HotLine, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
-import { Connection, type ConnectionHost } from './connection';
+import { Connection, type ConnectionHost, type Socket } from './connection';
 import { ConnectionRegistry } from './connection-registry';
 import { FrameError, PONG_TEXT } from './frames';
 import { jsonDepthExceeds } from './json-depth';
@@ -16,7 +16,7 @@ import { Outbox } from './outbox';
 import { TokenBucket } from './token-bucket';
 
 const CONNECTION = Symbol('connection');
-type TaggedSocket = WebSocket & { [CONNECTION]?: Connection };
+type TaggedSocket = Socket & { [CONNECTION]?: Connection };
 
 const PING_TEXT = Buffer.from('ping');
 
@@ -137,7 +137,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     return (++this.nextId).toString(36);
   }
 
-  accept(ws: WebSocket, accepted: AcceptedUpgrade, frames?: Readonly<Record<string, ZodType>>): Connection {
+  accept(ws: Socket, accepted: AcceptedUpgrade, frames?: Readonly<Record<string, ZodType>>): Connection {
     const now = Date.now();
     const conn = new Connection(ws, this, {
       id: accepted.connectionId,

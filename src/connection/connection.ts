@@ -1,5 +1,4 @@
 import type { Duplex } from 'node:stream';
-import type { WebSocket } from 'ws';
 import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
 import { CloseCode } from './close-codes';
@@ -23,8 +22,41 @@ export interface ConnectionHost {
 
 const TEXT = { binary: false } as const;
 
+/**
+ * What a connection writes to and listens on: a `ws` WebSocket, or an SSE stream (`SseSocket`) that behaves like
+ * one (the same events, `this` bound to the socket; `readyState` 1 while open).
+ */
+export interface Socket {
+  readonly readyState: number;
+  /** Bytes handed to it and not yet to the kernel. */
+  readonly bufferedAmount: number;
+  send(data: Buffer, options: { binary: boolean }): void;
+  close(code: number, reason: string): void;
+  terminate(): void;
+  ping(): void;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- ws's overloads take listeners of several shapes
+  on(event: 'message' | 'pong' | 'error' | 'close', listener: (...args: any[]) => void): unknown;
+}
+
+/** A position a delivered frame moves its channel to (history channels). */
+export interface FramePosition {
+  readonly channel: string;
+  readonly id?: string;
+  readonly epoch?: string;
+}
+
+/**
+ * A transport that wraps each frame in its own envelope (an SSE event with its `id:` cursor). Frames sent as
+ * objects are shown to it first (a `subscribed` or a welcome moves positions); a publication's position comes
+ * with it.
+ */
+export interface FrameWrapper {
+  wrap(data: Buffer, position?: FramePosition): Buffer;
+  wrapObject(frame: object): Buffer;
+}
+
 /** ws keeps the TCP socket private; corking it is how several frames become one write(v) syscall. */
-function rawSocket(ws: WebSocket): Duplex | undefined {
+function rawSocket(ws: Socket): Duplex | undefined {
   return (ws as unknown as { _socket?: Duplex })._socket;
 }
 
@@ -79,6 +111,8 @@ export class Connection {
    */
   frameCredit = 0;
   handlers: Map<string, FrameHandler> | undefined;
+  /** Set for SSE streams: every frame is wrapped as an event (WebSocket connections: undefined, one check). */
+  wrapper: FrameWrapper | undefined;
   /** This turn's write queue, private like ws's sender queue: frames queued since the last flush. */
   private pending: Buffer | Buffer[] | undefined;
   private pendingBytes = 0;
@@ -88,7 +122,7 @@ export class Connection {
   private closeTasks: Promise<unknown>[] | undefined;
 
   constructor(
-    readonly ws: WebSocket,
+    readonly ws: Socket,
     private readonly host: ConnectionHost,
     init: ConnectionInit,
   ) {
@@ -109,14 +143,20 @@ export class Connection {
 
   /** Serialises and queues one frame for this socket. Returns false when it was not queued. */
   send(frame: object): boolean {
-    return this.sendEncoded(encodeFrame(frame));
+    if (this.wrapper !== undefined) return this.queue(this.wrapper.wrapObject(frame));
+    return this.queue(encodeFrame(frame));
   }
 
   /**
    * Queues an already serialised frame (broadcasts serialise once and call this per socket; buffers are
    * shared, never copied). Over SLOW_CONSUMER_BYTES the socket is a slow consumer and nothing is queued.
+   * `position`: where a history publication moves its channel (an SSE stream's cursor); WebSocket ignores it.
    */
-  sendEncoded(data: Buffer): boolean {
+  sendEncoded(data: Buffer, position?: FramePosition): boolean {
+    return this.queue(this.wrapper === undefined ? data : this.wrapper.wrap(data, position));
+  }
+
+  private queue(data: Buffer): boolean {
     const pending = this.pending;
     if (pending === undefined) {
       if (!this.isOpen) return false;

@@ -19,6 +19,15 @@ import type { UpgradeContext, UpgradeGuard } from './upgrade-guard';
 import { Denials } from '../presence/denials';
 import { bannedRefusal, revokedRefusal } from './guards/authenticate.guard';
 import { refusalForClientError, UpgradeRefusal, writeRefusal, writeRefusalResponse } from './upgrade-refusal';
+import { SseSocket } from '../connection/sse-socket';
+import { newSession, readStreamRequest, STREAM_ATTRIBUTE } from './stream-request';
+
+/** SSE streams (SPEC v3 "Reach without WebSocket"): the `/ws` gateway's channels and checks over GET /sse. */
+export const STREAM_PATH = '/sse';
+/** The gateway whose guards and frames a stream has: `/ws`, one connection for many channels. */
+const STREAM_GATEWAY_PATH = '/ws';
+/** The `gateway` label and name of stream connections. */
+export const STREAM_GATEWAY = 'sse';
 
 interface GatewayRoute {
   wss: WebSocketServer;
@@ -140,6 +149,7 @@ export class GatewayAdapter extends WsAdapter {
     if (typeof gatewayClass.prototype.handleDisconnect === 'function') this.disconnectAware.add(meta.name);
     this.routes.add(meta.path, { wss, meta, guards });
     this.deps.metrics.initGateway(meta.name);
+    if (meta.path === STREAM_GATEWAY_PATH) this.deps.metrics.initGateway(STREAM_GATEWAY);
     this.listen(this.deps.server);
     return wss;
   }
@@ -397,6 +407,127 @@ export class GatewayAdapter extends WsAdapter {
   }
 
   /**
+   * `GET /sse`: the `/ws` gateway's door (draining, the address limit, the admission bucket, its guard chain, the
+   * denials again at hand-over) on a plain request, then an event stream instead of a WebSocket. Refusals are the
+   * upgrade's statuses and JSON bodies, counted under `gateway="sse"`. False when the path is not `/sse`.
+   */
+  handleStream(req: IncomingMessage, res: ServerResponse): boolean {
+    let url: ReturnType<typeof parseTarget>;
+    try {
+      url = parseTarget(req.url);
+    } catch {
+      return false;
+    }
+    if (url.pathname !== STREAM_PATH) return false;
+    const cors = this.corsHeaders(req);
+    const method = req.method;
+    if (method === 'OPTIONS') {
+      res.writeHead(204, { ...cors, 'Access-Control-Allow-Methods': 'GET', 'Access-Control-Allow-Headers': 'Authorization, Last-Event-ID', 'Access-Control-Max-Age': '600' });
+      res.end();
+      return true;
+    }
+    const releases: (() => void)[] = [];
+    let resumed = false;
+    try {
+      if (method !== 'GET') throw new UpgradeRefusal(405, 'method_not_allowed', 'open a stream with GET /sse; send frames with POST /sse/send', { Allow: 'GET, OPTIONS' });
+      if (this.deps.connections.draining) throw this.drainingRefusal();
+      this.limitAddress(req);
+      const match = this.routes.match(STREAM_GATEWAY_PATH);
+      if (!match) throw new UpgradeRefusal(404, 'unknown_path', this.routes.explainMiss(url.pathname));
+      const accept = req.headers.accept;
+      if (accept !== undefined && !/text\/event-stream|text\/\*|\*\/\*/i.test(accept)) {
+        throw new UpgradeRefusal(406, 'not_acceptable', 'this path answers with an event stream: send Accept: text/event-stream');
+      }
+      if (this.admission && !this.admission.take(Date.now())) {
+        throw new UpgradeRefusal(503, 'at_capacity', 'this node is taking too many new connections right now; retry shortly', { 'Retry-After': '1' });
+      }
+      const route = match.target;
+      const connectionId = this.deps.connections.newConnectionId();
+      const stream = readStreamRequest(req, url.query, newSession(this.deps.config.nodeId, connectionId), this.deps.config.maxSubscriptionsPerConnection);
+      const ctx: UpgradeContext = {
+        connectionId,
+        req,
+        gateway: STREAM_GATEWAY,
+        pattern: STREAM_PATH,
+        params: {},
+        query: url.query,
+        protocols: [],
+        allowedRoles: route.meta.roles,
+        attributes: { [STREAM_ATTRIBUTE]: stream },
+        releases,
+      };
+      for (let i = 0; i < route.guards.length; i++) {
+        const pending = route.guards[i].canUpgrade(ctx);
+        if (pending) {
+          resumed = true;
+          void this.resumeStream(pending, i + 1, res, route, ctx, cors);
+          return true;
+        }
+      }
+      this.openStream(res, route, ctx, cors);
+    } catch (error) {
+      this.refuseStream(error, res, cors);
+    } finally {
+      if (!resumed) runAll(releases);
+    }
+    return true;
+  }
+
+  private async resumeStream(pending: Promise<void>, next: number, res: ServerResponse, route: GatewayRoute, ctx: UpgradeContext, cors: Record<string, string>): Promise<void> {
+    try {
+      await pending;
+      for (let i = next; i < route.guards.length; i++) {
+        const later = route.guards[i].canUpgrade(ctx);
+        if (later) await later;
+      }
+      this.openStream(res, route, ctx, cors);
+    } catch (error) {
+      this.refuseStream(error, res, cors);
+    } finally {
+      runAll(ctx.releases);
+    }
+  }
+
+  /** Every guard passed: the response head, the connection, the gateway's handleConnection (the welcome). */
+  private openStream(res: ServerResponse, route: GatewayRoute, ctx: UpgradeContext, cors: Record<string, string>): void {
+    const { wss, meta } = route;
+    if (!ctx.user) throw new Error(`gateway ${meta.name} has no authentication guard`);
+    if (res.destroyed || !res.socket || res.socket.destroyed) return; // the client gave up while we checked
+    if (this.deps.connections.draining) throw this.drainingRefusal();
+    if (this.deps.denials.revoked(ctx.user)) throw revokedRefusal();
+    const until = this.deps.denials.bannedUntil(ctx.user.sub);
+    if (until !== undefined) throw bannedRefusal(until);
+    const releases = ctx.releases.length ? ctx.releases.splice(0) : ctx.releases;
+    res.socket.setNoDelay(true);
+    res.socket.setKeepAlive(true, 30_000);
+    res.writeHead(200, {
+      ...cors,
+      'Content-Type': 'text/event-stream; charset=utf-8',
+      'Cache-Control': 'no-cache',
+      'X-Accel-Buffering': 'no',
+    });
+    const socket = new SseSocket(res);
+    const conn = this.deps.connections.accept(socket, ctx, meta.frames);
+    conn.wrapper = socket;
+    res.socket.cork();
+    wss.emit('connection', conn, ctx.req);
+    this.deps.connections.flushNow(conn);
+    res.socket.uncork();
+    if (releases.length) conn.onClose(releaseAfterFinishing(conn, releases));
+  }
+
+  private refuseStream(error: unknown, res: ServerResponse, cors: Record<string, string>): void {
+    if (!(error instanceof UpgradeRefusal)) {
+      this.deps.log.error({ err: error }, 'unexpected error while opening a stream');
+      error = new UpgradeRefusal(500, 'internal_error', 'unexpected server error');
+    }
+    const refusal = error as UpgradeRefusal;
+    this.count(STREAM_GATEWAY, refusal);
+    if (res.headersSent || res.destroyed) return;
+    writeRefusalResponse(res, refusal, cors);
+  }
+
+  /**
    * What Node's HTTP parser refuses before any handler runs (headers over 16 KB, a malformed request line, a
    * request that took too long): the same JSON form and counter as every other refusal, never Node's plain text.
    */
@@ -446,7 +577,7 @@ export class GatewayAdapter extends WsAdapter {
   }
 
   /** CORS for answers to plain requests: any origin when ALLOWED_ORIGINS is empty, else the listed ones. */
-  private corsHeaders(req: IncomingMessage): Record<string, string> {
+  corsHeaders(req: IncomingMessage): Record<string, string> {
     const origin = req.headers.origin;
     if (origin === undefined) return {};
     const expose = { 'Access-Control-Expose-Headers': 'Retry-After, WWW-Authenticate', Vary: 'Origin' };

@@ -5,10 +5,11 @@ import { ChannelGuard } from './guards/channel.guard';
 import { OriginGuard } from './guards/origin.guard';
 import { ResumeGuard } from './guards/resume.guard';
 import { RolesGuard } from './guards/roles.guard';
+import { Streams } from './streams';
 
 const guards = [OriginGuard, AuthenticateGuard, RolesGuard, ChannelGuard, ResumeGuard, CapacityGuard];
 
 /** The reusable upgrade guards; gateways list them with @UpgradeGuards. */
 @Global()
-@Module({ providers: guards, exports: guards })
+@Module({ providers: [...guards, Streams], exports: [...guards, Streams] })
 export class UpgradeModule {}

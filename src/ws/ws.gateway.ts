@@ -14,6 +14,7 @@ import { AuthenticateGuard } from '../upgrade/guards/authenticate.guard';
 import { CapacityGuard } from '../upgrade/guards/capacity.guard';
 import { OriginGuard } from '../upgrade/guards/origin.guard';
 import { RealtimeGateway } from '../upgrade/realtime-gateway.decorator';
+import { STREAM_ATTRIBUTE, type StreamRequest } from '../upgrade/stream-request';
 import { Rooms } from '../rooms/rooms';
 import { WS_FRAMES, type PublishFrame, type SubscribeFrame, type UnsubscribeFrame } from './ws.frames';
 
@@ -28,6 +29,24 @@ const WS_ATTACH_FRAMES: AttachFrames = {
   },
   resumed: (recovered, [channel]) => ({ type: 'resumed', channel, recovered }),
 };
+
+/**
+ * An SSE stream's first attach: one welcome naming the session and every channel's position, each channel's
+ * replay, then a `resumed` per resumed channel. Later subscribes (over `/sse/send`) are `/ws`'s.
+ */
+function streamFrames(session: string): AttachFrames {
+  return {
+    welcome: (positions, _conn, channels) => ({
+      type: 'welcome',
+      session,
+      channels: Object.fromEntries(channels.map((channel) => {
+        const position = positions.get(channel);
+        return [channel, position ? { epoch: position.epoch, id: position.id } : {}];
+      })),
+    }),
+    resumed: (_recovered, _channels, each) => [...(each ?? [])].map(([channel, recovered]) => ({ type: 'resumed', channel, recovered })),
+  };
+}
 
 /**
  * A channel being admitted (a `proxy` namespace's backend deciding) or attached: resolves, never rejects, with the
@@ -77,6 +96,73 @@ export class WsGateway implements OnGatewayConnection {
       for (const channel of channels.keys()) this.metrics.subscriptionsActive.labels(channelKind(channel)).dec();
       channels.clear();
     });
+    const stream = conn.attributes[STREAM_ATTRIBUTE] as StreamRequest | undefined;
+    if (stream) void this.openStream(conn, stream).catch((error: unknown) => conn.fail(error));
+  }
+
+  /**
+   * An SSE stream's channels (SPEC v3 "Reach without WebSocket"), admitted as `/ws` subscribes are (each
+   * refusal an error frame for its channel, after the welcome) but attached together, so the stream's first
+   * event is one welcome with every position. A `proxy` namespace's channels wait for the backend first.
+   */
+  private async openStream(conn: Connection, stream: StreamRequest): Promise<void> {
+    this.hub.describeGateway(conn.gateway, WS_ATTACH_FRAMES);
+    const channels = this.held.get(conn)!;
+    const refused: FrameError[] = [];
+    const admitted: { channel: string; since?: { id: string; epoch: string } }[] = [];
+    const questions: { request: (typeof stream.channels)[number]; question: ProxyQuestion }[] = [];
+    for (const request of stream.channels) {
+      const checked = this.permissions.checkLocally(conn.user, request.channel);
+      if (checked instanceof ProxyQuestion) questions.push({ request, question: checked });
+      else if (checked !== undefined) refused.push(refusalFrame(checked, request.channel));
+      else admitted.push(request);
+    }
+    if (questions.length) {
+      const answers = await Promise.all(questions.map(({ question }) => question.ask()));
+      questions.forEach(({ request }, i) => {
+        const refusal = answers[i];
+        if (refusal) refused.push(refusalFrame(refusal, request.channel));
+        else admitted.push(request);
+      });
+      if (!conn.isOpen) return;
+    }
+    // Live-only channels cannot prove a resume: `recovered:false` after the welcome, as on /ws.
+    const unprovable = admitted.filter((r) => !this.hub.keepsHistory(r.channel) && (r.since !== undefined || stream.unreadable)).map((r) => r.channel);
+    const requests = admitted.map((r) => (r.since && this.hub.keepsHistory(r.channel) ? r : { channel: r.channel }));
+    let done!: (ended: FrameError | undefined) => void;
+    const pending: Pending = new Promise((resolve) => (done = resolve));
+    for (const { channel } of requests) {
+      channels.set(channel, pending);
+      this.metrics.subscriptionsActive.labels(channelKind(channel)).inc();
+    }
+    try {
+      await this.hub.attach(conn, requests, streamFrames(stream.session));
+    } catch (error) {
+      for (const { channel } of requests) if (channels.get(channel) === pending) this.drop(conn, channel);
+      const failed = error instanceof BrokerUnavailableError ? 'the channels are unreachable right now (Redis is down); reconnect shortly' : undefined;
+      done(undefined);
+      if (failed === undefined) throw error;
+      conn.send({ type: 'welcome', session: stream.session, channels: {} });
+      for (const { channel } of requests) conn.sendError('unavailable', failed, channel);
+      return;
+    }
+    // A cursor that could not be read proves nothing: every history channel starts over, told so.
+    const restarted = stream.unreadable ? requests.filter((r) => this.hub.keepsHistory(r.channel)).map((r) => r.channel) : [];
+    for (const channel of [...restarted, ...unprovable]) conn.send({ type: 'resumed', channel, recovered: false });
+    for (const error of refused) conn.sendError(error.code, error.message, error.channel);
+    await Promise.all(
+      requests.map(async ({ channel }) => {
+        if (channels.get(channel) !== pending) return;
+        try {
+          await this.becomeMember(conn, channel);
+        } catch (error) {
+          if (error instanceof FrameError) return void conn.sendError(error.code, error.message, error.channel);
+          throw error;
+        }
+        if (channels.get(channel) !== pending) return void this.rooms.leaveShared(conn, channel);
+        channels.set(channel, true);
+      }),
+    ).finally(() => done(undefined));
   }
 
   @SubscribeMessage('subscribe')
