@@ -5,24 +5,26 @@
  * queue and the channel handles work the same on both transports. No dependency: browsers and Node ≥ 20.
  */
 
-/** One event of a `text/event-stream`: its data, and the last event id seen so far on the stream (its `id:`). */
+/** One event of a `text/event-stream`: its data, and the stream's last event id when it dispatched. */
 export interface StreamEvent {
   data: string;
-  /** The id of this event when it had an `id:` line; undefined otherwise. */
+  /** The last `id:` seen on the stream, this event's or an earlier one's (what `Last-Event-ID` resends); undefined before any. */
   id: string | undefined;
 }
 
 /**
  * An incremental `text/event-stream` parser (the WHATWG "event stream interpretation"): lines end with CRLF, LF
  * or CR (also split across chunks), `:` starts a comment, `data:` lines join with `\n`, `id:` (without NUL) sets
- * the event's id, a blank line dispatches, an event without data is dropped. `event:` and `retry:` are read and
+ * the last event id (kept for later events, and set even by a block without data), a blank line dispatches, an
+ * event without data is dropped. `event:` and `retry:` are read and
  * ignored: the gateway's events are unnamed, and the SDK has its own reconnect policy.
  */
 export class EventStreamParser {
   private buffer = '';
   private afterCR = false;
   private data: string[] = [];
-  private id: string | undefined;
+  /** The last event id buffer: '' when the stream set it empty (then nothing is resent). */
+  lastEventId: string | undefined;
   private started = false;
 
   constructor(private readonly dispatch: (event: StreamEvent) => void) {}
@@ -56,9 +58,8 @@ export class EventStreamParser {
 
   private line(line: string): void {
     if (line === '') {
-      if (this.data.length > 0) this.dispatch({ data: this.data.join('\n'), id: this.id });
+      if (this.data.length > 0) this.dispatch({ data: this.data.join('\n'), id: this.lastEventId });
       this.data = [];
-      this.id = undefined;
       return;
     }
     if (line.charCodeAt(0) === 58) return; // ':' comment (the server's keep-alive)
@@ -67,7 +68,7 @@ export class EventStreamParser {
     let value = colon === -1 ? '' : line.slice(colon + 1);
     if (value.charCodeAt(0) === 32) value = value.slice(1);
     if (field === 'data') this.data.push(value);
-    else if (field === 'id' && !value.includes('\0')) this.id = value;
+    else if (field === 'id' && !value.includes('\0')) this.lastEventId = value;
   }
 }
 
@@ -139,6 +140,7 @@ export class EventStream {
   private sending: Promise<void> = Promise.resolve();
   private idle: ReturnType<typeof setTimeout> | undefined;
   private ended = false;
+  private parser: EventStreamParser | undefined;
 
   constructor(private readonly options: EventStreamOptions) {
     void this.run();
@@ -159,6 +161,11 @@ export class EventStream {
     }
     const session = this.session!;
     this.sending = this.sending.then(() => this.post(session, frame as Record<string, unknown>, text));
+  }
+
+  /** The stream's last event id (the cursor to resume from), undefined before any. */
+  get lastEventId(): string | undefined {
+    return this.parser?.lastEventId;
   }
 
   close(code = 1000, reason = ''): void {
@@ -190,7 +197,7 @@ export class EventStream {
     }
     const reader = res.body.getReader();
     const decoder = new TextDecoder();
-    const parser = new EventStreamParser((event) => this.event(event));
+    const parser = (this.parser = new EventStreamParser((event) => this.event(event)));
     try {
       for (;;) {
         const { done, value } = await reader.read();

@@ -327,9 +327,10 @@ export class RealtimeClient extends Emitter<Events> {
     const fetchImpl = this.fetchFunction();
     if (!fetchImpl) throw new Error('no fetch implementation for SSE: pass options.fetch');
     const { stream, send } = streamUrls(base);
-    // A channel with a position resumes from it: by the cursor when the last stream held it, else by a subscribe
-    // with `since` once the welcome names the session. A fresh channel is simply asked for.
-    const named = [...this.channels.values()].filter((subscription) => subscription.state === 'pending' && subscription._from() === undefined);
+    // With a cursor, the server resumes the channels it names and ignores `?channel=`; every other channel is
+    // subscribed once the welcome names the session (with `since` when it has a position), as on WebSocket.
+    // Without one, fresh channels are asked for in the request and the rest subscribed after the welcome.
+    const named = this.cursor !== undefined ? [] : [...this.channels.values()].filter((subscription) => subscription.state === 'pending' && subscription._from() === undefined);
     for (const subscription of named) stream.searchParams.append('channel', subscription.channel);
     const es = new EventStream({ url: stream.toString(), sendUrl: send.toString(), token: this.token, lastEventId: this.cursor, fetch: fetchImpl, idleMs: STREAM_IDLE_MS });
     this.ws = es;
@@ -337,10 +338,13 @@ export class RealtimeClient extends Emitter<Events> {
     es.onrefused = ({ status, body, retryAfter }) => (this.refused = refusal(status, body, retryAfter));
     es.onopen = (welcome) => this.opening(welcome);
     es.onmessage = ({ data, id }) => {
-      if (id !== undefined) this.cursor = id;
+      if (id !== undefined) this.cursor = id || undefined; // an empty id clears it (EventSource sends none then)
       this.received(data);
     };
-    es.onclose = ({ code, reason }) => this.closed(code, this.refused && !this.opened ? describe(this.refused) : reason);
+    es.onclose = ({ code, reason }) => {
+      if (es.lastEventId !== undefined) this.cursor = es.lastEventId || undefined;
+      this.closed(code, this.refused && !this.opened ? describe(this.refused) : reason);
+    };
     es.onunsent = ({ texts }) => this.unsent(texts);
     es.onrejected = (frame, status, body) => this.rejectedSend(frame, status, body);
   }
