@@ -12,8 +12,8 @@ export interface SeenRequest {
 /**
  * A TCP middlebox in front of a gateway, as some networks have: plain HTTP goes through untouched, a WebSocket
  * upgrade does not. `reset`: the connection is reset (RST) as soon as the upgrade request is seen, before any
- * answer; `hold`: it is held without an answer; `pass`: it goes through (the network got better). Only the
- * first request of a connection is looked at (a WebSocket client opens a fresh connection for its upgrade).
+ * answer; `hold`: it is held without an answer; `pass`: it goes through (the network got better). Every request of a connection is looked at (fetch
+ * keeps connections alive); bodies are framed by Content-Length (chunked requests are not expected here).
  */
 export class UpgradeBlocker {
   mode: BlockMode;
@@ -65,25 +65,47 @@ export class UpgradeBlocker {
   private accept(client: Socket, targetPort: number): void {
     this.sockets.add(client);
     client.on('error', () => undefined).on('close', () => this.sockets.delete(client));
-    let head = Buffer.alloc(0);
-    const inspect = (chunk: Buffer) => {
-      head = Buffer.concat([head, chunk]);
-      const end = head.indexOf('\r\n\r\n');
-      if (end === -1 && head.length < 65536) return;
-      client.off('data', inspect);
-      client.pause();
-      const lines = head.subarray(0, end === -1 ? head.length : end).toString('latin1').split('\r\n');
-      const headers = lines.slice(1).map((line) => line.slice(0, line.indexOf(':')).trim().toLowerCase());
-      const upgrade = lines.slice(1).some((line) => /^upgrade\s*:\s*websocket\s*$/i.test(line));
-      this.seen.push({ line: lines[0].split(' ').slice(0, 2).join(' ').replace(/\?.*$/, ''), headers });
-      if (upgrade && this.mode === 'reset') return void client.resetAndDestroy();
-      if (upgrade && this.mode === 'hold') return; // no answer, ever (until stop)
-      this.relay(client, targetPort, head);
-    };
-    client.on('data', inspect);
+    let upstream: Socket | undefined;
+    // Every request of the connection is read (keep-alive: fetch sends several on one): its head is held
+    // until complete, looked at, then forwarded with its body (Content-Length bytes).
+    let pending = Buffer.alloc(0);
+    let body = 0;
+    client.on('data', (chunk: Buffer) => {
+      pending = Buffer.concat([pending, chunk]);
+      while (pending.length > 0) {
+        if (body > 0) {
+          const part = pending.subarray(0, body);
+          body -= part.length;
+          pending = pending.subarray(part.length);
+          upstream!.write(part);
+          continue;
+        }
+        const end = pending.indexOf('\r\n\r\n');
+        if (end === -1) return;
+        const head = pending.subarray(0, end + 4);
+        pending = pending.subarray(end + 4);
+        const lines = head.subarray(0, end).toString('latin1').split('\r\n');
+        const fields = lines.slice(1).map((line) => [line.slice(0, line.indexOf(':')).trim().toLowerCase(), line.slice(line.indexOf(':') + 1).trim()]);
+        const upgrade = fields.some(([name, value]) => name === 'upgrade' && /^websocket$/i.test(value));
+        // The request line without its query (a token may travel there), and the header names only.
+        this.seen.push({ line: lines[0].split(' ').slice(0, 2).join(' ').replace(/\?.*$/, ''), headers: fields.map(([name]) => name) });
+        if (upgrade && this.mode === 'reset') return void client.resetAndDestroy();
+        if (upgrade && this.mode === 'hold') return void client.pause(); // no answer, ever (until stop)
+        body = Number(fields.find(([name]) => name === 'content-length')?.[1] ?? 0);
+        upstream ??= this.relay(client, targetPort);
+        upstream.write(head);
+        if (upgrade) {
+          // Upgraded: from here on the connection carries WebSocket frames, not requests.
+          client.removeAllListeners('data');
+          if (pending.length) upstream.write(pending);
+          client.pipe(upstream);
+          return;
+        }
+      }
+    });
   }
 
-  private relay(client: Socket, targetPort: number, head: Buffer): void {
+  private relay(client: Socket, targetPort: number): Socket {
     const upstream = connect(targetPort, '127.0.0.1');
     this.sockets.add(upstream);
     const drop = () => {
@@ -94,9 +116,7 @@ export class UpgradeBlocker {
     };
     upstream.on('error', drop).on('close', drop);
     client.on('close', drop);
-    upstream.write(head);
-    client.pipe(upstream);
     upstream.pipe(client);
-    client.resume();
+    return upstream;
   }
 }
