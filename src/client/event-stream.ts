@@ -242,7 +242,7 @@ export class EventStream {
         method: 'POST',
         headers: { Authorization: `Bearer ${this.options.token}`, 'Content-Type': 'application/json' },
         body: JSON.stringify({ session, frame }),
-        cache: 'no-store',
+        // No `cache: 'no-store'`: Chromium then skips its CORS preflight cache, one OPTIONS per frame.
       });
       status = res.status;
       body = await res.text().catch(() => '');

@@ -415,7 +415,9 @@ export class RealtimeClient extends Emitter<Events> {
   }
 
   private fetchFunction(): FetchFunction | undefined {
-    return this.options.fetch ?? (globalThis as { fetch?: FetchFunction }).fetch;
+    const f = this.options.fetch ?? (globalThis as { fetch?: FetchFunction }).fetch;
+    // Called as a plain function: a browser's fetch called as a method of another object throws "Illegal invocation".
+    return f && ((url, init) => f(url, init));
   }
 
   /** The upgrade cannot complete but plain HTTP gets through: the next attempt, at once, is SSE. */
