@@ -8,6 +8,11 @@ import { StreamCursor } from './stream-cursor';
 const DATA = Buffer.from('data: ');
 const END = Buffer.from('\n\n');
 const COMMENT = Buffer.from(':\n\n');
+/**
+ * A drain's last event: reconnect (with the cursor) in about a second, wherever the load balancer sends it. Its
+ * `retry:` sets an EventSource's reconnection delay (browsers default to about 3 s).
+ */
+export const RECONNECT = 'retry: 1000\ndata: {"type":"reconnect"}\n\n';
 /** A stream we ended whose peer does not let it finish (it reads nothing) is dropped after this. */
 const END_TIMEOUT_MS = 5000;
 
@@ -95,8 +100,7 @@ export class SseSocket extends EventEmitter implements Socket, FrameWrapper {
     this.readyState = 2;
     this.code = code;
     this.reason = reason;
-    const last = code === CloseCode.SERVICE_RESTART ? { type: 'reconnect' } : { type: 'close', code, reason };
-    this.res.end(`data: ${JSON.stringify(last)}\n\n`);
+    this.res.end(code === CloseCode.SERVICE_RESTART ? RECONNECT : `data: ${JSON.stringify({ type: 'close', code, reason })}\n\n`);
     this.endTimer = setTimeout(() => this.res.destroy(), END_TIMEOUT_MS).unref();
   }
 

@@ -19,7 +19,7 @@ import type { UpgradeContext, UpgradeGuard } from './upgrade-guard';
 import { Denials } from '../presence/denials';
 import { bannedRefusal, revokedRefusal } from './guards/authenticate.guard';
 import { refusalForClientError, UpgradeRefusal, writeRefusal, writeRefusalResponse } from './upgrade-refusal';
-import { SseSocket } from '../connection/sse-socket';
+import { RECONNECT, SseSocket } from '../connection/sse-socket';
 import { newSession, readStreamRequest, STREAM_ATTRIBUTE } from './stream-request';
 
 /** SSE streams (SPEC v3 "Reach without WebSocket"): the `/ws` gateway's channels and checks over GET /sse. */
@@ -430,7 +430,14 @@ export class GatewayAdapter extends WsAdapter {
     let resumed = false;
     try {
       if (method !== 'GET') throw new UpgradeRefusal(405, 'method_not_allowed', 'open a stream with GET /sse; send frames with POST /sse/send', { Allow: 'GET, OPTIONS' });
-      if (this.deps.connections.draining) throw this.drainingRefusal();
+      if (this.deps.connections.draining) {
+        // Not a 503: an EventSource gives up for good on any status but 200. Told to reconnect, as the streams
+        // this node is closing are, it comes back through the load balancer to another node.
+        this.count(STREAM_GATEWAY, this.drainingRefusal());
+        res.writeHead(200, { ...cors, 'Content-Type': 'text/event-stream; charset=utf-8', 'Cache-Control': 'no-cache', 'X-Accel-Buffering': 'no' });
+        res.end(RECONNECT);
+        return true;
+      }
       this.limitAddress(req);
       const match = this.routes.match(STREAM_GATEWAY_PATH);
       if (!match) throw new UpgradeRefusal(404, 'unknown_path', this.routes.explainMiss(url.pathname));

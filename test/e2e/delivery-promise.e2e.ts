@@ -3,6 +3,7 @@ import { connect, type TestClient } from '../support/clients';
 import { Replica } from '../support/cluster';
 import { eventually } from '../support/gateway';
 import { RedisProcess } from '../support/redis';
+import { SseClient } from '../support/sse-client';
 import { TcpProxy } from '../support/tcp-proxy';
 import { token } from '../support/tokens';
 
@@ -234,6 +235,9 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
     clients.push(multi);
     multi.send({ type: 'subscribe', channel: 'alerts' });
     await multi.ofType('subscribed');
+    // And over SSE (SPEC v3): the same channel, the same promise.
+    const stream = await SseClient.open(b.http('/sse?channel=alerts'), { authorization: `Bearer ${token({ sub: 'frozen-sse', role: 'authority' })}` });
+    await stream.ofType('welcome');
     proxy.freeze();
     const frozenAt = Date.now();
     const ids: string[] = [];
@@ -253,6 +257,15 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
     }
     expect(onWs).toEqual(ids);
     expect(multi.frames.filter((f: any) => f.type === 'resumed' || f.type === 'error')).toEqual([]);
+    const onSse: string[] = [];
+    for (;;) {
+      const event = await stream.take((d) => d.type === 'publication', 10_000);
+      if (event.data.data?.marker === end) break;
+      onSse.push(event.data.id);
+    }
+    expect(onSse).toEqual(ids);
+    expect(stream.events.filter((e) => e.data.type === 'resumed' || e.data.type === 'error')).toEqual([]);
+    await stream.close();
     expect(await b.metric('ws_redis_up')).toBe(1);
   });
 });

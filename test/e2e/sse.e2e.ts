@@ -78,10 +78,26 @@ describe('GET /sse and POST /sse/send (embedded)', () => {
     expect(again.events.filter((e) => e.data.type === 'publication')).toEqual([]);
   });
 
-  it('starts a garbage cursor over with recovered:false for every channel, never a refusal', async () => {
+  it('starts a garbage cursor over with recovered:false for every channel, never a refusal; checks a cursor\'s channels again', async () => {
     const s = track(await stream('channel=chat:ward-4', 'alice', { 'last-event-id': 'garbage!'.repeat(100) }));
     await s.ofType('welcome');
     expect((await s.ofType('resumed')).data).toEqual({ type: 'resumed', channel: 'chat:ward-4', recovered: false });
+    // Bob's cursor (his personal channel and a room) in Alice's hands: the room resumes, his channel is refused.
+    const bobs = track(await stream('channel=user:bob&channel=chat:ward-4', 'bob'));
+    const cursor = (await bobs.ofType('welcome')).id!;
+    const stolen = track(await stream('', 'alice', { 'last-event-id': cursor }));
+    expect(Object.keys((await stolen.ofType('welcome')).data.channels)).toEqual(['chat:ward-4']);
+    expect((await stolen.ofType('error')).data).toMatchObject({ payload: { code: 'forbidden_channel', channel: 'user:bob' } });
+    // From another epoch (another deployment, or history lost): recovered:false, live from here.
+    const other = cursor.replace(/~[A-Za-z0-9_-]+~/g, '~otherepoch~');
+    const moved = track(await stream('', 'bob', { 'last-event-id': other }));
+    await moved.ofType('welcome');
+    expect((await moved.ofType('resumed')).data).toMatchObject({ recovered: false });
+  });
+
+  it('answers a Last-Event-ID of 100 KB with the JSON 431 every oversized request gets', async () => {
+    const refused = await SseClient.refusal(gw.http('/sse?channel=chat:ward-4'), { authorization: `Bearer ${token({ sub: 'alice', role: 'user' })}`, 'last-event-id': 'c1.'.padEnd(100_000, 'A') });
+    expect(refused).toMatchObject({ status: 431, body: { error: 'headers_too_large' } });
   });
 
   it('handles a POSTed frame as a WebSocket frame of the stream: subscribe, publish to a WebSocket member, errors on the stream', async () => {
@@ -148,6 +164,18 @@ describe('GET /sse and POST /sse/send (embedded)', () => {
     expect(await gw.metric('ws_upgrades_rejected_total', { gateway: 'sse', status: '401' })).toBeGreaterThanOrEqual(1);
   });
 
+  it('applies bans: the stream is told 4003 and ended, a new stream and a send are refused 403 banned', async () => {
+    const jwt = token({ sub: 'hank', role: 'user' });
+    const s = track(await SseClient.open(gw.http('/sse?channel=chat:ward-8'), { authorization: `Bearer ${jwt}` }));
+    const { session } = (await s.ofType('welcome')).data;
+    const res = await fetch(gw.internal('/api/disconnect'), { method: 'POST', headers: service(), body: JSON.stringify({ user: 'hank', reason: 'account suspended', ban_seconds: 60 }) });
+    expect(res.status).toBe(202);
+    expect((await s.ofType('close')).data).toEqual({ type: 'close', code: 4003, reason: 'disconnected: account suspended' });
+    await s.ended;
+    expect(await SseClient.refusal(gw.http('/sse?channel=chat:ward-8'), { authorization: `Bearer ${jwt}` })).toMatchObject({ status: 403, body: { error: 'banned' } });
+    expect(await sendFrame(gw.http('/sse/send'), jwt, session, { type: 'ping' })).toMatchObject({ status: 403, body: { error: 'banned' } });
+  });
+
   it('tells a revoked token\'s stream why it ends (4001) and ends it', async () => {
     const s = track(await SseClient.open(gw.http('/sse?channel=alerts'), { authorization: `Bearer ${token({ sub: 'carol', role: 'user', jti: 'carol-1' })}` }));
     await s.ofType('welcome');
@@ -156,5 +184,56 @@ describe('GET /sse and POST /sse/send (embedded)', () => {
     expect((await s.ofType('close')).data).toEqual({ type: 'close', code: 4001, reason: 'token revoked' });
     await s.ended;
     await eventually(async () => (await gw.metric('ws_closes_total', { gateway: 'sse', code: '4001' })) === 1);
+  });
+});
+
+describe('SSE streams that stall, and a drain', () => {
+  let gw: TestGateway;
+  const service = { authorization: `Bearer ${token({ sub: 'backend', role: 'service' })}`, 'content-type': 'application/json' };
+  const user = (sub: string) => ({ authorization: `Bearer ${token({ sub, role: 'user' })}` });
+
+  beforeAll(async () => {
+    gw = await startTestGateway({ SLOW_CONSUMER_BYTES: '65536', MAX_PUBLISH_BYTES: '16384', DRAIN_WINDOW_MS: '0', LOG_LEVEL: 'info' });
+  });
+  afterAll(async () => {
+    await gw.close();
+  });
+
+  it('closes a stream that never reads as a slow consumer (1013); the other streams keep every message', async () => {
+    const stalled = await SseClient.open(gw.http('/sse?channel=chat:ward-30'), user('slow'));
+    const reader = await SseClient.open(gw.http('/sse?channel=chat:ward-30'), user('fast'));
+    await stalled.ofType('welcome');
+    await reader.ofType('welcome');
+    stalled.pause();
+    const text = 'x'.repeat(8000);
+    let sent = 0;
+    // Until the server gives up on the stalled stream: the kernel's buffers take a few MB first.
+    while ((await gw.metric('ws_closes_total', { gateway: 'sse', code: '1013' })) !== 1) {
+      const res = await fetch(gw.internal('/api/publish'), { method: 'POST', headers: service, body: JSON.stringify({ channel: 'chat:ward-30', data: { n: sent, text } }) });
+      expect(res.status).toBe(202);
+      sent++;
+      expect(sent).toBeLessThan(5000);
+    }
+    await stalled.close();
+    await eventually(() => reader.events.filter((e) => e.data.type === 'publication').length === sent, 10_000, 'every message on the reading stream');
+    expect(reader.events.filter((e) => e.data.type === 'publication').map((e) => e.data.data.n)).toEqual(Array.from({ length: sent }, (_, i) => i));
+    await reader.close();
+  }, 60_000);
+
+  it('tells every stream to reconnect on drain and ends it; a stream asked for while draining is told the same, not refused', async () => {
+    // A WebSocket client that stops reading keeps the node draining (its close handshake cannot finish for 5 s).
+    const holder = await connect(gw.ws('/ws'), { protocols: ['bearer', token({ sub: 'holder', role: 'user' })] });
+    (holder.ws as unknown as { _socket: { pause(): void } })._socket.pause();
+    const s = await SseClient.open(gw.http('/sse?channel=chat:ward-31'), user('gina'));
+    await s.ofType('welcome');
+    const closing = gw.close();
+    const reconnect = await s.ofType('reconnect');
+    expect(reconnect.data).toEqual({ type: 'reconnect' });
+    await s.ended;
+    // An EventSource gives up for good on a 503: while draining, a new stream is told to reconnect instead.
+    const late = await SseClient.open(gw.http('/sse?channel=chat:ward-31'), user('gina'));
+    await late.ended;
+    expect(late.events.map((e) => e.data)).toEqual([{ type: 'reconnect' }]);
+    await closing;
   });
 });
