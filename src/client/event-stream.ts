@@ -221,8 +221,9 @@ export class EventStream {
     } catch {
       frame = undefined;
     }
-    if (this.readyState === 0) {
-      if (frame?.type !== 'welcome' || typeof frame.session !== 'string') return; // nothing before the welcome counts
+    if (this.readyState === 0 && frame?.type !== 'reconnect' && frame?.type !== 'close') {
+      // A draining node answers a new stream with a reconnect (or close) and no welcome; nothing else counts before it.
+      if (frame?.type !== 'welcome' || typeof frame.session !== 'string') return;
       this.session = frame.session;
       this.readyState = 1;
       this.onopen?.(frame as StreamWelcome);

@@ -189,6 +189,7 @@ export class RealtimeClient extends Emitter<Events> {
 
   constructor(private readonly options: ClientOptions) {
     super();
+    this.overSse = options.transport === 'sse';
   }
 
   get connected(): boolean {

@@ -183,6 +183,65 @@ describe('client SDK on /ws behind a middlebox that breaks WebSocket', () => {
     expect(closes.slice(before).map((close) => close.code)).toEqual([1006]);
   });
 
+  it('a WebSocket connection lost, then upgrades blocked: each channel resumes over SSE from its own position', async () => {
+    blocker.mode = 'pass';
+    const { client: c, closes } = client('loses-websocket');
+    const alerts = c.subscribe('alerts');
+    const got: string[] = [];
+    alerts.on('publication', (frame) => got.push(frame.id!));
+    const resumed: boolean[] = [];
+    alerts.on('resumed', ({ recovered }) => resumed.push(recovered));
+    c.connect();
+    await nextEvent(alerts, 'subscribed');
+    expect(c.transport).toBe('websocket');
+    const published = [String((await post(gw.internal('/api/alerts'), { data: { n: 1 } })).body.id)];
+    await eventually(() => got.length === 1, 5000, 'the first alert');
+
+    blocker.mode = 'reset'; // the network changed: upgrades are cut from now on
+    const opened = new Promise<string>((resolve) => c.on('open', () => resolve(c.transport)));
+    blocker.cut();
+    published.push(String((await post(gw.internal('/api/alerts'), { data: { n: 2 } })).body.id)); // while it switches
+    expect(await opened).toBe('sse');
+    published.push(String((await post(gw.internal('/api/alerts'), { data: { n: 3 } })).body.id));
+    await eventually(() => got.length >= 3, 5000, 'the alerts over SSE');
+    expect(got).toEqual(published);
+    expect(resumed).toEqual([true]);
+    expect(closes.at(-1)!.reason).toMatch(/switching to SSE$/);
+  });
+
+  it('close codes told in the stream are the WebSocket ones: 4001 gets a new token and resumes, 4003 stops', async () => {
+    let issued = 0;
+    const jtis = ['laptop-1', 'laptop-2'];
+    const c = new RealtimeClient({
+      url: gw.ws('/ws'),
+      getToken: () => token({ sub: 'sse-codes', role: 'authority', jti: jtis[Math.min(issued++, 1)] }),
+      transport: 'sse',
+      backoff: { baseMs: 50, capMs: 100 },
+    });
+    clients.push(c);
+    const closes: Close[] = [];
+    c.on('close', (close) => closes.push(close));
+    const alerts = c.subscribe('alerts');
+    const resumed: boolean[] = [];
+    alerts.on('resumed', ({ recovered }) => resumed.push(recovered));
+    c.connect();
+    await nextEvent(alerts, 'subscribed');
+    const admin = { authorization: `Bearer ${token({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' };
+    expect((await fetch(gw.internal('/api/revoke'), { method: 'POST', headers: admin, body: JSON.stringify({ jti: 'laptop-1' }) })).status).toBe(202);
+    await eventually(() => resumed.length === 1, 5000, 'the stream again, with a new token');
+    expect(closes).toEqual([{ code: 4001, reason: 'token revoked', reconnectInMs: expect.any(Number) }]);
+    expect(closes[0].reconnectInMs).toBeLessThan(250); // at once (with jitter), as after a WebSocket 4001
+    expect(resumed).toEqual([true]);
+    expect(issued).toBe(2);
+
+    const disconnected = new Promise<{ reason: string }>((resolve) => c.on('disconnected', resolve));
+    const fatal = new Promise<GatewayError>((resolve) => c.on('error', resolve));
+    expect((await fetch(gw.internal('/api/disconnect'), { method: 'POST', headers: admin, body: JSON.stringify({ user: 'sse-codes', reason: 'policy' }) })).status).toBe(202);
+    expect(await disconnected).toEqual({ reason: 'disconnected: policy' });
+    expect(await fatal).toMatchObject({ kind: 'close', code: 4003, fatal: true });
+    expect(closes.at(-1)).toEqual({ code: 4003, reason: 'disconnected: policy', reconnectInMs: undefined });
+  });
+
   it('nothing answers at all (the gateway is down): backs off on WebSocket, never switches', async () => {
     const port = await freePort(); // nothing listens there
     const c = new RealtimeClient({ url: `ws://127.0.0.1:${port}/ws`, getToken: () => token(), WebSocket: WS, backoff: { baseMs: 40, capMs: 80 } });
@@ -257,6 +316,43 @@ describe('client SDK over SSE across a drain (two replicas, each behind a middle
     } finally {
       client?.close();
       await Promise.all(blockers.map((blocker) => blocker.stop()));
+      await d.close();
+    }
+  });
+
+  it('a stream asked of a node that is draining is told to reconnect (no welcome): the SDK goes elsewhere at once', async () => {
+    const d = await clusterDeployment({ DRAIN_WINDOW_MS: '4000', SHUTDOWN_GRACE_MS: '8000' });
+    const holders: WebSocket[] = [];
+    let client: RealtimeClient | undefined;
+    try {
+      const [a, b] = d.replicas;
+      // A few sockets whose closes the drain spreads over its window: the node stays draining meanwhile.
+      for (let i = 0; i < 4; i++) {
+        const ws = new WebSocket(a.ws('/ws'), ['bearer', token({ sub: `holder-${i}`, role: 'authority' })]);
+        ws.on('error', () => undefined);
+        await new Promise((resolve) => ws.once('open', resolve));
+        holders.push(ws);
+      }
+      const stopping = a.stop();
+      await eventually(async () => (await a.readyStatus()) === 503, 5000, 'the node to drain');
+      const targets = [a, b];
+      let target = 0;
+      client = new RealtimeClient({ url: () => targets[target].ws('/ws'), getToken: () => token({ sub: 'late', role: 'authority' }), transport: 'sse' });
+      const closes: Close[] = [];
+      client.on('close', (close) => {
+        closes.push(close);
+        target = 1; // the load balancer sends the reconnect to another replica
+      });
+      const alerts = client.subscribe('alerts');
+      client.connect();
+      await nextEvent(alerts, 'subscribed');
+      expect(closes).toEqual([{ code: 1012, reason: 'server restarting', reconnectInMs: expect.any(Number) }]);
+      expect(closes[0].reconnectInMs).toBeLessThan(250);
+      expect(await b.metric('ws_connections_active', { gateway: 'sse' })).toBe(1);
+      expect(await stopping).toBe(0);
+    } finally {
+      client?.close();
+      holders.forEach((ws) => ws.terminate());
       await d.close();
     }
   });
