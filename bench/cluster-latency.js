@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// npm run bench:cluster [-- --peer gateway|socketio --rate 1000 --seconds 10 --subscribers 10]
+// npm run bench:cluster [-- --peer gateway|socketio --rate 1000 --seconds 10 --subscribers 10 --transport path|ws-channel|sse]
 // Cross-replica publish -> deliver latency: two replicas of a peer (G: this gateway in cluster mode; S:
 // Socket.IO with the Redis adapter and a JWT-checked POST /api/alerts) on one throwaway redis-server, both
 // pinned to core 0; subscribers on replica B; alerts POSTed to replica A at a fixed open-loop rate. Latency
@@ -32,9 +32,30 @@ function schedule(rate, seconds) {
 }
 const now = () => performance.timeOrigin + performance.now();
 
-/** A subscriber on `port`; calls onAlert(data) per alert. Speaks engine.io/Socket.IO for S. */
-async function subscribe(peer, port, onAlert) {
+/**
+ * A subscriber on `port`; calls onAlert(data) per alert; resolves with something to `terminate()` once it
+ * receives. Speaks engine.io/Socket.IO for S. For G, `transport`: `path` (the alerts endpoint, the default),
+ * `ws-channel` (`/ws` subscribed to `alerts`) or `sse` (`GET /sse?channel=alerts`, read with node:http).
+ */
+async function subscribe(peer, port, onAlert, transport = 'path') {
   const token = jwt.sign({ sub: 'bench-sub', role: 'authority' }, SECRET, { expiresIn: 3600 });
+  if (peer !== 'socketio' && transport === 'sse') return subscribeSse(port, token, onAlert);
+  if (peer !== 'socketio' && transport === 'ws-channel') {
+    const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, ['bearer', token]);
+    const subscribed = new Promise((resolve, reject) => {
+      ws.on('message', (raw) => {
+        const frame = JSON.parse(raw);
+        if (frame.type === 'publication' && frame.channel === 'alerts') onAlert(frame.data);
+        else if (frame.type === 'subscribed') resolve();
+        else if (frame.type === 'error') reject(new Error(`/ws subscribe: ${frame.payload?.code}`));
+      });
+      ws.once('error', reject);
+    });
+    await once(ws, 'open');
+    ws.send(JSON.stringify({ type: 'subscribe', channel: 'alerts' }));
+    await subscribed;
+    return ws;
+  }
   if (peer === 'socketio') {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/socket.io/?EIO=4&transport=websocket`);
     const joined = new Promise((resolve) => {
@@ -61,11 +82,35 @@ async function subscribe(peer, port, onAlert) {
   return ws;
 }
 
+/** An SSE reader (node:http, lines split as the SSE format says); resolves after the welcome event. */
+function subscribeSse(port, token, onAlert) {
+  return new Promise((resolve, reject) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/sse?channel=alerts', headers: { accept: 'text/event-stream', authorization: `Bearer ${token}` } }, (res) => {
+      if (res.statusCode !== 200) return reject(new Error(`GET /sse: ${res.statusCode}`));
+      res.setEncoding('utf8');
+      let buffer = '';
+      res.on('data', (chunk) => {
+        buffer += chunk;
+        let nl;
+        while ((nl = buffer.indexOf('\n')) !== -1) {
+          const line = buffer.slice(0, nl);
+          buffer = buffer.slice(nl + 1);
+          if (!line.startsWith('data:')) continue; // id:, comments, the blank line ending each event
+          const frame = JSON.parse(line.slice(5));
+          if (frame.type === 'publication' && frame.channel === 'alerts') onAlert(frame.data);
+          else if (frame.type === 'welcome') resolve({ terminate: () => req.destroy() });
+        }
+      });
+    });
+    req.on('error', reject);
+  });
+}
+
 function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, subscribers = 10, redisUrl }) {
+async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, subscribers = 10, redisUrl, transport = 'path' }) {
   const kind = peer === 'gateway' ? 'gateway-cluster' : peer;
   const [a, b] = [await startServer(kind, redisUrl), await startServer(kind, redisUrl)];
   const sockets = [];
@@ -78,7 +123,7 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
         await subscribe(peer, b.port, (data) => {
           const arrived = now();
           if (data.at >= measureFrom) samples.push(arrived - data.at);
-        }),
+        }, transport),
       );
     }
     const pubToken = jwt.sign({ sub: 'bench-pub', role: 'service' }, SECRET, { expiresIn: 3600 });
@@ -154,8 +199,8 @@ if (require.main === module) {
   (async () => {
     const redis = await startRedis();
     process.on('exit', () => redis.proc.kill('SIGKILL'));
-    const options = { peer: opt('peer', 'gateway'), rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)) };
-    process.stderr.write(`cluster latency: ${options.peer}, ${options.rate} alerts/s for ${options.seconds} s (+${WARMUP_SECONDS} s warm-up), ${options.subscribers} subscribers on replica B\n`);
+    const options = { peer: opt('peer', 'gateway'), rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)), transport: opt('transport', 'path') };
+    process.stderr.write(`cluster latency: ${options.peer}${options.peer === 'socketio' ? '' : ` (${options.transport})`}, ${options.rate} alerts/s for ${options.seconds} s (+${WARMUP_SECONDS} s warm-up), ${options.subscribers} subscribers on replica B\n`);
     const result = await measureLatency({ ...options, redisUrl: redis.url });
     const ms = (v) => (v === undefined ? 'n/a (nothing delivered)' : `${v.toFixed(2)} ms`);
     console.log(JSON.stringify({ ...options, ...result, p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max) }, null, 2));

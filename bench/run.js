@@ -3,6 +3,8 @@
 // The gateway (G, embedded; Gc, cluster mode on one Redis) against bare `ws` (W: serialise once, one write per
 // message per socket; W8: the same with a burst's writes coalesced per socket) and Socket.IO 4.8 with the
 // Redis adapter (S), in interleaved rounds (W G S W G S ...). Servers are pinned to core 0, load to core 1.
+// Also the gateway's own sections: webhooks (bench/webhooks.js), SSE against WebSocket (bench/sse.js) and the
+// Redis topologies (bench/topologies.js).
 // Medians with min–max; --write records the run in docs/benchmarks.md.
 'use strict';
 const { cpus, totalmem } = require('node:os');
@@ -136,6 +138,10 @@ async function main() {
     const webhookBench = require('./webhooks');
     const webhooks = await webhookBench.measureWebhooks({ rounds: ROUNDS, quick });
 
+    // The same channel over SSE against WebSocket (bench/sse.js; alone: npm run bench:sse).
+    const sseBench = require('./sse');
+    const sse = await sseBench.measureSse({ rounds: ROUNDS, quick, redisUrl: redis.url });
+
     console.error('  Redis topologies (bench/topologies.js)…');
     const { measureTopologies, topologyTables, writeRecord } = require('./topologies');
     const topologies = await measureTopologies({ rounds: quick ? 1 : 2, quick });
@@ -199,7 +205,7 @@ async function main() {
     const jwtLine = `JWT verifications/s (one core, in-process): ${jwtResults.map((r) => `${r.name}: ${Math.round(r.perSec)}/s (${r.usPerOp.toFixed(1)} µs)`).join('; ')}`;
     const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
     const minutes = ((Date.now() - started) / 60000).toFixed(1);
-    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}\n\n${doorTable}\n\n${webhookBench.webhookTable(webhooks)}`;
+    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}\n\n${doorTable}\n\n${webhookBench.webhookTable(webhooks)}\n\n${sseBench.sseTable(sse)}`;
     console.log(`\n${report}\n\nRedis topologies:\n\n${topologyTables(topologies)}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
     // Every figure of the run, for bench/capacity.js (docs/scaling.md): the last run always, the recorded one
     // with --write.
@@ -215,6 +221,7 @@ async function main() {
       slow,
       door,
       webhooks,
+      sse,
       topologies,
     };
     writeFileSync(join(__dirname, 'last-run.json'), `${JSON.stringify(results, null, 1)}\n`);

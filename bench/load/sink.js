@@ -7,16 +7,27 @@
 // comma list; `{i}` is replaced by the socket's index modulo SINK_CHANNEL_SPREAD, default 100) and counts its
 // `subscribed` answers as the handshake. SINK_TOKENS: a JSON file of one token per socket, put where the URL says
 // TOKEN, so that every connection is its own user (production's shape).
+// In `sse` mode (the gateway's GET /sse) each socket is a plain HTTP request for the URL, its token (SINK_TOKENS)
+// in `Authorization: Bearer`, and the event stream is counted by its `data:` lines (bench/load/sse-events.js: a
+// native indexOf per TCP chunk, no parsing of the events): the first event, the welcome, is the handshake, every
+// later one a frame.
 // IPC: dial -> dialed; expect {total} -> got (once that many frames arrived since the dial); close.
 'use strict';
 const net = require('node:net');
 const { readFileSync } = require('node:fs');
 const { upgradeRequest, maskedText, JOIN_NAMESPACE, PONG } = require('./handshake');
+const { sseCounter } = require('./sse-events');
 const [target, total, mode] = [new URL(process.argv[2]), Number(process.argv[3]), process.argv[4] || 'ws'];
 const CONCURRENCY = 200;
 const tokens = process.env.SINK_TOKENS ? JSON.parse(readFileSync(process.env.SINK_TOKENS, 'utf8')) : undefined;
 const request = tokens ? undefined : upgradeRequest(target);
-const requestFor = (i) => request ?? upgradeRequest(new URL(target.href.replace('TOKEN', tokens[i % tokens.length])));
+const requestFor = (i) => {
+  if (mode === 'sse') {
+    const token = tokens ? tokens[i % tokens.length] : process.env.SINK_TOKEN;
+    return Buffer.from(`GET ${target.pathname}${target.search} HTTP/1.1\r\nHost: ${target.host}\r\nAccept: text/event-stream\r\nAuthorization: Bearer ${token}\r\n\r\n`);
+  }
+  return request ?? upgradeRequest(new URL(target.href.replace('TOKEN', tokens[i % tokens.length])));
+};
 const subscribeTo = process.env.SINK_SUBSCRIBE ? process.env.SINK_SUBSCRIBE.split(',') : [];
 const spread = Number(process.env.SINK_CHANNEL_SPREAD || 100);
 const subscribeFrames = (i) => Buffer.concat(subscribeTo.map((c) => maskedText(JSON.stringify({ type: 'subscribe', channel: c.replace('{i}', String(i % spread)) }))));
@@ -81,14 +92,14 @@ function dialOne(done) {
   let head = '';
   let upgraded = false;
   let handshakeFrames = 0;
-  let welcomed = mode !== 'welcome';
+  let welcomed = mode !== 'welcome' && mode !== 'sse';
   let subscribed = 0;
   const settle = (ok) => {
     if (ok) { ready++; sockets.push(socket); } else { failed++; socket.destroy(); }
     if (ready + failed === total) done();
     else dialOne(done);
   };
-  const count = counter(() => {
+  const onFrame = () => {
     if (mode === 'socketio' && handshakeFrames < 2) {
       // engine.io open ("0{...}"), then our namespace ack ("40{...}")
       handshakeFrames++;
@@ -106,17 +117,23 @@ function dialOne(done) {
     }
     frames++;
     if (frames >= target_ && onTarget) { const f = onTarget; onTarget = undefined; f(); }
-  }, () => mode === 'socketio' && socket.write(PONG));
+  };
+  const count = mode === 'sse'
+    ? sseCounter(() => {
+        if (!welcomed) settle(true);
+        onFrame();
+      })
+    : counter(onFrame, () => mode === 'socketio' && socket.write(PONG));
   socket.on('connect', () => socket.write(requestFor(i)));
   socket.on('data', (chunk) => {
     if (upgraded) return count(chunk);
     head += chunk.toString('latin1');
     const end = head.indexOf('\r\n\r\n');
     if (end === -1) return;
-    if (!head.startsWith('HTTP/1.1 101')) return settle(false);
+    if (!head.startsWith(mode === 'sse' ? 'HTTP/1.1 200' : 'HTTP/1.1 101')) return settle(false);
     upgraded = true;
     if (mode === 'subscribe') socket.write(subscribeFrames(i));
-    else if (mode !== 'socketio') settle(true);
+    else if (mode !== 'socketio' && mode !== 'sse') settle(true);
     const rest = chunk.subarray(chunk.length - (head.length - end - 4));
     if (rest.length) count(rest);
   });

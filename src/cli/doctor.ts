@@ -1,4 +1,6 @@
 import { lookup } from 'node:dns/promises';
+import { request as httpRequest, type IncomingMessage } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { connect as tcpConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import { parseArgs } from 'node:util';
@@ -14,6 +16,7 @@ const USAGE = `Usage: realtime-gateway doctor <ws-url> [--token <jwt>]   (or: np
 
 Connects to a realtime-gateway endpoint step by step and says what is wrong: the URL, DNS, the TCP port,
 TLS, the token (read without the key), the HTTP answer to the upgrade, and on success the ping round trip.
+When something on the way blocks the upgrade, it tries GET /sse (Server-Sent Events) with the same token.
 Exit 0 when healthy, 1 when a problem was found.`;
 
 const TIMEOUT_MS = 5000;
@@ -134,11 +137,16 @@ function reachable(host: string, port: number, secure: boolean): Promise<'ok' | 
   });
 }
 
+/** What `ws` reports when an upgrade is cut before any answer (reset, closed) or never answered. */
+const NO_ANSWER = /ECONNRESET|EPIPE|socket hang up|handshake has timed out/i;
+
 interface Upgrade {
   ws?: WebSocket;
   status?: number;
   headers?: Record<string, unknown>;
   body?: { error?: string; message?: string };
+  /** The answer was the gateway's JSON (every refusal of the gateway is): false for a proxy's own page. */
+  json?: boolean;
   error?: string;
 }
 
@@ -154,10 +162,12 @@ function upgrade(url: string, token: string | undefined): Promise<Upgrade> {
         try {
           body = JSON.parse(raw);
         } catch {
-          body = { message: raw.slice(0, 200) };
+          // Not the gateway's: a proxy's page, never repeated (such pages quote the request URL, token and all).
+          req.destroy();
+          return resolve({ status: res.statusCode, headers: res.headers, json: false });
         }
         req.destroy();
-        resolve({ status: res.statusCode, headers: res.headers, body });
+        resolve({ status: res.statusCode, headers: res.headers, body, json: true });
       });
     });
     ws.once('error', (error) => resolve({ error: error.message }));
@@ -191,6 +201,132 @@ function explainRefusal({ status, headers, body }: Upgrade): void {
   else if (status === 426) info('the gateway got a plain HTTP request: something between you and it drops the Upgrade and Connection headers (nginx: proxy_http_version 1.1; proxy_set_header Upgrade $http_upgrade; proxy_set_header Connection "upgrade")');
   else if (status === 431) info('the request headers are over 16 KB: a shorter token (fewer claims) or fewer cookies');
   else if (status === 400) info('the request is not valid (see the server\'s message): a malformed since or epoch, or a broken upgrade request');
+}
+
+/** The channel a path endpoint serves (`alerts` for /api/alerts/subscribe), as a stream would ask for it. */
+function endpointChannel(pathname: string): string | undefined {
+  const match = routeTableOf(GATEWAYS).match(pathname);
+  return match?.target.channel?.(match.params);
+}
+
+interface StreamCheck {
+  /** ms from the request to the welcome; undefined when no welcome came. */
+  welcomeMs?: number;
+  channels?: string[];
+  /** The error events that followed the welcome (refused channels). */
+  refused?: { channel?: string; code?: string }[];
+  status?: number;
+  body?: { error?: string; message?: string };
+  json?: boolean;
+  notAStream?: boolean;
+  error?: string;
+}
+
+/**
+ * `GET /sse` on the same host with the same token: does plain HTTP get through where the upgrade does not, and
+ * does the stream start (its welcome, the first event)? Reads for at most TIMEOUT_MS, then hangs up.
+ */
+function tryStream(url: URL, token: string | undefined, channel: string | undefined): Promise<StreamCheck> {
+  const secure = url.protocol === 'wss:';
+  const target = new URL(`${secure ? 'https' : 'http'}://${url.host}/sse`);
+  if (channel) target.searchParams.set('channel', channel);
+  const headers: Record<string, string> = { accept: 'text/event-stream' };
+  if (token) headers.authorization = `Bearer ${token}`;
+  const started = performance.now();
+  return new Promise((resolve) => {
+    let settled = false;
+    let res: IncomingMessage | undefined;
+    const finish = (result: StreamCheck) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      req.destroy();
+      res?.destroy();
+      resolve(result);
+    };
+    const req = (secure ? httpsRequest : httpRequest)(target, { headers }, (answer) => {
+      res = answer;
+      let raw = '';
+      answer.setEncoding('utf8');
+      if (answer.statusCode !== 200) {
+        answer.on('data', (chunk: string) => (raw += chunk));
+        answer.on('end', () => {
+          try {
+            finish({ status: answer.statusCode, body: JSON.parse(raw), json: true });
+          } catch {
+            finish({ status: answer.statusCode, json: false });
+          }
+        });
+        return;
+      }
+      if (!/^text\/event-stream/i.test(answer.headers['content-type'] ?? '')) return finish({ status: 200, notAStream: true });
+      let welcome: StreamCheck | undefined;
+      let more: NodeJS.Timeout | undefined;
+      answer.on('data', (chunk: string) => {
+        raw += chunk;
+        let end: number;
+        while ((end = raw.indexOf('\n\n')) !== -1) {
+          const event = raw.slice(0, end);
+          raw = raw.slice(end + 2);
+          const data = event.split('\n').filter((line) => line.startsWith('data:')).map((line) => line.slice(5).replace(/^ /, '')).join('\n');
+          if (!data) continue; // a comment (heartbeat)
+          let frame: { type?: string; channels?: Record<string, unknown>; payload?: { code?: string; channel?: string } };
+          try {
+            frame = JSON.parse(data);
+          } catch {
+            continue;
+          }
+          if (!welcome) {
+            if (frame.type !== 'welcome') return finish({ status: 200, notAStream: true });
+            welcome = { welcomeMs: performance.now() - started, channels: Object.keys(frame.channels ?? {}), refused: [] };
+            // A channel asked for and not admitted: its error event follows the welcome; wait for it briefly.
+            if (!channel || welcome.channels!.includes(channel)) return finish(welcome);
+            more = setTimeout(() => finish(welcome!), 1000);
+          } else if (frame.type === 'error') {
+            welcome.refused!.push({ channel: frame.payload?.channel, code: frame.payload?.code });
+            clearTimeout(more);
+            return finish(welcome);
+          }
+        }
+      });
+      answer.on('end', () => finish(welcome ?? { status: 200 }));
+    });
+    const timer = setTimeout(() => finish(res ? { status: res.statusCode } : { error: `no answer within ${TIMEOUT_MS / 1000} s` }), TIMEOUT_MS);
+    req.on('error', (error: NodeJS.ErrnoException) => finish({ error: error.code ?? error.message }));
+    req.end();
+  });
+}
+
+/**
+ * The upgrade cannot complete because of something between the client and the gateway: say whether Server-Sent
+ * Events get through instead, which is what the SDK's `/ws` client falls back to by itself.
+ */
+async function checkStream(url: URL, token: string | undefined): Promise<void> {
+  const channel = endpointChannel(url.pathname);
+  const stream = await tryStream(url, token, channel);
+  if (stream.welcomeMs !== undefined) {
+    const refused = stream.refused?.[0];
+    if (channel && !stream.channels?.includes(channel)) {
+      bad(`GET /sse streams, but refused ${channel}: ${refused?.code ?? 'not admitted'}`, 'the token may not read that channel (see the messages above); over SSE the same permissions hold as over WebSocket');
+      return;
+    }
+    ok(`GET /sse streams: its welcome arrived in ${Math.round(stream.welcomeMs)} ms${channel ? `, with ${channel}` : ''}: Server-Sent Events get through where WebSocket does not`);
+    info(
+      `the SDK's /ws client switches to SSE by itself (client.transport says "sse") and tries WebSocket again later: connect it to ${url.protocol}//${url.host}/ws` +
+        (channel && url.pathname !== '/ws' ? ` and subscribe to ${channel} (path endpoints such as ${url.pathname} are WebSocket only)` : ''),
+    );
+    info('to get WebSocket itself back, the proxy or firewall on the way must pass Upgrade and Connection (docs/deploy.md, "Load balancers, proxies and Ingress")');
+    return;
+  }
+  if (stream.error !== undefined) return bad(`GET /sse failed too (${stream.error}): plain HTTP to the gateway does not get through either`, 'check the network path to the gateway: a proxy or firewall that lets nothing through to it');
+  if (stream.notAStream) return bad('GET /sse answered 200, but not with an event stream: this is not a realtime-gateway (or something on the way rewrote the answer)');
+  if (stream.status === 200) return bad(`GET /sse opened, but no event arrived within ${TIMEOUT_MS / 1000} s: something on the way buffers the stream`, 'turn response buffering off for /sse on the proxy (docs/deploy.md, "Load balancers, proxies and Ingress")');
+  if (stream.json && stream.body?.error) {
+    bad(`GET /sse was refused too: HTTP ${stream.status} ${stream.body.error}`);
+    if (stream.body.message) info(stream.body.message);
+    return;
+  }
+  bad(`GET /sse was answered HTTP ${stream.status} by something that is not the gateway: plain HTTP to /sse is blocked too`, 'ask whoever runs the proxy to let /sse and /sse/send through, or to pass WebSocket upgrades');
 }
 
 async function pingRoundTrip(ws: WebSocket): Promise<number[]> {
@@ -265,8 +401,21 @@ export async function doctor(raw: string, token: string | undefined): Promise<nu
   ok(`${secure ? 'TLS' : 'TCP'} connection to ${url.hostname}:${port}`);
 
   const upgraded = await upgrade(url.toString(), token);
+  if (upgraded.status !== undefined && upgraded.json === false) {
+    // Every answer of the gateway is JSON: this one came from something on the way (a proxy's page).
+    bad(`the upgrade was answered HTTP ${upgraded.status} by something that is not the gateway (its answers are JSON): a proxy or firewall on the way refuses WebSocket`);
+    await checkStream(url, token);
+    return 1;
+  }
   if (upgraded.status !== undefined) {
     explainRefusal(upgraded);
+    // 426: something on the way dropped Upgrade; a stream is a plain request and may well get through.
+    if (upgraded.status === 426) await checkStream(url, token);
+    return 1;
+  }
+  if (!upgraded.ws && NO_ANSWER.test(upgraded.error ?? '')) {
+    bad(`the WebSocket upgrade got no HTTP answer (${upgraded.error}): something between you and the gateway (a proxy, a firewall) may block WebSocket`);
+    await checkStream(url, token);
     return 1;
   }
   if (!upgraded.ws) {

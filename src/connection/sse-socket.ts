@@ -5,9 +5,7 @@ import { CloseCode } from './close-codes';
 import type { FramePosition, FrameWrapper, Socket } from './connection';
 import { StreamCursor } from './stream-cursor';
 
-const DATA = Buffer.from('data: ');
-const END = Buffer.from('\n\n');
-const COMMENT = Buffer.from(':\n\n');
+const COMMENT = ':\n\n';
 /**
  * A drain's last event: reconnect (with the cursor) in about a second, wherever the load balancer sends it. Its
  * `retry:` sets an EventSource's reconnection delay (browsers default to about 3 s).
@@ -15,6 +13,36 @@ const COMMENT = Buffer.from(':\n\n');
 export const RECONNECT = 'retry: 1000\ndata: {"type":"reconnect"}\n\n';
 /** A stream we ended whose peer does not let it finish (it reads nothing) is dropped after this. */
 const END_TIMEOUT_MS = 5000;
+
+/**
+ * One event's bytes as they go on the wire: `id: <cursor>\n` when it has one, `data: <frame>\n\n`, and around it
+ * the HTTP/1.1 chunk (`<hex length>\r\n … \r\n`) when the response is chunked. One buffer, one write.
+ */
+function eventBytes(id: string | undefined, data: Buffer | string, chunked: boolean): Buffer {
+  const head = id === undefined ? 'data: ' : `id: ${id}\ndata: `; // a cursor is ASCII
+  const dataLength = typeof data === 'string' ? Buffer.byteLength(data) : data.length;
+  const length = head.length + dataLength + 2;
+  const open = chunked ? `${length.toString(16)}\r\n` : '';
+  const out = Buffer.allocUnsafe(open.length + length + (chunked ? 2 : 0));
+  let at = out.write(open, 0, 'latin1');
+  at += out.write(head, at, 'latin1');
+  at += typeof data === 'string' ? out.write(data, at, 'utf8') : data.copy(out, at);
+  out.write(chunked ? '\n\n\r\n' : '\n\n', at, 'latin1');
+  return out;
+}
+
+/**
+ * The last publication wrapped, and what it became for each cursor a stream had before it: a broadcast wraps each
+ * publication for one stream after another, and streams holding the same channels at the same positions (the
+ * common case: every alerts stream) get the same bytes and the same next cursor, so only the first of each state
+ * pays for them. What a stream's cursor becomes depends only on its cursor's text, the channel, the epoch it
+ * keeps and the id. At most SHARED_STATES states per publication are kept (streams whose cursors all differ build
+ * their own).
+ */
+let shared: { data: Buffer; position: FramePosition; chunked: boolean; byCursor: Map<string, { after: string; bytes: Buffer }> } | undefined;
+const SHARED_STATES = 64;
+/** The same for events without a position (live-only channels). */
+let lastPlain: { data: Buffer; chunked: boolean; bytes: Buffer } | undefined;
 
 /**
  * An SSE stream (`GET /sse`, SPEC v3 "Reach without WebSocket") as the connection core sees a WebSocket: the same
@@ -29,16 +57,26 @@ const END_TIMEOUT_MS = 5000;
 export class SseSocket extends EventEmitter implements Socket, FrameWrapper {
   /** 1 open, 2 closing (we ended it), 3 closed; as WebSocket's. */
   readyState = 1;
-  /** The TCP socket, corked by the connection's flush as ws's is. */
+  /** The TCP socket, corked by the connection's flush as ws's is; events are written straight to it. */
   readonly _socket: Duplex | undefined;
+  /** The response body is chunked (HTTP/1.1): each event is framed as one chunk here, not by node:http. */
+  private readonly chunked: boolean;
   private readonly cursor = new StreamCursor();
   private code: number = CloseCode.GOING_AWAY;
   private reason = '';
   private endTimer: NodeJS.Timeout | undefined;
 
+  /**
+   * `res`: its head set (writeHead) and its socket its own. The head is written at once; from then on events go
+   * straight to the socket, already framed (node:http would write four pieces per event: the chunk's length, a
+   * line break, the event, a line break; and defer each uncork to a tick of its own). The end goes through
+   * `res.end`, which frames its own last chunk and the terminating one.
+   */
   constructor(private readonly res: ServerResponse) {
     super();
+    res.flushHeaders();
     this._socket = res.socket ?? undefined;
+    this.chunked = res.chunkedEncoding;
     res.once('close', () => this.ended());
     res.on('error', (error) => this.emit('error', error));
   }
@@ -53,9 +91,31 @@ export class SseSocket extends EventEmitter implements Socket, FrameWrapper {
   }
 
   wrap(data: Buffer, position?: FramePosition): Buffer {
-    if (position === undefined || position.id === undefined) return Buffer.concat([DATA, data, END]);
-    this.cursor.set(position.channel, { epoch: position.epoch, id: position.id });
-    return Buffer.concat([Buffer.from(`id: ${this.cursor.toString()}\ndata: `), data, END]);
+    const chunked = this.chunked;
+    if (position === undefined || position.id === undefined) {
+      const plain = lastPlain;
+      if (plain !== undefined && plain.data === data && plain.chunked === chunked) return plain.bytes;
+      const bytes = eventBytes(undefined, data, chunked);
+      lastPlain = { data, chunked, bytes };
+      return bytes;
+    }
+    const cursor = this.cursor;
+    const before = cursor.toString();
+    const epoch = position.epoch ?? cursor.epochOf(position.channel);
+    let last = shared;
+    if (last === undefined || last.data !== data || last.position !== position || last.chunked !== chunked) last = shared = { data, position, chunked, byCursor: new Map() };
+    // Within one publication the epoch is the publication's, or (without one) each stream's own: then it is part of the state.
+    const state = position.epoch !== undefined || epoch === undefined ? before : `${before} ${epoch}`;
+    const known = last.byCursor.get(state);
+    if (known !== undefined) {
+      cursor.advance(position.channel, epoch, position.id, known.after);
+      return known.bytes;
+    }
+    cursor.set(position.channel, { epoch, id: position.id });
+    const after = cursor.toString();
+    const bytes = eventBytes(after, data, chunked);
+    if (last.byCursor.size < SHARED_STATES) last.byCursor.set(state, { after, bytes });
+    return bytes;
   }
 
   wrapObject(frame: object): Buffer {
@@ -72,17 +132,17 @@ export class SseSocket extends EventEmitter implements Socket, FrameWrapper {
       this.cursor.delete(f.channel);
       moved = true;
     }
-    const json = JSON.stringify(frame);
-    return Buffer.from(moved ? `id: ${this.cursor.toString()}\ndata: ${json}\n\n` : `data: ${json}\n\n`);
+    return eventBytes(moved ? this.cursor.toString() : undefined, JSON.stringify(frame), this.chunked);
   }
 
+  /** An event from wrap/wrapObject, as it goes on the wire. */
   send(data: Buffer): void {
-    if (this.readyState === 1) this.res.write(data);
+    if (this.readyState === 1) this._socket?.write(data);
   }
 
   /** A comment line: keeps proxies from closing an idle stream (SSE_HEARTBEAT_MS). */
   comment(): void {
-    if (this.readyState === 1) this.res.write(COMMENT);
+    if (this.readyState === 1) this._socket?.write(this.chunked ? `3\r\n${COMMENT}\r\n` : COMMENT);
   }
 
   /** A frame POSTed for this stream: handled as a WebSocket text frame. */

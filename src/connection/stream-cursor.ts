@@ -3,8 +3,8 @@
  * every channel the stream holds and, for history channels, its position. Opaque to clients; a reader of it sees
  * `c1` then, per channel, `.` + the channel name in base64url + `~epoch~id` when it has a position.
  *
- * One segment per channel, kept encoded, so an event's cursor is a join of short strings (an alerts stream with
- * one channel pays one template string per event), not a JSON document per socket per message.
+ * One segment per channel, kept encoded, so an event's cursor is a join of short strings, not a JSON document per
+ * socket per message; streams in the same state share one cursor string per publication (`advance`).
  */
 
 const VERSION = 'c1';
@@ -21,29 +21,53 @@ export interface ParsedCursor {
   channels: Map<string, CursorPosition>;
 }
 
-function segment(name: string, position: CursorPosition): string {
-  return position.epoch !== undefined && position.id !== undefined ? `${name}~${position.epoch}~${position.id}` : name;
+function segment(name: string, epoch: string | undefined, id: string | undefined): string {
+  return epoch !== undefined && id !== undefined ? `${name}~${epoch}~${id}` : name;
 }
 
-/** The positions of one stream, and its cursor, rebuilt only when a position moved. */
+/** One channel of a cursor: its base64url name (encoded once), its position, its segment once asked for. */
+interface Entry {
+  readonly name: string;
+  epoch: string | undefined;
+  id: string | undefined;
+  /** Undefined when the position moved since it was last written. */
+  segment: string | undefined;
+}
+
+/**
+ * The positions of one stream, and its cursor, rebuilt only when a position moved and the cursor is asked for.
+ * A publication delivered to many streams moves each the same way: `advance` takes the cursor another stream
+ * computed for it (see SseSocket.wrap), so a stream pays no string building at all.
+ */
 export class StreamCursor {
-  /** Per channel: its base64url name (encoded once) and its current segment. */
-  private readonly entries = new Map<string, { name: string; segment: string; position: CursorPosition }>();
+  private readonly entries = new Map<string, Entry>();
   private text: string | undefined = VERSION;
 
   /** Sets a channel's position (a `subscribed`, a welcome, or a delivered publication). */
   set(channel: string, position: CursorPosition): void {
-    let entry = this.entries.get(channel);
-    if (entry === undefined) {
-      const name = Buffer.from(channel, 'utf8').toString('base64url');
-      entry = { name, segment: '', position };
-      this.entries.set(channel, entry);
-    }
+    const entry = this.entry(channel);
     // An epoch comes with subscribed frames and history publications; a publication without one keeps the last.
-    const merged = { epoch: position.epoch ?? entry.position.epoch, id: position.id ?? entry.position.id };
-    entry.position = merged;
-    entry.segment = segment(entry.name, merged);
+    if (position.epoch !== undefined) entry.epoch = position.epoch;
+    if (position.id !== undefined) entry.id = position.id;
+    entry.segment = undefined;
     this.text = undefined;
+  }
+
+  /**
+   * Moves a channel to `epoch` and `id`, knowing the resulting cursor: what `set` and then `toString` would give
+   * from this cursor (the caller computed it from a cursor of the same text).
+   */
+  advance(channel: string, epoch: string | undefined, id: string, text: string): void {
+    const entry = this.entry(channel);
+    if (epoch !== undefined) entry.epoch = epoch;
+    entry.id = id;
+    entry.segment = undefined;
+    this.text = text;
+  }
+
+  /** The epoch a publication without one keeps (see `set`). */
+  epochOf(channel: string): string | undefined {
+    return this.entries.get(channel)?.epoch;
   }
 
   delete(channel: string): void {
@@ -58,10 +82,19 @@ export class StreamCursor {
   toString(): string {
     if (this.text === undefined) {
       let text = VERSION;
-      for (const entry of this.entries.values()) text += '.' + entry.segment;
+      for (const entry of this.entries.values()) text += '.' + (entry.segment ??= segment(entry.name, entry.epoch, entry.id));
       this.text = text;
     }
     return this.text;
+  }
+
+  private entry(channel: string): Entry {
+    let entry = this.entries.get(channel);
+    if (entry === undefined) {
+      entry = { name: Buffer.from(channel, 'utf8').toString('base64url'), epoch: undefined, id: undefined, segment: undefined };
+      this.entries.set(channel, entry);
+    }
+    return entry;
   }
 }
 

@@ -499,7 +499,9 @@ export class GatewayAdapter extends WsAdapter {
   private openStream(res: ServerResponse, route: GatewayRoute, ctx: UpgradeContext, cors: Record<string, string>): void {
     const { wss, meta } = route;
     if (!ctx.user) throw new Error(`gateway ${meta.name} has no authentication guard`);
-    if (res.destroyed || !res.socket || res.socket.destroyed) return; // the client gave up while we checked
+    if (res.destroyed || res.socket?.destroyed) return; // the client gave up while we checked
+    // Pipelined behind another request on its connection: node:http has not given it the socket yet.
+    if (!res.socket) throw new UpgradeRefusal(400, 'pipelined_request', 'open a stream on a connection of its own, not pipelined behind another request');
     if (this.deps.connections.draining) throw this.drainingRefusal();
     if (this.deps.denials.revoked(ctx.user)) throw revokedRefusal();
     const until = this.deps.denials.bannedUntil(ctx.user.sub);
@@ -513,13 +515,15 @@ export class GatewayAdapter extends WsAdapter {
       'Cache-Control': 'no-cache',
       'X-Accel-Buffering': 'no',
     });
+    // The head and the welcome in one write when the welcome is ready at once.
+    const tcp = res.socket;
+    tcp.cork();
     const socket = new SseSocket(res);
     const conn = this.deps.connections.accept(socket, ctx, meta.frames);
     conn.wrapper = socket;
-    res.socket.cork();
     wss.emit('connection', conn, ctx.req);
     this.deps.connections.flushNow(conn);
-    res.socket.uncork();
+    tcp.uncork();
     if (releases.length) conn.onClose(releaseAfterFinishing(conn, releases));
   }
 

@@ -23,6 +23,13 @@ const { measureWebhooks } = require('../../bench/webhooks') as {
   measureWebhooks(opts: Record<string, unknown>): Promise<{ rounds: { events: number; churnCpuOn: number; churnCpuOff: number; usPerEvent: number; fanoutOn: number; fanoutOff: number }[] }>;
 };
 
+interface SseRound { ws: Record<string, number>; sse: Record<string, number> }
+const { measureSse, sseTable } = require('../../bench/sse') as {
+  measureSse(opts: Record<string, unknown>): Promise<{ rounds: SseRound[] }>;
+  sseTable(result: { rounds: SseRound[] }): string;
+};
+const { sseCounter } = require('../../bench/load/sse-events') as { sseCounter(onEvent: () => void): (chunk: Buffer) => void };
+
 const SINK = join(__dirname, '..', '..', 'bench', 'load', 'sink.js');
 
 function next(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
@@ -116,4 +123,36 @@ describe('benchmark harness', () => {
     expect(alerts.callsPerMessage.publish).toBeUndefined();
     expect(alerts.callsPerMessage.xread).toBeGreaterThan(0);
   }, 60_000);
+
+  it('counts SSE events exactly, however TCP splits the stream (the SSE sink)', () => {
+    // Chunked framing, an id line, a comment, a JSON string holding "data:" and an event without a space after data:.
+    const events = ['id: c1.YWxlcnRz~e~1-0\ndata: {"type":"welcome"}\n\n', ':\n\n', 'data: {"text":"data: not an event"}\n\n', 'data:{"n":2}\n\n'];
+    const body = Buffer.from(events.map((e) => `${Buffer.byteLength(e).toString(16)}\r\n${e}\r\n`).join(''));
+    for (let size = 1; size <= body.length; size++) {
+      let counted = 0;
+      const count = sseCounter(() => counted++);
+      for (let at = 0; at < body.length; at += size) count(body.subarray(at, at + size));
+      expect(counted).toBe(3);
+    }
+  });
+
+  it('measures SSE against WebSocket on the same channel: fan-out with every event counted exactly, idle memory, latency', async () => {
+    const result = await measureSse({
+      rounds: 1, idle: 50, subscribers: 50, deliveries: 500, redisUrl: redis.url, latency: { rate: 200, seconds: 1, subscribers: 2 },
+    });
+    for (const transport of ['ws', 'sse'] as const) {
+      const row = result.rounds[0][transport];
+      expect(row.single).toBeGreaterThan(0);
+      expect(row.burst8).toBeGreaterThan(0);
+      expect(row.rss).toEqual(expect.any(Number));
+      expect(row.heap).toBeGreaterThan(0);
+      expect(row.deliveries).toBe(row.expected); // every publication reached every subscriber
+      expect(row.p99).toBeGreaterThan(0);
+    }
+    // The table names each target, so the recorded run says whether it is met.
+    const table = sseTable(result);
+    expect(table.match(/≥ 0\.8: (met|\*\*not met\*\*)/g)).toHaveLength(2);
+    expect(table).toMatch(/idle RSS per connection at 50, after GC .* ≤ 1\.5: /);
+    expect(table).toMatch(/publish → delivery p50 \/ p99, 200\/s .* ≤ 1\.5: /);
+  }, 90_000);
 });

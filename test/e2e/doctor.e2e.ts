@@ -19,6 +19,67 @@ function doctor(...args: string[]): Promise<{ code: number; out: string }> {
   });
 }
 
+/** What a middlebox on the way does to a request: to upgrades only, or to every request. */
+type Blocking = 'reset' | 'hold' | 'page' | 'reset everything' | 'reset, and buffer answers';
+
+/**
+ * A TCP middlebox in front of a gateway, as networks that break WebSocket have: plain HTTP goes through, a
+ * WebSocket upgrade is reset (RST) before any answer, held without one, or answered with the proxy's own HTML
+ * page; or (`reset everything`) every request is reset; or (`reset, and buffer answers`) upgrades are reset and
+ * the answers to plain requests are held after their head, as a buffering proxy holds a response it waits to end.
+ */
+async function middlebox(targetPort: number, blocking: Blocking): Promise<{ port: number; requests: string[]; stop: () => Promise<void> }> {
+  const sockets = new Set<Socket>();
+  const requests: string[] = [];
+  const server = createServer((client: Socket) => {
+    sockets.add(client);
+    client.on('error', () => undefined).on('close', () => sockets.delete(client));
+    let head = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = Buffer.concat([head, chunk]);
+      const end = head.indexOf('\r\n\r\n');
+      if (end === -1) return;
+      client.off('data', onData);
+      const lines = head.subarray(0, end).toString('latin1').split('\r\n');
+      const upgrade = lines.some((l) => /^upgrade:\s*websocket$/i.test(l));
+      requests.push(`${upgrade ? 'upgrade' : 'plain'} ${lines[0].split(' ')[1].replace(/\?.*$/, '')}`); // never the query: a token may be there
+      if (blocking === 'reset everything' || (upgrade && blocking.startsWith('reset'))) return void client.resetAndDestroy();
+      if (upgrade && blocking === 'hold') return;
+      if (upgrade && blocking === 'page') {
+        const page = '<html><head><title>Access denied</title></head><body>WebSocket is not allowed by your network policy.</body></html>';
+        return void client.end(`HTTP/1.1 403 Forbidden\r\nContent-Type: text/html\r\nContent-Length: ${page.length}\r\nConnection: close\r\n\r\n${page}`);
+      }
+      const upstream = tcpConnect(targetPort, '127.0.0.1', () => {
+        upstream.write(head);
+        client.pipe(upstream);
+        if (blocking !== 'reset, and buffer answers') return void upstream.pipe(client);
+        let answer = Buffer.alloc(0);
+        let headSent = false;
+        upstream.on('data', (chunk: Buffer) => {
+          if (headSent) return; // held (a buffer that never fills)
+          answer = Buffer.concat([answer, chunk]);
+          const headEnd = answer.indexOf('\r\n\r\n');
+          if (headEnd === -1) return;
+          headSent = true;
+          client.write(answer.subarray(0, headEnd + 4));
+        });
+      });
+      sockets.add(upstream);
+      upstream.on('error', () => client.destroy()).on('close', () => (client.destroy(), sockets.delete(upstream)));
+    };
+    client.on('data', onData);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as { port: number }).port,
+    requests,
+    stop: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => server.close(resolve));
+    },
+  };
+}
+
 describe('realtime-gateway doctor', () => {
   let gw: TestGateway;
   beforeAll(async () => {
@@ -144,10 +205,81 @@ describe('realtime-gateway doctor', () => {
       const { code, out } = await doctor(`ws://127.0.0.1:${port}/api/alerts/subscribe`, '--token', token());
       expect(out).toContain('HTTP 426 upgrade_required');
       expect(out).toContain('drops the Upgrade and Connection headers');
+      // Plain HTTP gets through that relay: SSE does.
+      expect(out).toMatch(/✓ GET \/sse streams: its welcome arrived in \d+ ms/);
       expect(code).toBe(1);
     } finally {
       relay.close();
     }
+  });
+
+  describe('when something on the way blocks WebSocket', () => {
+    const through = async (blocking: Blocking, path: string, jwt: string) => {
+      const box = await middlebox(gw.port, blocking);
+      try {
+        return { ...(await doctor(`ws://127.0.0.1:${box.port}${path}`, '--token', jwt)), requests: box.requests };
+      } finally {
+        await box.stop();
+      }
+    };
+    const fallsBack = /the SDK's \/ws client switches to SSE by itself/;
+
+    it('an upgrade reset before any answer: tries GET /sse with the same token, which streams, and says the SDK falls back', async () => {
+      const { code, out, requests } = await through('reset', '/ws', token({ sub: 'behind-proxy', role: 'user' }));
+      expect(out).toContain('✗ the WebSocket upgrade got no HTTP answer');
+      expect(out).toMatch(/✓ GET \/sse streams: its welcome arrived in \d+ ms/);
+      expect(out).toMatch(fallsBack);
+      expect(requests).toEqual(['upgrade /ws', 'plain /sse']);
+      expect(code).toBe(1); // WebSocket itself is still blocked
+    });
+
+    it('an upgrade answered by a proxy\'s own page: not the gateway (not JSON), whose page is not repeated; the endpoint\'s channel over SSE', async () => {
+      const { code, out, requests } = await through('page', '/api/alerts/subscribe', token({ sub: 'nurse', role: 'authority' }));
+      expect(out).toContain('✗ the upgrade was answered HTTP 403 by something that is not the gateway');
+      expect(out).not.toContain('Access denied');
+      expect(out).toMatch(/✓ GET \/sse streams: its welcome arrived in \d+ ms, with alerts/);
+      expect(out).toMatch(fallsBack);
+      expect(out).toContain('subscribe to alerts');
+      expect(requests).toEqual(['upgrade /api/alerts/subscribe', 'plain /sse']);
+      expect(code).toBe(1);
+    });
+
+    it('an upgrade that never gets an answer: after the handshake timeout, the same', async () => {
+      const { code, out } = await through('hold', '/ws/chat/lobby', token({ sub: 'waiting', role: 'user' }));
+      expect(out).toContain('✗ the WebSocket upgrade got no HTTP answer');
+      expect(out).toMatch(/✓ GET \/sse streams: its welcome arrived in \d+ ms, with chat:lobby/);
+      expect(code).toBe(1);
+    });
+
+    it('says so when plain HTTP does not get through either, and promises no fallback', async () => {
+      const { code, out, requests } = await through('reset everything', '/ws', token({ sub: 'cut-off', role: 'user' }));
+      expect(out).toContain('✗ the WebSocket upgrade got no HTTP answer');
+      expect(out).toContain('✗ GET /sse failed too');
+      expect(out).not.toMatch(fallsBack);
+      expect(requests).toEqual(['upgrade /ws', 'plain /sse']);
+      expect(code).toBe(1);
+    });
+
+    it('says when the stream opens but its events are held on the way (a buffering proxy)', async () => {
+      const { code, out } = await through('reset, and buffer answers', '/ws', token({ sub: 'buffered', role: 'user' }));
+      expect(out).toContain('✗ GET /sse opened, but no event arrived within 5 s: something on the way buffers the stream');
+      expect(out).toContain('turn response buffering off for /sse');
+      expect(out).not.toMatch(fallsBack);
+      expect(code).toBe(1);
+    });
+
+    it('says which channel the stream refused, with its error', async () => {
+      const { out } = await through('reset', '/api/alerts/subscribe', token({ sub: 'patient-1', role: 'patient' }));
+      expect(out).toMatch(/✗ GET \/sse streams, but refused alerts: forbidden_channel/);
+      expect(out).not.toMatch(fallsBack);
+    });
+  });
+
+  it('does not try SSE on a healthy endpoint or on the gateway\'s own refusal', async () => {
+    const healthy = await doctor(gw.ws('/ws'), '--token', token());
+    const refused = await doctor(gw.ws('/ws'), '--token', token({}, { secret: 'another-secret-of-at-least-32-bytes!!' }));
+    expect([healthy.code, refused.code]).toEqual([0, 1]);
+    expect(`${healthy.out}${refused.out}`).not.toContain('/sse');
   });
 
   it('explains 429 too_many_upgrades and points at TRUSTED_PROXIES', async () => {

@@ -7,6 +7,7 @@ import { CHAT_FRAMES } from '../../src/chat/chat.frames';
 import { SIGNALING_FRAMES } from '../../src/signaling/signaling.frames';
 import { WS_FRAMES } from '../../src/ws/ws.frames';
 import { connect, type TestClient } from '../support/clients';
+import { sendFrame, SseClient } from '../support/sse-client';
 import { startTestGateway, type TestGateway } from '../support/gateway';
 import { freePort, ROOT } from '../support/process';
 import { token } from '../support/tokens';
@@ -35,19 +36,21 @@ function shape(value: unknown): unknown {
 
 /**
  * What identifies a kind of server frame: its type, plus the error code, system event, relay sender, the kind
- * of channel it names, and whether a welcome names a personal channel (alerts) too.
+ * of channel it names, whether a welcome names a personal channel (alerts) too, and whether it names a session
+ * (an SSE stream's welcome).
  */
 function kind(frame: Record<string, unknown>): string {
   const payload = frame.payload as { code?: string } | undefined;
   const channel = typeof frame.channel === 'string' ? frame.channel.split(':')[0] : '';
   const byMember = frame.type === 'publication' && typeof frame.user === 'string' ? 'by' : '';
-  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? '', channel, 'user_epoch' in frame ? 'u' : '', byMember].join('/');
+  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? '', channel, 'user_epoch' in frame ? 'u' : '', 'session' in frame ? 's' : '', byMember].join('/');
 }
 
 describe('docs/protocol.md', () => {
   let gw: TestGateway;
   const seen: Record<string, unknown>[] = [];
   const clients: TestClient[] = [];
+  const streams: SseClient[] = [];
 
   async function open(path: string, sub: string, role: string, claims: Record<string, unknown> = {}): Promise<TestClient> {
     const client = await connect(gw.ws(path), { protocols: ['bearer', token({ sub, role, ...claims })] });
@@ -160,16 +163,40 @@ describe('docs/protocol.md', () => {
     seen.push(await stranger.ofType('error'));
     stranger.send({ type: 'subscribe', channel: 'ward:icu-3' });
     seen.push(await stranger.ofType('error'));
+
+    // SSE: a stream of alerts and chat:lobby (the welcome), the documented send on it, an operator's disconnect
+    // (the close event), and last, a drain (the reconnect event) that ends every connection of this gateway.
+    const streamToken = token({ sub: 'sse-reader', role: 'authority' });
+    const stream = await SseClient.open(gw.http('/sse?channel=alerts&channel=chat:lobby'), { authorization: `Bearer ${streamToken}` });
+    streams.push(stream);
+    const welcome = await stream.ofType('welcome');
+    seen.push(welcome.data);
+    const documented = examples.find((e) => e.direction === 'client' && e.endpoint === 'sse')!.frame;
+    expect((await sendFrame(gw.http('/sse/send'), streamToken, welcome.data.session, documented.frame)).status).toBe(202);
+    expect((await stream.ofType('publication')).data).toMatchObject({ user: 'sse-reader', data: (documented.frame as { data: unknown }).data });
+    const disconnect = await fetch(gw.internal('/api/disconnect'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'ops', role: 'admin' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ user: 'sse-reader', reason: 'maintenance' }),
+    });
+    expect(disconnect.status).toBe(202);
+    seen.push((await stream.ofType('close')).data);
+    const drained = await SseClient.open(gw.http('/sse?channel=alerts'), { authorization: `Bearer ${token({ sub: 'sse-drained', role: 'authority' })}` });
+    streams.push(drained);
+    await drained.ofType('welcome');
+    void gw.connections.drain();
+    seen.push((await drained.ofType('reconnect')).data);
   });
 
   afterAll(async () => {
     for (const client of clients) client.ws.terminate();
+    await Promise.all(streams.map((s) => s.close()));
     await gw.close();
   });
 
   it('has examples for every endpoint', () => {
     expect(new Set(examples.map((e) => `${e.direction} ${e.endpoint}`))).toEqual(
-      new Set(['client any', 'server any', 'server alerts', 'client http', 'client signaling', 'server signaling', 'client chat', 'server chat', 'client ws', 'server ws']),
+      new Set(['client any', 'server any', 'server alerts', 'client http', 'client signaling', 'server signaling', 'client chat', 'server chat', 'client ws', 'server ws', 'client sse', 'server sse']),
     );
   });
 
@@ -188,7 +215,11 @@ describe('docs/protocol.md', () => {
                 ? AlertInputSchema
                 : undefined;
       if (endpoint === 'any') expect(frame).toEqual({ type: 'ping' });
-      else expect([endpoint, type, schema?.safeParse(frame).success]).toEqual([endpoint, type, true]);
+      else if (endpoint === 'sse') {
+        // A POST /sse/send body: the session of a welcome, and a /ws frame.
+        const sent = frame.frame as { type: keyof typeof WS_FRAMES };
+        expect([typeof frame.session, Object.keys(frame).sort(), WS_FRAMES[sent.type]?.safeParse(sent).success]).toEqual(['string', ['frame', 'session'], true]);
+      } else expect([endpoint, type, schema?.safeParse(frame).success]).toEqual([endpoint, type, true]);
     }
   });
 

@@ -1,5 +1,6 @@
 import { connect } from '../support/clients';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
+import { rawExchange } from '../support/raw-http';
 import { sendFrame, SseClient } from '../support/sse-client';
 import { token } from '../support/tokens';
 
@@ -154,6 +155,19 @@ describe('GET /sse and POST /sse/send (embedded)', () => {
     const user = track(await SseClient.open(gw.http('/sse?channel=alerts&channel=chat:ward-7'), { authorization: `Bearer ${token({ sub: 'dan', role: 'user' })}` }));
     expect(Object.keys((await user.ofType('welcome')).data.channels)).toEqual(['chat:ward-7']);
     expect((await user.ofType('error')).data).toMatchObject({ payload: { code: 'forbidden_channel', channel: 'alerts' } });
+  });
+
+  it('answers a stream request pipelined behind another request, never leaves it hanging', async () => {
+    const jwt = token({ sub: 'alice', role: 'user' });
+    const answer = await rawExchange(
+      gw.port,
+      `GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /sse?channel=chat:ward-9 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer ${jwt}\r\nAccept: text/event-stream\r\n\r\n`,
+      { closeWithinMs: 2000 },
+    );
+    expect(answer.status).toBe(200); // /healthz
+    expect(answer.raw).toMatch(/HTTP\/1\.1 (400|200) /g);
+    const second = answer.raw.slice(answer.raw.indexOf('HTTP/1.1', 10));
+    expect(second).toMatch(/^HTTP\/1\.1 400 [^\r]*\r\n[\s\S]*"error":"pipelined_request"/);
   });
 
   it('sends comment heartbeats, and counts streams under gateway="sse"', async () => {

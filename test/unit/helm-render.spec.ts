@@ -213,6 +213,30 @@ describe('the Helm chart, rendered', () => {
     expect(restricted.spec.ingress[1].from).toEqual([{ namespaceSelector: { matchLabels: { 'kubernetes.io/metadata.name': 'monitoring' } } }]);
   });
 
+  it('keeps SSE streams and idle WebSockets open through ingress-nginx: no buffering, timeouts above both heartbeats, also beside annotations of your own', () => {
+    // Annotations of your own, as a values file gives them: helm merges them with the chart's.
+    const values = join(mkdtempSync(join(tmpdir(), 'rg-values-')), 'values.yaml');
+    writeFileSync(values, 'ingress:\n  annotations:\n    cert-manager.io/cluster-issuer: letsencrypt\n');
+    for (const objects of [render({ 'jwt.secret': SECRET, 'ingress.enabled': true }), render({ 'jwt.secret': SECRET, 'ingress.enabled': true }, ['-f', values])]) {
+      const annotations = find(objects, 'Ingress').metadata.annotations ?? {};
+      // What the pods run with: the app's own reading of the rendered environment.
+      const given: Record<string, string> = { JWT_SECRET: SECRET };
+      for (const e of env(objects)) if (e.value !== undefined) given[e.name] = e.value;
+      const { sseHeartbeatMs, heartbeatIntervalMs } = loadConfig(given).config;
+      // ingress-nginx would otherwise hold events in its buffers until they fill: a stream would look dead.
+      expect(annotations['nginx.ingress.kubernetes.io/proxy-buffering']).toBe('off');
+      // nginx closes a proxied connection quiet for longer than these (seconds): the heartbeats must come sooner.
+      for (const timeout of ['proxy-read-timeout', 'proxy-send-timeout']) {
+        expect([timeout, Number(annotations[`nginx.ingress.kubernetes.io/${timeout}`]) * 1000 > Math.max(sseHeartbeatMs, heartbeatIntervalMs)]).toEqual([timeout, true]);
+      }
+    }
+    expect(find(render({ 'jwt.secret': SECRET, 'ingress.enabled': true }, ['-f', values]), 'Ingress').metadata.annotations?.['cert-manager.io/cluster-issuer']).toBe('letsencrypt');
+    // The SSE heartbeat is a value the app accepts, within what the SPEC allows (at most 15 s).
+    const faster = render({ 'jwt.secret': SECRET, 'gateway.sseHeartbeatMs': 5000 });
+    expect(envNamed(faster, 'SSE_HEARTBEAT_MS')?.value).toBe('5000');
+    expect(() => render({ 'jwt.secret': SECRET, 'gateway.sseHeartbeatMs': 20000 })).toThrow(/sseHeartbeatMs/);
+  });
+
   it('gives the drain time to finish: grace ≥ preStop sleep + drain window + shutdown budget, probes on health', () => {
     const objects = render({ 'jwt.secret': SECRET });
     const pod = find(objects, 'Deployment').spec.template.spec;

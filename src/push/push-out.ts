@@ -1,0 +1,25 @@
+/**
+ * Web Push to users' push subscriptions (SPEC v3 "Receipts and offline delivery"), as the rest of the service sees
+ * it: one injection token, one synchronous call that never waits on a push service and never throws. Without
+ * `VAPID_*` it is `NoPush` (enabled false). Producers: alerts for users with no live alerts connection, and the
+ * escalation of unacknowledged alerts.
+ */
+export const PUSH_OUT = Symbol('PUSH_OUT');
+
+/** What a push message carries (an alert too large for one carries `id` only). */
+export interface PushPayload {
+  type: 'alert';
+  id: string;
+  data?: Record<string, unknown>;
+}
+
+export interface PushOut {
+  readonly enabled: boolean;
+  /** Queues a push to every subscription of each user; returns at once. */
+  pushToUsers(users: readonly string[], payload: PushPayload): void;
+}
+
+export class NoPush implements PushOut {
+  readonly enabled = false;
+  pushToUsers(): void {}
+}
