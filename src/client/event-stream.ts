@@ -130,9 +130,12 @@ export class EventStream {
   onerror: ((event: unknown) => void) | null = null;
   /** The stream was refused before it started (any status but 200 with `text/event-stream`). */
   onrefused: ((refusal: StreamRefusal) => void) | null = null;
-  /** A POST that was not handled (404 unknown_session, no answer, 401/403): the client queues them again. */
+  /**
+   * Frames not handled (404 unknown_session, no answer, 401/403 before the stream's own close), in the order they
+   * were sent: once one is, every later send of this stream is too, unsent, so none overtakes another.
+   */
   onunsent: ((frames: UnsentFrames) => void) | null = null;
-  /** A POST the server refused for the frame itself (413 too_large, 400): what an error frame would say. */
+  /** A POST the server refused for the frame (413 too_large, 400, 503 unavailable, …): what an error frame would say. */
   onrejected: ((frame: Record<string, unknown>, status: number, body: string) => void) | null = null;
 
   private readonly abort = new AbortController();
@@ -140,6 +143,8 @@ export class EventStream {
   private sending: Promise<void> = Promise.resolve();
   private idle: ReturnType<typeof setTimeout> | undefined;
   private ended = false;
+  /** A send was not handled: the rest wait for the next stream. */
+  private broken = false;
   private parser: EventStreamParser | undefined;
 
   constructor(private readonly options: EventStreamOptions) {
@@ -235,7 +240,7 @@ export class EventStream {
   }
 
   private async post(session: string, frame: Record<string, unknown>, text: string): Promise<void> {
-    if (this.ended) return this.onunsent?.({ texts: [text] });
+    if (this.ended || this.broken) return this.onunsent?.({ texts: [text] });
     let status = 0;
     let body = '';
     try {
@@ -251,10 +256,11 @@ export class EventStream {
       status = 0;
     }
     if (status === 202) return;
-    if (status === 413 || status === 400) return this.onrejected?.(frame, status, body);
+    if (status !== 0 && status !== 401 && status !== 403 && status !== 404) return this.onrejected?.(frame, status, body);
     // Not handled: the session is gone (404), nothing answered, or the token is refused now (the stream gets
-    // its own close, 4001 or 4003). The frame waits for the next stream; a stream the server no longer knows
-    // is closed here so that the next one starts.
+    // its own close, 4001 or 4003). The frame and every later one wait for the next stream; a stream the server
+    // no longer knows (or that nothing answers for) is closed here so that the next one starts.
+    this.broken = true;
     this.onunsent?.({ texts: [text] });
     if (status === 404 || status === 0) this.finish(1006, status === 404 ? 'the server no longer knows this stream' : 'a send got no answer');
   }

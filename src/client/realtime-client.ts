@@ -148,6 +148,8 @@ export class RealtimeClient extends Emitter<Events> {
   /** Upgrades cut before open in a row while plain HTTP reached the gateway (`auto`: two mean WebSocket is blocked). */
   private resets = 0;
   private readonly queue: string[] = [];
+  /** Frames an SSE stream took but could not deliver: first on the next connection. */
+  private readonly resend: string[] = [];
   private attempt = 0;
   private stopped = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -362,6 +364,7 @@ export class RealtimeClient extends Emitter<Events> {
     if (welcome) this.heldByStream(welcome);
     // Subscribes first: a publish queued while reconnecting needs its channel held by this connection.
     for (const subscription of [...this.channels.values()]) subscription._open();
+    if (this.resend.length) this.queue.unshift(...this.resend.splice(0));
     while (this.queue.length && this.connected) this.ws!.send(this.queue.shift()!);
   }
 
@@ -383,21 +386,23 @@ export class RealtimeClient extends Emitter<Events> {
     }
   }
 
-  /** Frames an SSE send did not deliver: sent again on the next connection, in order (subscribes are made anew there anyway). */
+  /**
+   * Frames an SSE stream did not deliver, in order: sent on the next connection before anything queued later
+   * (subscribes are made anew there anyway, unsubscribes are moot on a new stream).
+   */
   private unsent(texts: string[]): void {
-    const again = texts.filter((text) => !/^\{"type":"(?:un)?subscribe"/.test(text));
-    if (again.length === 0 || this.stopped) return;
-    if (this.connected) for (const text of again) this.ws!.send(text);
-    else this.queue.unshift(...again);
+    if (this.stopped) return;
+    this.resend.push(...texts.filter((text) => !/^\{"type":"(?:un)?subscribe"/.test(text)));
   }
 
-  /** A send refused for the frame itself (413 too_large, 400): reported as the error frame WebSocket would bring. */
+  /** A send refused (413 too_large, 400, 503 unavailable, …): reported as the error frame WebSocket would bring, not retried. */
   private rejectedSend(frame: Record<string, unknown>, status: number, body: string): void {
     const answer = refusal(status, body, undefined);
     const channel = typeof frame.channel === 'string' ? frame.channel : undefined;
+    const code = answer.error ?? (status === 413 ? 'too_large' : status >= 500 ? 'unavailable' : 'bad_request');
     const error: ErrorFrame = {
       type: 'error',
-      payload: { code: answer.error ?? (status === 413 ? 'too_large' : 'bad_request'), message: answer.message ?? `the send was refused with HTTP ${status}`, ...(channel ? { channel } : {}) },
+      payload: { code, message: answer.message ?? `the send was refused with HTTP ${status}`, ...(channel ? { channel } : {}) },
     };
     if (channel) this.channels.get(channel)?._frame(error as ChannelFrame);
     this.emit('rejected', error);

@@ -113,6 +113,40 @@ describe('client SDK on /ws behind a middlebox that breaks WebSocket', () => {
     expect(blocker.requests('GET /sse')[0].headers).toContain('authorization');
   });
 
+  it('sends the server does not take: 404 unknown_session goes again on the next stream, once; 413 is an error on its handle', async () => {
+    const { client: c, closes } = client('sends-again', { transport: 'sse' });
+    const room = c.subscribe('chat:sse-sends');
+    const got: PublicationFrame[] = [];
+    room.on('publication', (frame) => got.push(frame));
+    const errors: ChannelError[] = [];
+    room.on('error', (error) => errors.push(error));
+    c.connect();
+    await nextEvent(room, 'subscribed');
+
+    // Too large for MAX_MESSAGE_BYTES: refused with 413 for the frame; the stream stays, nothing is retried.
+    room.publish({ text: 'x'.repeat(70_000) });
+    await eventually(() => errors.length === 1, 5000, 'the refused send');
+    expect(errors[0]).toMatchObject({ channel: 'chat:sse-sends', code: 'too_large', fatal: false });
+    expect(room.state).toBe('subscribed');
+
+    // The gateway's side of the stream goes; the client's stays open and silent. The next send is 404
+    // unknown_session: the SDK closes that stream, opens another with its cursor, and sends the frame there.
+    blocker.orphanStreams();
+    await eventually(async () => (await gw.metric('ws_connections_active', { gateway: 'sse' })) === 0, 5000, 'the gateway to see the stream go');
+    const resubscribed = nextEvent(room, 'subscribed');
+    room.publish({ text: 'sent twice, delivered once' });
+    await resubscribed;
+    await eventually(() => got.length === 1, 5000, 'the publication through the second stream');
+    expect(got[0]).toMatchObject({ data: { text: 'sent twice, delivered once' }, user: 'sends-again' });
+    expect(closes).toEqual([{ code: 1006, reason: 'the server no longer knows this stream', reconnectInMs: expect.any(Number) }]);
+    expect(blocker.requests('GET /sse')).toHaveLength(2);
+    expect(blocker.requests('GET /sse')[1].headers).toContain('last-event-id');
+    await post(gw.internal('/api/publish'), { channel: 'chat:sse-sends', data: { after: true } });
+    await eventually(() => got.length === 2, 5000, 'a later publication');
+    expect(got.map((frame) => frame.data)).toEqual([{ text: 'sent twice, delivered once' }, { after: true }]);
+    expect(errors).toHaveLength(1);
+  });
+
   it('an upgrade held without an answer: SSE after upgradeTimeoutMs', async () => {
     blocker.mode = 'hold';
     const { client: c, closes } = client('held', { upgradeTimeoutMs: 300 });

@@ -20,6 +20,8 @@ export class UpgradeBlocker {
   /** Request heads seen, in order. */
   readonly seen: SeenRequest[] = [];
   private readonly sockets = new Set<Socket>();
+  /** Relayed connections whose last request was `GET /sse`: the client side, and the gateway side. */
+  private readonly streams = new Map<Socket, Socket>();
 
   private constructor(
     private readonly server: Server,
@@ -55,6 +57,20 @@ export class UpgradeBlocker {
   cut(): void {
     for (const socket of this.sockets) socket.destroy();
     this.sockets.clear();
+  }
+
+  /**
+   * Ends every relayed event stream on the gateway's side only: the gateway sees its stream go, the client sees
+   * nothing (its connection stays open and silent), as when a middlebox drops a long-lived connection one way.
+   */
+  orphanStreams(): void {
+    for (const [client, upstream] of this.streams) {
+      upstream.unpipe(client);
+      upstream.removeAllListeners('close').removeAllListeners('error').on('error', () => undefined);
+      upstream.destroy();
+      client.removeAllListeners('data');
+    }
+    this.streams.clear();
   }
 
   async stop(): Promise<void> {
@@ -93,6 +109,8 @@ export class UpgradeBlocker {
         if (upgrade && this.mode === 'hold') return void client.pause(); // no answer, ever (until stop)
         body = Number(fields.find(([name]) => name === 'content-length')?.[1] ?? 0);
         upstream ??= this.relay(client, targetPort);
+        if (/^GET \/sse(\?|$)/.test(lines[0].split(' ').slice(0, 2).join(' '))) this.streams.set(client, upstream);
+        else this.streams.delete(client);
         upstream.write(head);
         if (upgrade) {
           // Upgraded: from here on the connection carries WebSocket frames, not requests.
@@ -113,6 +131,7 @@ export class UpgradeBlocker {
       upstream.destroy();
       this.sockets.delete(client);
       this.sockets.delete(upstream);
+      this.streams.delete(client);
     };
     upstream.on('error', drop).on('close', drop);
     client.on('close', drop);
