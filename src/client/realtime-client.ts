@@ -505,6 +505,8 @@ export class RealtimeClient extends Emitter<Events> {
           // A stalled upgrade says enough at once; a reset may be one replica dying mid-upgrade, so it takes two in a row.
           if (reason.startsWith('no open within')) return this.fallBack(`${reason}; plain HTTP gets through`);
           if (++this.resets >= 2) return this.fallBack('the upgrade was cut before open twice in a row; plain HTTP gets through');
+        } else {
+          this.resets = 0; // explained, or nothing answers: not in a row any more
         }
         if (typeof answer === 'object') this.refused = answer;
         this.decide(code, typeof answer === 'object' ? describe(answer) : reason);
