@@ -1,7 +1,7 @@
 import { request } from 'node:http';
 import { chromium, type Browser } from 'playwright-core';
 import { ForwardProxy } from '../support/forward-proxy';
-import { startTestGateway, type TestGateway } from '../support/gateway';
+import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { token } from '../support/tokens';
 
 jest.setTimeout(60_000);
@@ -78,7 +78,8 @@ describe('the test forward proxy (Debian squid) blocks WebSocket and passes plai
   it('a plain GET goes through', async () => {
     const answer = await viaProxy(proxy, { path: gw.http('/healthz') });
     expect(answer.status).toBe(200);
-    expect(proxy.accessLog().join('\n')).toMatch(/TCP_MISS\/200 \d+ GET http:\/\/127\.0\.0\.1:\d+\/healthz/);
+    // squid writes a request's log line once the transaction is over, which may be just after the answer.
+    await eventually(() => /TCP_MISS\/200 \d+ GET http:\/\/127\.0\.0\.1:\d+\/healthz/.test(proxy.accessLog().join('\n')), 5000, 'the GET in the access log');
   });
 
   it('an upgrade sent to it as an absolute-URI request arrives without Upgrade: the gateway answers 426, nothing is upgraded', async () => {
@@ -92,7 +93,7 @@ describe('the test forward proxy (Debian squid) blocks WebSocket and passes plai
     const answer = await viaProxy(proxy, { method: 'CONNECT', path: `127.0.0.1:${gw.port}` });
     expect(answer.status).toBe(403);
     expect(String(answer.headers['content-type'])).toMatch(/text\/html/); // squid's error page, not the gateway's JSON
-    expect(proxy.accessLog().join('\n')).toContain(`TCP_DENIED/403`);
+    await eventually(() => proxy.accessLog().some((line) => line.includes(`TCP_DENIED/403`) && line.includes(`CONNECT 127.0.0.1:${gw.port}`)), 5000, 'the refused CONNECT in the access log');
   });
 });
 
@@ -120,6 +121,7 @@ describe('Chromium through squid: what blocks its WebSocket is the refused CONNE
   it('CONNECT refused: the page loads through the proxy, its WebSocket never opens (1006)', async () => {
     const { proxy, browser } = await through('deny');
     expect(await tryWebSocket(browser, gw.http('/healthz'), gw.ws('/ws'), token())).toBe('close 1006');
+    await eventually(() => proxy.accessLog().some((line) => line.includes(`CONNECT 127.0.0.1:${gw.port}`)), 5000, 'the CONNECT in the access log');
     const log = proxy.accessLog().join('\n');
     expect(log).toMatch(/TCP_MISS\/200 \d+ GET http:\/\/127\.0\.0\.1:\d+\/healthz/); // the page came through squid
     expect(log).toContain(`TCP_DENIED/403`);
@@ -129,6 +131,7 @@ describe('Chromium through squid: what blocks its WebSocket is the refused CONNE
   it('control: the same squid allowing CONNECT lets the same WebSocket open, through a tunnel', async () => {
     const { proxy, browser } = await through('allow');
     expect(await tryWebSocket(browser, gw.http('/healthz'), gw.ws('/ws'), token())).toBe('open');
-    expect(proxy.accessLog().join('\n')).toMatch(new RegExp(`TCP_TUNNEL/200 \\d+ CONNECT 127\\.0\\.0\\.1:${gw.port}`));
+    const tunnel = new RegExp(`TCP_TUNNEL/200 \\d+ CONNECT 127\\.0\\.0\\.1:${gw.port}`);
+    await eventually(() => tunnel.test(proxy.accessLog().join('\n')), 5000, 'the tunnel in the access log'); // logged once it closed
   });
 });
