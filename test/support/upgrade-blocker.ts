@@ -125,6 +125,9 @@ export class UpgradeBlocker {
 
   private relay(client: Socket, targetPort: number): Socket {
     const upstream = connect(targetPort, '127.0.0.1');
+    // A request's head and body go up in two writes: without this, Nagle holds the body for the gateway's delayed ACK.
+    upstream.setNoDelay(true);
+    client.setNoDelay(true);
     this.sockets.add(upstream);
     const drop = () => {
       client.destroy();
