@@ -120,7 +120,7 @@ export interface UnsentFrames {
  * One SSE session. readyState: 0 until the welcome arrives (then onopen with it, then onmessage with it), 1
  * while the stream runs, 3 once closed (onclose, exactly once). A `{"type":"reconnect"}` frame closes it as 1012
  * (drain), a `{"type":"close"}` frame with its code and reason, the end of the body or a network error as 1006.
- * send() posts frames one after another, in order; answers come on the stream.
+ * send() posts frames one after another, in order (consecutive subscribes side by side); answers come on the stream.
  */
 export class EventStream {
   readyState = 0;
@@ -140,7 +140,10 @@ export class EventStream {
 
   private readonly abort = new AbortController();
   private session: string | undefined;
+  /** Every send so far has been posted (and answered) once this settles. */
   private sending: Promise<void> = Promise.resolve();
+  /** Consecutive subscribes: posted side by side, all after what came before them. */
+  private subscribes: { after: Promise<void>; posts: Promise<void>[] } | undefined;
   private idle: ReturnType<typeof setTimeout> | undefined;
   private ended = false;
   /** A send was not handled: the rest wait for the next stream. */
@@ -165,7 +168,17 @@ export class EventStream {
       return;
     }
     const session = this.session!;
-    this.sending = this.sending.then(() => this.post(session, frame as Record<string, unknown>, text));
+    const post = () => this.post(session, frame as Record<string, unknown>, text);
+    if ((frame as { type?: unknown }).type === 'subscribe') {
+      // Subscribes commute (a reconnect re-subscribes every channel at once): side by side, not one round trip
+      // each. Whatever comes next (a publish needing them, an unsubscribe) waits for all of them.
+      this.subscribes ??= { after: this.sending, posts: [] };
+      this.subscribes.posts.push(this.subscribes.after.then(post));
+      this.sending = Promise.all(this.subscribes.posts).then(() => undefined);
+      return;
+    }
+    this.subscribes = undefined;
+    this.sending = this.sending.then(post);
   }
 
   /** The stream's last event id (the cursor to resume from), undefined before any. */

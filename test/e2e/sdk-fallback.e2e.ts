@@ -243,6 +243,24 @@ describe('client SDK on /ws behind a middlebox that breaks WebSocket', () => {
     expect(closes.at(-1)!.reason).toMatch(/switching to SSE$/);
   });
 
+  it('a switch with many channels subscribes them side by side: about one round trip, not one per channel', async () => {
+    blocker.mode = 'pass';
+    const { client: c } = client('many-channels');
+    const handles = Array.from({ length: 20 }, (_, i) => c.subscribe(`chat:many-${i}`));
+    c.connect();
+    await eventually(() => handles.every((handle) => handle.state === 'subscribed'), 5000, 'twenty channels over WebSocket');
+    let openedAt = 0;
+    c.on('open', () => (openedAt = performance.now()));
+    blocker.mode = 'reset';
+    blocker.latencyMs = 100; // a distant network: every request reaches the gateway 100 ms after it was sent
+    blocker.cut();
+    await eventually(() => c.transport === 'sse' && openedAt > 0 && handles.every((handle) => handle.state === 'subscribed'), 15_000, 'twenty channels over SSE');
+    // Each has a position, so each is a POST subscribe with since. One after the other they would take at least
+    // 20 × 100 ms; side by side, about one.
+    expect(performance.now() - openedAt).toBeLessThan(1000);
+    expect(blocker.requests('POST /sse/send')).toHaveLength(20);
+  });
+
   it('close codes told in the stream are the WebSocket ones: 4001 gets a new token and resumes, 4003 stops', async () => {
     let issued = 0;
     const jtis = ['laptop-1', 'laptop-2'];

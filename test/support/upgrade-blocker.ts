@@ -17,6 +17,8 @@ export interface SeenRequest {
  */
 export class UpgradeBlocker {
   mode: BlockMode;
+  /** Each byte from a client reaches the gateway this much later (a distant network); 0 by default. */
+  latencyMs = 0;
   /** Request heads seen, in order. */
   readonly seen: SeenRequest[] = [];
   private readonly sockets = new Set<Socket>();
@@ -93,7 +95,7 @@ export class UpgradeBlocker {
           const part = pending.subarray(0, body);
           body -= part.length;
           pending = pending.subarray(part.length);
-          upstream!.write(part);
+          this.forward(upstream!, part);
           continue;
         }
         const end = pending.indexOf('\r\n\r\n');
@@ -111,16 +113,23 @@ export class UpgradeBlocker {
         upstream ??= this.relay(client, targetPort);
         if (/^GET \/sse(\?|$)/.test(lines[0].split(' ').slice(0, 2).join(' '))) this.streams.set(client, upstream);
         else this.streams.delete(client);
-        upstream.write(head);
+        this.forward(upstream, head);
         if (upgrade) {
           // Upgraded: from here on the connection carries WebSocket frames, not requests.
           client.removeAllListeners('data');
-          if (pending.length) upstream.write(pending);
-          client.pipe(upstream);
+          if (pending.length) this.forward(upstream, pending);
+          const to = upstream;
+          client.on('data', (chunk: Buffer) => this.forward(to, chunk));
           return;
         }
       }
     });
+  }
+
+  /** Timers of one duration fire in the order they were set: the bytes keep their order. */
+  private forward(upstream: Socket, bytes: Buffer): void {
+    if (this.latencyMs === 0) upstream.write(bytes);
+    else setTimeout(() => upstream.destroyed || upstream.write(bytes), this.latencyMs);
   }
 
   private relay(client: Socket, targetPort: number): Socket {
