@@ -400,6 +400,28 @@ describe('push subscriptions in Redis, across two replicas', () => {
     expect((await call(b.http.bind(b), 'POST', '/push/subscriptions', { user: 'hal', body: sub })).status).toBe(201);
   });
 
+  it('in production, never sends to a private address, even one a subscription made elsewhere names or resolves to: removed', async () => {
+    // A replica outside production accepts loopback endpoints; the production replica sharing its Redis must not
+    // reach them (as with a public name that resolves to an internal address by the time a push is sent).
+    const prod = await Replica.start('push-prod', redis.url, { NODE_EXTRA_CA_CERTS: service.caFile, LOG_LEVEL: 'info', NODE_ENV: 'production', ...VAPID_ENV }, { entry: HARNESS, ipc: true });
+    try {
+      const literal = service.subscribe();
+      const named = { ...service.subscribe() };
+      named.endpoint = named.endpoint.replace('https://127.0.0.1:', 'https://localhost:');
+      for (const sub of [literal, named]) expect((await call(a.http.bind(a), 'POST', '/push/subscriptions', { user: 'jo', body: sub })).status).toBe(201);
+      // The production replica refuses them at its own door.
+      expect((await call(prod.http.bind(prod), 'POST', '/push/subscriptions', { user: 'jo', body: literal })).body?.error).toBe('endpoint_not_allowed');
+      const hitsBefore = [...service.hits.values()].reduce((n, v) => n + v, 0);
+      await pushVia(prod.process, ['jo'], { type: 'alert', id: 'internal' });
+      await eventually(async () => (await prod.metric('ws_push_sent_total', { result: 'removed' })) === 2, 5000, 'both removed by the production replica');
+      expect([...service.hits.values()].reduce((n, v) => n + v, 0)).toBe(hitsBefore);
+      expect(await prod.metric('ws_push_sent_total', { result: 'sent' })).toBe(0);
+      await eventually(async () => (await redis.command('ZCARD {rt}:push:user:jo')) === ':0\r\n', 5000, 'removed from Redis');
+    } finally {
+      await prod.stop();
+    }
+  });
+
   it('keeps the cap cluster-wide and answers 503 while Redis is down', async () => {
     for (let i = 0; i < 12; i++) {
       const replica = i % 2 ? a : b;
