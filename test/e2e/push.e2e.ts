@@ -369,6 +369,8 @@ describe('push subscriptions in Redis, across two replicas', () => {
     service = await PushService.start(VAPID.publicKey);
     const env = { NODE_EXTRA_CA_CERTS: service.caFile, LOG_LEVEL: 'info', ...VAPID_ENV };
     [a, b] = await Promise.all([Replica.start('push-a', redis.url, env, { entry: HARNESS, ipc: true }), Replica.start('push-b', redis.url, env, { entry: HARNESS, ipc: true })]);
+    // Listening comes before the Redis links are up (until then /push/subscriptions answers 503 + Retry-After).
+    await eventually(async () => (await a.readyStatus()) === 200 && (await b.readyStatus()) === 200, 10_000, 'both replicas ready');
   });
 
   afterAll(async () => {
@@ -405,6 +407,7 @@ describe('push subscriptions in Redis, across two replicas', () => {
     // reach them (as with a public name that resolves to an internal address by the time a push is sent).
     const prod = await Replica.start('push-prod', redis.url, { NODE_EXTRA_CA_CERTS: service.caFile, LOG_LEVEL: 'info', NODE_ENV: 'production', ...VAPID_ENV }, { entry: HARNESS, ipc: true });
     try {
+      await eventually(async () => (await prod.readyStatus()) === 200, 10_000, 'the production replica ready');
       const literal = service.subscribe();
       const named = { ...service.subscribe() };
       named.endpoint = named.endpoint.replace('https://127.0.0.1:', 'https://localhost:');
