@@ -14,6 +14,7 @@ import { MetricsModule } from './metrics/metrics.module';
 import { ClusterModule } from './mode/cluster.module';
 import { EmbeddedModule } from './mode/embedded.module';
 import { PresenceModule } from './presence/presence.module';
+import { PushModule } from './push/push.module';
 import { RoomsModule } from './rooms/rooms.module';
 import { HttpApiModule } from './http/http-api.module';
 import { ServerApiModule } from './server-api/server-api.module';
@@ -37,6 +38,7 @@ export class AppModule {
         ChannelsModule,
         RoomsModule,
         UpgradeModule,
+        PushModule,
         HealthModule,
         HttpApiModule,
         ...(config.demo ? [DemoModule] : []),
