@@ -17,6 +17,8 @@ const TOOLS = [
   { bin: 'curl', pkg: 'curl', needs: 'running the commands npm run cluster prints' },
   { bin: 'turnserver', pkg: 'coturn', needs: 'the TURN server the ice-servers credentials are checked against (test/e2e/turn.e2e.ts)' },
   { bin: 'turnutils_uclient', pkg: 'coturn', needs: 'allocating TURN relays with those credentials' },
+  { bin: '/usr/sbin/squid', pkg: 'squid', needs: 'the forward proxy that blocks WebSocket, through which the SDK and the demo fall back to SSE' },
+  { bin: 'openssl', pkg: 'openssl', needs: 'the throwaway CA and certificate of the test push service (test/support/push-service.ts)' },
   { bin: 'python3', pkg: 'python3', needs: 'running the Python webhook receiver of docs/deploy.md against the gateway' },
 ];
 

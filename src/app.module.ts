@@ -14,6 +14,7 @@ import { MetricsModule } from './metrics/metrics.module';
 import { ClusterModule } from './mode/cluster.module';
 import { EmbeddedModule } from './mode/embedded.module';
 import { PresenceModule } from './presence/presence.module';
+import { PushModule } from './push/push.module';
 import { ReceiptsModule } from './receipts/receipts.module';
 import { RoomsModule } from './rooms/rooms.module';
 import { HttpApiModule } from './http/http-api.module';
@@ -39,6 +40,7 @@ export class AppModule {
         RoomsModule,
         ReceiptsModule,
         UpgradeModule,
+        PushModule,
         HealthModule,
         HttpApiModule,
         ...(config.demo ? [DemoModule] : []),

@@ -22,6 +22,7 @@ import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
 import { Metrics } from './metrics/metrics';
 import { answerClientError, GatewayAdapter } from './upgrade/gateway-adapter';
 import { Streams } from './upgrade/streams';
+import { PushEndpoints } from './push/push-endpoints';
 
 export interface RunningGateway {
   app: INestApplication;
@@ -43,7 +44,7 @@ export interface StartOptions {
 const VERSION = (JSON.parse(readFileSync(join(__dirname, '..', 'package.json'), 'utf8')) as { version: string }).version;
 
 /** The one answer of the public port to anything that is not a WebSocket path or health (the paths registered). */
-const notPublic = (paths: string[]) => `no endpoint at this path: this port serves the WebSocket endpoints (${paths.join(', ')}), /sse and /sse/send (the same channels over Server-Sent Events), /healthz and /readyz`;
+const notPublic = (paths: string[]) => `no endpoint at this path: this port serves the WebSocket endpoints (${paths.join(', ')}), /sse and /sse/send (the same channels over Server-Sent Events), /push/vapid-public-key and /push/subscriptions (Web Push), /healthz and /readyz`;
 
 /** The namespaces as the OpenAPI document lists them. */
 function namespaceSummaries(registry: NamespaceRegistry): NamespaceSummary[] {
@@ -102,9 +103,17 @@ export async function startGateway(
     return true;
   };
   const streams = app.get(Streams);
+  const push = app.get(PushEndpoints);
   dispatch(
     publicServer,
-    [(req, res) => gateways.handleStream(req, res), (req, res) => streams.handle(req, res, gateways.corsHeaders(req)), (req, res) => gateways.handlePlainRequest(req, res), health],     config.maxPublishBytes,
+    [
+      (req, res) => gateways.handleStream(req, res),
+      (req, res) => streams.handle(req, res, gateways.corsHeaders(req)),
+      (req, res) => push.handle(req, res, gateways.corsHeaders(req)),
+      (req, res) => gateways.handlePlainRequest(req, res),
+      health,
+    ],
+    config.maxPublishBytes,
     (_req, res) => jsonAnswer(res, 404, 'unknown_path', notPublic(gateways.paths())),
   );
   publicServer.on('clientError', gateways.onClientError);

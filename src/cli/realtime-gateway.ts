@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-/** `npx realtime-gateway <command>`: doctor, token, or start the service. */
+/** `npx realtime-gateway <command>`: doctor, token, vapid, or start the service. */
 const USAGE = `Usage: realtime-gateway <command>
   doctor <ws-url> [--token <jwt>]    diagnose a failing connection
   token --role <role> [--sub <id>]   print a token signed with the configured (or dev) key
+  vapid [--json]                     print a new VAPID key pair for Web Push (VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY)
   start                              run the service (same as npm start)
 `;
 
@@ -11,6 +12,7 @@ const [command, ...rest] = process.argv.slice(2);
 process.argv = [process.argv[0], process.argv[1], ...rest];
 if (command === 'doctor') void (require('./doctor') as { main: () => Promise<void> }).main();
 else if (command === 'token') require('./token');
+else if (command === 'vapid') (require('./vapid') as { main: () => void }).main();
 else if (command === 'start') require('../main');
 else {
   (command ? process.stderr : process.stdout).write(USAGE);

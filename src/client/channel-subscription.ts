@@ -182,6 +182,19 @@ export class ChannelSubscription extends Emitter<ChannelEvents> {
     if (this.link.sendNow(frame)) this.current = 'subscribing';
   }
 
+  /** @internal Where the next subscribe resumes from: the known position, or the `since` given; undefined for a fresh channel. */
+  _from(): { id: string; epoch?: string } | undefined {
+    return this.known ?? this.resumeFrom;
+  }
+
+  /**
+   * @internal An SSE stream names this channel in its request (`?channel=`): the stream's welcome will hold it,
+   * or an error event refuse it, as the answer to a subscribe would.
+   */
+  _attaching(): void {
+    if (this.current === 'pending') this.current = 'subscribing';
+  }
+
   /** @internal The connection closed: the next one subscribes again. */
   _closed(): void {
     clearTimeout(this.retry);

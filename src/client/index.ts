@@ -1,4 +1,4 @@
-/** realtime-gateway/client: the browser and Node client for the gateway's WebSocket endpoints. */
+/** realtime-gateway/client: the browser and Node client for the gateway's WebSocket endpoints (and SSE, where WebSocket is blocked). */
 export {
   RealtimeClient,
   type AlertFrame,
@@ -6,6 +6,7 @@ export {
   type ClientOptions,
   type ErrorFrame,
   type SignalFrame,
+  type TransportMode,
   type WelcomeFrame,
   type WebSocketConstructor,
   type WebSocketLike,

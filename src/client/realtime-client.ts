@@ -1,7 +1,8 @@
 import { backoffDelay, RESTART_JITTER_MS, type BackoffOptions } from './backoff';
-import { ChannelSubscription, type ChannelFrame, type ChannelLink, type Position, type SubscribeOptions } from './channel-subscription';
+import { ChannelSubscription, type ChannelFrame, type ChannelLink, type Position, type SubscribedFrame, type SubscribeOptions } from './channel-subscription';
 import { Emitter } from './emitter';
 import { DISCONNECTED_CLOSE_CODE, FATAL_CLOSE_CODES, FATAL_HTTP_STATUSES, GatewayError } from './errors';
+import { EventStream, type FetchFunction, type StreamWelcome } from './event-stream';
 
 export type { Position } from './channel-subscription';
 
@@ -68,6 +69,11 @@ const CHAT_PATH = /\/ws\/chat\/[^/]+$/;
 const SIGNALING_PATH = /\/ws\/signaling\//;
 /** The multiplexed endpoint: channels are subscribed with frames (client.subscribe()), not by the path. */
 const MULTIPLEXED_PATH = /\/ws\/?$/;
+/** The server comments on an idle event stream every 15 s: nothing for three times that long is a dead link. */
+const STREAM_IDLE_MS = 45_000;
+
+/** How a `/ws` client reaches the gateway: see ClientOptions.transport. */
+export type TransportMode = 'auto' | 'websocket' | 'sse';
 
 export interface ClientOptions {
   /** ws:// or wss:// URL of an endpoint, or a function returning one per attempt (several replicas, tests). */
@@ -83,6 +89,20 @@ export interface ClientOptions {
   maxQueued?: number;
   /** Defaults to globalThis.WebSocket (browsers, Node ≥ 22); pass `require('ws')` on Node 20. */
   WebSocket?: WebSocketConstructor;
+  /**
+   * `/ws` only. `auto` (default): WebSocket first; when an upgrade cannot complete (reset or blocked before
+   * `open`, dropped `Upgrade`, a proxy's own error page, no `open` within `upgradeTimeoutMs`) while plain HTTP
+   * still reaches the gateway, Server-Sent Events (`GET /sse` + `POST /sse/send`) with the same API; WebSocket
+   * again at the first reconnect after `retryWebSocketAfterMs`. A refusal the gateway explains (401, 403, 429,
+   * 503 with its JSON body) is never a reason to switch. `websocket`: never SSE. `sse`: SSE only.
+   */
+  transport?: TransportMode;
+  /** `auto`: an upgrade not open after this long counts as blocked (default 5000 ms). */
+  upgradeTimeoutMs?: number;
+  /** `auto`: after falling back to SSE, the first reconnect after this long tries WebSocket again (default 300000 ms). */
+  retryWebSocketAfterMs?: number;
+  /** For SSE and for asking the server why an upgrade failed; defaults to globalThis.fetch (browsers, Node ≥ 18). */
+  fetch?: FetchFunction;
 }
 
 interface Events {
@@ -116,8 +136,20 @@ interface Events {
  * handle from subscribe(), with its own position, resumed on every reconnect.
  */
 export class RealtimeClient extends Emitter<Events> {
-  private ws: WebSocketLike | undefined;
+  /** The current connection: a WebSocket, or an SSE stream that looks like one. */
+  private ws: WebSocketLike | EventStream | undefined;
+  /** The current (or last) attempt goes over SSE. */
+  private overSse = false;
+  /** `auto` after a fallback: attempts use SSE until this time, then WebSocket again. */
+  private sseUntil: number | undefined;
+  /** SSE: the id of the last event that had one (every channel's position), sent as `Last-Event-ID` on reconnect. */
+  private cursor: string | undefined;
+  private upgradeTimer: ReturnType<typeof setTimeout> | undefined;
+  /** Upgrades cut before open in a row while plain HTTP reached the gateway (`auto`: two mean WebSocket is blocked). */
+  private resets = 0;
   private readonly queue: string[] = [];
+  /** Frames an SSE stream took but could not deliver: first on the next connection. */
+  private readonly resend: string[] = [];
   private attempt = 0;
   private stopped = false;
   private timer: ReturnType<typeof setTimeout> | undefined;
@@ -159,10 +191,16 @@ export class RealtimeClient extends Emitter<Events> {
 
   constructor(private readonly options: ClientOptions) {
     super();
+    this.overSse = options.transport === 'sse';
   }
 
   get connected(): boolean {
     return this.ws?.readyState === 1;
+  }
+
+  /** How the current connection (or the attempt under way) reaches the gateway. */
+  get transport(): 'websocket' | 'sse' {
+    return this.overSse ? 'sse' : 'websocket';
   }
 
   /** Opens the connection (and keeps it open until close()). */
@@ -206,6 +244,7 @@ export class RealtimeClient extends Emitter<Events> {
   close(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.upgradeTimer);
     this.stopHeartbeat();
     for (const subscription of [...this.channels.values()]) subscription._end();
     this.ws?.close(1000, 'client closed');
@@ -235,7 +274,7 @@ export class RealtimeClient extends Emitter<Events> {
   private async open(fresh?: string): Promise<void> {
     if (this.stopped) return;
     const Impl = this.options.WebSocket ?? (globalThis as { WebSocket?: WebSocketConstructor }).WebSocket;
-    if (!Impl) throw new Error('no WebSocket implementation: pass options.WebSocket (e.g. require("ws") on Node 20)');
+    if (!Impl && this.options.transport !== 'sse') throw new Error('no WebSocket implementation: pass options.WebSocket (e.g. require("ws") on Node 20)');
     let target;
     try {
       target = await this.url(fresh);
@@ -248,8 +287,23 @@ export class RealtimeClient extends Emitter<Events> {
     this.lastUrl = target.url;
     this.currentPath = new URL(target.url).pathname;
     this.multiplexed = MULTIPLEXED_PATH.test(this.currentPath);
-    const ws = new Impl(target.url, target.protocols);
+    this.overSse = this.multiplexed && this.wantsSse();
+    if (this.overSse) return this.openStream(target.url);
+    const ws = new Impl!(target.url, target.protocols);
     this.ws = ws;
+    if (this.mayFallBack()) {
+      // A middlebox that holds the upgrade without answering: as blocked as one that resets it.
+      const ms = this.options.upgradeTimeoutMs ?? 5000;
+      this.upgradeTimer = setTimeout(() => {
+        if (this.ws !== ws || this.opened) return;
+        try {
+          ws.close();
+        } catch {
+          // closing a connecting socket fails it; some implementations throw instead
+        }
+        this.closed(1006, `no open within ${ms} ms`);
+      }, ms);
+    }
     ws.on?.('unexpected-response', (req, res) => {
       let body = '';
       res.on('data', (chunk) => (body += String(chunk)));
@@ -260,19 +314,124 @@ export class RealtimeClient extends Emitter<Events> {
       });
     });
     ws.onopen = () => {
-      this.opened = true;
-      this.retriedExpired = false;
-      this.attempt = 0;
-      this.lastFrameAt = Date.now();
+      // Over WebSocket: a later fallback starts afresh (a cursor from an earlier stream would replay old messages).
+      this.sseUntil = undefined;
+      this.cursor = undefined;
       this.startHeartbeat();
-      this.emit('open', undefined);
-      // Subscribes first: a publish queued while reconnecting needs its channel held by this connection.
-      for (const subscription of [...this.channels.values()]) subscription._open();
-      while (this.queue.length && this.connected) ws.send(this.queue.shift()!);
+      this.opening();
     };
     ws.onmessage = (event) => this.received(String(event.data));
     ws.onerror = () => undefined; // the close that follows carries what is known
     ws.onclose = (event) => this.closed(event.code, event.reason);
+  }
+
+  /** `GET /sse` for every channel handle: fresh ones by name, the rest by the cursor or by a subscribe after the welcome. */
+  private openStream(base: string): void {
+    const fetchImpl = this.fetchFunction();
+    if (!fetchImpl) throw new Error('no fetch implementation for SSE: pass options.fetch');
+    const { stream, send } = streamUrls(base);
+    // With a cursor, the server resumes the channels it names and ignores `?channel=`; every other channel is
+    // subscribed once the welcome names the session (with `since` when it has a position), as on WebSocket.
+    // Without one, fresh channels are asked for in the request and the rest subscribed after the welcome.
+    const named = this.cursor !== undefined ? [] : [...this.channels.values()].filter((subscription) => subscription.state === 'pending' && subscription._from() === undefined);
+    for (const subscription of named) stream.searchParams.append('channel', subscription.channel);
+    const es = new EventStream({ url: stream.toString(), sendUrl: send.toString(), token: this.token, lastEventId: this.cursor, fetch: fetchImpl, idleMs: STREAM_IDLE_MS });
+    this.ws = es;
+    for (const subscription of named) subscription._attaching();
+    es.onrefused = ({ status, body, retryAfter }) => (this.refused = refusal(status, body, retryAfter));
+    es.onopen = (welcome) => this.opening(welcome);
+    es.onmessage = ({ data, id }) => {
+      if (id !== undefined) this.cursor = id || undefined; // an empty id clears it (EventSource sends none then)
+      this.received(data);
+    };
+    es.onclose = ({ code, reason }) => {
+      if (es.lastEventId !== undefined) this.cursor = es.lastEventId || undefined;
+      this.closed(code, this.refused && !this.opened ? describe(this.refused) : reason);
+    };
+    es.onunsent = ({ texts }) => this.unsent(texts);
+    es.onrejected = (frame, status, body) => this.rejectedSend(frame, status, body);
+  }
+
+  /** The connection is open (over SSE: with its welcome): subscribe, then send what waited. */
+  private opening(welcome?: StreamWelcome): void {
+    clearTimeout(this.upgradeTimer);
+    this.resets = 0;
+    this.opened = true;
+    this.retriedExpired = false;
+    this.attempt = 0;
+    this.lastFrameAt = Date.now();
+    this.emit('open', undefined);
+    if (welcome) this.heldByStream(welcome);
+    // Subscribes first: a publish queued while reconnecting needs its channel held by this connection.
+    for (const subscription of [...this.channels.values()]) subscription._open();
+    if (this.resend.length) this.queue.unshift(...this.resend.splice(0));
+    while (this.queue.length && this.connected) this.ws!.send(this.queue.shift()!);
+  }
+
+  /**
+   * The channels a stream's welcome holds (named in its request, or resumed from the cursor) are subscribed, as
+   * a `subscribed` frame would say; a channel the cursor resumed that no handle wants any more is let go.
+   */
+  private heldByStream(welcome: StreamWelcome): void {
+    const held = welcome.channels !== null && typeof welcome.channels === 'object' ? welcome.channels : {};
+    for (const [channel, position] of Object.entries(held)) {
+      const subscription = this.channels.get(channel);
+      if (subscription && subscription.state !== 'ended') {
+        const frame: SubscribedFrame = { type: 'subscribed', channel };
+        if (typeof position?.epoch === 'string' && typeof position.id === 'string') Object.assign(frame, { epoch: position.epoch, id: position.id });
+        subscription._frame(frame);
+      } else if (this.connected) {
+        this.ws!.send(JSON.stringify({ type: 'unsubscribe', channel }));
+      }
+    }
+  }
+
+  /**
+   * Frames an SSE stream did not deliver, in order: sent on the next connection before anything queued later
+   * (subscribes are made anew there anyway, unsubscribes are moot on a new stream).
+   */
+  private unsent(texts: string[]): void {
+    if (this.stopped) return;
+    this.resend.push(...texts.filter((text) => !/^\{"type":"(?:un)?subscribe"/.test(text)));
+  }
+
+  /** A send refused (413 too_large, 400, 503 unavailable, …): reported as the error frame WebSocket would bring, not retried. */
+  private rejectedSend(frame: Record<string, unknown>, status: number, body: string): void {
+    const answer = refusal(status, body, undefined);
+    const channel = typeof frame.channel === 'string' ? frame.channel : undefined;
+    const code = answer.error ?? (status === 413 ? 'too_large' : status >= 500 ? 'unavailable' : 'bad_request');
+    const error: ErrorFrame = {
+      type: 'error',
+      payload: { code, message: answer.message ?? `the send was refused with HTTP ${status}`, ...(channel ? { channel } : {}) },
+    };
+    if (channel) this.channels.get(channel)?._frame(error as ChannelFrame);
+    this.emit('rejected', error);
+  }
+
+  private wantsSse(): boolean {
+    const mode = this.options.transport ?? 'auto';
+    if (mode !== 'auto') return mode === 'sse';
+    if (this.sseUntil !== undefined && Date.now() >= this.sseUntil) this.sseUntil = undefined; // time to try WebSocket again
+    return this.sseUntil !== undefined;
+  }
+
+  /** Only the `/ws` client in `auto` mode switches transports; path endpoints are WebSocket only. */
+  private mayFallBack(): boolean {
+    return this.multiplexed && (this.options.transport ?? 'auto') === 'auto';
+  }
+
+  private fetchFunction(): FetchFunction | undefined {
+    const f = this.options.fetch ?? (globalThis as { fetch?: FetchFunction }).fetch;
+    // Called as a plain function: a browser's fetch called as a method of another object throws "Illegal invocation".
+    return f && ((url, init) => f(url, init));
+  }
+
+  /** The upgrade cannot complete but plain HTTP gets through: the next attempt, at once, is SSE. */
+  private fallBack(why: string): void {
+    this.resets = 0;
+    this.sseUntil = Date.now() + (this.options.retryWebSocketAfterMs ?? 300_000);
+    this.emit('close', { code: 1006, reason: `WebSocket unavailable (${why}): switching to SSE`, reconnectInMs: 0 });
+    this.timer = setTimeout(() => void this.open(), 0);
   }
 
   private received(text: string): void {
@@ -326,16 +485,31 @@ export class RealtimeClient extends Emitter<Events> {
     if (!ws) return;
     this.ws = undefined;
     ws.onclose = ws.onmessage = ws.onopen = null;
+    clearTimeout(this.upgradeTimer);
     this.stopHeartbeat();
     for (const subscription of this.channels.values()) subscription._closed();
     if (this.stopped) return this.emit('close', { code, reason, reconnectInMs: undefined });
-    if (code === 1006 && !this.opened && !this.refused && !ws.on) {
-      // A browser: the upgrade failed and the status is hidden. Ask the server (a plain GET of the same URL
-      // answers with the refusal the upgrade got), then decide as the `ws` path does.
+    const upgrade = !this.overSse && !this.opened;
+    const refused = this.refused;
+    if (upgrade && refused && this.mayFallBack() && (refused.error === undefined || refused.status === 426)) {
+      // Not the gateway's refusal: a proxy's own page, or 426 because something on the way dropped `Upgrade`.
+      return this.fallBack(refused.error === undefined ? `HTTP ${refused.status} from something that is not the gateway` : 'the Upgrade header was dropped on the way');
+    }
+    if (upgrade && code === 1006 && !refused && (!('on' in ws && ws.on) || this.mayFallBack())) {
+      // The upgrade failed without an HTTP answer (a browser hides it; or reset, or blocked). Ask the server (a
+      // plain GET of the same URL answers with the refusal the upgrade got), then decide as the `ws` path does;
+      // on `/ws`, an answer that explains nothing while plain HTTP gets through means WebSocket is what fails.
       void this.askWhy().then((answer) => {
         if (this.stopped || this.ws) return;
-        this.refused = answer;
-        this.decide(code, answer ? describe(answer) : reason);
+        if (answer === 'reachable' && this.mayFallBack()) {
+          // A stalled upgrade says enough at once; a reset may be one replica dying mid-upgrade, so it takes two in a row.
+          if (reason.startsWith('no open within')) return this.fallBack(`${reason}; plain HTTP gets through`);
+          if (++this.resets >= 2) return this.fallBack('the upgrade was cut before open twice in a row; plain HTTP gets through');
+        } else {
+          this.resets = 0; // explained, or nothing answers: not in a row any more
+        }
+        if (typeof answer === 'object') this.refused = answer;
+        this.decide(code, typeof answer === 'object' ? describe(answer) : reason);
       });
       return;
     }
@@ -384,12 +558,13 @@ export class RealtimeClient extends Emitter<Events> {
 
   /**
    * The refusal the server gives a plain GET of this attempt's URL (ws→http, the token moved from the query to
-   * `Authorization`), or undefined when it cannot say: 426 (the checks pass; the cause reserves something or is
-   * the network), no answer, or no JSON refusal (a proxy, CORS).
+   * `Authorization`); `reachable` when an HTTP answer explains nothing: 426 (the checks pass; the cause reserves
+   * something or is the network) or no JSON refusal (a proxy's page); `unreachable` when nothing answers (or
+   * CORS hides the answer).
    */
-  private async askWhy(): Promise<Refusal | undefined> {
-    const fetchImpl = (globalThis as { fetch?: FetchLike }).fetch;
-    if (!fetchImpl || !this.lastUrl) return undefined;
+  private async askWhy(): Promise<Refusal | 'reachable' | 'unreachable'> {
+    const fetchImpl = this.fetchFunction();
+    if (!fetchImpl || !this.lastUrl) return 'unreachable';
     try {
       const url = new URL(this.lastUrl);
       url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
@@ -400,9 +575,9 @@ export class RealtimeClient extends Emitter<Events> {
         signal: typeof AbortSignal?.timeout === 'function' ? AbortSignal.timeout(5000) : undefined,
       });
       const answer = refusal(res.status, await res.text(), res.headers.get('retry-after') ?? undefined);
-      return answer.error && res.status !== 426 ? answer : undefined;
+      return answer.error && res.status !== 426 ? answer : 'reachable';
     } catch {
-      return undefined;
+      return 'unreachable';
     }
   }
 
@@ -416,6 +591,7 @@ export class RealtimeClient extends Emitter<Events> {
     this.timer = setTimeout(() => void this.open(), delay);
   }
 
+  /** WebSocket only: an event stream watches itself (the server's comments every 15 s). */
   private startHeartbeat(): void {
     const every = this.options.heartbeatMs;
     if (!every) return;
@@ -445,10 +621,19 @@ interface Refusal {
   retryAfterMs?: number;
 }
 
-type FetchLike = (
-  url: string,
-  init: { headers: Record<string, string>; cache: string; signal?: AbortSignal },
-) => Promise<{ status: number; text(): Promise<string>; headers: { get(name: string): string | null } }>;
+/** The `/sse` and `/sse/send` URLs beside a `/ws` URL (same host and prefix; http for ws, https for wss). */
+function streamUrls(wsUrl: string): { stream: URL; send: URL } {
+  const url = new URL(wsUrl);
+  url.protocol = url.protocol === 'wss:' ? 'https:' : 'http:';
+  url.search = '';
+  url.hash = '';
+  const prefix = url.pathname.replace(/\/ws\/?$/, '');
+  const stream = new URL(url.toString());
+  stream.pathname = `${prefix}/sse`;
+  const send = new URL(url.toString());
+  send.pathname = `${prefix}/sse/send`;
+  return { stream, send };
+}
 
 function describe({ status, error }: Refusal): string {
   return `HTTP ${status}${error ? ` ${error}` : ''}`;

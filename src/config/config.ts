@@ -1,4 +1,4 @@
-import { createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
+import { createECDH, createPublicKey, createSecretKey, KeyObject } from 'node:crypto';
 import { isIP } from 'node:net';
 import { hostname } from 'node:os';
 import { z } from 'zod';
@@ -244,6 +244,76 @@ export interface AppConfig {
   subscribeProxy?: SubscribeProxyConfig;
   /** Events out (WEBHOOK_URL and WEBHOOK_SECRET); undefined when no receiver is configured. */
   webhook?: WebhookConfig;
+  /** Web Push (VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY, VAPID_SUBJECT, all three); undefined when push is off. */
+  vapid?: VapidConfig;
+}
+
+/** The application server's VAPID identity (RFC 8292). The private key is never logged or shown. */
+export interface VapidConfig {
+  /** The uncompressed P-256 point, base64url (65 bytes): what browsers take as `applicationServerKey`. */
+  publicKey: string;
+  /** The P-256 private scalar, base64url (32 bytes). */
+  privateKey: string;
+  /** `mailto:` or `https:` contact the push services may use (the JWT's `sub`). */
+  subject: string;
+}
+
+const VAPID_HOW = 'make a pair with `npm run vapid` (or `realtime-gateway vapid`)';
+
+/** The bytes of an unpadded (or padded) base64url string, or undefined when it is not one. */
+function base64url(value: string): Buffer | undefined {
+  const text = value.trim().replace(/=+$/, '');
+  return /^[A-Za-z0-9_-]+$/.test(text) ? Buffer.from(text, 'base64url') : undefined;
+}
+
+/** Why VAPID_PUBLIC_KEY / VAPID_PRIVATE_KEY / VAPID_SUBJECT cannot be used, each with its variable. */
+export function vapidProblems(publicKey: string | undefined, privateKey: string | undefined, subject: string | undefined): ConfigProblem[] {
+  const set = { VAPID_PUBLIC_KEY: publicKey, VAPID_PRIVATE_KEY: privateKey, VAPID_SUBJECT: subject };
+  const given = Object.entries(set).filter(([, v]) => v !== undefined);
+  if (given.length === 0) return [];
+  if (given.length < 3) {
+    // Half a setup would serve a key browsers subscribe with, and then never push (or push with no key to show).
+    return Object.entries(set)
+      .filter(([, v]) => v === undefined)
+      .map(([variable]) => ({ variable, problem: `is required when ${given.map(([name]) => name).join(' and ')} ${given.length === 1 ? 'is' : 'are'} set: Web Push needs all three VAPID_* variables (${VAPID_HOW})` }));
+  }
+  const problems: ConfigProblem[] = [];
+  const pub = base64url(publicKey!);
+  let point: Buffer | undefined;
+  if (!pub || pub.length !== 65 || pub[0] !== 4) {
+    problems.push({ variable: 'VAPID_PUBLIC_KEY', problem: `must be an uncompressed P-256 public key, base64url (65 bytes, 87 characters)${pub ? ` (it decodes to ${pub.length} bytes${pub.length === 65 ? ' not starting with 0x04' : ''})` : ''}; ${VAPID_HOW}` });
+  } else {
+    try {
+      createPublicKey({ key: { kty: 'EC', crv: 'P-256', x: pub.subarray(1, 33).toString('base64url'), y: pub.subarray(33).toString('base64url') }, format: 'jwk' });
+      point = pub;
+    } catch {
+      problems.push({ variable: 'VAPID_PUBLIC_KEY', problem: `is not a point on the P-256 curve; ${VAPID_HOW}` });
+    }
+  }
+  const priv = base64url(privateKey!);
+  if (!priv || priv.length !== 32) {
+    problems.push({ variable: 'VAPID_PRIVATE_KEY', problem: `must be a P-256 private key, base64url (32 bytes, 43 characters)${priv ? ` (it decodes to ${priv.length} bytes)` : ''}; ${VAPID_HOW}` });
+  } else if (point) {
+    let derived: Buffer | undefined;
+    try {
+      const ecdh = createECDH('prime256v1');
+      ecdh.setPrivateKey(priv);
+      derived = ecdh.getPublicKey();
+    } catch {
+      problems.push({ variable: 'VAPID_PRIVATE_KEY', problem: `is not a valid P-256 private key; ${VAPID_HOW}` });
+    }
+    // A private key from another pair signs JWTs every push service refuses (403): better not to start.
+    if (derived && !derived.equals(point)) problems.push({ variable: 'VAPID_PRIVATE_KEY', problem: 'does not belong to VAPID_PUBLIC_KEY (they are not one pair): set both from the same `npm run vapid` output' });
+  }
+  let subjectOk = false;
+  try {
+    const url = new URL(subject!.trim());
+    subjectOk = (url.protocol === 'mailto:' && /^[^@\s]+@[^@\s]+$/.test(decodeURIComponent(url.pathname))) || (url.protocol === 'https:' && url.hostname !== '');
+  } catch {
+    subjectOk = false;
+  }
+  if (!subjectOk) problems.push({ variable: 'VAPID_SUBJECT', problem: 'must be a mailto: address or an https: URL where push services can reach you, e.g. mailto:ops@example.com' });
+  return problems;
 }
 
 /** WEBHOOK_URL, WEBHOOK_SECRET, WEBHOOK_EVENTS, WEBHOOK_RETRY_S, WEBHOOK_QUEUE_MAX. URL and secret are never logged or shown. */
@@ -431,6 +501,9 @@ const envSchema = z.object({
   WEBHOOK_RETRY_S: int(1, 604_800, 3600),
   // 100,000 events of ~300 bytes is ~30 MB of Redis (or of this process's memory in embedded mode).
   WEBHOOK_QUEUE_MAX: int(1, 10_000_000, 100_000),
+  VAPID_PUBLIC_KEY: optionalString,
+  VAPID_PRIVATE_KEY: optionalString,
+  VAPID_SUBJECT: optionalString,
 });
 
 /** The non-empty entries of a comma list. */
@@ -698,6 +771,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     const problem = env.WEBHOOK_SECRET ? webhookSecretProblem(env.WEBHOOK_SECRET) : 'is required when WEBHOOK_URL is set: the receiver checks every event\'s signature with it; generate one with echo whsec_$(openssl rand -base64 32)';
     if (problem) problems.push({ variable: 'WEBHOOK_SECRET', problem });
   }
+  problems.push(...vapidProblems(env.VAPID_PUBLIC_KEY, env.VAPID_PRIVATE_KEY, env.VAPID_SUBJECT));
   if (problems.length > 0 || !built || !history.success || !channels) throw new ConfigError(problems);
   const { jwt, warnings } = built;
   warnings.push(...channels.warnings);
@@ -709,6 +783,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     if (env[variable] && !env.WEBHOOK_URL) warnings.push(`${variable} is set without WEBHOOK_URL: no event is sent. Set WEBHOOK_URL to the receiver's endpoint.`);
   }
   warnings.push(...nearMisses(source));
+  if (env.VAPID_SUBJECT && /^https:\/\/(localhost|127\.|\[::1\])/i.test(env.VAPID_SUBJECT)) {
+    warnings.push("VAPID_SUBJECT names localhost: Apple's push service refuses such a JWT (BadJwtToken). Use a mailto: address or your public https: URL.");
+  }
   const turnUrls = commaList(env.TURN_URLS);
   if (env.TURN_SECRET && !turnUrls.some((url) => url.startsWith('turn'))) {
     warnings.push('TURN_URLS lists no turn: or turns: URL: the credentials of the ice-servers frame are for a TURN server, and a stun: server ignores them.');
@@ -755,6 +832,9 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     subscribeProxy: env.SUBSCRIBE_PROXY_URL ? { url: env.SUBSCRIBE_PROXY_URL, secret: env.PROXY_SECRET!, timeoutMs: env.PROXY_TIMEOUT_MS } : undefined,
     webhook: env.WEBHOOK_URL
       ? { url: env.WEBHOOK_URL, secret: env.WEBHOOK_SECRET!, events: webhookEvents!, retryMs: env.WEBHOOK_RETRY_S * 1000, queueMax: env.WEBHOOK_QUEUE_MAX }
+      : undefined,
+    vapid: env.VAPID_PUBLIC_KEY && env.VAPID_PRIVATE_KEY && env.VAPID_SUBJECT
+      ? { publicKey: env.VAPID_PUBLIC_KEY.trim().replace(/=+$/, ''), privateKey: env.VAPID_PRIVATE_KEY.trim().replace(/=+$/, ''), subject: env.VAPID_SUBJECT.trim() }
       : undefined,
   };
   return { config, warnings };

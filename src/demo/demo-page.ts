@@ -20,7 +20,8 @@ const rows = Object.entries(CLOSE_CODES)
 
 /**
  * The demo console: pick an endpoint, paste a token, connect, watch frames and closes, send frames. On `/ws`,
- * subscribe to channels, publish and unsubscribe, each channel's frames in its own list. It uses the SDK
+ * subscribe to channels, publish and unsubscribe, each channel's frames in its own list; the state line says
+ * which transport the connection uses (WebSocket, or SSE where WebSocket is blocked). It uses the SDK
  * (served as /demo/client.js), so reconnects, resume (per channel on `/ws`) and close handling are the real ones.
  */
 export const DEMO_PAGE = `<!doctype html>
@@ -37,6 +38,7 @@ export const DEMO_PAGE = `<!doctype html>
   #state { font-weight: bold; }
   #state[data-state="open"] { color: #0a0; } #state[data-state="closed"] { color: #a00; }
   #state[data-state="reconnecting"], #state[data-state="connecting"] { color: #b70; }
+  #transport { color: #666; } #transport[data-transport="sse"] { color: #b70; }
   #why { color: #a00; font-weight: bold; margin: .4rem 0 0; }
   #log, .frames { list-style: none; padding: 0; font: 12px/1.4 ui-monospace, monospace; max-height: 24rem; overflow: auto; border: 1px solid #ddd; }
   #log li, .frames li { padding: .1rem .4rem; border-bottom: 1px solid #f0f0f0; white-space: pre-wrap; word-break: break-all; }
@@ -59,10 +61,15 @@ export const DEMO_PAGE = `<!doctype html>
     <option value="ws">/ws (many channels: subscribe below)</option>
   </select></label>
   <label>Room / consultation <input id="room" value="lobby" size="12"></label><br>
-  <label>Gateway <input id="gateway" size="32" title="the public port: this page is served on the internal one"></label><br>
+  <label>Gateway <input id="gateway" size="32" title="the public port: this page is served on the internal one"></label>
+  <label>Transport (endpoint /ws) <select id="transport-mode">
+    <option value="auto">auto: WebSocket, SSE when it is blocked</option>
+    <option value="websocket">WebSocket only</option>
+    <option value="sse">SSE only</option>
+  </select></label><br>
   <label>Token <input id="token" placeholder="paste a JWT (npm run token -- --role authority)"></label><br>
   <button id="connect">Connect</button> <button id="disconnect">Disconnect</button>
-  State: <span id="state" data-state="idle">idle</span>
+  State: <span id="state" data-state="idle">idle</span> <span id="transport" hidden></span>
   <p id="why" hidden></p>
 </fieldset>
 <fieldset>
@@ -163,8 +170,15 @@ export const DEMO_PAGE = `<!doctype html>
     $('channels').textContent = '';
     var url = $('gateway').value.trim().replace(/[/]+$/, '') + path();
     multiplexed = $('endpoint').value === 'ws';
-    client = new RealtimeClient({ url: url, getToken: function () { return $('token').value.trim(); } });
-    client.on('open', function () { setState('open'); log('open', url); });
+    client = new RealtimeClient({ url: url, getToken: function () { return $('token').value.trim(); }, transport: $('transport-mode').value });
+    client.on('open', function () {
+      setState('open');
+      // How this connection reaches the gateway: "sse" when WebSocket is blocked on the way (endpoint /ws).
+      $('transport').textContent = 'over ' + client.transport;
+      $('transport').dataset.transport = client.transport;
+      $('transport').hidden = false;
+      log('open', url + ' over ' + client.transport);
+    });
     client.on('frame', function (frame) { log('in', JSON.stringify(frame)); });
     client.on('close', function (e) {
       var text = e.code + ' ' + (CODES[e.code] || '') + (e.reason ? ' (' + e.reason + ')' : '');
@@ -178,6 +192,7 @@ export const DEMO_PAGE = `<!doctype html>
       if (error.fatal) { $('why').textContent = error.message; $('why').hidden = false; }
     });
     $('why').hidden = true;
+    $('transport').hidden = true;
     setState('connecting');
     client.connect();
   };

@@ -89,6 +89,12 @@ export class Metrics {
     help: 'Acknowledgements of alerts recorded on this node (each user\'s first ack of an alert; repeats and refused acks not counted)',
     registers: [this.registry],
   });
+  readonly pushSent = new Counter({
+    name: 'ws_push_sent_total',
+    help: 'Web Push messages by result: sent (2xx), retried (an attempt answered 408, 429, 5xx or not at all, tried again), removed (404, 410: the subscription is deleted), failed (any other answer: given up), dropped (attempts or patience exhausted, queue full, or shutdown)',
+    labelNames: ['result'] as const,
+    registers: [this.registry],
+  });
   readonly deliverySeconds = new Histogram({
     name: 'ws_delivery_seconds',
     help: 'Time from publish to the message being written to the local sockets',
@@ -100,6 +106,8 @@ export class Metrics {
     collectDefaultMetrics({ register: this.registry });
     // Gauges named *_total fail `promtool check metrics`; their per-type siblings (nodejs_active_handles{type}
     // and so on) carry the same numbers.
+    // Visible at 0 from the start, whether or not VAPID_* is set, so dashboards and alerts have a baseline.
+    for (const result of ['sent', 'retried', 'removed', 'failed', 'dropped']) this.pushSent.labels(result).inc(0);
     for (const name of ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total']) {
       this.registry.removeSingleMetric(name);
     }

@@ -1,5 +1,6 @@
 import { chromium, type Browser } from 'playwright-core';
 import { Replica } from '../support/cluster';
+import { ForwardProxy } from '../support/forward-proxy';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { freePort, spawnGateway, type GatewayProcess } from '../support/process';
 import { RedisProcess } from '../support/redis';
@@ -179,6 +180,85 @@ describe('demo console on /ws: many channels on one connection', () => {
     await page.waitForSelector(`${channel('chat:demo-ws')}[data-state="ended"]`);
     expect(await page.getAttribute(channel('alerts'), 'data-state')).toBe('subscribed');
     expect(sockets).toEqual([expect.stringMatching(/\/ws$/)]); // all of it on one connection
+    await page.close();
+  });
+});
+
+describe('demo console behind a forward proxy that blocks WebSocket (squid, CONNECT refused)', () => {
+  let gw: TestGateway;
+  let proxy: ForwardProxy;
+  let proxied: Browser;
+  let direct: Browser;
+  beforeAll(async () => {
+    gw = await startTestGateway({ LOG_LEVEL: 'warn' });
+    proxy = await ForwardProxy.start({ connect: 'deny' });
+    // `<-loopback>`: even 127.0.0.1 goes through the proxy (Chromium bypasses it for loopback by default).
+    proxied = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox', `--proxy-server=${proxy.url}`, '--proxy-bypass-list=<-loopback>'] });
+    direct = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  });
+  afterAll(async () => {
+    await proxied?.close();
+    await direct?.close();
+    await proxy?.stop();
+    await gw?.close();
+  });
+
+  /** Opens the demo, connects to /ws with an authority token, subscribes to alerts and a room. */
+  async function connected(browser: Browser, room: string, sub: string) {
+    const page = await browser.newPage();
+    await page.goto(gw.internal('/demo'));
+    await page.fill('#token', token({ sub, role: 'authority' }));
+    await page.selectOption('#endpoint', 'ws');
+    await page.click('#connect');
+    await page.waitForSelector('#state[data-state="open"]', { timeout: 15_000 });
+    for (const name of ['alerts', room]) {
+      await page.fill('#channel', name);
+      await page.click('#subscribe');
+      await page.waitForSelector(`.channel[data-channel="${name}"][data-state="subscribed"]`);
+    }
+    return page;
+  }
+
+  it('through the proxy: the page falls back to SSE by itself, shows it, receives an alert and sends a chat message', async () => {
+    const page = await connected(proxied, 'chat:demo-sse', 'behind-proxy');
+    expect(await page.textContent('#transport')).toBe('over sse');
+    // Why it switched is in the log: the WebSocket never opened while plain HTTP reached the gateway.
+    expect(await page.$$eval('#log li[data-kind="close"]', (items) => items.map((li) => li.textContent ?? '').join('\n'))).toContain('switching to SSE');
+
+    const res = await fetch(gw.internal('/api/alerts'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ data: { level: 'red', ward: 'icu' } }),
+    });
+    expect(res.status).toBe(202);
+    await page.waitForSelector('.channel[data-channel="alerts"] li[data-kind="publication"]:has-text("icu")');
+
+    await page.fill('#channel', 'chat:demo-sse');
+    await page.fill('#data', '{"text":"sent over POST /sse/send"}');
+    await page.click('#publish');
+    await page.waitForSelector('.channel[data-channel="chat:demo-sse"] li[data-kind="publication"]:has-text("behind-proxy")');
+    expect(await page.textContent('.channel[data-channel="chat:demo-sse"] li[data-kind="publication"]')).toContain('"data":{"text":"sent over POST /sse/send"}');
+
+    expect(await gw.metric('ws_connections_active', { gateway: 'sse' })).toBe(1);
+    expect(await gw.metric('ws_connections_active', { gateway: 'ws' })).toBe(0);
+    await page.close();
+
+    // All of it went through squid: the page, the refused tunnels, the stream (logged once it ends, without its
+    // query) and the sends, after one CORS preflight each for the stream and the sends.
+    await eventually(() => proxy.accessLog().some((line) => line.includes(`GET http://127.0.0.1:${gw.port}/sse - `)), 5000, 'the stream in the access log');
+    const log = proxy.accessLog().join('\n');
+    expect(log).toMatch(/TCP_MISS\/200 \d+ GET http:\/\/127\.0\.0\.1:\d+\/demo /);
+    expect(log).toContain(`TCP_DENIED/403`);
+    expect(log).toContain(`CONNECT 127.0.0.1:${gw.port}`);
+    expect(log).toMatch(new RegExp(`/200 \\d+ GET http://127\\.0\\.0\\.1:${gw.port}/sse - .* text/event-stream`));
+    expect(proxy.accessLog().filter((line) => line.includes(`OPTIONS http://127.0.0.1:${gw.port}/sse/send`))).toHaveLength(1);
+    expect(log).toMatch(new RegExp(`TCP_MISS/202 \\d+ POST http://127\\.0\\.0\\.1:${gw.port}/sse/send`));
+  });
+
+  it('without the proxy the same page uses WebSocket', async () => {
+    const page = await connected(direct, 'chat:demo-direct', 'direct');
+    expect(await page.textContent('#transport')).toBe('over websocket');
+    expect(await page.$$eval('#log li[data-kind="close"]', (items) => items.length)).toBe(0);
     await page.close();
   });
 });

@@ -92,6 +92,7 @@ describe('health, readiness, metrics and logs', () => {
       ws_bus_invalid_total: ['channel'],
       ws_subscriptions_active: ['channel'],
       ws_proxy_requests_total: ['result'],
+      ws_push_sent_total: ['result'],
       ws_delivery_seconds_bucket: ['le'],
     };
     for (const line of text.split('\n').filter((l) => l.startsWith('ws_'))) {
@@ -100,7 +101,7 @@ describe('health, readiness, metrics and logs', () => {
       expect([name, labels]).toEqual([name, specLabels[name] ?? []]);
     }
     for (const line of text.split('\n').filter((l) => /^ws_\w+\{/.test(l))) {
-      expect(line).toMatch(/gateway="(alerts|signaling|chat|ws|unknown)"|channel="\w+"|le="/);
+      expect(line).toMatch(/gateway="(alerts|signaling|chat|ws|sse|unknown)"|channel="\w+"|le="|^ws_push_sent_total\{result="(sent|retried|removed|failed|dropped)"\}/);
     }
   });
 

@@ -1,8 +1,8 @@
-import { Global, Module } from '@nestjs/common';
-import { PUSH_OUT, type PushOut, type PushPayload } from '../../src/push/push-out';
+import { vapidKeys } from '../../src/cli/vapid';
 import { connect, type TestClient } from '../support/clients';
 import { Replica } from '../support/cluster';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
+import { PushService, type BrowserSubscription } from '../support/push-service';
 import { RedisProcess } from '../support/redis';
 import { sendFrame, SseClient } from '../support/sse-client';
 import { token } from '../support/tokens';
@@ -278,18 +278,44 @@ describe('receipts across replicas (cluster: processes on a real redis-server)',
   let replicas: Replica[] = [];
   const clients: TestClient[] = [];
 
+  let push: PushService;
+  const vapid = vapidKeys();
+
   beforeAll(async () => {
     redis = await RedisProcess.start();
     receiver = await WebhookReceiver.start();
-    replicas = await Promise.all(['rc-a', 'rc-b', 'rc-c'].map((name) => Replica.start(name, redis.url, receiver.env({ LOG_LEVEL: 'info', WEBHOOK_EVENTS: 'alert.unacknowledged' }))));
+    // Web Push to a local push service that checks each push's VAPID JWT and decrypts it (test/support/push-service.ts).
+    push = await PushService.start(vapid.publicKey);
+    const env = receiver.env({
+      LOG_LEVEL: 'info',
+      WEBHOOK_EVENTS: 'alert.unacknowledged',
+      NODE_EXTRA_CA_CERTS: push.caFile,
+      VAPID_PUBLIC_KEY: vapid.publicKey,
+      VAPID_PRIVATE_KEY: vapid.privateKey,
+      VAPID_SUBJECT: 'mailto:ops@example.com',
+    });
+    replicas = await Promise.all(['rc-a', 'rc-b', 'rc-c'].map((name) => Replica.start(name, redis.url, env)));
     for (const replica of replicas) await eventually(async () => (await replica.readyStatus()) === 200, 10_000, `${replica.name} ready`);
   }, 30_000);
   afterAll(async () => {
     await Promise.all(clients.map((c) => c.close()));
     await Promise.all(replicas.map((r) => r.kill()));
     await receiver.stop();
+    await push.stop();
     await redis.stop();
   });
+
+  /** A browser's push subscription for `sub`, registered on a replica's public port. */
+  async function subscribePush(replica: Replica, sub: string): Promise<BrowserSubscription> {
+    const subscription = push.subscribe();
+    const res = await fetch(replica.http('/push/subscriptions'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub, role: 'authority' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify(subscription),
+    });
+    expect(res.status).toBe(201);
+    return subscription;
+  }
 
   it('shows delivered then acked for two users on two replicas, read on either', async () => {
     const [a, b] = replicas;
@@ -335,6 +361,8 @@ describe('receipts across replicas (cluster: processes on a real redis-server)',
 
   it('escalates exactly once when the replica that published (and owns the deadline) is killed before it', async () => {
     const [a, b, c] = replicas;
+    const bobPush = await subscribePush(c, 'esc-bob');
+    const carlPush = await subscribePush(a, 'esc-carl');
     const bob = await alertsEndpoint((p) => b.ws(p), 'esc-bob');
     clients.push(bob);
     await bob.ofType('welcome');
@@ -368,58 +396,37 @@ describe('receipts across replicas (cluster: processes on a real redis-server)',
     expect(carl.frames.filter((f: any) => f.type === 'publication')).toEqual([]);
     const receipt = (await receipts((p) => b.internal(p), id)).body as Receipt;
     expect(receipt.pending).toEqual(['esc-bob']);
+    // Web Push: bob, pending, got the escalation's push (decrypted by the push service) once; carl, who acked, none;
+    // neither was pushed at publication (both had the alert on a socket).
+    await push.until(() => push.for(bobPush).length > 0, 5000, 'the escalation push to bob');
+    expect(push.for(bobPush).map((p) => p.payload)).toEqual([{ type: 'alert', id, data: { text: 'who is on duty?' } }]);
+    expect(push.for(carlPush)).toEqual([]);
+    expect(push.invalid).toEqual([]);
   }, 40_000);
-});
 
-/**
- * The hand-off to Web Push (PUSH_OUT, which the push branch implements): here a recorder at that interface, so
- * what the receipts side asks of it is checked before both halves meet; delivery to a real push service is
- * tested with them merged.
- */
-describe('the hand-off to Web Push (PUSH_OUT)', () => {
-  const calls: { users: string[]; payload: PushPayload }[] = [];
-  @Global()
-  @Module({ providers: [{ provide: PUSH_OUT, useValue: { enabled: true, pushToUsers: (users: readonly string[], payload: PushPayload) => calls.push({ users: [...users], payload }) } satisfies PushOut }], exports: [PUSH_OUT] })
-  class RecordingPush {}
-
-  let gw: TestGateway;
-  const open: TestClient[] = [];
-  const internal = (path: string) => gw.internal(path);
-  const pushesOf = (id: string) => calls.filter((c) => c.payload.id === id);
-
-  beforeAll(async () => {
-    gw = await startTestGateway({}, { imports: [RecordingPush] });
-  });
-  afterAll(async () => {
-    await Promise.all(open.map((c) => c.close()));
-    await gw.close();
-  });
-
-  it('pushes an alert at once to the targeted users it reached on no socket, and not to the others', async () => {
-    const ann = await alertsEndpoint(gw.ws.bind(gw), 'wp-ann');
-    open.push(ann);
+  it('pushes an alert at once to a targeted user it reached on no socket, and not to a connected one', async () => {
+    // rc-a was killed by the test before.
+    const [, b, c] = replicas;
+    const annPush = await subscribePush(c, 'wp-ann');
+    const zedPush = await subscribePush(b, 'wp-zed');
+    const ann = await alertsEndpoint((p) => b.ws(p), 'wp-ann');
+    clients.push(ann);
     await ann.ofType('welcome');
-    const personal = await postAlert(internal, { data: { text: 'to users' }, users: ['wp-ann', 'wp-zed'] });
-    await ann.ofType('alert');
-    await eventually(() => pushesOf(personal.body.id).length > 0, 3000, 'the push to wp-zed');
-    expect(pushesOf(personal.body.id)).toEqual([{ users: ['wp-zed'], payload: { type: 'alert', id: personal.body.id, data: { text: 'to users' } } }]);
-    expect(personal.body.id).toBe(personal.body.ids['wp-ann']);
-    const filtered = await postAlert(internal, { data: { text: 'roles and users' }, roles: ['nobody'], users: ['wp-ann', 'wp-yan'] });
-    await ann.ofType('alert');
-    await eventually(() => pushesOf(filtered.body.id).length > 0, 3000, 'the push to wp-yan');
-    expect(pushesOf(filtered.body.id)).toEqual([{ users: ['wp-yan'], payload: { type: 'alert', id: filtered.body.id, data: { text: 'roles and users' } } }]);
-  });
-
-  it('pushes the pending users at the escalation, under the alert\'s id', async () => {
-    const bob = await wsUser(gw.ws.bind(gw), 'wp-bob');
-    open.push(bob);
-    const { body } = await postAlert(internal, { data: { text: 'ack me' }, users: ['wp-bob', 'wp-off'], ack: { within_s: 2 } });
-    await bob.ofType('publication');
-    await eventually(() => pushesOf(body.id).length === 2, 5000, 'the offline push and the escalation');
-    expect(pushesOf(body.id)).toEqual([
-      { users: ['wp-off'], payload: { type: 'alert', id: body.id, data: { text: 'ack me' } } },
-      { users: ['wp-bob', 'wp-off'], payload: { type: 'alert', id: body.id, data: { text: 'ack me' } } },
-    ]);
-    expect(gw.logs.filter((l) => l.event === 'push_requested' && l.alert === body.id).map((l) => l.reason)).toEqual(['offline', 'escalation']);
+    for (const body of [
+      { data: { text: 'to users' }, users: ['wp-ann', 'wp-zed'] },
+      { data: { text: 'with ack' }, users: ['wp-ann', 'wp-zed'], ack: { within_s: 600 } },
+      { data: { text: 'roles and users' }, roles: ['nobody'], users: ['wp-ann', 'wp-zed'] },
+    ]) {
+      const published = await postAlert((p) => c.internal(p), body);
+      expect(published.status).toBe(202);
+      await ann.ofType('alert');
+      const before = Date.now();
+      await push.until(() => push.for(zedPush).some((p) => p.payload.id === published.body.id), 5000, `the push of ${JSON.stringify(body)} to wp-zed`);
+      expect(push.for(zedPush).find((p) => p.payload.id === published.body.id)!.payload).toEqual({ type: 'alert', id: published.body.id, data: body.data });
+      expect(Date.now() - before).toBeLessThan(3000);
+    }
+    expect(push.for(annPush)).toEqual([]);
+    expect(push.for(zedPush)).toHaveLength(3);
+    expect(push.invalid).toEqual([]);
   });
 });

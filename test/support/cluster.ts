@@ -10,8 +10,8 @@ export class Replica {
   ) {}
 
   /** Starts NODE_ID=`name` on a free port against `redisUrl`. */
-  static async start(name: string, redisUrl: string, env: Record<string, string> = {}): Promise<Replica> {
-    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, REDIS_URL: redisUrl, NODE_ID: name, LOG_LEVEL: 'debug', ...env });
+  static async start(name: string, redisUrl: string, env: Record<string, string> = {}, options: Parameters<typeof spawnGateway>[1] = {}): Promise<Replica> {
+    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, REDIS_URL: redisUrl, NODE_ID: name, LOG_LEVEL: 'debug', ...env }, options);
     return new Replica(name, gw);
   }
 

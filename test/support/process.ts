@@ -28,15 +28,18 @@ export interface GatewayProcess {
   exited: Promise<number | null>;
 }
 
-/** Runs `node dist/main.js` (the built service) with `env`, resolving once it logs that it listens. */
-export async function spawnGateway(env: Record<string, string>, { waitForListening = true } = {}): Promise<GatewayProcess> {
+/**
+ * Runs `node dist/main.js` (the built service) with `env`, resolving once it logs that it listens. `entry`: another
+ * script that starts the same service (test/support/push-harness.js), with an IPC channel when `ipc` is set.
+ */
+export async function spawnGateway(env: Record<string, string>, { waitForListening = true, entry = MAIN, ipc = false } = {}): Promise<GatewayProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const internalPort = env.INTERNAL_PORT ? Number(env.INTERNAL_PORT) : await freePort();
-  const child = spawn(process.execPath, [MAIN], {
+  const child = spawn(process.execPath, [entry], {
     cwd: ROOT,
     // PRESENCE_GRACE_MS 0 unless a test asks for a grace: leaves are told at once, as the suite's timings expect.
     env: { PATH: process.env.PATH, HOME: process.env.HOME, HOST: '127.0.0.1', PORT: String(port), INTERNAL_HOST: '127.0.0.1', INTERNAL_PORT: String(internalPort), PRESENCE_GRACE_MS: '0', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    stdio: ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
   });
   const stdout: string[] = [];
   let stderr = '';

@@ -98,7 +98,7 @@ describe('Helm chart helm/realtime-gateway', () => {
     expect(values.securityContext).toEqual({ allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } });
     expect(values.podSecurityContext).toMatchObject({ runAsNonRoot: true });
     // Secrets reach the pod through secretKeyRef only, never as plain values.
-    expect(deployment).not.toMatch(/value: \{\{ \.Values\.(jwt\.(secret|publicKey)|redis\.url|turn\.secret|subscribeProxy\.secret|webhook\.secret)/);
+    expect(deployment).not.toMatch(/value: \{\{ \.Values\.(jwt\.(secret|publicKey)|redis\.url|turn\.secret|subscribeProxy\.secret|webhook\.secret|push\.privateKey)/);
     const helpers = templates.find((t) => t.name === '_helpers.tpl')!.text;
     expect(helpers).toContain('add .Values.preStopSleepSeconds (div .Values.gateway.drainWindowMs 1000) (div .Values.gateway.shutdownGraceMs 1000) 5');
   });

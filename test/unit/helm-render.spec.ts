@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { vapidKeys } from '../../src/cli/vapid';
 import { loadConfig } from '../../src/config/config';
 import { find, helm, render, schemaProblems, CHART, type K8sObject } from '../support/helm';
 
@@ -110,6 +111,33 @@ describe('the Helm chart, rendered', () => {
     const notes = (set: string[]) => helm(['install', '--dry-run=client', 'rt', CHART, '-n', 'prod', ...set.flatMap((v) => ['--set', v])]).split('NOTES:')[1];
     expect(notes([`jwt.secret=${SECRET}`, `webhook.url=${url}`])).toMatch(/WARNING: webhook.url is set without webhook.secret or webhook.existingSecret/);
     expect(notes([`jwt.secret=${SECRET}`, `webhook.url=${url}`, 'webhook.existingSecret=hooks'])).not.toMatch(/webhook/);
+  });
+
+  it('wires Web Push: the VAPID public key and subject as values, the private key through a Secret (the chart\'s or yours), as the app reads them', () => {
+    const keys = vapidKeys();
+    const subject = 'mailto:ops@example.com';
+    const objects = render({ 'jwt.secret': SECRET, 'push.publicKey': keys.publicKey, 'push.subject': subject, 'push.privateKey': keys.privateKey });
+    expect(envNamed(objects, 'VAPID_PUBLIC_KEY')).toEqual({ name: 'VAPID_PUBLIC_KEY', value: keys.publicKey });
+    expect(envNamed(objects, 'VAPID_SUBJECT')).toEqual({ name: 'VAPID_SUBJECT', value: subject });
+    const secret = find(objects, 'Secret');
+    expect(secret.stringData?.VAPID_PRIVATE_KEY).toBe(keys.privateKey);
+    expect(envNamed(objects, 'VAPID_PRIVATE_KEY')).toEqual({ name: 'VAPID_PRIVATE_KEY', valueFrom: { secretKeyRef: { name: secret.metadata.name, key: 'VAPID_PRIVATE_KEY' } } });
+    expect(JSON.stringify(find(objects, 'Deployment'))).not.toContain(keys.privateKey);
+    const given: Record<string, string> = { JWT_SECRET: SECRET, VAPID_PRIVATE_KEY: keys.privateKey };
+    for (const e of env(objects)) if (e.value !== undefined) given[e.name] = e.value;
+    expect(loadConfig(given).config.vapid).toEqual({ publicKey: keys.publicKey, privateKey: keys.privateKey, subject });
+
+    const yours = render({ 'jwt.existingSecret': 'keys', 'push.publicKey': keys.publicKey, 'push.subject': subject, 'push.existingSecret': 'vapid', 'push.existingSecretKey': 'private' });
+    expect(envNamed(yours, 'VAPID_PRIVATE_KEY')).toEqual({ name: 'VAPID_PRIVATE_KEY', valueFrom: { secretKeyRef: { name: 'vapid', key: 'private' } } });
+    expect(yours.some((o) => o.kind === 'Secret')).toBe(false);
+    expect(schemaProblems([...objects, ...yours])).toEqual([]);
+    // Not configured: no VAPID variable at all.
+    expect(env(render({ 'jwt.secret': SECRET })).filter((e) => e.name.startsWith('VAPID_'))).toEqual([]);
+    const notes = (set: string[]) => helm(['install', '--dry-run=client', 'rt', CHART, '-n', 'prod', ...set.flatMap((v) => ['--set', v])]).split('NOTES:')[1];
+    expect(notes([`jwt.secret=${SECRET}`, `push.publicKey=${keys.publicKey}`])).toMatch(/WARNING: push.publicKey is set without push.subject and push.privateKey/);
+    expect(notes([`jwt.secret=${SECRET}`, `push.publicKey=${keys.publicKey}`, `push.subject=${subject}`, 'push.existingSecret=vapid'])).not.toMatch(/push\./);
+    // The schema refuses a key of the wrong length before anything is installed.
+    expect(() => render({ 'jwt.secret': SECRET, 'push.publicKey': keys.publicKey.slice(1) })).toThrow(/publicKey/);
   });
 
   it('wires the subscribe proxy: URL and timeout as values, its secret through a Secret (the chart\'s or yours), as the app reads them', () => {

@@ -47,7 +47,7 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 
 {{/* True when the chart must create its Secret. */}}
 {{- define "realtime-gateway.createSecret" -}}
-{{- if or (and (or .Values.jwt.secret .Values.jwt.publicKey .Values.jwt.secretPrevious) (not .Values.jwt.existingSecret)) (and .Values.redis.url (not .Values.redis.existingSecret)) (and .Values.turn.secret (not .Values.turn.existingSecret)) (and .Values.subscribeProxy.secret (not .Values.subscribeProxy.existingSecret)) (and .Values.webhook.url .Values.webhook.secret (not .Values.webhook.existingSecret)) }}true{{- end }}
+{{- if or (and (or .Values.jwt.secret .Values.jwt.publicKey .Values.jwt.secretPrevious) (not .Values.jwt.existingSecret)) (and .Values.redis.url (not .Values.redis.existingSecret)) (and .Values.turn.secret (not .Values.turn.existingSecret)) (and .Values.subscribeProxy.secret (not .Values.subscribeProxy.existingSecret)) (and .Values.webhook.url .Values.webhook.secret (not .Values.webhook.existingSecret)) (and .Values.push.publicKey .Values.push.privateKey (not .Values.push.existingSecret)) }}true{{- end }}
 {{- end }}
 
 {{/*
