@@ -8,8 +8,8 @@
 //   loop as bench/fanout.js. Target: with ack at least 0.9x without. Off and on alternate within each round (and
 //   which goes first alternates between rounds); the cluster server's CPU counts, Redis's does not.
 // - Redis bytes per alert receipt at 1,000 recipients: one alert with ack to those 1,000 users, delivered to all
-//   (what the gateway wrote), then acked by all (written as the gateway's ack script writes each ack: HSETNX of
-//   the user's first time in the alert's `acked` hash), read with MEMORY USAGE (SAMPLES 0: every field counted).
+//   (what the gateway wrote), then acked by all (written as the gateway's ack script writes each ack: a
+//   `<user>\t<ms>` line appended to the alert's `acked` string), read with MEMORY USAGE.
 // The gateway on core 0; the sink (bench/load/sink.js, raw TCP) and this script on core 1.
 'use strict';
 const { cpus, totalmem, tmpdir } = require('node:os');
@@ -113,20 +113,23 @@ async function receiptBytes(redisUrl, tokens, SUBSCRIBERS) {
     if (got.timedOut) throw new Error('the alert did not reach every subscriber');
     const [alert] = await redis.zrange(`{${prefix}}:receipts`, 0, 0);
     const meta = `{${prefix}}:receipt:${alert}`;
-    for (let i = 0; i < 200 && (await redis.hlen(`${meta}:delivered`)) < SUBSCRIBERS; i++) await new Promise((resolve) => setTimeout(resolve, 10));
+    // Every recipient's line is in the delivered string (one APPEND per replica and turn).
+    const deliveredUsers = async () => new Set(((await redis.get(`${meta}:delivered`)) ?? '').split('\n').filter((l) => l && l.charCodeAt(0) !== 1)).size;
+    for (let i = 0; i < 200 && (await deliveredUsers()) < SUBSCRIBERS; i++) await new Promise((resolve) => setTimeout(resolve, 10));
     const usage = async (key) => Number((await redis.call('MEMORY', 'USAGE', key, 'SAMPLES', '0')) ?? 0);
     const description = await usage(meta);
     const delivered = await usage(`${meta}:delivered`);
-    // Every user acks: each ack is one HSETNX of that user's first time, as the ack script writes it.
+    // Every user acks: each ack appends `<user>\t<ms>\n` to the alert's acked string, as the ack script writes it.
     const now = Date.now();
     const pipeline = redis.pipeline();
-    for (let i = 0; i < SUBSCRIBERS; i++) pipeline.hsetnx(`${meta}:acked`, `u-${i}`, String(now + i));
+    pipeline.set(`${meta}:acked`, '\n');
+    for (let i = 0; i < SUBSCRIBERS; i++) pipeline.append(`${meta}:acked`, `u-${i}\t${now + i}\n`);
     await pipeline.exec();
     const acked = await usage(`${meta}:acked`);
     // The index and deadline entries of one alert (zset members of a few dozen bytes).
     const index = await usage(`{${prefix}}:receipts`);
     const due = await usage(`{${prefix}}:receipts:due`);
-    return { recipients: SUBSCRIBERS, delivered: await redis.hlen(`${meta}:delivered`), description, deliveredBytes: delivered, ackedBytes: acked, index, due };
+    return { recipients: SUBSCRIBERS, delivered: await deliveredUsers(), description, deliveredBytes: delivered, ackedBytes: acked, index, due };
   } finally {
     await close(s);
     server.kill();
@@ -194,8 +197,8 @@ function receiptsTable(result) {
     `| Redis bytes of one alert's receipt, ${b.recipients.toLocaleString('en')} recipients, all delivered and acked (MEMORY USAGE, SAMPLES 0) | bytes | per recipient |`,
     '|---|---|---|',
     `| description (\`{rt}:receipt:<id>\`: the ${b.recipients.toLocaleString('en')} targeted users, within_s, data, …) | ${b.description.toLocaleString('en')} | ${(b.description / b.recipients).toFixed(1)} |`,
-    `| delivered (\`…:delivered\`, user → ms) | ${b.deliveredBytes.toLocaleString('en')} | ${(b.deliveredBytes / b.recipients).toFixed(1)} |`,
-    `| acked (\`…:acked\`, user → ms) | ${b.ackedBytes.toLocaleString('en')} | ${(b.ackedBytes / b.recipients).toFixed(1)} |`,
+    `| delivered (\`…:delivered\`: a line per user under the time of its turn) | ${b.deliveredBytes.toLocaleString('en')} | ${(b.deliveredBytes / b.recipients).toFixed(1)} |`,
+    `| acked (\`…:acked\`: a \`user⇥ms\` line per user) | ${b.ackedBytes.toLocaleString('en')} | ${(b.ackedBytes / b.recipients).toFixed(1)} |`,
     `| **the alert's receipt** | **${total.toLocaleString('en')}** | **${(total / b.recipients).toFixed(1)}** |`,
   ].join('\n');
 }

@@ -76,15 +76,28 @@ export interface AckTarget {
 
 export type AckResult = { result: 'recorded' | 'repeated'; alert: string } | { result: 'unknown' };
 
+/** A description to write, and how many records that ask for ack are kept (0: this one is not counted). */
+export interface NewRecord {
+  record: AlertRecord;
+  keep: number;
+}
+
+/** One alert's deliveries on one replica in one turn (a user may be listed twice). */
+export interface Delivery {
+  alert: string;
+  users: readonly string[];
+  ack: boolean;
+}
+
 export interface ReceiptStore {
   /**
-   * Writes the description once (a second create of the same id, a retried idempotent publish, changes
-   * nothing). `keep`: at most this many records that ask for ack are kept (the oldest go first; 0: not counted).
-   * With `users` and `withinS`, the escalation is due at ts + withinS.
+   * Writes each description once (a second create of the same id, a retried idempotent publish, changes
+   * nothing). `keep`: at most this many records that ask for ack are kept (the oldest go first). With `users`
+   * and `withinS`, the escalation is due at ts + withinS. Several at once: one round trip.
    */
-  create(record: AlertRecord, keep: number): Promise<void>;
-  /** Deliveries of one alert to these users at `ts` (each user's first is kept; a user may be listed twice). */
-  delivered(alert: string, users: readonly string[], ts: number, ack: boolean): Promise<void>;
+  create(records: readonly NewRecord[]): Promise<void>;
+  /** Deliveries at `ts` (each user's first is kept), of every alert of one turn: one round trip. */
+  delivered(deliveries: readonly Delivery[], ts: number): Promise<void>;
   /** Records an ack once: unknown unless the alert asks for ack and was delivered to that user. */
   ack(target: AckTarget, ts: number): Promise<AckResult>;
   read(alert: string): Promise<ReceiptView | undefined>;
@@ -163,9 +176,14 @@ export class MemoryReceiptStore implements ReceiptStore {
     this.due.delete(alert);
   }
 
-  create(record: AlertRecord, keep: number): Promise<void> {
+  create(records: readonly NewRecord[]): Promise<void> {
+    for (const { record, keep } of records) this.createOne(record, keep);
+    return Promise.resolve();
+  }
+
+  private createOne(record: AlertRecord, keep: number): void {
     let entry = this.live(record.id);
-    if (entry?.record) return Promise.resolve();
+    if (entry?.record) return;
     entry ??= { ack: false, batches: [], acked: new Map(), provisionalUntil: 0 };
     entry.record = record;
     entry.ack ||= record.ack;
@@ -183,10 +201,14 @@ export class MemoryReceiptStore implements ReceiptStore {
       }
     }
     if (record.users.length > 0 && record.withinS !== undefined) this.due.set(record.id, record.ts + record.withinS * 1000);
+  }
+
+  delivered(deliveries: readonly Delivery[], ts: number): Promise<void> {
+    for (const { alert, users, ack } of deliveries) this.deliveredOne(alert, users, ts, ack);
     return Promise.resolve();
   }
 
-  delivered(alert: string, users: readonly string[], ts: number, ack: boolean): Promise<void> {
+  private deliveredOne(alert: string, users: readonly string[], ts: number, ack: boolean): void {
     let entry = this.live(alert);
     if (!entry) {
       this.sweep();
@@ -200,7 +222,6 @@ export class MemoryReceiptStore implements ReceiptStore {
     } else {
       entry.batches.push({ ts, users });
     }
-    return Promise.resolve();
   }
 
   /** Each user's first delivery, indexed once (then kept up to date by delivered()). */

@@ -7,7 +7,7 @@ import { EVENTS_OUT, type EventsOut } from '../events/events-out';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import { PUSH_OUT, type PushOut, type PushPayload } from '../push/push-out';
-import { RECEIPT_STORE, type AlertRecord, type AlertRoute, type DueEscalation, type ReceiptStore, type ReceiptView } from './receipt-store';
+import { RECEIPT_STORE, type AlertRecord, type AlertRoute, type DueEscalation, type NewRecord, type ReceiptStore, type ReceiptView } from './receipt-store';
 
 /** How often every replica looks for due escalations (the publishing replica also wakes at the deadline itself). */
 export const POLL_MS = 500;
@@ -90,6 +90,8 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
   private stopped = false;
   private readonly warned = new Map<string, number>();
   private readonly push: PushOut | undefined;
+  /** Descriptions waiting for this turn's write. */
+  private describing: { entries: NewRecord[]; done: Promise<void> } | undefined;
 
   constructor(
     @Inject(RECEIPT_STORE) private readonly store: ReceiptStore,
@@ -162,17 +164,14 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
     return batch;
   }
 
-  /** This turn's deliveries: one store write per publication (per alert, but for a replay and a live copy at once). */
+  /** This turn's deliveries, of every alert: one store write. */
   private flush(): void {
     this.armed = false;
     if (this.batches.length === 0) return;
     const batches = this.batches;
     this.batches = [];
-    const ts = Date.now();
-    for (const batch of batches) {
-      batch.flushed = true;
-      this.store.delivered(batch.alert, batch.users, ts, batch.ack).catch((error: unknown) => this.warn('receipts_unavailable', `deliveries of an alert could not be recorded: ${(error as Error).message}`));
-    }
+    for (const batch of batches) batch.flushed = true;
+    this.store.delivered(batches, Date.now()).catch((error: unknown) => this.warn('receipts_unavailable', `deliveries could not be recorded: ${(error as Error).message}`));
   }
 
   /**
@@ -193,12 +192,26 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
       nonce: randomBytes(12).toString('hex'),
       expiresAt: alert.ack ? alert.expiresAt : Date.now() + TRACK_ONLY_MS,
     };
-    await this.store.create(record, alert.ack ? alert.keep : 0);
+    await this.describe({ record, keep: alert.ack ? alert.keep : 0 });
     if (record.withinS !== undefined && record.users.length > 0) this.at(record.ts + record.withinS * 1000, () => void this.poll());
     if (this.push && alert.users.length > 0) {
       const payload: PushPayload = { type: 'alert', id: alert.answerId, data: alert.data };
       this.at(Date.now() + PUSH_CHECK_MS, () => void this.pushMissed(alert.id, alert.users, payload));
     }
+  }
+
+  /** Descriptions made in one turn (alerts published together) go to the store in one write. */
+  private describe(entry: NewRecord): Promise<void> {
+    if (!this.describing) {
+      const pending: { entries: NewRecord[]; done: Promise<void> } = { entries: [], done: undefined as unknown as Promise<void> };
+      pending.done = new Promise<void>((resolve) => setImmediate(resolve)).then(() => {
+        if (this.describing === pending) this.describing = undefined;
+        return this.store.create(pending.entries);
+      });
+      this.describing = pending;
+    }
+    this.describing.entries.push(entry);
+    return this.describing.done;
   }
 
   private at(when: number, run: () => void): void {

@@ -2,72 +2,95 @@ import type { ModuleRef } from '@nestjs/core';
 import { BrokerUnavailableError } from '../channels/broker';
 import { RedisConnections } from '../redis/redis-connections';
 import { Script } from '../redis/script';
-import { PROVISIONAL_MS, type AckResult, type AckTarget, type AlertRecord, type AlertRoute, type DueEscalation, type ReceiptStore, type ReceiptView } from './receipt-store';
+import { PROVISIONAL_MS, type AckResult, type AckTarget, type AlertRoute, type Delivery, type DueEscalation, type NewRecord, type ReceiptStore, type ReceiptView } from './receipt-store';
+
+/** Alerts per script call, so that one call stays small whatever a turn brought. */
+const BATCH = 50;
 
 /**
  * Receipts in Redis (cluster mode), every key under the `{P}` hash tag (P = REDIS_PREFIX; one slot on Redis
  * Cluster, like presence and the webhook queue: a trim or a claim touches several alerts' keys in one script):
- *   {P}:receipt:<alert>             hash  the description (created, exp, ts, users, within_s, route, refs,
+ *   {P}:receipt:<alert>             hash  the description (created, exp, ts, users (one per line), within_s, route, refs,
  *                                         data, nonce), `ack` ("1" once acknowledgement is asked for), `escalated`
- *   {P}:receipt:<alert>:delivered   hash  user -> first delivery (ms)
- *   {P}:receipt:<alert>:acked       hash  user -> first ack (ms)
+ *   {P}:receipt:<alert>:delivered   string  deliveries as appended: per replica and turn "\x01<ms>\n" then one
+ *                                         user per line; a user's first line is its first delivery
+ *   {P}:receipt:<alert>:acked       string  "\n" then one "<user>\t<ms>\n" per user who acked (once each)
+ * Strings, not hashes: a turn's deliveries are one APPEND (a hash was a thousand HSETNX in Redis per alert and
+ * 56 bytes per field), and a user is found with one plain string.find (a sub never holds a control character).
  *   {P}:receipt-ref:<user>\0<frame> string  a personal frame's id -> its alert
  *   {P}:receipts                    zset  alerts asking for ack -> publication time (the newest `keep` are kept)
  *   {P}:receipts:due                zset  alert -> escalation due time (a claim moves it to the lease's end)
  * Each alert's keys expire together at its `exp` (the channel's history TTL) when it has one. Deliveries are
- * written in one script call per alert per event-loop turn, whatever the number of sockets.
+ * written in one script call per event-loop turn (every alert of the turn), whatever the number of sockets, and
+ * descriptions likewise.
  */
 
-/** KEYS: meta, delivered. ARGV: ack ("1"/"0"), ts, provisional ms, users... */
+/**
+ * Deliveries of several alerts (one turn of one replica) in one call. KEYS: meta, delivered of each alert. ARGV:
+ * ts, provisional ms, then per alert: ack ("1"/"0") and its users joined by newlines (one argument, not one per
+ * user: encoding a thousand arguments cost the gateway more than the rest of the receipt; a sub never holds a
+ * control character, the door refuses those).
+ */
 const DELIVERED = new Script(`
-if ARGV[1] == '1' then redis.call('HSET', KEYS[1], 'ack', '1') end
-for i = 4, #ARGV do redis.call('HSETNX', KEYS[2], ARGV[i], ARGV[2]) end
-local exp = redis.call('HGET', KEYS[1], 'exp')
-if exp then
-  if exp ~= '0' then redis.call('PEXPIREAT', KEYS[2], exp) end
-else
-  if redis.call('PTTL', KEYS[1]) == -1 then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
-  if redis.call('PTTL', KEYS[2]) == -1 then redis.call('PEXPIRE', KEYS[2], ARGV[3]) end
+for k = 1, #KEYS, 2 do
+  local meta, delivered = KEYS[k], KEYS[k + 1]
+  local a = 3 + (k - 1)
+  if ARGV[a] == '1' then redis.call('HSET', meta, 'ack', '1') end
+  redis.call('APPEND', delivered, '\\1' .. ARGV[1] .. '\\n' .. ARGV[a + 1] .. '\\n')
+  local exp = redis.call('HGET', meta, 'exp')
+  if exp then
+    if exp ~= '0' then redis.call('PEXPIREAT', delivered, exp) end
+  else
+    if redis.call('PTTL', meta) == -1 then redis.call('PEXPIRE', meta, ARGV[2]) end
+    if redis.call('PTTL', delivered) == -1 then redis.call('PEXPIRE', delivered, ARGV[2]) end
+  end
 end
 return 1
 `);
 
 /**
- * KEYS: meta, delivered, acked, index, due. ARGV: prefix, id, exp, keep, due time (0: none), ts, refs (JSON),
- * ack ("1"/"0"), then field/value pairs of the description. Nothing if it was created already.
+ * Descriptions of several alerts in one call. KEYS: index, due, then meta, delivered, acked of each alert. ARGV:
+ * prefix, then per alert one JSON object {id, exp, keep, due, ts, refs, ack, fields}. An alert created already is
+ * left as it is (a retried publish).
  */
 const CREATE = new Script(`
-if redis.call('HEXISTS', KEYS[1], 'created') == 1 then return 0 end
-local p, id, exp = ARGV[1], ARGV[2], ARGV[3]
-local fields = {'created', '1', 'exp', exp, 'refs', ARGV[7]}
-if ARGV[8] == '1' then table.insert(fields, 'ack'); table.insert(fields, '1') end
-for i = 9, #ARGV do table.insert(fields, ARGV[i]) end
-redis.call('HSET', KEYS[1], unpack(fields))
-for i = 1, 3 do
-  if exp ~= '0' then redis.call('PEXPIREAT', KEYS[i], exp) else redis.call('PERSIST', KEYS[i]) end
-end
-for user, frame in pairs(cjson.decode(ARGV[7])) do
-  local key = p .. ':receipt-ref:' .. user .. '\\0' .. frame
-  if exp ~= '0' then redis.call('SET', key, id, 'PXAT', exp) else redis.call('SET', key, id) end
-end
-local keep = tonumber(ARGV[4])
-if keep > 0 then
-  redis.call('ZADD', KEYS[4], ARGV[6], id)
-  local over = math.min(redis.call('ZCARD', KEYS[4]) - keep, 100)
-  if over > 0 then
-    for _, old in ipairs(redis.call('ZRANGE', KEYS[4], 0, over - 1)) do
-      local m = p .. ':receipt:' .. old
-      local refs = redis.call('HGET', m, 'refs')
-      if refs then
-        for user, frame in pairs(cjson.decode(refs)) do redis.call('DEL', p .. ':receipt-ref:' .. user .. '\\0' .. frame) end
-      end
-      redis.call('DEL', m, m .. ':delivered', m .. ':acked')
-      redis.call('ZREM', KEYS[5], old)
+local p = ARGV[1]
+for r = 2, #ARGV do
+  local rec = cjson.decode(ARGV[r])
+  local k = 3 + (r - 2) * 3
+  local meta = KEYS[k]
+  if redis.call('HEXISTS', meta, 'created') == 0 then
+    local id, exp = rec.id, rec.exp
+    local fields = {'created', '1', 'exp', exp, 'refs', cjson.encode(rec.refs)}
+    if rec.ack then table.insert(fields, 'ack'); table.insert(fields, '1') end
+    for name, value in pairs(rec.fields) do table.insert(fields, name); table.insert(fields, value) end
+    redis.call('HSET', meta, unpack(fields))
+    for i = k, k + 2 do
+      if exp ~= '0' then redis.call('PEXPIREAT', KEYS[i], exp) else redis.call('PERSIST', KEYS[i]) end
     end
-    redis.call('ZREMRANGEBYRANK', KEYS[4], 0, over - 1)
+    for user, frame in pairs(rec.refs) do
+      local key = p .. ':receipt-ref:' .. user .. '\\0' .. frame
+      if exp ~= '0' then redis.call('SET', key, id, 'PXAT', exp) else redis.call('SET', key, id) end
+    end
+    if rec.keep > 0 then
+      redis.call('ZADD', KEYS[1], rec.ts, id)
+      local over = math.min(redis.call('ZCARD', KEYS[1]) - rec.keep, 100)
+      if over > 0 then
+        for _, old in ipairs(redis.call('ZRANGE', KEYS[1], 0, over - 1)) do
+          local m = p .. ':receipt:' .. old
+          local refs = redis.call('HGET', m, 'refs')
+          if refs then
+            for user, frame in pairs(cjson.decode(refs)) do redis.call('DEL', p .. ':receipt-ref:' .. user .. '\\0' .. frame) end
+          end
+          redis.call('DEL', m, m .. ':delivered', m .. ':acked')
+          redis.call('ZREM', KEYS[2], old)
+        end
+        redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
+      end
+    end
+    if rec.due ~= '0' then redis.call('ZADD', KEYS[2], rec.due, id) end
   end
 end
-if ARGV[5] ~= '0' then redis.call('ZADD', KEYS[5], ARGV[5], id) end
 return 1
 `);
 
@@ -84,9 +107,14 @@ if a == '' then
   if not a then a = frame end
 end
 local m = p .. ':receipt:' .. a
-if redis.call('HGET', m, 'ack') ~= '1' or redis.call('HEXISTS', m .. ':delivered', user) == 0 then return {0, a} end
+if redis.call('HGET', m, 'ack') ~= '1' then return {0, a} end
+local delivered = redis.call('GET', m .. ':delivered')
+if not delivered or not string.find(delivered, '\\n' .. user .. '\\n', 1, true) then return {0, a} end
 local acked = m .. ':acked'
-if redis.call('HSETNX', acked, user, ARGV[4]) == 0 then return {2, a} end
+local prior = redis.call('GET', acked) or '\\n'
+if string.find(prior, '\\n' .. user .. '\\t', 1, true) then return {2, a} end
+if prior == '\\n' then redis.call('SET', acked, '\\n') end
+redis.call('APPEND', acked, user .. '\\t' .. ARGV[4] .. '\\n')
 local exp = redis.call('HGET', m, 'exp')
 if exp then
   if exp ~= '0' then redis.call('PEXPIREAT', acked, exp) end
@@ -108,8 +136,10 @@ for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT
   local f = redis.call('HMGET', m, 'created', 'escalated', 'users', 'within_s', 'route', 'refs', 'data', 'nonce')
   local pending = {}
   if f[1] and not f[2] then
-    for _, user in ipairs(cjson.decode(f[3])) do
-      if redis.call('HEXISTS', m .. ':acked', user) == 0 then table.insert(pending, user) end
+    local acked = {}
+    for user in string.gmatch(redis.call('GET', m .. ':acked') or '', '([^\\n\\t]+)\\t') do acked[user] = true end
+    for user in string.gmatch(f[3], '[^\\n]+') do
+      if not acked[user] then table.insert(pending, user) end
     end
   end
   if #pending == 0 then
@@ -129,11 +159,26 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 `);
 
-/** A hash reply as pairs, into a Map of numbers. */
-function times(flat: string[]): Map<string, number> {
-  const map = new Map<string, number>();
-  for (let i = 0; i + 1 < flat.length; i += 2) map.set(flat[i], Number(flat[i + 1]));
-  return map;
+/** The `delivered` string: each user's first line, under the time of the turn it was written in. */
+function deliveries(text: string | null): Map<string, number> {
+  const first = new Map<string, number>();
+  let ts = 0;
+  for (const line of (text ?? '').split('\n')) {
+    if (line === '') continue;
+    if (line.charCodeAt(0) === 1) ts = Number(line.slice(1));
+    else if (!first.has(line)) first.set(line, ts);
+  }
+  return first;
+}
+
+/** The `acked` string: `<user>\t<ms>` lines. */
+function acks(text: string | null): Map<string, number> {
+  const acked = new Map<string, number>();
+  for (const line of (text ?? '').split('\n')) {
+    const tab = line.lastIndexOf('\t');
+    if (tab > 0 && !acked.has(line.slice(0, tab))) acked.set(line.slice(0, tab), Number(line.slice(tab + 1)));
+  }
+  return acked;
 }
 
 export class RedisReceiptStore implements ReceiptStore {
@@ -167,31 +212,36 @@ export class RedisReceiptStore implements ReceiptStore {
     return `${this.prefix}:receipt:${alert}`;
   }
 
-  async create(record: AlertRecord, keep: number): Promise<void> {
-    const meta = this.meta(record.id);
-    const due = record.users.length > 0 && record.withinS !== undefined ? record.ts + record.withinS * 1000 : 0;
-    const fields: string[] = ['ts', String(record.ts), 'users', JSON.stringify(record.users), 'route', record.route, 'nonce', record.nonce];
-    if (record.withinS !== undefined) fields.push('within_s', String(record.withinS));
-    if (record.data !== undefined) fields.push('data', JSON.stringify(record.data));
-    await this.available(() =>
-      CREATE.run(this.redis.command, [meta, `${meta}:delivered`, `${meta}:acked`, this.index, this.due], [
-        this.prefix,
-        record.id,
-        record.expiresAt,
-        keep,
-        due,
-        record.ts,
-        // An empty Lua table encodes as {} as well, and cjson decodes {} to one.
-        JSON.stringify(record.refs),
-        record.ack ? '1' : '0',
-        ...fields,
-      ]),
-    );
+  async create(records: readonly NewRecord[]): Promise<void> {
+    for (let start = 0; start < records.length; start += BATCH) {
+      const keys = [this.index, this.due];
+      const args: string[] = [this.prefix];
+      for (const { record, keep } of records.slice(start, start + BATCH)) {
+        const meta = this.meta(record.id);
+        keys.push(meta, `${meta}:delivered`, `${meta}:acked`);
+        // Users joined by newlines, as deliveries are (a sub holds no control character): the shortest form to send.
+        const fields: Record<string, string> = { ts: String(record.ts), users: record.users.join('\n'), route: record.route, nonce: record.nonce };
+        if (record.withinS !== undefined) fields.within_s = String(record.withinS);
+        if (record.data !== undefined) fields.data = JSON.stringify(record.data);
+        const due = record.users.length > 0 && record.withinS !== undefined ? record.ts + record.withinS * 1000 : 0;
+        // Times as strings: Lua would print a number of ms as 1.7e+12.
+        args.push(JSON.stringify({ id: record.id, exp: String(record.expiresAt), keep, due: String(due), ts: String(record.ts), refs: record.refs, ack: record.ack, fields }));
+      }
+      await this.available(() => CREATE.run(this.redis.command, keys, args));
+    }
   }
 
-  async delivered(alert: string, users: readonly string[], ts: number, ack: boolean): Promise<void> {
-    const meta = this.meta(alert);
-    await this.available(() => DELIVERED.run(this.redis.command, [meta, `${meta}:delivered`], [ack ? '1' : '0', ts, PROVISIONAL_MS, ...users]));
+  async delivered(deliveries: readonly Delivery[], ts: number): Promise<void> {
+    for (let start = 0; start < deliveries.length; start += BATCH) {
+      const keys: string[] = [];
+      const args: (string | number)[] = [ts, PROVISIONAL_MS];
+      for (const { alert, users, ack } of deliveries.slice(start, start + BATCH)) {
+        const meta = this.meta(alert);
+        keys.push(meta, `${meta}:delivered`);
+        args.push(ack ? '1' : '0', users.join('\n'));
+      }
+      await this.available(() => DELIVERED.run(this.redis.command, keys, args));
+    }
   }
 
   async ack(target: AckTarget, ts: number): Promise<AckResult> {
@@ -204,21 +254,14 @@ export class RedisReceiptStore implements ReceiptStore {
 
   async read(alert: string): Promise<ReceiptView | undefined> {
     const meta = this.meta(alert);
-    const replies = await this.available(() => this.redis.command.multi().hmget(meta, 'created', 'ack', 'users').hgetall(`${meta}:delivered`).hgetall(`${meta}:acked`).exec());
+    const replies = await this.available(() => this.redis.command.multi().hmget(meta, 'created', 'ack', 'users').get(`${meta}:delivered`).get(`${meta}:acked`).exec());
     if (!replies) throw new BrokerUnavailableError();
     for (const [error] of replies) if (error) throw new BrokerUnavailableError();
     const [created, ack, users] = replies[0][1] as (string | null)[];
-    const delivered = replies[1][1] as Record<string, string>;
-    const acked = replies[2][1] as Record<string, string>;
-    if (!created && !ack && Object.keys(delivered).length === 0) return undefined;
-    return {
-      id: alert,
-      ack: ack === '1',
-      described: created === '1',
-      users: users ? (JSON.parse(users) as string[]) : [],
-      delivered: times(Object.entries(delivered).flat()),
-      acked: times(Object.entries(acked).flat()),
-    };
+    const delivered = replies[1][1] as string | null;
+    const acked = replies[2][1] as string | null;
+    if (!created && !ack && !delivered) return undefined;
+    return { id: alert, ack: ack === '1', described: created === '1', users: users ? users.split('\n') : [], delivered: deliveries(delivered), acked: acks(acked) };
   }
 
   async claimDue(now: number, leaseUntil: number, max: number): Promise<DueEscalation[]> {

@@ -36,9 +36,9 @@ function contract(name: string, make: () => Promise<{ store: ReceiptStore; done:
     afterEach(() => done());
 
     it('records each user\'s first delivery and first ack, and nothing for a user it was not delivered to', async () => {
-      await store.create(record('a1'), 100);
-      await store.delivered('a1', ['ann', 'ann'], 1000, true);
-      await store.delivered('a1', ['ann', 'bob'], 2000, true);
+      await store.create([{ record: record('a1'), keep: 100 }]);
+      await store.delivered([{ alert: 'a1', users: ['ann', 'ann'], ack: true }], 1000);
+      await store.delivered([{ alert: 'a1', users: ['ann', 'bob'], ack: true }], 2000);
       expect(await store.ack({ user: 'carl', frameId: 'a1' }, 2500)).toEqual({ result: 'unknown' });
       expect(await store.ack({ user: 'ann', frameId: 'a1', route: 'alerts' }, 3000)).toEqual({ result: 'recorded', alert: 'a1' });
       expect(await store.ack({ user: 'ann', frameId: 'a1' }, 4000)).toEqual({ result: 'repeated', alert: 'a1' });
@@ -49,21 +49,33 @@ function contract(name: string, make: () => Promise<{ store: ReceiptStore; done:
       expect(await store.read('nope')).toBeUndefined();
     });
 
+    it('writes several descriptions and several alerts\' deliveries in one call each', async () => {
+      await store.create([
+        { record: record('m1', { users: ['ann'] }), keep: 100 },
+        { record: record('m2', { route: 'user', users: ['bob'], refs: { bob: '7-0' } }), keep: 100 },
+      ]);
+      await store.delivered([{ alert: 'm1', users: ['ann'], ack: true }, { alert: 'm2', users: ['bob', 'bob'], ack: true }, { alert: 'm3', users: ['cy'], ack: false }], 1234);
+      expect([...(await store.read('m1'))!.delivered]).toEqual([['ann', 1234]]);
+      expect((await store.read('m2'))!).toMatchObject({ users: ['bob'], delivered: new Map([['bob', 1234]]) });
+      expect(await store.ack({ user: 'bob', frameId: '7-0' }, 2000)).toEqual({ result: 'recorded', alert: 'm2' });
+      expect((await store.read('m3'))!).toMatchObject({ ack: false, described: false });
+    });
+
     it('recognises an ack that overtakes the description, and refuses acks of an alert that asked for none', async () => {
-      await store.delivered('early', ['ann'], 1000, true);
+      await store.delivered([{ alert: 'early', users: ['ann'], ack: true }], 1000);
       expect(await store.ack({ user: 'ann', frameId: 'early' }, 1500)).toEqual({ result: 'recorded', alert: 'early' });
       expect((await store.read('early'))!.described).toBe(false);
-      await store.create(record('early'), 100);
+      await store.create([{ record: record('early'), keep: 100 }]);
       expect((await store.read('early'))!).toMatchObject({ described: true, acked: new Map([['ann', 1500]]) });
-      await store.create(record('plain', { ack: false, withinS: undefined, expiresAt: Date.now() + 60_000 }), 0);
-      await store.delivered('plain', ['ann'], 1000, false);
+      await store.create([{ record: record('plain', { ack: false, withinS: undefined, expiresAt: Date.now() + 60_000 }), keep: 0 }]);
+      await store.delivered([{ alert: 'plain', users: ['ann'], ack: false }], 1000);
       expect(await store.ack({ user: 'ann', frameId: 'plain' }, 1500)).toEqual({ result: 'unknown' });
       expect((await store.read('plain'))!.ack).toBe(false);
     });
 
     it('maps a personal frame\'s id to its alert, for that user only', async () => {
-      await store.create(record('p1', { route: 'user', refs: { ann: '100-0', bob: '100-0' } }), 100);
-      await store.delivered('p1', ['ann', 'bob'], 1000, true);
+      await store.create([{ record: record('p1', { route: 'user', refs: { ann: '100-0', bob: '100-0' } }), keep: 100 }]);
+      await store.delivered([{ alert: 'p1', users: ['ann', 'bob'], ack: true }], 1000);
       expect(await store.ack({ user: 'ann', frameId: '100-0' }, 2000)).toEqual({ result: 'recorded', alert: 'p1' });
       // The same id on `alerts` is another alert's.
       expect(await store.ack({ user: 'bob', frameId: '100-0', route: 'alerts' }, 2000)).toEqual({ result: 'unknown' });
@@ -72,13 +84,13 @@ function contract(name: string, make: () => Promise<{ store: ReceiptStore; done:
     });
 
     it('writes a description once (a retried publish changes nothing) and keeps at most `keep` records', async () => {
-      await store.create(record('k1'), 2);
-      await store.create(record('k1', { users: ['zed'] }), 2);
+      await store.create([{ record: record('k1'), keep: 2 }]);
+      await store.create([{ record: record('k1', { users: ['zed'] }), keep: 2 }]);
       expect((await store.read('k1'))!.users).toEqual(['ann', 'bob']);
-      await store.create(record('k2', { route: 'user', refs: { ann: '5-0' } }), 2);
-      await store.delivered('k2', ['ann'], 1, true);
-      await store.create(record('k3'), 2);
-      await store.create(record('k4'), 2);
+      await store.create([{ record: record('k2', { route: 'user', refs: { ann: '5-0' } }), keep: 2 }]);
+      await store.delivered([{ alert: 'k2', users: ['ann'], ack: true }], 1);
+      await store.create([{ record: record('k3'), keep: 2 }]);
+      await store.create([{ record: record('k4'), keep: 2 }]);
       expect(await store.read('k1')).toBeUndefined();
       expect(await store.read('k2')).toBeUndefined();
       // Its ref went with it.
@@ -88,12 +100,12 @@ function contract(name: string, make: () => Promise<{ store: ReceiptStore; done:
 
     it('hands a due escalation to one claimer until its lease ends, with the users still pending, and never after it is completed', async () => {
       const now = Date.now();
-      await store.create(record('e1', { ts: now - 61_000 }), 100);
-      await store.create(record('e2', { ts: now - 61_000 }), 100);
-      await store.create(record('e3', { ts: now + 60_000 }), 100);
-      await store.delivered('e1', ['ann', 'bob'], now, true);
+      await store.create([{ record: record('e1', { ts: now - 61_000 }), keep: 100 }]);
+      await store.create([{ record: record('e2', { ts: now - 61_000 }), keep: 100 }]);
+      await store.create([{ record: record('e3', { ts: now + 60_000 }), keep: 100 }]);
+      await store.delivered([{ alert: 'e1', users: ['ann', 'bob'], ack: true }], now);
       await store.ack({ user: 'ann', frameId: 'e1' }, now);
-      await store.delivered('e2', ['ann', 'bob'], now, true);
+      await store.delivered([{ alert: 'e2', users: ['ann', 'bob'], ack: true }], now);
       await store.ack({ user: 'ann', frameId: 'e2' }, now);
       await store.ack({ user: 'bob', frameId: 'e2' }, now);
       const first = await store.claimDue(now, now + 10_000, 10);
@@ -132,14 +144,14 @@ describe('on Redis', () => {
       await eventually(() => links.isCommandReady(), 5000, 'the command link');
       const store = new RedisReceiptStore(() => links, 'ttl');
       const expiresAt = Date.now() + 300;
-      await store.create(record('t1', { route: 'user', refs: { ann: '9-0' }, expiresAt }), 100);
-      await store.delivered('t1', ['ann'], Date.now(), true);
+      await store.create([{ record: record('t1', { route: 'user', refs: { ann: '9-0' }, expiresAt }), keep: 100 }]);
+      await store.delivered([{ alert: 't1', users: ['ann'], ack: true }], Date.now());
       await store.ack({ user: 'ann', frameId: '9-0' }, Date.now());
       const ttls = await Promise.all(['{ttl}:receipt:t1', '{ttl}:receipt:t1:delivered', '{ttl}:receipt:t1:acked', '{ttl}:receipt-ref:ann\u00009-0'].map((k) => links.command.pexpiretime(k)));
       expect(ttls).toEqual([expiresAt, expiresAt, expiresAt, expiresAt]);
       await eventually(async () => (await store.read('t1')) === undefined, 3000, 'the keys expired');
       // Deliveries of an alert never described carry the provisional TTL.
-      await store.delivered('orphan', ['ann'], Date.now(), true);
+      await store.delivered([{ alert: 'orphan', users: ['ann'], ack: true }], Date.now());
       expect(await links.command.pttl('{ttl}:receipt:orphan:delivered')).toBeGreaterThan(50_000);
       expect(await links.command.pttl('{ttl}:receipt:orphan')).toBeGreaterThan(50_000);
     } finally {
