@@ -15,8 +15,9 @@ const BATCH = 50;
  *   {P}:receipt:<alert>:delivered   string  deliveries as appended: per replica and turn "\x01<ms>\n" then one
  *                                         user per line; a user's first line is its first delivery
  *   {P}:receipt:<alert>:acked       string  "\n" then one "<user>\t<ms>\n" per user who acked (once each)
- * Strings, not hashes: a turn's deliveries are one APPEND (a hash was a thousand HSETNX in Redis per alert and
+ * Strings, not hashes: a turn's deliveries are one write (a hash was a thousand HSETNX in Redis per alert and
  * 56 bytes per field), and a user is found with one plain string.find (a sub never holds a control character).
+ * Written whole (SET ... KEEPTTL), not APPENDed: APPEND keeps as much again allocated for growth.
  *   {P}:receipt-ref:<user>\0<frame> string  a personal frame's id -> its alert
  *   {P}:receipts                    zset  alerts asking for ack -> publication time (the newest `keep` are kept)
  *   {P}:receipts:due                zset  alert -> escalation due time (a claim moves it to the lease's end)
@@ -36,7 +37,8 @@ for k = 1, #KEYS, 2 do
   local meta, delivered = KEYS[k], KEYS[k + 1]
   local a = 3 + (k - 1)
   if ARGV[a] == '1' then redis.call('HSET', meta, 'ack', '1') end
-  redis.call('APPEND', delivered, '\\1' .. ARGV[1] .. '\\n' .. ARGV[a + 1] .. '\\n')
+  -- SET of the whole, not APPEND: APPEND leaves up to as much again allocated for growth that may never come.
+  redis.call('SET', delivered, (redis.call('GET', delivered) or '') .. '\\1' .. ARGV[1] .. '\\n' .. ARGV[a + 1] .. '\\n', 'KEEPTTL')
   local exp = redis.call('HGET', meta, 'exp')
   if exp then
     if exp ~= '0' then redis.call('PEXPIREAT', delivered, exp) end
@@ -113,8 +115,7 @@ if not delivered or not string.find(delivered, '\\n' .. user .. '\\n', 1, true) 
 local acked = m .. ':acked'
 local prior = redis.call('GET', acked) or '\\n'
 if string.find(prior, '\\n' .. user .. '\\t', 1, true) then return {2, a} end
-if prior == '\\n' then redis.call('SET', acked, '\\n') end
-redis.call('APPEND', acked, user .. '\\t' .. ARGV[4] .. '\\n')
+redis.call('SET', acked, prior .. user .. '\\t' .. ARGV[4] .. '\\n', 'KEEPTTL')
 local exp = redis.call('HGET', m, 'exp')
 if exp then
   if exp ~= '0' then redis.call('PEXPIREAT', acked, exp) end
