@@ -518,7 +518,8 @@ export class GatewayAdapter extends WsAdapter {
     // The head and the welcome in one write when the welcome is ready at once.
     const tcp = res.socket;
     tcp.cork();
-    const socket = new SseSocket(res);
+    // From here the stream holds the TCP socket, not the request or the response (SseSocket.open).
+    const socket = SseSocket.open(ctx.req, res);
     const conn = this.deps.connections.accept(socket, ctx, meta.frames);
     conn.wrapper = socket;
     wss.emit('connection', conn, ctx.req);
