@@ -514,6 +514,8 @@ export class GatewayAdapter extends WsAdapter {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache',
       'X-Accel-Buffering': 'no',
+      // The connection ends with the stream (SseSocket): a client must not pool it for its next request.
+      Connection: 'close',
     });
     // The head and the welcome in one write when the welcome is ready at once.
     const tcp = res.socket;

@@ -24,7 +24,7 @@ describe('SseSocket', () => {
   beforeAll(async () => {
     server = createServer((req, res: ServerResponse) => {
       requests++;
-      res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8' });
+      res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'close' });
       const socket = SseSocket.open(req, res);
       lastExchange = { req: new WeakRef(req), res: new WeakRef(res) };
       opened.push(socket);
