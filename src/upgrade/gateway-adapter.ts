@@ -522,11 +522,14 @@ export class GatewayAdapter extends WsAdapter {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache',
       'X-Accel-Buffering': 'no',
+      // The connection ends with the stream (SseSocket): a client must not pool it for its next request.
+      Connection: 'close',
     });
     // The head and the welcome in one write when the welcome is ready at once.
     const tcp = res.socket;
     tcp.cork();
-    const socket = new SseSocket(res);
+    // From here the stream holds the TCP socket, not the request or the response (SseSocket.open).
+    const socket = SseSocket.open(ctx.req, res);
     const conn = this.deps.connections.accept(socket, ctx, meta.frames);
     conn.wrapper = socket;
     wss.emit('connection', conn, ctx.req);
