@@ -3,7 +3,7 @@
 // The gateway (G, embedded; Gc, cluster mode on one Redis) against bare `ws` (W: serialise once, one write per
 // message per socket; W8: the same with a burst's writes coalesced per socket) and Socket.IO 4.8 with the
 // Redis adapter (S), in interleaved rounds (W G S W G S ...). Servers are pinned to core 0, load to core 1.
-// Also the gateway's own sections: webhooks (bench/webhooks.js), SSE against WebSocket (bench/sse.js) and the
+// Also the gateway's own sections: webhooks (bench/webhooks.js), receipts (bench/receipts.js), SSE against WebSocket (bench/sse.js) and the
 // Redis topologies (bench/topologies.js).
 // Medians with min–max; --write records the run in docs/benchmarks.md.
 'use strict';
@@ -138,6 +138,10 @@ async function main() {
     const webhookBench = require('./webhooks');
     const webhooks = await webhookBench.measureWebhooks({ rounds: ROUNDS, quick });
 
+    // Receipts: fan-out with ack against without, and Redis bytes per receipt (bench/receipts.js; alone: npm run bench:receipts).
+    const receiptsBench = require('./receipts');
+    const receipts = await receiptsBench.measureReceipts({ rounds: ROUNDS, quick, redisUrl: redis.url });
+
     // The same channel over SSE against WebSocket (bench/sse.js; alone: npm run bench:sse).
     const sseBench = require('./sse');
     const sse = await sseBench.measureSse({ rounds: ROUNDS, quick, redisUrl: redis.url });
@@ -205,7 +209,7 @@ async function main() {
     const jwtLine = `JWT verifications/s (one core, in-process): ${jwtResults.map((r) => `${r.name}: ${Math.round(r.perSec)}/s (${r.usPerOp.toFixed(1)} µs)`).join('; ')}`;
     const machine = `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`;
     const minutes = ((Date.now() - started) / 60000).toFixed(1);
-    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}\n\n${doorTable}\n\n${webhookBench.webhookTable(webhooks)}\n\n${sseBench.sseTable(sse)}`;
+    const report = `${jwtLine}\n\n${idleTable}\n\n${fanTable}\n\n${latTable}\n\n${slowTable}\n\n${doorTable}\n\n${webhookBench.webhookTable(webhooks)}\n\n${receiptsBench.receiptsTable(receipts)}\n\n${sseBench.sseTable(sse)}`;
     console.log(`\n${report}\n\nRedis topologies:\n\n${topologyTables(topologies)}\n\nmachine: ${machine}; ${ROUNDS} round(s); ${minutes} min`);
     // Every figure of the run, for bench/capacity.js (docs/scaling.md): the last run always, the recorded one
     // with --write.
@@ -221,6 +225,7 @@ async function main() {
       slow,
       door,
       webhooks,
+      receipts,
       sse,
       topologies,
     };

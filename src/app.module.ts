@@ -15,6 +15,7 @@ import { ClusterModule } from './mode/cluster.module';
 import { EmbeddedModule } from './mode/embedded.module';
 import { PresenceModule } from './presence/presence.module';
 import { PushModule } from './push/push.module';
+import { ReceiptsModule } from './receipts/receipts.module';
 import { RoomsModule } from './rooms/rooms.module';
 import { HttpApiModule } from './http/http-api.module';
 import { ServerApiModule } from './server-api/server-api.module';
@@ -37,6 +38,7 @@ export class AppModule {
         ConnectionModule,
         ChannelsModule,
         RoomsModule,
+        ReceiptsModule,
         UpgradeModule,
         PushModule,
         HealthModule,

@@ -27,8 +27,12 @@ async function start() {
     const gw = await startGateway(config, log);
     const alerts = gw.app.get(AlertsService);
     let n = 0;
+    // bench/receipts.js: alerts targeted at BENCH_ALERT_USERS users (u-0 …), asking for ack within BENCH_ALERT_ACK s.
+    const targeting = {};
+    if (process.env.BENCH_ALERT_USERS) targeting.users = Array.from({ length: Number(process.env.BENCH_ALERT_USERS) }, (_, i) => `u-${i}`);
+    if (process.env.BENCH_ALERT_ACK) targeting.ack = { within_s: Number(process.env.BENCH_ALERT_ACK) };
     broadcast = (burst) => {
-      for (let i = 0; i < burst; i++) void alerts.publish({ data: { n: n++, text: TEXT } });
+      for (let i = 0; i < burst; i++) void alerts.publish({ data: { n: n++, text: TEXT }, ...targeting });
     };
     broadcastAt = (at, text) => void alerts.publish({ data: { at, text } });
     // A chat-like channel (history, pub/sub notices, no stream tail) for Redis's cost per message: a handler on

@@ -2,7 +2,8 @@
  * The admin console (`GET /admin`, internal port): one static page, no build step. It calls the server API with
  * the admin token the operator pastes (kept in this tab's sessionStorage only) and refreshes itself every 2 s:
  * the replicas, the busiest channels with their members, message and connection rates, a publish form,
- * disconnect buttons, and (with WEBHOOK_URL) the webhook queue and recent failed deliveries. Its live view
+ * disconnect buttons, an alert's receipts (who got it, who acknowledged it, who is pending; `#alert=<id>` opens
+ * one), and (with WEBHOOK_URL) the webhook queue and recent failed deliveries. Its live view
  * watches one channel over `/ws` on the public port with the SDK (`/admin/client.js`), the token in the `bearer`
  * subprotocol. `__DEV_TOKEN__` is replaced by `true` when the server offers development tokens,
  * `__PUBLIC_PORT__` by the public port (the live view's default address).
@@ -58,6 +59,9 @@ export const ADMIN_PAGE = `<!doctype html>
   ol.frames li { padding: .15rem .4rem; border-bottom: 1px solid var(--line); white-space: pre-wrap; word-break: break-all; }
   ol.frames li[data-kind="join"], ol.frames li[data-kind="leave"], ol.frames li[data-kind="subscribed"], ol.frames li[data-kind="resumed"] { color: var(--muted); }
   ol.frames li[data-kind="error"], ol.frames li[data-kind="close"] { color: var(--bad); }
+  #receipts tr[data-state="acked"] td.state { color: var(--ok); }
+  #receipts tr[data-state="pending"] td.state { color: var(--warn); font-weight: 600; }
+  #receipts tr[data-state="missed"] td.state { color: var(--bad); font-weight: 600; }
   @media (max-width: 40rem) { main { padding: .6rem; gap: .6rem; } header { padding: .6rem; } th, td { padding: .3rem .2rem; font-size: .85rem; } }
 </style>
 </head>
@@ -99,6 +103,21 @@ export const ADMIN_PAGE = `<!doctype html>
     <ol id="watchLog" class="frames" aria-live="polite"></ol>
     <label>WebSocket endpoint (public port) <input id="wsUrl" spellcheck="false" autocomplete="off"></label>
     <p class="hint">This page is on the internal port; it watches over <code>/ws</code> on the public one. Behind a proxy, type its address (<code>wss://host/ws</code>); clear the field for the default. Watching a chat room makes you one of its members: listed, and its members see you join and leave.</p>
+  </section>
+  <section id="alert">
+    <h2>Alert receipts</h2>
+    <div class="row">
+      <input id="alertId" style="flex:1 1 14rem;width:auto" placeholder="an alert id, as POST /api/alerts answered it" spellcheck="false" autocomplete="off" aria-label="alert id">
+      <button id="showAlert">Show</button>
+    </div>
+    <div id="alertResult" class="result"></div>
+    <div class="stats" id="alertStats" hidden>
+      <div class="stat"><b id="rcDelivered">–</b><span>got it</span></div>
+      <div class="stat"><b id="rcAcked">–</b><span>acknowledged</span></div>
+      <div class="stat"><b id="rcPending">–</b><span>pending</span></div>
+    </div>
+    <div class="scroll"><table id="receipts" hidden><thead><tr><th>user</th><th>got it</th><th>acknowledged</th></tr></thead><tbody></tbody></table></div>
+    <p class="hint">For alerts published with <code>"ack": {"within_s": N}</code>, across every replica, refreshed every 2 s. Pending: targeted users who have not acknowledged (after <code>within_s</code> they were escalated). Link to one alert: <code>/admin#alert=&lt;id&gt;</code>.</p>
   </section>
   <section id="webhooks" hidden>
     <h2>Webhooks</h2>
@@ -233,6 +252,55 @@ export const ADMIN_PAGE = `<!doctype html>
     });
   }
 
+  // An alert's receipts: who got it, who acknowledged it, who is pending (GET /api/alerts/<id>/receipts).
+  var alertId = (/^#alert=(.+)$/.exec(location.hash) || [])[1];
+  if (alertId) { try { alertId = decodeURIComponent(alertId); } catch (e) { alertId = undefined; } }
+  function time(ts) { return new Date(ts).toLocaleTimeString(); }
+  function receipts() {
+    if (!alertId || !token) return;
+    var id = alertId;
+    api('GET', '/api/alerts/' + encodeURIComponent(id) + '/receipts').then(function (answer) {
+      if (id !== alertId) return;
+      var ok = answer.status === 200;
+      $('alertStats').hidden = !ok; $('receipts').hidden = !ok;
+      var result = $('alertResult');
+      result.dataset.ok = String(ok);
+      if (!ok) { result.textContent = answer.status + ' ' + (answer.body.error || '') + ': ' + (answer.body.message || ''); return; }
+      var r = answer.body;
+      result.textContent = 'alert ' + r.id + ' · ' + new Date().toLocaleTimeString();
+      $('rcDelivered').textContent = String(r.delivered.length);
+      $('rcAcked').textContent = String(r.acked.length);
+      $('rcPending').textContent = String(r.pending.length);
+      // One row per user: the pending first (someone must act), then by when they acknowledged or got it.
+      var users = {};
+      var order = [];
+      function entry(user) { if (!users[user]) { users[user] = { user: user }; order.push(users[user]); } return users[user]; }
+      r.pending.forEach(function (u) { entry(u).pending = true; });
+      r.delivered.forEach(function (d) { entry(d.user).delivered = d.ts; });
+      r.acked.forEach(function (a) { entry(a.user).acked = a.ts; });
+      var body = clear($('receipts'));
+      order.sort(function (x, y) { return (y.pending ? 1 : 0) - (x.pending ? 1 : 0) || (x.acked || x.delivered || 0) - (y.acked || y.delivered || 0); });
+      order.forEach(function (e) {
+        var row = document.createElement('tr');
+        row.dataset.user = e.user;
+        row.dataset.state = e.acked !== undefined ? 'acked' : e.pending ? (e.delivered !== undefined ? 'pending' : 'missed') : 'delivered';
+        cell(row, e.user);
+        cell(row, e.delivered !== undefined ? time(e.delivered) : 'not yet');
+        cell(row, e.acked !== undefined ? time(e.acked) : e.pending ? 'pending' : '—', 'state');
+        body.appendChild(row);
+      });
+    }, function () { $('alertResult').dataset.ok = 'false'; $('alertResult').textContent = 'the gateway does not answer'; });
+  }
+  function showAlert(id) {
+    id = (id || '').trim();
+    if (!id) return;
+    alertId = id;
+    $('alertId').value = id;
+    if (location.hash !== '#alert=' + encodeURIComponent(id)) history.replaceState(null, '', '#alert=' + encodeURIComponent(id));
+    clear($('receipts'));
+    receipts();
+  }
+
   // Events out: shown only when WEBHOOK_URL is set on this replica.
   function webhooks() {
     api('GET', '/api/webhooks').then(function (answer) {
@@ -268,6 +336,7 @@ export const ADMIN_PAGE = `<!doctype html>
       render(answer.body.nodes);
       members();
       webhooks();
+      receipts();
     }, function () { status('error', 'the gateway does not answer'); document.body.dataset.stale = 'true'; });
   }
 
@@ -363,7 +432,7 @@ export const ADMIN_PAGE = `<!doctype html>
       note('subscribed', channel + at);
       watchState('subscribed', 'subscribed to ' + channel + at + ' · live');
     });
-    handle.on('publication', function (f) { if (mine()) note('publication', (f.user || 'server') + ': ' + JSON.stringify(f.data) + (f.id ? '  (' + f.id + ')' : '')); });
+    handle.on('publication', function (f) { if (mine()) note('publication', (f.user || 'server') + ': ' + JSON.stringify(f.data) + (f.id ? '  (' + f.id + ')' : '') + (f.ack ? ' · asks for ack' : '') + (f.redelivered ? ' · sent again: not acknowledged in time' : '')); });
     handle.on('join', function (f) { if (mine()) note('join', f.user + ' joined'); });
     handle.on('leave', function (f) { if (mine()) note('leave', f.user + ' left'); });
     handle.on('private', function (f) { if (mine()) note('private', f.from + ' → ' + f.to + ': ' + f.message); });
@@ -410,6 +479,10 @@ export const ADMIN_PAGE = `<!doctype html>
     try { data = JSON.parse($('pubData').value); } catch (e) { show($('pubResult'), { status: 0, body: { error: 'not JSON', message: e.message } }); return; }
     api('POST', '/api/publish', { channel: $('pubChannel').value.trim(), data: data }).then(function (answer) { show($('pubResult'), answer); });
   };
+  $('showAlert').onclick = function () { showAlert($('alertId').value); };
+  $('alertId').onkeydown = function (e) { if (e.key === 'Enter') showAlert($('alertId').value); };
+  if (alertId) $('alertId').value = alertId;
+  window.addEventListener('hashchange', function () { var m = /^#alert=(.+)$/.exec(location.hash); if (m) { try { showAlert(decodeURIComponent(m[1])); } catch (e) { /* not an id */ } } });
   $('disconnect').onclick = disconnect;
   $('revoke').onclick = revoke;
   $('watch').onclick = function () { watch($('watchChannel').value); };

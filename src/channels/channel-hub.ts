@@ -34,6 +34,12 @@ export interface ChannelPolicy {
    * everyone. Absent: everyone. Called after encode() of the same publication.
    */
   audience?(publication: Publication): ((conn: Connection) => boolean) | undefined;
+  /**
+   * Whom it reached, for a feature that records deliveries (alerts' receipts): decided once per publication on
+   * this node (after encode()), then called with each connection its frame was queued for, live or replayed.
+   * Absent or undefined: nothing is recorded, at no cost per socket.
+   */
+  receipt?(publication: Publication): ((conn: Connection) => void) | undefined;
 }
 
 /**
@@ -86,6 +92,8 @@ interface Encoded {
   /** The `/ws` frame, made on first use; null: not for `/ws` subscribers. */
   channel?: Buffer | null;
   audience: ((conn: Connection) => boolean) | null;
+  /** Told of each connection the frame was queued for (ChannelPolicy.receipt); null: nobody asked. */
+  receipt: ((conn: Connection) => void) | null;
 }
 
 export interface ChannelRequest {
@@ -313,7 +321,7 @@ export class ChannelHub {
         floor = publication.key;
         const encoded = this.encode(policy, publication);
         const frame = this.frameFor(conn, policy, publication, encoded);
-        if (frame && (!encoded.audience || encoded.audience(conn))) conn.sendEncoded(frame, publication);
+        if (frame && (!encoded.audience || encoded.audience(conn)) && conn.sendEncoded(frame, publication)) encoded.receipt?.(conn);
       }
       if (!floor) {
         // Nothing replayed: live ones after `since` are new; a `since` ahead of the channel must not hold back
@@ -400,8 +408,9 @@ export class ChannelHub {
   sendDirect(conn: Connection, channel: string, data: Record<string, unknown>): void {
     const policy = this.policy(channel);
     const publication: Publication = { channel, ts: preciseNow(), origin: 'local', data };
-    const frame = this.frameFor(conn, policy, publication, this.encode(policy, publication));
-    if (frame) conn.sendEncoded(frame);
+    const encoded = this.encode(policy, publication);
+    const frame = this.frameFor(conn, policy, publication, encoded);
+    if (frame && conn.sendEncoded(frame)) encoded.receipt?.(conn);
   }
 
   /** Members of a channel on this node. */
@@ -416,9 +425,13 @@ export class ChannelHub {
       const frame = policy.encode(publication);
       if (typeof frame === 'string') {
         this.invalid.drop(policy.kind, frame);
-        encoded = { native: null, audience: null };
+        encoded = { native: null, audience: null, receipt: null };
       } else {
-        encoded = { native: frame, audience: policy.audience ? (policy.audience(publication) ?? null) : null };
+        encoded = {
+          native: frame,
+          audience: policy.audience ? (policy.audience(publication) ?? null) : null,
+          receipt: policy.receipt ? (policy.receipt(publication) ?? null) : null,
+        };
       }
       this.encoded.set(publication, encoded);
     }
@@ -441,6 +454,7 @@ export class ChannelHub {
     const encoded = this.encode(policy, publication);
     if (!encoded.native) return;
     const audience = encoded.audience;
+    const receipt = encoded.receipt;
     let written = false;
     const tracking = this.members.size > 0;
     for (const conn of members) {
@@ -453,7 +467,10 @@ export class ChannelHub {
       }
       if (audience && !audience(conn)) continue;
       const frame = conn.multiplexed ? this.frameFor(conn, policy, publication, encoded) : encoded.native;
-      if (frame && conn.sendEncoded(frame, publication)) written = true;
+      if (frame && conn.sendEncoded(frame, publication)) {
+        written = true;
+        if (receipt !== null) receipt(conn);
+      }
     }
     // Only what reached a socket is a delivery: a replica without members would otherwise report every
     // message as delivered at once and pull the histogram down.
@@ -515,6 +532,8 @@ export class ChannelHub {
     const encoded = this.encode(policy, publication);
     if (encoded.audience && !encoded.audience(conn)) return false;
     const frame = this.frameFor(conn, policy, publication, encoded);
-    return frame !== null && conn.sendEncoded(frame, publication);
+    if (frame === null || !conn.sendEncoded(frame, publication)) return false;
+    encoded.receipt?.(conn);
+    return true;
   }
 }

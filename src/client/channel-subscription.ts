@@ -23,6 +23,12 @@ export interface PublishFrame {
   channel: string;
   data: Record<string, unknown>;
 }
+/** The acknowledgement of an alert received with `"ack": true` (SPEC v3). */
+export interface AckFrame {
+  type: 'ack';
+  id: string;
+  channel?: string;
+}
 
 // Server → client frames of `/ws`, each naming its channel.
 /** The channel's position now; no `epoch` / `id` on a live-only namespace (signaling, `history: {size: 0}`). */
@@ -41,8 +47,10 @@ export interface PublicationFrame {
   ts: number;
   /** The member who published it from a client (`publish: members` namespaces). */
   user?: string;
-  /** An alert that asks for acknowledgement. */
+  /** An alert that asks for acknowledgement: `subscription.ack(frame.id)` (or the client's `autoAck`). */
   ack?: true;
+  /** An escalation's copy of an alert not acknowledged in time: the same id and ts, not a new position. */
+  redelivered?: true;
 }
 /** Members coming and going, where the namespace has `join_leave` (chat). */
 export interface PresenceFrame {
@@ -107,6 +115,8 @@ export type SubscriptionState = 'pending' | 'subscribing' | 'subscribed' | 'ende
 
 /** What a handle needs from its client (kept out of the public surface of either). */
 export interface ChannelLink {
+  /** An ack of this channel's frame `id`: `automatic` ones (a frame asking for it) only with the client's autoAck. */
+  ack(channel: string, id: string, automatic: boolean, redelivered: boolean): void;
   /** Sends now when the connection is open; false otherwise (the next open subscribes again anyway). */
   sendNow(frame: SubscribeFrame | UnsubscribeFrame): boolean;
   /** Sends now, or queues until the next open (after that connection's subscribes). */
@@ -158,6 +168,15 @@ export class ChannelSubscription extends Emitter<ChannelEvents> {
       throw new Error(`the subscription to ${this.channel} has ended (unsubscribed or refused): call client.subscribe(${JSON.stringify(this.channel)}) again`);
     }
     this.link.send({ type: 'publish', channel: this.channel, data });
+  }
+
+  /**
+   * Acknowledges an alert of this channel received with `"ack": true` (`alerts`, `user:<sub>`): its `id`. Sent
+   * at once or on the next connection; `unknown_alert` comes back as an `error` event (the handle stays).
+   */
+  ack(id: string): void {
+    if (typeof id !== 'string' || id === '') throw new TypeError('ack() takes the id of a publication received with "ack": true');
+    this.link.ack(this.channel, id, false, true);
   }
 
   /** Leaves the channel: nothing more is delivered to this handle, and the server stops sending it. */
@@ -220,9 +239,12 @@ export class ChannelSubscription extends Emitter<ChannelEvents> {
     if (this.current !== 'subscribed') return;
     switch (frame.type) {
       case 'publication':
-        // Only a message with an id is a position; a live-only one is never resumed from.
-        if (typeof frame.id === 'string' && this.known) this.known = { id: frame.id, epoch: this.known.epoch };
-        return this.emit('publication', frame);
+        // Only a message with an id is a position; a live-only one is never resumed from, nor is an escalation's
+        // copy of an alert (it keeps the id it was first delivered with).
+        if (typeof frame.id === 'string' && this.known && frame.redelivered !== true) this.known = { id: frame.id, epoch: this.known.epoch };
+        this.emit('publication', frame);
+        if (frame.ack === true && typeof frame.id === 'string') this.link.ack(this.channel, frame.id, true, frame.redelivered === true);
+        return;
       case 'join':
       case 'leave':
         return this.emit(frame.type, frame);

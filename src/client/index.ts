@@ -13,6 +13,7 @@ export {
 } from './realtime-client';
 export {
   ChannelSubscription,
+  type AckFrame,
   type ChannelErrorFrame,
   type ChannelEvents,
   type ChannelFrame,

@@ -28,6 +28,10 @@ export interface AlertFrame {
   channel?: string;
   data: Record<string, unknown>;
   ts: number;
+  /** The alert asks for acknowledgement: `client.ack(alert.id, alert.channel)` (or `autoAck`). */
+  ack?: true;
+  /** An escalation's copy of an alert not acknowledged in time: the same id and ts, not a new position. */
+  redelivered?: true;
 }
 
 /**
@@ -103,7 +107,21 @@ export interface ClientOptions {
   retryWebSocketAfterMs?: number;
   /** For SSE and for asking the server why an upgrade failed; defaults to globalThis.fetch (browsers, Node ≥ 18). */
   fetch?: FetchFunction;
+  /**
+   * Acknowledge every alert (alerts endpoint) or publication (`/ws`, either transport) that asks for it
+   * (`"ack": true`) as soon as it arrives: proof of delivery to the device, not that a person read it (for that,
+   * call ack() from your UI instead). Off by default. A replayed alert already acked is not acked again.
+   */
+  autoAck?: boolean;
 }
+
+/** Acks sent at most this many per second (after a burst of ACK_BURST): a resume replaying many alerts that ask for ack stays within the server's rate limit. */
+const ACKS_PER_SEC = 10;
+const ACK_BURST = 10;
+/** Acks waiting for a connection, at most (the oldest are dropped beyond it: the server keeps them pending). */
+const MAX_ACKS_WAITING = 1000;
+/** Ids acked lately, not acked again when a resume replays them. */
+const ACKED_REMEMBERED = 1000;
 
 interface Events {
   open: void;
@@ -167,7 +185,18 @@ export class RealtimeClient extends Emitter<Events> {
   private multiplexed = false;
   /** `/ws`: one handle per channel, subscribed again on every open. */
   private readonly channels = new Map<string, ChannelSubscription>();
+  /** Acks not sent yet (serialised), paced by `ackTokens`. */
+  private readonly acks: string[] = [];
+  private ackTokens = ACK_BURST;
+  private ackRefilledAt = 0;
+  private ackTimer: ReturnType<typeof setTimeout> | undefined;
+  /** `<channel>\0<id>` of what was acked lately. */
+  private readonly acked = new Set<string>();
   private readonly link: ChannelLink = {
+    ack: (channel, id, automatic, redelivered) => {
+      if (automatic && !this.options.autoAck) return;
+      this.queueAck(id, channel, redelivered);
+    },
     sendNow: (frame) => {
       if (!this.connected || !this.multiplexed) return false;
       this.ws!.send(JSON.stringify(frame));
@@ -221,6 +250,45 @@ export class RealtimeClient extends Emitter<Events> {
   }
 
   /**
+   * Acknowledges an alert received with `"ack": true` (SPEC v3 receipts): its `id`, and its `channel` when the
+   * frame named one (personal alerts; every `/ws` publication; `sub.ack(id)` on a channel handle does this).
+   * Recorded once per user by the server; sent at once when connected, otherwise on the next connection (paced at
+   * 10 per second, so that many acks never trip the rate limit). An id the server does not know as an alert
+   * delivered to you comes back as a `rejected` error `unknown_alert` (on `/ws`, also on the channel's handle).
+   */
+  ack(id: string, channel?: string): void {
+    if (typeof id !== 'string' || id === '') throw new TypeError('ack() takes the id of an alert frame received with "ack": true');
+    this.queueAck(id, channel, true);
+  }
+
+  private queueAck(id: string, channel: string | undefined, again: boolean): void {
+    const key = `${channel ?? ''}\0${id}`;
+    if (!again && this.acked.has(key)) return;
+    this.acked.add(key);
+    if (this.acked.size > ACKED_REMEMBERED) this.acked.delete(this.acked.values().next().value!);
+    this.acks.push(JSON.stringify(channel === undefined ? { type: 'ack', id } : { type: 'ack', id, channel }));
+    if (this.acks.length > MAX_ACKS_WAITING) this.acks.shift();
+    this.pumpAcks();
+  }
+
+  /** Sends waiting acks while connected and within the pace; the rest on a timer or the next open. */
+  private pumpAcks(): void {
+    const now = Date.now();
+    this.ackTokens = Math.min(ACK_BURST, this.ackTokens + ((now - this.ackRefilledAt) * ACKS_PER_SEC) / 1000);
+    this.ackRefilledAt = now;
+    while (this.acks.length > 0 && this.connected && this.ackTokens >= 1) {
+      this.ws!.send(this.acks.shift()!);
+      this.ackTokens -= 1;
+    }
+    if (this.acks.length > 0 && this.connected && this.ackTimer === undefined && !this.stopped) {
+      this.ackTimer = setTimeout(() => {
+        this.ackTimer = undefined;
+        this.pumpAcks();
+      }, Math.ceil(1000 / ACKS_PER_SEC));
+    }
+  }
+
+  /**
    * `/ws` only: the handle of one channel (the same handle when called again for a channel already held; its
    * options are then ignored). It subscribes now if connected, else when the connection opens, and again after
    * every reconnect, resuming from its own position. `since` / `epoch` resume from a position kept elsewhere
@@ -244,6 +312,8 @@ export class RealtimeClient extends Emitter<Events> {
   close(): void {
     this.stopped = true;
     clearTimeout(this.timer);
+    clearTimeout(this.ackTimer);
+    this.ackTimer = undefined;
     clearTimeout(this.upgradeTimer);
     this.stopHeartbeat();
     for (const subscription of [...this.channels.values()]) subscription._end();
@@ -366,6 +436,7 @@ export class RealtimeClient extends Emitter<Events> {
     for (const subscription of [...this.channels.values()]) subscription._open();
     if (this.resend.length) this.queue.unshift(...this.resend.splice(0));
     while (this.queue.length && this.connected) this.ws!.send(this.queue.shift()!);
+    this.pumpAcks();
   }
 
   /**
@@ -449,11 +520,13 @@ export class RealtimeClient extends Emitter<Events> {
       if (frame.type === 'error') this.emit('rejected', frame as unknown as ErrorFrame);
     } else if (frame.type === 'alert') {
       const alert = frame as unknown as AlertFrame;
-      if (typeof alert.id === 'string') {
+      // A redelivered alert keeps its first id: not a position to resume from.
+      if (typeof alert.id === 'string' && alert.redelivered !== true) {
         if (alert.channel?.startsWith('user:')) this.advance('userPosition', alert.id);
         else this.advance('position', alert.id);
       }
       this.emit('alert', alert);
+      if (this.options.autoAck && alert.ack === true && typeof alert.id === 'string') this.queueAck(alert.id, alert.channel, alert.redelivered === true);
     } else if (frame.type === 'welcome') {
       const welcome = frame as unknown as WelcomeFrame;
       this.position = adopt(this.position, welcome.epoch, welcome.id);

@@ -7,6 +7,8 @@ export type ErrorCode =
   | 'rate_limited'
   | 'user_not_found'
   | 'peer_not_connected'
+  /** An `ack` of an id that names no alert asking for ack delivered to this user (SPEC v3). */
+  | 'unknown_alert'
   /** The frame could not be delivered because Redis is unreachable. */
   | 'unavailable'
   // `/ws` (SPEC v3), each naming the channel it is about.

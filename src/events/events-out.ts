@@ -11,8 +11,12 @@ export { DEFAULT_EVENT_TYPES, EVENT_TYPES, type EventType } from '../config/even
 export interface EventsOut {
   /** Whether `type` is sent at all (WEBHOOK_URL set and the type in WEBHOOK_EVENTS): producers skip work if not. */
   wants(type: EventType): boolean;
-  /** Queues one event (body `{type, timestamp, data}`); never throws, never waits. */
-  emit(type: EventType, data: Record<string, unknown>): void;
+  /**
+   * Queues one event (body `{type, timestamp, data}`); never throws, never waits. `options.id`: its `webhook-id`
+   * (`msg_<hex>`), for an event a replica may have to emit again after another died mid-way (an escalation): the
+   * queue keeps one event per id, and a receiver that deduplicates by webhook-id sees it once.
+   */
+  emit(type: EventType, data: Record<string, unknown>, options?: { id?: string }): void;
 }
 
 export const EVENTS_OUT = Symbol('EVENTS_OUT');

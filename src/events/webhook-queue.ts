@@ -56,6 +56,8 @@ export class MemoryWebhookQueue implements WebhookQueue {
   add(events: readonly QueuedEvent[], max: number): Promise<number> {
     let dropped = 0;
     for (const event of events) {
+      // One event per id, as in Redis (ZADD NX): an event emitted again under its id is not queued twice.
+      if (this.events.has(event.id)) continue;
       if (this.events.size >= max) {
         dropped++;
         continue;

@@ -165,9 +165,9 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
     return this.wanted.has(type);
   }
 
-  emit(type: EventType, data: Record<string, unknown>): void {
+  emit(type: EventType, data: Record<string, unknown>, options?: { id?: string }): void {
     if (!this.wanted.has(type) || this.stopped) return;
-    const id = `msg_${randomUUID().replace(/-/g, '')}`;
+    const id = options?.id ?? `msg_${randomUUID().replace(/-/g, '')}`;
     if (this.pending.length >= LOCAL_BUFFER_MAX) {
       this.count(type, 'dropped');
       this.remember({ type, id, result: 'dropped', error: `${LOCAL_BUFFER_MAX} events already wait for Redis` });

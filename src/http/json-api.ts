@@ -100,6 +100,8 @@ export interface ApiRoute<B extends z.ZodType = z.ZodType, Q extends z.ZodType =
   roles: readonly string[];
   /** Error answers it may give besides the ones every route gives (400, 401, 403, 503 keys_unavailable). */
   errors?: readonly number[];
+  /** What its own error answers mean, where the generic text does not say (404 `unknown_alert`). */
+  errorText?: Readonly<Record<number, string>>;
   handle(request: ApiRequest<z.infer<B>, z.infer<Q>>): Promise<ApiAnswer>;
 }
 

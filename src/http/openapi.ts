@@ -67,7 +67,7 @@ export function openApiDocument(routes: readonly ApiRoute[], version: string, na
       [String(route.status)]: { description: 'accepted', content: { 'application/json': { schema: schemaOf(route.response, 'output') } } },
     };
     for (const status of [...COMMON_ERRORS, ...(route.errors ?? [])]) {
-      responses[String(status)] = { description: ERROR_TEXT[status] ?? 'error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
+      responses[String(status)] = { description: route.errorText?.[status] ?? ERROR_TEXT[status] ?? 'error', content: { 'application/json': { schema: { $ref: '#/components/schemas/Error' } } } };
     }
     paths[path] ??= {};
     paths[path][route.method.toLowerCase()] = {

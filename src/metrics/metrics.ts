@@ -84,6 +84,11 @@ export class Metrics {
     labelNames: ['result'] as const,
     registers: [this.registry],
   });
+  readonly acks = new Counter({
+    name: 'ws_acks_total',
+    help: 'Acknowledgements of alerts recorded on this node (each user\'s first ack of an alert; repeats and refused acks not counted)',
+    registers: [this.registry],
+  });
   readonly pushSent = new Counter({
     name: 'ws_push_sent_total',
     help: 'Web Push messages by result: sent (2xx), retried (an attempt answered 408, 429, 5xx or not at all, tried again), removed (404, 410: the subscription is deleted), failed (any other answer: given up), dropped (attempts or patience exhausted, queue full, or shutdown)',

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { AckFrameSchema } from '../receipts/ack-frame';
 
 /**
  * Channel names are checked by the namespace registry (unknown_channel, with the channel): this only bounds the
@@ -16,8 +17,11 @@ export const WS_FRAMES = {
   subscribe: z.object({ type: z.literal('subscribe'), channel, since: since.optional(), epoch: epoch.optional() }).strict(),
   unsubscribe: z.object({ type: z.literal('unsubscribe'), channel }).strict(),
   publish: z.object({ type: z.literal('publish'), channel, data: z.record(z.string(), z.unknown(), { message: '"data" must be a JSON object' }) }).strict(),
+  /** SPEC v3: the ack of an alert received with `"ack":true`, naming its channel (`alerts` or `user:<sub>`). */
+  ack: AckFrameSchema,
 };
 
 export type SubscribeFrame = z.infer<typeof WS_FRAMES.subscribe>;
 export type UnsubscribeFrame = z.infer<typeof WS_FRAMES.unsubscribe>;
 export type PublishFrame = z.infer<typeof WS_FRAMES.publish>;
+export type AckFrame = z.infer<typeof WS_FRAMES.ack>;

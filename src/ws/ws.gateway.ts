@@ -15,8 +15,9 @@ import { CapacityGuard } from '../upgrade/guards/capacity.guard';
 import { OriginGuard } from '../upgrade/guards/origin.guard';
 import { RealtimeGateway } from '../upgrade/realtime-gateway.decorator';
 import { STREAM_ATTRIBUTE, type StreamRequest } from '../upgrade/stream-request';
+import { Receipts } from '../receipts/receipts';
 import { Rooms } from '../rooms/rooms';
-import { WS_FRAMES, type PublishFrame, type SubscribeFrame, type UnsubscribeFrame } from './ws.frames';
+import { WS_FRAMES, type AckFrame, type PublishFrame, type SubscribeFrame, type UnsubscribeFrame } from './ws.frames';
 
 const EPOCH = /^[A-Za-z0-9_-]{1,64}$/;
 
@@ -84,6 +85,7 @@ export class WsGateway implements OnGatewayConnection {
     private readonly rooms: Rooms,
     private readonly metrics: Metrics,
     @Inject(APP_CONFIG) private readonly config: AppConfig,
+    private readonly receipts: Receipts,
   ) {}
 
   handleConnection(conn: Connection): void {
@@ -304,6 +306,15 @@ export class WsGateway implements OnGatewayConnection {
       if (error instanceof BrokerUnavailableError) throw new FrameError('unavailable', 'this channel is unreachable right now (Redis is down); retry shortly', channel);
       throw error;
     }
+  }
+
+  /**
+   * `{"type":"ack","id","channel"}` of an alert received with `"ack":true` (SPEC v3), on `/ws` and, through
+   * POST /sse/send, on SSE streams: recorded once per user; `unknown_alert` (naming the channel) otherwise.
+   */
+  @SubscribeMessage('ack')
+  ack(@ConnectedSocket() conn: Connection, @MessageBody() frame: AckFrame): Promise<void> {
+    return this.receipts.ack(conn, frame.id, frame.channel);
   }
 
   private drop(conn: Connection, channel: string): void {

@@ -107,6 +107,46 @@ describe('admin console in headless Chromium, two replicas', () => {
     await page.close();
   });
 
+  it("shows an alert's receipts live: who got it, who acknowledged it, who is pending, from either replica", async () => {
+    const ann = await connect(a.ws(`/api/alerts/subscribe?token=${token({ sub: 'rc-ann', role: 'authority' })}`));
+    const bob = await connect(b.ws(`/api/alerts/subscribe?token=${token({ sub: 'rc-bob', role: 'authority' })}`));
+    await Promise.all([ann.ofType('welcome'), bob.ofType('welcome')]);
+    const published = await a.publish({ data: { text: 'oxygen alarm, ward 3' }, users: ['rc-ann', 'rc-bob', 'rc-cy'], ack: { within_s: 600 } });
+    expect(published.status).toBe(202);
+    const id = published.body.id as string;
+    const annFrame = await ann.ofType('alert');
+    await bob.ofType('alert');
+
+    // An alert's page: the link opens it, on the other replica's console.
+    page = await browser.newPage({ viewport: { width: 1280, height: 800 } });
+    await page.goto(b.internal(`/admin#alert=${id}`));
+    await page.fill('#token', token({ sub: 'ops', role: 'admin' }));
+    await page.click('#use');
+    await page.waitForSelector('#receipts tr[data-user="rc-ann"][data-state="pending"]');
+    await page.waitForSelector('#receipts tr[data-user="rc-bob"][data-state="pending"]');
+    // rc-cy has no connection: targeted, never got it.
+    await page.waitForSelector('#receipts tr[data-user="rc-cy"][data-state="missed"] td:has-text("not yet")');
+    expect(await page.textContent('#rcDelivered')).toBe('2');
+    expect(await page.textContent('#rcPending')).toBe('3');
+
+    // ann acknowledges on replica a: the page (served by b) shows it at its next refresh.
+    ann.send({ type: 'ack', id: annFrame.id });
+    await page.waitForSelector('#receipts tr[data-user="rc-ann"][data-state="acked"]', { timeout: 10_000 });
+    await page.waitForSelector('#rcAcked:text("1")');
+    await page.waitForSelector('#rcPending:text("2")');
+    // Pending users first: who never got it, then who got it and has not acknowledged.
+    expect(await page.$$eval('#receipts tbody tr', (rows) => rows.map((r) => r.getAttribute('data-user')))).toEqual(['rc-cy', 'rc-bob', 'rc-ann']);
+    await page.screenshot({ path: join(SHOTS, 'admin-receipts.png'), fullPage: true });
+
+    // An id that asked for no ack: the server's answer, said plainly.
+    await page.fill('#alertId', '1-0');
+    await page.click('#showAlert');
+    await page.waitForSelector('#alertResult[data-ok="false"]:has-text("404 unknown_alert")');
+    expect(await page.isHidden('#receipts')).toBe(true);
+    await Promise.all([ann.close(), bob.close()]);
+    await page.close();
+  });
+
   it('watches a room live over /ws on the public port: publications, joins and leaves, a refused channel, a reconnect through a proxy, and stop', async () => {
     const carol = await connect(b.ws(`/ws/chat/ward-5?token=${token({ sub: 'carol', role: 'patient' })}`));
     await carol.ofType('welcome');

@@ -23,6 +23,10 @@ const { measureWebhooks } = require('../../bench/webhooks') as {
   measureWebhooks(opts: Record<string, unknown>): Promise<{ rounds: { events: number; churnCpuOn: number; churnCpuOff: number; usPerEvent: number; fanoutOn: number; fanoutOff: number }[] }>;
 };
 
+const { measureReceipts } = require('../../bench/receipts') as {
+  measureReceipts(opts: Record<string, unknown>): Promise<{ rounds: Record<string, { on: Record<string, number>; off: Record<string, number> }>[]; bytes: { recipients: number; delivered: number; deliveredBytes: number; ackedBytes: number; description: number } }>;
+};
+
 interface SseRound { ws: Record<string, number>; sse: Record<string, number> }
 const { measureSse, sseTable } = require('../../bench/sse') as {
   measureSse(opts: Record<string, unknown>): Promise<{ rounds: SseRound[] }>;
@@ -96,6 +100,17 @@ describe('benchmark harness', () => {
     expect(rounds[0].fanoutOn).toBeGreaterThan(0);
     expect(rounds[0].fanoutOff).toBeGreaterThan(0);
   }, 60_000);
+
+  it('measures receipts: fan-out with and without ack in both modes, and the bytes of a receipt every recipient got', async () => {
+    const result = await measureReceipts({ rounds: 1, subscribers: 50, deliveries: 500, redisUrl: redis.url });
+    for (const peer of ['gateway', 'gateway-cluster']) {
+      for (const side of ['on', 'off'] as const) expect([peer, side, result.rounds[0][peer][side].single > 0, result.rounds[0][peer][side].burst8 > 0]).toEqual([peer, side, true, true]);
+    }
+    // Every recipient's delivery was in Redis before the bytes were read.
+    expect(result.bytes).toMatchObject({ recipients: 50, delivered: 50 });
+    expect(result.bytes.deliveredBytes).toBeGreaterThan(50 * 10);
+    expect(result.bytes.ackedBytes).toBeGreaterThan(50 * 10);
+  }, 120_000);
 
   it('counts the stalled sockets the gateway closes on its own side', async () => {
     // 64 KB at 50/s fills a loopback socket's kernel buffer (4-6 MB) in about 2 s, then SLOW_CONSUMER_BYTES.

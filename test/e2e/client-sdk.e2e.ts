@@ -661,3 +661,120 @@ describe('client SDK in headless Chromium: why an upgrade was refused', () => {
     expect(await gw.metric('ws_upgrades_rejected_total', { gateway: 'chat', status: '426', error: 'upgrade_required' })).toBeGreaterThanOrEqual(2);
   });
 });
+
+describe('client SDK: acknowledging alerts (SPEC v3 receipts)', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({ LOG_LEVEL: 'warn' });
+  });
+  afterAll(() => gw.close());
+  const clients: RealtimeClient[] = [];
+  afterEach(() => clients.splice(0).forEach((client) => client.close()));
+  const make = (path: string, sub: string, role: string, extra: Partial<ConstructorParameters<typeof RealtimeClient>[0]> = {}) => {
+    const client = new RealtimeClient({ url: gw.ws(path), getToken: () => token({ sub, role }), WebSocket: WS, ...extra });
+    clients.push(client);
+    return client;
+  };
+  const acked = async (id: string) => {
+    const res = await fetch(gw.internal(`/api/alerts/${id}/receipts`), { headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}` } });
+    return res.status === 200 ? ((await res.json()) as { acked: { user: string }[] }).acked.map((a) => a.user) : [];
+  };
+  const nextAlert = (client: RealtimeClient) => new Promise<AlertFrame>((resolve) => {
+    const off = client.on('alert', (alert) => (off(), resolve(alert)));
+  });
+  const once = <T>(client: RealtimeClient, event: 'welcome' | 'rejected') =>
+    new Promise<T>((resolve) => {
+      const off = client.on(event, (value) => (off(), resolve(value as T)));
+    });
+
+  it('alerts endpoint: ack(id, channel) of a personal alert is recorded; an unknown id comes back as rejected unknown_alert', async () => {
+    const client = make('/api/alerts/subscribe', 'sdk-ack-ann', 'authority');
+    client.connect();
+    await once(client, 'welcome');
+    const alert = nextAlert(client);
+    const published = await post(gw.internal('/api/alerts'), { data: { text: 'confirm' }, users: ['sdk-ack-ann'], ack: { within_s: 600 } });
+    const frame = await alert;
+    expect(frame).toMatchObject({ channel: 'user:sdk-ack-ann', ack: true });
+    client.ack(frame.id!, frame.channel);
+    await eventually(async () => (await acked(published.body.id as string)).length === 1, 5000, 'the ack');
+    const rejected = once<{ payload: { code: string } }>(client, 'rejected');
+    client.ack('1-0');
+    expect((await rejected).payload.code).toBe('unknown_alert');
+    expect(() => client.ack('')).toThrow(TypeError);
+  });
+
+  it('alerts endpoint: autoAck acks what asks for it, and a redelivered alert does not move the resume position', async () => {
+    const client = make('/api/alerts/subscribe', 'sdk-auto', 'authority', { autoAck: true });
+    client.connect();
+    await once(client, 'welcome');
+    const first = nextAlert(client);
+    const plain = await post(gw.internal('/api/alerts'), { data: { n: 1 }, roles: ['authority'] });
+    expect((await first).ack).toBeUndefined();
+    const second = nextAlert(client);
+    const asking = await post(gw.internal('/api/alerts'), { data: { n: 2 }, roles: ['authority'], ack: { within_s: 600 } });
+    expect((await second).ack).toBe(true);
+    await eventually(async () => (await acked(asking.body.id as string)).includes('sdk-auto'), 5000, 'the automatic ack');
+    expect(client.lastAlertId).toBe(asking.body.id);
+    expect(plain.status).toBe(202);
+    // An escalation's copy: a user who never acks gets it again; the position stays where it was.
+    const other = make('/api/alerts/subscribe', 'sdk-late', 'authority');
+    other.connect();
+    await once(other, 'welcome');
+    const original = nextAlert(other);
+    const late = await post(gw.internal('/api/alerts'), { data: { n: 3 }, users: ['sdk-late'], ack: { within_s: 1 } });
+    const delivered = await original;
+    const later = await post(gw.internal('/api/alerts'), { data: { n: 4 }, users: ['sdk-late'] });
+    await eventually(() => other.userPosition?.id === later.body.id, 5000, 'the position after the later alert');
+    const again = await nextAlert(other);
+    expect(again).toMatchObject({ id: delivered.id, redelivered: true });
+    expect(other.userPosition?.id).toBe(later.body.id);
+    expect(late.status).toBe(202);
+  });
+
+  it('/ws: a handle\'s ack(id), and autoAck over WebSocket and over SSE', async () => {
+    const manual = make('/ws', 'sdk-ws-bob', 'patient');
+    manual.connect();
+    const handle = manual.subscribe('user:sdk-ws-bob');
+    await nextEvent(handle, 'subscribed');
+    const publication = nextEvent(handle, 'publication');
+    const one = await post(gw.internal('/api/alerts'), { data: { text: 'ws' }, users: ['sdk-ws-bob'], ack: { within_s: 600 } });
+    const frame = await publication;
+    expect(frame.ack).toBe(true);
+    handle.ack(frame.id!);
+    await eventually(async () => (await acked(one.body.id as string)).length === 1, 5000, 'the handle ack');
+    const refused = nextEvent(handle, 'error');
+    handle.ack('1-0');
+    expect(await refused).toMatchObject({ code: 'unknown_alert', fatal: false });
+    expect(handle.state).toBe('subscribed');
+
+    for (const transport of ['websocket', 'sse'] as const) {
+      const sub = `sdk-auto-${transport}`;
+      const client = make('/ws', sub, 'patient', { autoAck: true, transport });
+      client.connect();
+      const auto = client.subscribe(`user:${sub}`);
+      await nextEvent(auto, 'subscribed');
+      expect(client.transport).toBe(transport);
+      const got = nextEvent(auto, 'publication');
+      const published = await post(gw.internal('/api/alerts'), { data: { text: transport }, users: [sub], ack: { within_s: 600 } });
+      await got;
+      await eventually(async () => (await acked(published.body.id as string)).includes(sub), 5000, `the automatic ack over ${transport}`);
+    }
+  });
+
+  it('autoAck after a resume that replays 50 alerts asking for ack: all acked, none refused by the rate limit', async () => {
+    const sub = 'sdk-replay';
+    const ids: string[] = [];
+    const first = make('/api/alerts/subscribe', sub, 'authority');
+    first.connect();
+    await once(first, 'welcome');
+    const position = first.userPosition!;
+    first.close();
+    for (let i = 0; i < 50; i++) ids.push((await post(gw.internal('/api/alerts'), { data: { i }, users: [sub], ack: { within_s: 600 } })).body.id as string);
+    const rejected: unknown[] = [];
+    const client = make(`/api/alerts/subscribe?user_since=${position.id}&user_epoch=${position.epoch}`, sub, 'authority', { autoAck: true });
+    client.on('rejected', (frame) => rejected.push(frame));
+    client.connect();
+    await eventually(async () => (await Promise.all(ids.map(acked))).every((users) => users.includes(sub)), 15_000, 'every replayed alert acked');
+    expect(rejected).toEqual([]);
+  });
+});

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { AlertInputSchema } from '../../src/alerts/alert';
+import { ALERT_FRAMES } from '../../src/alerts/alert.frames';
 import { ChannelHub } from '../../src/channels/channel-hub';
 import { CHAT_FRAMES } from '../../src/chat/chat.frames';
 import { SIGNALING_FRAMES } from '../../src/signaling/signaling.frames';
@@ -36,14 +37,14 @@ function shape(value: unknown): unknown {
 
 /**
  * What identifies a kind of server frame: its type, plus the error code, system event, relay sender, the kind
- * of channel it names, whether a welcome names a personal channel (alerts) too, and whether it names a session
- * (an SSE stream's welcome).
+ * of channel it names, whether a welcome names a personal channel (alerts) too, whether it names a session
+ * (an SSE stream's welcome), and whether it asks for an ack.
  */
 function kind(frame: Record<string, unknown>): string {
   const payload = frame.payload as { code?: string } | undefined;
   const channel = typeof frame.channel === 'string' ? frame.channel.split(':')[0] : '';
   const byMember = frame.type === 'publication' && typeof frame.user === 'string' ? 'by' : '';
-  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? '', channel, 'user_epoch' in frame ? 'u' : '', 'session' in frame ? 's' : '', byMember].join('/');
+  return [frame.type, frame.type === 'error' ? payload?.code : '', frame.event ?? '', frame.from ?? '', channel, 'user_epoch' in frame ? 'u' : '', 'session' in frame ? 's' : '', byMember, 'ack' in frame ? 'ack' : ''].join('/');
 }
 
 describe('docs/protocol.md', () => {
@@ -99,6 +100,19 @@ describe('docs/protocol.md', () => {
     seen.push(alert);
     const resumed = await open(`/api/alerts/subscribe?since=${alert.id}`, 'auth', 'authority');
     seen.push(await resumed.ofType('resumed'));
+
+    // Acknowledgements: an alert asking for ack, the documented ack of it, and an ack of an unknown id.
+    const acked = await fetch(gw.internal('/api/alerts'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ data: { level: 'red', text: 'oxygen supply alarm' }, roles: ['authority'], ack: { within_s: 600 } }),
+    });
+    expect(acked.status).toBe(202);
+    const askingAck = await subscriber.take<{ id: string; ack?: boolean }>((f) => f.type === 'alert' && f.ack === true);
+    seen.push(askingAck);
+    subscriber.send({ ...clientExample('alerts', 'ack'), id: askingAck.id });
+    subscriber.send({ ...clientExample('alerts', 'ack'), id: '1-0' });
+    seen.push(await subscriber.ofType('error'));
 
     // Signaling: the ice-servers frame first, the documented offer, answer and candidate, relayed; then the peer leaves.
     const seatClaims = { channels: ['signaling:doc-1'] };
@@ -157,6 +171,17 @@ describe('docs/protocol.md', () => {
     seen.push(await multi.ofType('leave'));
     multi.send(clientExample('ws', 'unsubscribe'));
     seen.push(await multi.ofType('unsubscribed'));
+    multi.send({ type: 'subscribe', channel: 'user:alice-ws' });
+    await multi.take((f) => f.type === 'subscribed' && f.channel === 'user:alice-ws');
+    const personalAck = await fetch(gw.internal('/api/alerts'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ data: { text: 'confirm you are on call' }, users: ['alice-ws'], ack: { within_s: 600 } }),
+    });
+    expect(personalAck.status).toBe(202);
+    const wsAck = await multi.take<{ id: string }>((f) => f.type === 'publication' && f.channel === 'user:alice-ws');
+    seen.push(wsAck);
+    multi.send({ ...clientExample('ws', 'ack'), id: wsAck.id });
     const stranger = await connect(gw.ws('/ws'), { protocols: ['bearer', token({ sub: 'x', role: 'doctor' })] });
     clients.push(stranger);
     stranger.send({ type: 'subscribe', channel: 'signaling:c-123' });
@@ -196,7 +221,7 @@ describe('docs/protocol.md', () => {
 
   it('has examples for every endpoint', () => {
     expect(new Set(examples.map((e) => `${e.direction} ${e.endpoint}`))).toEqual(
-      new Set(['client any', 'server any', 'server alerts', 'client http', 'client signaling', 'server signaling', 'client chat', 'server chat', 'client ws', 'server ws', 'client sse', 'server sse']),
+      new Set(['client any', 'server any', 'server alerts', 'client alerts', 'client http', 'client signaling', 'server signaling', 'client chat', 'server chat', 'client ws', 'server ws', 'client sse', 'server sse']),
     );
   });
 
@@ -213,7 +238,9 @@ describe('docs/protocol.md', () => {
               ? WS_FRAMES[type as keyof typeof WS_FRAMES]
               : endpoint === 'http'
                 ? AlertInputSchema
-                : undefined;
+                : endpoint === 'alerts'
+                  ? ALERT_FRAMES[type as keyof typeof ALERT_FRAMES]
+                  : undefined;
       if (endpoint === 'any') expect(frame).toEqual({ type: 'ping' });
       else if (endpoint === 'sse') {
         // A POST /sse/send body: the session of a welcome, and a /ws frame.

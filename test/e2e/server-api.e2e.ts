@@ -259,6 +259,7 @@ describe('server API, embedded mode', () => {
       const listed = Object.entries(doc.paths).flatMap(([path, ops]) => Object.keys(ops).map((method) => `${method.toUpperCase()} ${path}`));
       expect(listed.sort()).toEqual(
         [
+          'GET /api/alerts/{id}/receipts',
           'GET /api/channels/{channel}/history',
           'GET /api/channels/{channel}/presence',
           'GET /api/nodes',

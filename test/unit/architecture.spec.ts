@@ -72,7 +72,7 @@ describe('architecture (docs/architecture.md)', () => {
   });
 
   it('lets only the Redis implementations name ioredis or redis/', () => {
-    const allowed = (file: string) => file.startsWith('redis/') || file.startsWith('channels/redis/') || file.startsWith('presence/redis-presence') || file.startsWith('presence/redis-denials') || file.startsWith('presence/presence-scripts') || file.startsWith('mode/cluster') || file.startsWith('events/redis-') || file.startsWith('push/redis-');
+    const allowed = (file: string) => file.startsWith('redis/') || file.startsWith('channels/redis/') || file.startsWith('presence/redis-presence') || file.startsWith('presence/redis-denials') || file.startsWith('presence/presence-scripts') || file.startsWith('mode/cluster') || file.startsWith('events/redis-') || file.startsWith('push/redis-') || file.startsWith('receipts/redis-');
     const offending = imports.filter(({ file, target }) => (target === 'package:ioredis' || target === 'redis') && !allowed(file));
     expect(offending.map((i) => `${i.file} → ${i.target}`)).toEqual([]);
   });

@@ -1,0 +1,267 @@
+/**
+ * Where receipts live (SPEC v3 "Receipts and offline delivery"): memory in embedded mode, Redis in cluster mode
+ * (redis-receipt-store.ts). Every method of the Redis store may reject while Redis is unreachable.
+ *
+ * An alert's record has three parts, written by different replicas in any order:
+ * - its description, written once by the replica that published it (`create`): the targeted users, the ack
+ *   window, the data (for an escalation), the personal frames' ids (`refs`), its expiry;
+ * - `delivered`: user → first time a frame of it was written to one of that user's sockets, from every replica
+ *   that delivered it (`delivered`, batched per event-loop turn); the first also marks the alert as asking for
+ *   ack, so an ack that overtakes `create` is still recognised;
+ * - `acked`: user → first ack.
+ * Deliveries that come before `create` (or for an alert whose record is gone) are kept provisionally, for
+ * PROVISIONAL_MS: a record that is never created does not outlive that.
+ */
+
+/** How long deliveries are kept for an alert whose description has not been written (yet). */
+export const PROVISIONAL_MS = 60_000;
+
+/** Where the alert went: `alerts` (filtered by roles / users) or the users' own `user:<sub>` channels. */
+export type AlertRoute = 'alerts' | 'user';
+
+export interface AlertRecord {
+  /** The alert's id (the POST answer's `id` for alerts that ask for ack). */
+  id: string;
+  /** Publication time, ms. */
+  ts: number;
+  /** Acknowledgement asked for (false: deliveries are recorded only to push to users it did not reach). */
+  ack: boolean;
+  /** The targeted `users` (deduplicated, in the order given); empty for a role-only or broadcast alert. */
+  users: readonly string[];
+  /** The ack window; the escalation is due at ts + withinS s when `users` is not empty. */
+  withinS?: number;
+  route: AlertRoute;
+  /** Personal alerts: each user's frame id in their `user:<sub>` channel (acks of it are mapped to `id`). */
+  refs: Readonly<Record<string, string>>;
+  /** The alert's data (kept only when an escalation may need it). */
+  data?: Record<string, unknown>;
+  /** Random, per record: names its `alert.unacknowledged` event (the same webhook-id if it is ever sent again). */
+  nonce: string;
+  /** When the record expires (ms since the epoch); 0: it lasts until `keep` newer ones push it out. */
+  expiresAt: number;
+}
+
+/** What GET /api/alerts/<id>/receipts shows. */
+export interface ReceiptView {
+  id: string;
+  ack: boolean;
+  /** False while only deliveries are known (the description is not written yet). */
+  described: boolean;
+  users: readonly string[];
+  delivered: Map<string, number>;
+  acked: Map<string, number>;
+}
+
+/** A due escalation, claimed by this replica until the lease ends. */
+export interface DueEscalation {
+  id: string;
+  withinS: number;
+  pending: string[];
+  route: AlertRoute;
+  refs: Record<string, string>;
+  data: Record<string, unknown>;
+  nonce: string;
+}
+
+/** Where an ack's frame id points: the alert named by this node's memory, or the frame of a channel. */
+export interface AckTarget {
+  user: string;
+  /** The id the client sent. */
+  frameId: string;
+  /** The alert this node knows the frame belongs to (it delivered it), if any. */
+  alert?: string;
+  /** `alerts`: the frame id is the alert's; otherwise (a personal frame, or unknown) mapped through `refs` first. */
+  route?: AlertRoute;
+}
+
+export type AckResult = { result: 'recorded' | 'repeated'; alert: string } | { result: 'unknown' };
+
+export interface ReceiptStore {
+  /**
+   * Writes the description once (a second create of the same id, a retried idempotent publish, changes
+   * nothing). `keep`: at most this many records that ask for ack are kept (the oldest go first; 0: not counted).
+   * With `users` and `withinS`, the escalation is due at ts + withinS.
+   */
+  create(record: AlertRecord, keep: number): Promise<void>;
+  /** Deliveries of one alert to these users at `ts` (each user's first is kept; a user may be listed twice). */
+  delivered(alert: string, users: readonly string[], ts: number, ack: boolean): Promise<void>;
+  /** Records an ack once: unknown unless the alert asks for ack and was delivered to that user. */
+  ack(target: AckTarget, ts: number): Promise<AckResult>;
+  read(alert: string): Promise<ReceiptView | undefined>;
+  /**
+   * Takes up to `max` escalations due at `now` whose users are not all acked, each held by this replica until
+   * `leaseUntil` (then any replica may take it again); those with nothing pending are settled without one.
+   */
+  claimDue(now: number, leaseUntil: number, max: number): Promise<DueEscalation[]>;
+  /** The escalation was carried out: never again. */
+  complete(alert: string, ts: number): Promise<void>;
+}
+
+export const RECEIPT_STORE = Symbol('RECEIPT_STORE');
+
+interface MemoryRecord {
+  record?: AlertRecord;
+  ack: boolean;
+  /**
+   * Deliveries as written, one entry per turn: a list of users (no Map per alert, which would be kept for every
+   * alert of the history and its 1,000 recipients). Indexed into `first` when first read or acked.
+   */
+  batches: { ts: number; users: readonly string[] }[];
+  first?: Map<string, number>;
+  acked: Map<string, number>;
+  /** Until a description is written: when the provisional deliveries go. */
+  provisionalUntil: number;
+  escalated?: number;
+}
+
+/** Embedded mode's store: this process's memory (lost with it, like the embedded broker's history). */
+export class MemoryReceiptStore implements ReceiptStore {
+  private readonly records = new Map<string, MemoryRecord>();
+  /** `<user>\0<frame id>` → alert. */
+  private readonly refs = new Map<string, string>();
+  /** Alerts that ask for ack, oldest first (insertion order), for `keep`. */
+  private readonly kept = new Set<string>();
+  /** Due escalations: alert → due time (a claim moves it to the lease's end). */
+  private readonly due = new Map<string, number>();
+  /**
+   * Records that expire soon after they are made (provisional deliveries, the push check's records), in the order
+   * they were made: dropped from the front once expired, so none stays because nobody read it again.
+   */
+  private readonly expiring = new Set<string>();
+
+  constructor(private readonly now: () => number = Date.now) {}
+
+  private live(alert: string): MemoryRecord | undefined {
+    const entry = this.records.get(alert);
+    if (!entry) return undefined;
+    const now = this.now();
+    const expiresAt = entry.record ? entry.record.expiresAt : entry.provisionalUntil;
+    if (expiresAt !== 0 && expiresAt <= now) {
+      this.drop(alert);
+      return undefined;
+    }
+    return entry;
+  }
+
+  /** Drops the expired records at the front of `expiring` (they expire in the order they were made). */
+  private sweep(): void {
+    const now = this.now();
+    for (const alert of this.expiring) {
+      const entry = this.records.get(alert);
+      const expiresAt = entry ? (entry.record ? entry.record.expiresAt : entry.provisionalUntil) : 0;
+      if (entry && (expiresAt === 0 || expiresAt > now)) break;
+      this.drop(alert);
+    }
+  }
+
+  private drop(alert: string): void {
+    this.expiring.delete(alert);
+    const entry = this.records.get(alert);
+    if (entry?.record) for (const [user, frame] of Object.entries(entry.record.refs)) this.refs.delete(`${user}\0${frame}`);
+    this.records.delete(alert);
+    this.kept.delete(alert);
+    this.due.delete(alert);
+  }
+
+  create(record: AlertRecord, keep: number): Promise<void> {
+    let entry = this.live(record.id);
+    if (entry?.record) return Promise.resolve();
+    entry ??= { ack: false, batches: [], acked: new Map(), provisionalUntil: 0 };
+    entry.record = record;
+    entry.ack ||= record.ack;
+    this.records.set(record.id, entry);
+    for (const [user, frame] of Object.entries(record.refs)) this.refs.set(`${user}\0${frame}`, record.id);
+    this.sweep();
+    // Counted by `keep` from now on (its expiry, if any, is checked when it is read); or expiring soon, in order.
+    if (keep > 0) this.expiring.delete(record.id);
+    else if (record.expiresAt !== 0) this.expiring.add(record.id);
+    if (keep > 0) {
+      this.kept.add(record.id);
+      for (const old of this.kept) {
+        if (this.kept.size <= keep) break;
+        this.drop(old);
+      }
+    }
+    if (record.users.length > 0 && record.withinS !== undefined) this.due.set(record.id, record.ts + record.withinS * 1000);
+    return Promise.resolve();
+  }
+
+  delivered(alert: string, users: readonly string[], ts: number, ack: boolean): Promise<void> {
+    let entry = this.live(alert);
+    if (!entry) {
+      this.sweep();
+      entry = { ack: false, batches: [], acked: new Map(), provisionalUntil: this.now() + PROVISIONAL_MS };
+      this.records.set(alert, entry);
+      this.expiring.add(alert);
+    }
+    entry.ack ||= ack;
+    if (entry.first) {
+      for (const user of users) if (!entry.first.has(user)) entry.first.set(user, ts);
+    } else {
+      entry.batches.push({ ts, users });
+    }
+    return Promise.resolve();
+  }
+
+  /** Each user's first delivery, indexed once (then kept up to date by delivered()). */
+  private deliveredOf(entry: MemoryRecord): Map<string, number> {
+    if (!entry.first) {
+      const first = new Map<string, number>();
+      for (const { ts, users } of entry.batches) for (const user of users) if (!first.has(user)) first.set(user, ts);
+      entry.first = first;
+      entry.batches = [];
+    }
+    return entry.first;
+  }
+
+  ack(target: AckTarget, ts: number): Promise<AckResult> {
+    const alert = target.alert ?? (target.route === 'alerts' ? undefined : this.refs.get(`${target.user}\0${target.frameId}`)) ?? target.frameId;
+    const entry = this.live(alert);
+    if (!entry?.ack || !this.deliveredOf(entry).has(target.user)) return Promise.resolve({ result: 'unknown' });
+    if (entry.acked.has(target.user)) return Promise.resolve({ result: 'repeated', alert });
+    entry.acked.set(target.user, ts);
+    return Promise.resolve({ result: 'recorded', alert });
+  }
+
+  read(alert: string): Promise<ReceiptView | undefined> {
+    const entry = this.live(alert);
+    if (!entry) return Promise.resolve(undefined);
+    return Promise.resolve({
+      id: alert,
+      ack: entry.ack,
+      described: entry.record !== undefined,
+      users: entry.record?.users ?? [],
+      delivered: new Map(this.deliveredOf(entry)),
+      acked: new Map(entry.acked),
+    });
+  }
+
+  claimDue(now: number, leaseUntil: number, max: number): Promise<DueEscalation[]> {
+    const claimed: DueEscalation[] = [];
+    for (const [alert, due] of this.due) {
+      if (claimed.length >= max) break;
+      if (due > now) continue;
+      const entry = this.live(alert);
+      const record = entry?.record;
+      if (!entry || !record || entry.escalated !== undefined) {
+        this.due.delete(alert);
+        continue;
+      }
+      const pending = record.users.filter((user) => !entry.acked.has(user));
+      if (pending.length === 0) {
+        this.due.delete(alert);
+        continue;
+      }
+      this.due.set(alert, leaseUntil);
+      claimed.push({ id: alert, withinS: record.withinS!, pending, route: record.route, refs: { ...record.refs }, data: record.data ?? {}, nonce: record.nonce });
+    }
+    return Promise.resolve(claimed);
+  }
+
+  complete(alert: string, ts: number): Promise<void> {
+    const entry = this.records.get(alert);
+    if (entry) entry.escalated = ts;
+    this.due.delete(alert);
+    return Promise.resolve();
+  }
+}
