@@ -39,7 +39,17 @@ const now = () => performance.timeOrigin + performance.now();
  */
 async function subscribe(peer, port, onAlert, transport = 'path') {
   const token = jwt.sign({ sub: 'bench-sub', role: 'authority' }, SECRET, { expiresIn: 3600 });
-  if (peer !== 'socketio' && transport === 'sse') return subscribeSse(port, token, onAlert);
+  if (peer !== 'socketio' && transport === 'sse') {
+    // A replica whose Redis link is not up yet answers 503 unavailable (Retry-After); a client tries again.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await subscribeSse(port, token, onAlert);
+      } catch (error) {
+        if (!/: 503$/.test(error.message) || attempt >= 50) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 200));
+      }
+    }
+  }
   if (peer !== 'socketio' && transport === 'ws-channel') {
     const ws = new WebSocket(`ws://127.0.0.1:${port}/ws`, ['bearer', token]);
     const subscribed = new Promise((resolve, reject) => {

@@ -17,6 +17,7 @@ import { Listeners } from './http/listeners';
 import { openApiDocument, type NamespaceSummary } from './http/openapi';
 import { channelForm, NamespaceRegistry } from './channels/namespaces';
 import { Readiness } from './health/readiness';
+import { BROKER, type Broker } from './channels/broker';
 import { Denials } from './presence/denials';
 import { createLogger, NestPinoLogger, type Logger } from './logging/logger';
 import { Metrics } from './metrics/metrics';
@@ -88,7 +89,8 @@ export async function startGateway(
   const connections = app.get(ConnectionManager);
   // The public listener is ours alone: upgrades, plain requests for WebSocket paths, health, and a JSON 404.
   const publicServer = createBoundedServer();
-  const gateways = new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics), server: publicServer, denials: app.get(Denials) });
+  const broker = app.get<Broker>(BROKER);
+  const gateways = new GatewayAdapter(app, { config, log, connections, metrics: app.get(Metrics), server: publicServer, denials: app.get(Denials), channelsReady: () => broker.isReady() });
   app.useWebSocketAdapter(gateways);
   const internal: HttpServer = app.getHttpServer();
   const readiness = app.get(Readiness);

@@ -339,7 +339,13 @@ export class ChannelHub {
       const held = state.held!;
       state.held = undefined;
       const policy = this.policy(channel);
-      for (const publication of held) if (this.deliverTo(conn, state, policy, publication)) this.observeDelivery(publication);
+      for (const publication of held) {
+        if (publication.lost) {
+          state.floor = undefined;
+          this.lost(channel, [conn], publication);
+        }
+        else if (this.deliverTo(conn, state, policy, publication)) this.observeDelivery(publication);
+      }
       if (!state.floor) states.delete(channel);
     }
     if (states.size === 0 && this.members.get(conn) === states) this.members.delete(conn);
@@ -480,8 +486,16 @@ export class ChannelHub {
    * member is told, without being disconnected. A gateway without those frames closes its members instead, so
    * that nothing is lost silently.
    */
-  private lost(channel: string, members: ReadonlySet<Connection>, notice?: Publication): void {
+  private lost(channel: string, members: Iterable<Connection>, notice?: Publication): void {
     for (const conn of [...members]) {
+      // Still attaching: told after its welcome (in order with what else it was held), not before it.
+      const state = notice !== undefined && this.members.size > 0 ? this.members.get(conn)?.get(channel) : undefined;
+      if (state?.held) {
+        state.held.push(notice!);
+        continue;
+      }
+      // A replay's floor is of the old epoch: the new one's ids start again below it.
+      if (state) state.floor = undefined;
       const frames = this.framesOf.get(conn.gateway);
       if (!frames?.resumed) {
         conn.close(CloseCode.SERVICE_RESTART, 'history lost; resume');

@@ -1,8 +1,9 @@
 import { EventEmitter } from 'node:events';
-import type { ServerResponse } from 'node:http';
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { CloseCode } from './close-codes';
 import type { FramePosition, FrameWrapper, Socket } from './connection';
+import { detachFromHttp } from './http-detach';
 import { StreamCursor } from './stream-cursor';
 
 const COMMENT = ':\n\n';
@@ -57,32 +58,52 @@ let lastPlain: { data: Buffer; chunked: boolean; bytes: Buffer } | undefined;
 export class SseSocket extends EventEmitter implements Socket, FrameWrapper {
   /** 1 open, 2 closing (we ended it), 3 closed; as WebSocket's. */
   readyState = 1;
-  /** The TCP socket, corked by the connection's flush as ws's is; events are written straight to it. */
-  readonly _socket: Duplex | undefined;
-  /** The response body is chunked (HTTP/1.1): each event is framed as one chunk here, not by node:http. */
-  private readonly chunked: boolean;
+  /** The TCP socket, corked by the connection's flush as ws's is; every byte of the body is written straight to it. */
+  readonly _socket: Duplex;
   private readonly cursor = new StreamCursor();
   private code: number = CloseCode.GOING_AWAY;
   private reason = '';
   private endTimer: NodeJS.Timeout | undefined;
 
   /**
-   * `res`: its head set (writeHead) and its socket its own. The head is written at once; from then on events go
-   * straight to the socket, already framed (node:http would write four pieces per event: the chunk's length, a
-   * line break, the event, a line break; and defer each uncork to a tick of its own). The end goes through
-   * `res.end`, which frames its own last chunk and the terminating one.
+   * Opens a stream on `res`, its head set (writeHead) and its socket its own: the head is written at once, and
+   * from then on the stream holds the TCP socket only. Events go straight to it, already framed (node:http would
+   * write four pieces per event: the chunk's length, a line break, the event, a line break; and defer each uncork
+   * to a tick of its own), and so does the end. On the next turn (outside node:http's parser, which may be running
+   * this) the socket is taken off node:http as an upgrade's is ({@link detachFromHttp}), so that neither the
+   * request, the response nor the parser stays for the life of the stream; where that cannot be done the socket
+   * stays on node:http, which then holds them, and the stream works the same.
    */
-  constructor(private readonly res: ServerResponse) {
-    super();
+  static open(req: IncomingMessage, res: ServerResponse): SseSocket {
     res.flushHeaders();
-    this._socket = res.socket ?? undefined;
-    this.chunked = res.chunkedEncoding;
-    res.once('close', () => this.ended());
-    res.on('error', (error) => this.emit('error', error));
+    const socket = new SseSocket(res.socket!, res.chunkedEncoding);
+    setImmediate(detachWhenOpen, socket, req, res);
+    return socket;
+  }
+
+  /** `chunked`: the response body is chunked (HTTP/1.1): each event is framed as one chunk here. */
+  constructor(
+    socket: Duplex,
+    private readonly chunked: boolean,
+  ) {
+    super();
+    this._socket = socket;
+    socket.on('close', () => this.closed());
+    // The peer's end: it went away (1001), or it answered ours. Either way our side ends (the server's sockets
+    // are half-open: node:http ended them itself until now).
+    socket.on('end', () => {
+      if (this.readyState === 1) this.readyState = 2;
+      socket.end();
+    });
+    // Our end is written, everything before it taken by the peer: the stream is over (the socket closes when the
+    // peer ends its side, or END_TIMEOUT_MS after ours).
+    socket.on('finish', () => this.ended());
+    // A reset or a failed write: the socket closes next, as 1001. node:http answered these by destroying it.
+    socket.on('error', noop);
   }
 
   get bufferedAmount(): number {
-    return this.res.writableLength;
+    return this._socket.writableLength;
   }
 
   /** The cursor of the last event that carried one. */
@@ -137,12 +158,12 @@ export class SseSocket extends EventEmitter implements Socket, FrameWrapper {
 
   /** An event from wrap/wrapObject, as it goes on the wire. */
   send(data: Buffer): void {
-    if (this.readyState === 1) this._socket?.write(data);
+    if (this.readyState === 1) this._socket.write(data);
   }
 
   /** A comment line: keeps proxies from closing an idle stream (SSE_HEARTBEAT_MS). */
   comment(): void {
-    if (this.readyState === 1) this._socket?.write(this.chunked ? `3\r\n${COMMENT}\r\n` : COMMENT);
+    if (this.readyState === 1) this._socket.write(this.chunked ? `3\r\n${COMMENT}\r\n` : COMMENT);
   }
 
   /** A frame POSTed for this stream: handled as a WebSocket text frame. */
@@ -160,18 +181,34 @@ export class SseSocket extends EventEmitter implements Socket, FrameWrapper {
     this.readyState = 2;
     this.code = code;
     this.reason = reason;
-    this.res.end(code === CloseCode.SERVICE_RESTART ? RECONNECT : `data: ${JSON.stringify({ type: 'close', code, reason })}\n\n`);
-    this.endTimer = setTimeout(() => this.res.destroy(), END_TIMEOUT_MS).unref();
+    // The last event, the terminating chunk of a chunked body, and the end of the connection: a stream's socket
+    // serves no other request (an HTTP/1.0 body ends with it anyway).
+    const last = code === CloseCode.SERVICE_RESTART ? RECONNECT : `data: ${JSON.stringify({ type: 'close', code, reason })}\n\n`;
+    this._socket.end(this.chunked ? `${Buffer.byteLength(last).toString(16)}\r\n${last}\r\n0\r\n\r\n` : last);
+    this.endTimer = setTimeout(() => this._socket.destroy(), END_TIMEOUT_MS).unref();
   }
 
   terminate(): void {
-    this.res.destroy();
+    this._socket.destroy();
   }
 
   private ended(): void {
     if (this.readyState === 3) return;
     this.readyState = 3;
-    clearTimeout(this.endTimer);
     this.emit('close', this.code, Buffer.from(this.reason));
   }
+
+  private closed(): void {
+    clearTimeout(this.endTimer);
+    this.ended();
+  }
+}
+
+const noop = () => undefined;
+
+function detachWhenOpen(socket: SseSocket, req: IncomingMessage, res: ServerResponse): void {
+  if (socket.readyState !== 1 || socket._socket.destroyed) return; // already ending: node:http's listeners see it out
+  // Detached, nothing reads the socket any more: read it (and drop what a client sends after its request) so
+  // that its end is seen.
+  if (detachFromHttp(req, res, socket._socket)) socket._socket.resume();
 }

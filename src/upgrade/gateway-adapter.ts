@@ -44,6 +44,11 @@ export interface GatewayAdapterDeps {
   server: HttpServer;
   /** The bans and revocations in force on this node, looked at again as the connection is handed over. */
   denials: Denials;
+  /**
+   * Whether the channel layer can serve now (Redis reachable in cluster mode). A stream asked for while it cannot
+   * is refused 503 before it starts: its welcome would wait for Redis with nothing to tell the client.
+   */
+  channelsReady?: () => boolean;
 }
 
 /** Refusal log lines: at most one per kind (gateway, status, error) per this long. */
@@ -441,6 +446,9 @@ export class GatewayAdapter extends WsAdapter {
       this.limitAddress(req);
       const match = this.routes.match(STREAM_GATEWAY_PATH);
       if (!match) throw new UpgradeRefusal(404, 'unknown_path', this.routes.explainMiss(url.pathname));
+      if (this.deps.channelsReady && !this.deps.channelsReady()) {
+        throw new UpgradeRefusal(503, 'unavailable', 'the channels are unreachable right now (Redis is down); retry shortly', { 'Retry-After': '2' });
+      }
       const accept = req.headers.accept;
       if (accept !== undefined && !/text\/event-stream|text\/\*|\*\/\*/i.test(accept)) {
         throw new UpgradeRefusal(406, 'not_acceptable', 'this path answers with an event stream: send Accept: text/event-stream');
@@ -514,11 +522,14 @@ export class GatewayAdapter extends WsAdapter {
       'Content-Type': 'text/event-stream; charset=utf-8',
       'Cache-Control': 'no-cache',
       'X-Accel-Buffering': 'no',
+      // The connection ends with the stream (SseSocket): a client must not pool it for its next request.
+      Connection: 'close',
     });
     // The head and the welcome in one write when the welcome is ready at once.
     const tcp = res.socket;
     tcp.cork();
-    const socket = new SseSocket(res);
+    // From here the stream holds the TCP socket, not the request or the response (SseSocket.open).
+    const socket = SseSocket.open(ctx.req, res);
     const conn = this.deps.connections.accept(socket, ctx, meta.frames);
     conn.wrapper = socket;
     wss.emit('connection', conn, ctx.req);

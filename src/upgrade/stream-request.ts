@@ -33,8 +33,10 @@ export function parseSession(session: string): { node: string; connectionId: str
 
 /**
  * `?channel=<c>&channel=<c2>`, and the cursor from `Last-Event-ID` (what a reconnecting EventSource sends) or
- * `?last_event_id=`. A readable cursor names the channels by itself (those subscribed over `/sse/send` too, and
- * without those unsubscribed); otherwise the query does. More channels than a connection may hold is 400.
+ * `?last_event_id=`. A readable cursor gives its channels their positions (and brings those subscribed over
+ * `/sse/send`); the `channel` parameters are asked for too, so an EventSource reconnecting to its first URL never
+ * holds less than that URL names (a channel refused for a passing reason, or a stream that held nothing, asks
+ * again). More channels than a connection may hold is 400.
  */
 export function readStreamRequest(req: IncomingMessage, query: URLSearchParams, session: string, maxChannels: number): StreamRequest {
   const named = query.getAll('channel');
@@ -44,11 +46,16 @@ export function readStreamRequest(req: IncomingMessage, query: URLSearchParams, 
   for (const channel of named) {
     if (channel.length === 0 || channel.length > MAX_CHANNEL_LENGTH) throw new UpgradeRefusal(400, 'invalid_channel', 'each channel parameter is a channel name, e.g. channel=alerts');
   }
+  const fromQuery = () => [...new Set(named)].map((channel) => ({ channel }));
   const header = req.headers['last-event-id'];
   const text = (typeof header === 'string' ? header : undefined) ?? query.get('last_event_id') ?? undefined;
-  if (text === undefined || text === '') return { session, channels: [...new Set(named)].map((channel) => ({ channel })), unreadable: false };
+  if (text === undefined || text === '') return { session, channels: fromQuery(), unreadable: false };
   const cursor = parseCursor(text, maxChannels);
-  if (!cursor) return { session, channels: [...new Set(named)].map((channel) => ({ channel })), unreadable: true };
-  const channels = [...cursor.channels].map(([channel, { id, epoch }]) => (id !== undefined && epoch !== undefined ? { channel, since: { id, epoch } } : { channel }));
+  if (!cursor) return { session, channels: fromQuery(), unreadable: true };
+  const channels: StreamRequest['channels'][number][] = [...cursor.channels].map(([channel, { id, epoch }]) => (id !== undefined && epoch !== undefined ? { channel, since: { id, epoch } } : { channel }));
+  for (const channel of named) if (!cursor.channels.has(channel)) channels.push({ channel });
+  if (channels.length > maxChannels) {
+    throw new UpgradeRefusal(400, 'too_many_subscriptions', `the cursor and the channel parameters name more than ${maxChannels} channels (MAX_SUBSCRIPTIONS_PER_CONNECTION); ask for fewer`);
+  }
   return { session, channels, unreadable: false };
 }

@@ -7,6 +7,7 @@ import type { Connection } from '../connection/connection';
 import { ConnectionManager } from '../connection/connection-manager';
 import { SseSocket } from '../connection/sse-socket';
 import { LOGGER, type Logger } from '../logging/logger';
+import { Metrics } from '../metrics/metrics';
 import { AuthenticateGuard } from './guards/authenticate.guard';
 import { OriginGuard } from './guards/origin.guard';
 import { parseTarget } from './handshake';
@@ -15,6 +16,8 @@ import type { UpgradeContext } from './upgrade-guard';
 import { UpgradeRefusal, writeRefusalResponse } from './upgrade-refusal';
 
 export const SEND_PATH = '/sse/send';
+/** Streams' `gateway` label (the adapter's STREAM_GATEWAY). */
+const STREAM_GATEWAY_NAME = 'sse';
 /** How long a send waits for the replica that holds the stream; silent that long, the stream is gone. */
 const ROUTE_TIMEOUT_MS = 3000;
 /** The envelope around the frame (`{"session":"…","frame":…}`) on top of MAX_MESSAGE_BYTES. */
@@ -64,6 +67,7 @@ export class Streams implements OnModuleInit, OnModuleDestroy {
     private readonly origin: OriginGuard,
     private readonly authenticate: AuthenticateGuard,
     @Inject(LOGGER) private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {}
 
   onModuleInit(): void {
@@ -106,7 +110,10 @@ export class Streams implements OnModuleInit, OnModuleDestroy {
           this.log.error({ err: error }, 'unexpected error in POST /sse/send');
           error = new UpgradeRefusal(500, 'internal_error', 'unexpected server error');
         }
-        if (!res.headersSent) writeRefusalResponse(res, error as UpgradeRefusal, cors);
+        const refusal = error as UpgradeRefusal;
+        // Refused sends are visible to operators (a run of unknown_session is someone guessing), never logged one by one.
+        this.metrics.frameErrors.labels(STREAM_GATEWAY_NAME, refusal.error).inc();
+        if (!res.headersSent) writeRefusalResponse(res, refusal, cors);
       },
     );
     return true;
@@ -122,7 +129,9 @@ export class Streams implements OnModuleInit, OnModuleDestroy {
     if (!JSON_TYPE.test(req.headers['content-type'] ?? '')) throw new UpgradeRefusal(415, 'unsupported_media_type', 'send the body as application/json (UTF-8): {"session":"<id>","frame":{...}}');
     const limit = this.config.maxMessageBytes + ENVELOPE_BYTES;
     const body = await readLimited(req, limit);
-    if (body === undefined) throw tooLarge(this.config.maxMessageBytes);
+    if (body === undefined) {
+      throw new UpgradeRefusal(413, 'too_large', `a request to /sse/send is at most ${limit} bytes: a frame of at most ${this.config.maxMessageBytes} bytes of JSON (MAX_MESSAGE_BYTES) and its envelope`);
+    }
     let parsed: unknown;
     try {
       parsed = JSON.parse(body.toString('utf8'));

@@ -245,6 +245,12 @@ describe('the delivery promise (cluster mode, real replicas)', () => {
     await eventually(async () => (await b.readyStatus()) === 503, 5000, 'b to report the frozen link');
     expect(Date.now() - frozenAt).toBeLessThan(4000);
     await eventually(() => b.logs({ event: 'redis_silent' }).length >= 1, 5000, 'the warn line');
+    // A stream asked for meanwhile is refused before it starts (its welcome would wait for Redis, saying nothing).
+    expect(await SseClient.refusal(b.http('/sse?channel=alerts'), { authorization: `Bearer ${token({ sub: 'frozen-late', role: 'authority' })}` })).toMatchObject({
+      status: 503,
+      headers: expect.objectContaining({ 'retry-after': '2' }),
+      body: { error: 'unavailable' },
+    });
     await eventually(async () => (await b.readyStatus()) === 200, 15_000, 'b to reconnect');
     const end = await marker();
     expect((await until(far, end)).map((f) => f.id)).toEqual(ids);

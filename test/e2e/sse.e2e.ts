@@ -96,6 +96,17 @@ describe('GET /sse and POST /sse/send (embedded)', () => {
     expect((await moved.ofType('resumed')).data).toMatchObject({ recovered: false });
   });
 
+  it('asks for the URL\'s channels beside a cursor, so an EventSource whose stream held nothing does not reconnect to nothing', async () => {
+    // A stream that held no channel has the cursor `c1`; its EventSource reconnects to the same URL with it.
+    const s = track(await stream('channel=chat:ward-10', 'alice', { 'last-event-id': 'c1' }));
+    expect(Object.keys((await s.ofType('welcome')).data.channels)).toEqual(['chat:ward-10']);
+    // A cursor with one channel and a URL naming another: both.
+    const first = track(await stream('channel=chat:ward-11'));
+    const cursor = (await first.ofType('welcome')).id!;
+    const both = track(await stream('channel=chat:ward-12', 'alice', { 'last-event-id': cursor }));
+    expect(Object.keys((await both.ofType('welcome')).data.channels).sort()).toEqual(['chat:ward-11', 'chat:ward-12']);
+  });
+
   it('answers a Last-Event-ID of 100 KB with the JSON 431 every oversized request gets', async () => {
     const refused = await SseClient.refusal(gw.http('/sse?channel=chat:ward-4'), { authorization: `Bearer ${token({ sub: 'alice', role: 'user' })}`, 'last-event-id': 'c1.'.padEnd(100_000, 'A') });
     expect(refused).toMatchObject({ status: 431, body: { error: 'headers_too_large' } });
@@ -136,6 +147,9 @@ describe('GET /sse and POST /sse/send (embedded)', () => {
     expect(big).toEqual({ status: 413, body: { error: 'too_large', message: expect.any(String) } });
     const unauthenticated = await fetch(gw.http('/sse/send'), { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ session, frame: { type: 'ping' } }) });
     expect(unauthenticated.status).toBe(401);
+    // Operators see refused sends (someone guessing sessions), counted by code.
+    expect(await gw.metric('ws_frame_errors_total', { gateway: 'sse', error: 'unknown_session' })).toBeGreaterThanOrEqual(3);
+    expect(await gw.metric('ws_frame_errors_total', { gateway: 'sse', error: 'too_large' })).toBeGreaterThanOrEqual(1);
     // The stream is untouched and saw none of it.
     expect((await sendFrame(gw.http('/sse/send'), aliceToken, session, { type: 'ping' })).status).toBe(202);
     await s.ofType('pong');

@@ -1,6 +1,8 @@
 import { once } from 'node:events';
-import { createServer, type Server, type ServerResponse } from 'node:http';
-import { connect, type AddressInfo } from 'node:net';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { connect, type AddressInfo, type Socket as TcpSocket } from 'node:net';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import type { FramePosition } from '../../src/connection/connection';
 import { SseSocket } from '../../src/connection/sse-socket';
 import { parseCursor } from '../../src/connection/stream-cursor';
@@ -16,10 +18,15 @@ describe('SseSocket', () => {
   let port: number;
   const opened: SseSocket[] = [];
   let onOpen: ((socket: SseSocket) => void) | undefined;
+  /** The request and response of the last stream opened, held weakly. */
+  let requests = 0;
+  let lastExchange: { req: WeakRef<IncomingMessage>; res: WeakRef<ServerResponse> } | undefined;
   beforeAll(async () => {
-    server = createServer((_req, res: ServerResponse) => {
-      res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8' });
-      const socket = new SseSocket(res);
+    server = createServer((req, res: ServerResponse) => {
+      requests++;
+      res.writeHead(200, { 'Content-Type': 'text/event-stream; charset=utf-8', Connection: 'close' });
+      const socket = SseSocket.open(req, res);
+      lastExchange = { req: new WeakRef(req), res: new WeakRef(res) };
       opened.push(socket);
       onOpen?.(socket);
     });
@@ -111,5 +118,65 @@ describe('SseSocket', () => {
         ':\n\n' +
         'data: {"type":"close","code":4000,"reason":"bye"}\n\n',
     );
+  });
+
+  /** A raw HTTP/1.1 stream request; resolves with its server side once open, and what the client reads. */
+  async function rawStream(request = 'GET / HTTP/1.1\r\nHost: x\r\n\r\n'): Promise<{ tcp: TcpSocket; socket: SseSocket; wire: () => string }> {
+    const accepted = new Promise<SseSocket>((resolve) => (onOpen = resolve));
+    const tcp = connect(port, '127.0.0.1');
+    let wire = '';
+    tcp.on('data', (chunk) => (wire += chunk.toString('latin1')));
+    tcp.write(request);
+    const socket = await accepted;
+    // Taken off node:http on the turn after it opened.
+    await new Promise((resolve) => setImmediate(resolve));
+    return { tcp, socket, wire: () => wire };
+  }
+  const closeOf = (socket: SseSocket) => new Promise<number>((resolve) => socket.once('close', (code: number) => resolve(code)));
+
+  it('ends the connection with the stream: the last event, the terminating chunk, then the end (no keep-alive reuse)', async () => {
+    const { tcp, socket, wire } = await rawStream();
+    const closed = closeOf(socket);
+    socket.close(4000, 'bye');
+    await once(tcp, 'end'); // before: node:http kept the connection for another request
+    expect(wire()).toMatch(/\r\n\r\n[0-9a-f]+\r\ndata: \{"type":"close","code":4000,"reason":"bye"\}\n\n\r\n0\r\n\r\n$/);
+    expect(await closed).toBe(4000);
+    tcp.destroy();
+  });
+
+  it('counts a client that goes away as 1001, and ignores what it sends after its request', async () => {
+    const { tcp, socket, wire } = await rawStream();
+    const before = requests;
+    tcp.write('GET /other HTTP/1.1\r\nHost: x\r\n\r\nmore bytes that are no request');
+    socket.send(socket.wrap(frame(7)));
+    await new Promise<void>((resolve) => tcp.on('data', () => wire().includes('"n":7') && resolve()));
+    expect(requests).toBe(before); // before: node:http read it as a request and handled it
+    expect(wire()).not.toMatch(/HTTP\/1\.1 [^2]/); // no answer to it nor an error for the garbage
+    const closed = closeOf(socket);
+    tcp.end();
+    expect(await closed).toBe(1001);
+    expect(socket.readyState).toBe(3);
+  });
+
+  it('keeps neither the request nor the response of an open stream (node:http lets go of its socket)', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const { tcp, socket } = await rawStream();
+    const exchange = lastExchange!;
+    // A WeakRef's target is kept until the end of the job that made or read it: collect in a later one.
+    const turn = () => new Promise((resolve) => setImmediate(resolve));
+    for (let i = 0; i < 5; i++) {
+      await turn();
+      gc();
+      await turn();
+      if (!exchange.req.deref() && !exchange.res.deref()) break;
+    }
+    expect(exchange.req.deref()).toBeUndefined();
+    expect(exchange.res.deref()).toBeUndefined();
+    // And the stream still works both ways.
+    socket.comment();
+    const closed = closeOf(socket);
+    tcp.end();
+    expect(await closed).toBe(1001);
   });
 });
