@@ -357,6 +357,12 @@ export class RealtimeClient extends Emitter<Events> {
     this.lastUrl = target.url;
     this.currentPath = new URL(target.url).pathname;
     this.multiplexed = MULTIPLEXED_PATH.test(this.currentPath);
+    if (!this.multiplexed && this.options.transport === 'sse') {
+      // Asked for because WebSocket is blocked: a WebSocket attempt would fail behind the same proxy, silently.
+      this.stopped = true;
+      this.emit('error', new GatewayError('http', 0, undefined, `transport 'sse' needs the /ws endpoint (this client's URL is ${this.currentPath}): create the client with url "wss://<host>/ws" and subscribe to channels`, true));
+      return;
+    }
     this.overSse = this.multiplexed && this.wantsSse();
     if (this.overSse) return this.openStream(target.url);
     const ws = new Impl!(target.url, target.protocols);

@@ -188,6 +188,15 @@ describe('client SDK on /ws behind a middlebox that breaks WebSocket', () => {
     expect(sse.client.transport).toBe('sse');
     expect(sse.closes).toEqual([]);
     expect(blocker.upgrades).toBe(upgradesBefore);
+
+    // "sse" on a path endpoint (WebSocket only) is told at once, not tried over a WebSocket the proxy blocks.
+    const path = new RealtimeClient({ url: blocker.ws('/api/alerts/subscribe'), getToken: () => token({ sub: 'path-sse', role: 'authority' }), WebSocket: WS, transport: 'sse' });
+    clients.push(path);
+    const upgradesThen = blocker.upgrades;
+    const error = new Promise<GatewayError>((resolve) => path.on('error', resolve));
+    path.connect();
+    expect(await error).toMatchObject({ fatal: true, message: expect.stringContaining("transport 'sse' needs the /ws endpoint") });
+    expect(blocker.upgrades).toBe(upgradesThen);
   });
 
   it('tries WebSocket again at the first reconnect after retryWebSocketAfterMs, resuming each channel from its position', async () => {
