@@ -103,3 +103,22 @@ export function dispatch(server: Server, handlers: RequestHandler[], maxBodyByte
     jsonAnswer(res, 417, 'expectation_failed', 'the only Expect this server understands is 100-continue'),
   );
 }
+
+/**
+ * The body, or undefined as soon as it (or its declared length) passes `limit` (the caller answers 413; the rest of the
+ * body is read and dropped by dispatch's linger). Used by the public port's POST endpoints (/sse/send, /push).
+ */
+export function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
+  return new Promise((resolve, reject) => {
+    if (Number(req.headers['content-length']) > limit) return resolve(undefined);
+    const chunks: Buffer[] = [];
+    let size = 0;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > limit) return resolve(undefined);
+      chunks.push(chunk);
+    });
+    req.on('end', () => resolve(Buffer.concat(chunks)));
+    req.on('error', reject);
+  });
+}

@@ -13,6 +13,7 @@ import { UpgradeRefusal, writeRefusalResponse } from '../upgrade/upgrade-refusal
 import { checkEndpoint, hostOf, isPrivateAddress, MAX_SUBSCRIPTION_BODY_BYTES, parseSubscription, SubscriptionProblem } from './subscription';
 import { PUSH_SUBSCRIPTIONS, type PushSubscriptionStore } from './subscription-store';
 import { MAX_SUBSCRIPTIONS_PER_USER } from './web-push-out';
+import { readLimited } from '../http/http-server';
 
 export const VAPID_KEY_PATH = '/push/vapid-public-key';
 export const SUBSCRIPTIONS_PATH = '/push/subscriptions';
@@ -158,20 +159,4 @@ export class PushEndpoints {
 
 function disabled(): UpgradeRefusal {
   return new UpgradeRefusal(404, 'push_disabled', 'Web Push is not configured on this server (VAPID_PUBLIC_KEY, VAPID_PRIVATE_KEY and VAPID_SUBJECT are not set)');
-}
-
-/** The body, or undefined as soon as it (or its declared length) passes `limit`. */
-function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    if (Number(req.headers['content-length']) > limit) return resolve(undefined);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) return resolve(undefined);
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }

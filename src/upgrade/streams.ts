@@ -14,6 +14,7 @@ import { parseTarget } from './handshake';
 import { parseSession, STREAM_ATTRIBUTE, type StreamRequest } from './stream-request';
 import type { UpgradeContext } from './upgrade-guard';
 import { UpgradeRefusal, writeRefusalResponse } from './upgrade-refusal';
+import { readLimited } from '../http/http-server';
 
 export const SEND_PATH = '/sse/send';
 /** Streams' `gateway` label (the adapter's STREAM_GATEWAY). */
@@ -202,20 +203,4 @@ export class Streams implements OnModuleInit, OnModuleDestroy {
 
 function tooLarge(limit: number): UpgradeRefusal {
   return new UpgradeRefusal(413, 'too_large', `a frame is at most ${limit} bytes of JSON (MAX_MESSAGE_BYTES)`);
-}
-
-/** The body, or undefined as soon as it (or its declared length) passes `limit`. */
-function readLimited(req: IncomingMessage, limit: number): Promise<Buffer | undefined> {
-  return new Promise((resolve, reject) => {
-    if (Number(req.headers['content-length']) > limit) return resolve(undefined);
-    const chunks: Buffer[] = [];
-    let size = 0;
-    req.on('data', (chunk: Buffer) => {
-      size += chunk.length;
-      if (size > limit) return resolve(undefined);
-      chunks.push(chunk);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks)));
-    req.on('error', reject);
-  });
 }
