@@ -37,8 +37,9 @@ const now = () => performance.timeOrigin + performance.now();
  * receives. Speaks engine.io/Socket.IO for S. For G, `transport`: `path` (the alerts endpoint, the default),
  * `ws-channel` (`/ws` subscribed to `alerts`) or `sse` (`GET /sse?channel=alerts`, read with node:http).
  */
-async function subscribe(peer, port, onAlert, transport = 'path') {
-  const token = jwt.sign({ sub: 'bench-sub', role: 'authority' }, SECRET, { expiresIn: 3600 });
+async function subscribe(peer, port, onAlert, transport = 'path', index = 0) {
+  // Each subscriber its own user (issue 26: production's shape, not one user N times).
+  const token = jwt.sign({ sub: `bench-sub-${index}`, role: 'authority' }, SECRET, { expiresIn: 3600 });
   if (peer !== 'socketio' && transport === 'sse') {
     // A replica whose Redis link is not up yet answers 503 unavailable (Retry-After); a client tries again.
     for (let attempt = 0; ; attempt++) {
@@ -133,7 +134,7 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
         await subscribe(peer, b.port, (data) => {
           const arrived = now();
           if (data.at >= measureFrom) samples.push(arrived - data.at);
-        }, transport),
+        }, transport, i),
       );
     }
     const pubToken = jwt.sign({ sub: 'bench-pub', role: 'service' }, SECRET, { expiresIn: 3600 });

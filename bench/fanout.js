@@ -80,18 +80,41 @@ async function startServer(peer, redisUrl, core = 0, env = {}) {
   // BENCH_CPU_PROF=<dir>: each server writes a V8 CPU profile there when it is stopped.
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
   const server = child(core, [process.execPath, '--expose-gc', ...profile, join(__dirname, 'peers', 'server.js'), peer], {
-    JWT_SECRET: SECRET, LOG_LEVEL: 'info', MAX_UPGRADES_PER_SEC: '0', REDIS_URL: peer === 'gateway' ? '' : redisUrl,
+    // LOG_LEVEL blank: the gateway's default level, as production runs it (issue 26).
+    JWT_SECRET: SECRET, LOG_LEVEL: '', MAX_UPGRADES_PER_SEC: '0', REDIS_URL: peer === 'gateway' ? '' : redisUrl,
     NODE_ID: `bench-${peer}-${process.hrtime.bigint()}`, ...env,
   });
   const { port, internalPort } = await server.next('ready');
   return { ...server, port, internalPort, kill: () => server.proc.kill(profile.length ? 'SIGINT' : 'SIGKILL') };
 }
 
-/** The counting sink (bench/load/sink.js) pinned to core 1, with `subscribers` sockets to the server. */
-async function startSink(peer, port, subscribers) {
-  const token = jwt.sign({ sub: 'bench', role: 'authority' }, SECRET, { expiresIn: 3600 });
+/**
+ * One token per connection, each its own user (`bench-0` …): production's shape. With one user for all, the
+ * per-user state (presence, the user index, per-user limits) was paid once instead of per socket, which hid
+ * about 1.6 KB of heap per connection and half the broadcast time at 10,000 (issue 26). Written to a file the
+ * sink reads (SINK_TOKENS): a URL per socket on the command line would not fit.
+ */
+function tokensFile(count, prefix = 'bench') {
+  const { mkdtempSync, writeFileSync } = require('node:fs');
+  const { tmpdir } = require('node:os');
+  const file = join(mkdtempSync(join(tmpdir(), 'rt-bench-tokens-')), `${prefix}-${count}.json`);
+  const tokens = Array.from({ length: count }, (_, i) => jwt.sign({ sub: `${prefix}-${i}`, role: 'authority' }, SECRET, { expiresIn: 3600 }));
+  writeFileSync(file, JSON.stringify(tokens));
+  return file;
+}
+
+/**
+ * The counting sink (bench/load/sink.js) pinned to core 1, with `subscribers` sockets to the server; for the
+ * gateway each socket is its own user with its own token (`oneUser`: all one user, the figures recorded before
+ * issue 26, for comparison).
+ */
+async function startSink(peer, port, subscribers, { oneUser = false } = {}) {
+  const gateway = peer === 'gateway' || peer === 'gateway-cluster';
+  const distinct = gateway && !oneUser;
+  const token = distinct ? 'TOKEN' : jwt.sign({ sub: 'bench', role: 'authority' }, SECRET, { expiresIn: 3600 });
   const url = `ws://127.0.0.1:${port}${PATHS[peer](token)}`;
-  const sink = child(1, [process.execPath, join(__dirname, 'load', 'sink.js'), url, String(subscribers), peer === 'socketio' ? 'socketio' : 'welcome']);
+  const env = distinct ? { SINK_TOKENS: tokensFile(subscribers) } : {};
+  const sink = child(1, [process.execPath, join(__dirname, 'load', 'sink.js'), url, String(subscribers), peer === 'socketio' ? 'socketio' : 'welcome'], env);
   await sink.next('ready');
   return {
     ...sink,
@@ -111,9 +134,10 @@ async function startSink(peer, port, subscribers) {
  * One peer at one size: fresh servers and sinks; single broadcasts, then bursts of 8. With `replicas` > 1 (cluster
  * mode only) the subscribers are split evenly over that many replicas (all on core 0), every message is published
  * on the first, and the cost is the CPU time of all of them: what a delivery costs once the bus is crossed. `env`:
- * the servers' extra environment (bench/webhooks.js turns webhooks on).
+ * the servers' extra environment (bench/webhooks.js turns webhooks on). `oneUser`: every socket the same user
+ * (the shape of the figures recorded before issue 26).
  */
-async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries, replicas = 1, env = {} }) {
+async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries, replicas = 1, env = {}, oneUser = false }) {
   if (replicas > 1 && peer !== 'gateway-cluster') throw new Error('several replicas need cluster mode');
   const servers = [];
   const sinks = [];
@@ -130,7 +154,7 @@ async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries, re
   };
   try {
     for (let i = 0; i < replicas; i++) servers.push(await startServer(peer, redisUrl, 0, env));
-    for (const server of servers) sinks.push(await startSink(peer, server.port, subscribers / replicas));
+    for (const server of servers) sinks.push(await startSink(peer, server.port, subscribers / replicas, { oneUser }));
     for (const sink of sinks) await sink.dial();
     // One broadcast (or one burst) per batch: the next starts only when every frame of this one arrived, so no
     // peer can merge separate broadcasts into one write; a burst's 8 messages are published together.
@@ -162,4 +186,4 @@ async function measureFanout(peer, subscribers, { redisUrl, targetDeliveries, re
   return results;
 }
 
-module.exports = { measureFanout, startServer, startSink, runPinned, startRedis, SECRET };
+module.exports = { measureFanout, startServer, startSink, runPinned, startRedis, tokensFile, SECRET };

@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// npm run bench [-- --quick] [-- --write]
+// npm run bench [-- --quick] [-- --write] [-- --one-user]
 // The gateway (G, embedded; Gc, cluster mode on one Redis) against bare `ws` (W: serialise once, one write per
 // message per socket; W8: the same with a burst's writes coalesced per socket) and Socket.IO 4.8 with the
 // Redis adapter (S), in interleaved rounds (W G S W G S ...). Servers are pinned to core 0, load to core 1.
 // Also the gateway's own sections: webhooks (bench/webhooks.js), receipts (bench/receipts.js), SSE against WebSocket (bench/sse.js) and the
 // Redis topologies (bench/topologies.js).
-// Medians with min–max; --write records the run in docs/benchmarks.md.
+// Medians with min–max; --write records the run in docs/benchmarks.md and renders the charts (bench/charts.js).
+// Every gateway socket is its own user with its own token, the gateway at its default log level (issue 26);
+// --one-user connects one user N times, the shape of the figures recorded before, for comparison.
 'use strict';
 const { cpus, totalmem } = require('node:os');
 const { writeFileSync, readFileSync } = require('node:fs');
@@ -17,6 +19,7 @@ const { measureSlowConsumer } = require('./slow-consumer');
 
 const args = new Set(process.argv.slice(2));
 const quick = args.has('--quick');
+const ONE_USER = args.has('--one-user');
 const ROUNDS = quick ? 1 : 3;
 const IDLE_SOCKETS = quick ? 2000 : 10_000;
 const FANOUT_SIZES = quick ? [1000] : [1000, 10_000];
@@ -34,7 +37,7 @@ async function untilClosed(server) {
 
 /** Server CPU and wall time for one sink to open `count` sockets. */
 async function dialMeasured(peer, server, count) {
-  const sink = await startSink(peer, server.port, count);
+  const sink = await startSink(peer, server.port, count, { oneUser: ONE_USER });
   server.send({ type: 'cpu' });
   const before = (await server.next('cpu')).cpu;
   const t0 = process.hrtime.bigint();
@@ -106,7 +109,7 @@ async function main() {
       for (const size of FANOUT_SIZES) {
         for (const peer of ['ws', 'ws8', 'gateway', 'gateway-cluster', 'socketio']) {
           process.stderr.write(`  round ${r}/${ROUNDS} fan-out ${peer} × ${size}… `);
-          const res = await measureFanout(peer, size, { redisUrl: redis.url, targetDeliveries: FANOUT_DELIVERIES });
+          const res = await measureFanout(peer, size, { redisUrl: redis.url, targetDeliveries: FANOUT_DELIVERIES, oneUser: ONE_USER });
           for (const [mode, value] of Object.entries(res)) ((fanout[`${mode}/${size}`] ??= {})[peer] ??= []).push(value.perCpuSec);
           console.error(`${Math.round(res.single.perCpuSec / 1000)}k single, ${Math.round(res.burst8.perCpuSec / 1000)}k burst8 per CPU-s`);
         }
@@ -214,7 +217,8 @@ async function main() {
     // Every figure of the run, for bench/capacity.js (docs/scaling.md): the last run always, the recorded one
     // with --write.
     const results = {
-      command: `npm run bench${quick ? ' -- --quick' : ''}`,
+      command: `npm run bench${quick ? ' -- --quick' : ''}${ONE_USER ? ' -- --one-user' : ''}`,
+      users: ONE_USER ? 'one user for every connection' : 'every connection its own user and token',
       date: new Date().toISOString().slice(0, 10),
       machine,
       rounds: ROUNDS,

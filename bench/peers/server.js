@@ -3,7 +3,7 @@
 //   ws:       a bare `ws` server, no auth, serialise once and one write per message per socket (W)
 //   ws8:      the same, but the messages of a burst go out in one write per socket (W8, the Node limit)
 //   socketio: Socket.IO 4.8 with @socket.io/redis-adapter, websocket transport only, no compression (S)
-// IPC: memory -> memory; subscribe {channel} -> subscribed; publish-channel {channel, count, burst, rate?}; received {channel, total} -> received {count} (once that many arrived); cpu -> cpu; open -> open {count}; accepting {sub?} -> accepting {count} (open, not closing; G: of that user); broadcast {count, burst, rate?} -> broadcasted (after the last burst is queued).
+// IPC: memory -> memory; schedule {startAt, count, intervalMs} -> scheduled (one broadcast each at startAt + k × intervalMs, wall-clock ms; bench/scale.js); SIGTERM (G): the product's drain (src/main.ts), then exit; subscribe {channel} -> subscribed; publish-channel {channel, count, burst, rate?}; received {channel, total} -> received {count} (once that many arrived); cpu -> cpu; open -> open {count}; accepting {sub?} -> accepting {count} (open, not closing; G: of that user); broadcast {count, burst, rate?} -> broadcasted (after the last burst is queued).
 'use strict';
 const kind = process.argv[2];
 const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
@@ -25,6 +25,12 @@ async function start() {
     // Logs are part of the product cost: keep them on, through the product's own destination, to /dev/null.
     const log = createLogger(config.logLevel, config.nodeId, batchedDestination(require('node:fs').openSync(process.env.BENCH_LOG_FILE || '/dev/null', 'a')));
     const gw = await startGateway(config, log);
+    // SIGTERM as src/main.ts answers it: readiness and upgrades flip, the sockets are closed with 1012 spread over
+    // DRAIN_WINDOW_MS, then the process exits (bench/scale.js times the drain and the reconnects).
+    process.once('SIGTERM', () => {
+      void gw.connections.drain();
+      gw.close().then(() => process.exit(0), () => process.exit(1));
+    });
     const alerts = gw.app.get(AlertsService);
     let n = 0;
     // bench/receipts.js: alerts targeted at BENCH_ALERT_USERS users (u-0 …), asking for ack within BENCH_ALERT_ACK s.
@@ -197,6 +203,21 @@ start().then((port) => {
     if (msg.type === 'subscribe') void channel.subscribe(msg.channel).then(() => process.send({ type: 'subscribed' }));
     if (msg.type === 'received') void channel.receivedAtLeast(msg.channel, msg.total ?? 0).then((count) => process.send({ type: 'received', count }));
     if (msg.type === 'publish-channel') bursts(msg, () => channel.publish(msg.channel, msg.burst));
+    if (msg.type === 'schedule') {
+      // Open loop on the wall clock the clients share: broadcast k is due at startAt + k × intervalMs, and one
+      // that is late goes out at once (the clients time each frame from when it was due).
+      let k = 0;
+      const tick = () => {
+        const t = performance.timeOrigin + performance.now();
+        while (k < msg.count && t >= msg.startAt + k * msg.intervalMs) {
+          k++;
+          broadcast(1);
+        }
+        if (k < msg.count) setTimeout(tick, Math.max(0, msg.startAt + k * msg.intervalMs - t));
+        else process.send({ type: 'scheduled' });
+      };
+      tick();
+    }
     if (msg.type === 'broadcast') bursts(msg, () => broadcast(msg.burst), () => process.send({ type: 'broadcasted' }));
   });
 });
