@@ -240,9 +240,14 @@ async function main() {
       const text = readFileSync(doc, 'utf8');
       const block = `<!-- bench:start -->\nCommand: \`npm run bench${quick ? ' -- --quick' : ''} -- --write\` · ${new Date().toISOString().slice(0, 10)} · ${machine} · ${ROUNDS} interleaved round(s), ${minutes} min\n\n${report}\n<!-- bench:end -->`;
       writeFileSync(doc, text.replace(/<!-- bench:start -->[\s\S]*<!-- bench:end -->/, block));
-      writeFileSync(join(__dirname, '..', 'docs', 'bench-results.json'), `${JSON.stringify(results, null, 1)}\n`);
+      // The scale run (npm run bench:scale -- --write) records its own section of the same file: kept.
+      const resultsFile = join(__dirname, '..', 'docs', 'bench-results.json');
+      const { scale } = JSON.parse(readFileSync(resultsFile, 'utf8'));
+      const recorded = scale ? { ...results, scale } : results;
+      writeFileSync(resultsFile, `${JSON.stringify(recorded, null, 1)}\n`);
+      require('./charts').writeCharts(recorded); // docs/chart-*.svg, linked from the README and docs/benchmarks.md
       writeRecord(topologies, `npm run bench${quick ? ' -- --quick' : ''} -- --write`); // its own section of the doc
-      console.error(`bench: wrote ${doc} and docs/bench-results.json (run \`npm run capacity -- --write\` to update docs/scaling.md)`);
+      console.error(`bench: wrote ${doc}, docs/bench-results.json and docs/chart-*.svg (run \`npm run capacity -- --write\` to update docs/scaling.md)`);
     }
   } finally {
     redis.proc.kill('SIGKILL');
