@@ -98,7 +98,9 @@ function tokensFile(count, prefix = 'bench') {
   const { mkdtempSync, writeFileSync } = require('node:fs');
   const { tmpdir } = require('node:os');
   const file = join(mkdtempSync(join(tmpdir(), 'rt-bench-tokens-')), `${prefix}-${count}.json`);
-  const tokens = Array.from({ length: count }, (_, i) => jwt.sign({ sub: `${prefix}-${i}`, role: 'authority' }, SECRET, { expiresIn: 3600 }));
+  // A KeyObject: with the string secret jsonwebtoken signs only about 3k tokens/s here (docs/benchmarks.md).
+  const key = require('node:crypto').createSecretKey(Buffer.from(SECRET));
+  const tokens = Array.from({ length: count }, (_, i) => jwt.sign({ sub: `${prefix}-${i}`, role: 'authority' }, key, { algorithm: 'HS256', expiresIn: 3600 }));
   writeFileSync(file, JSON.stringify(tokens));
   return file;
 }
