@@ -25,6 +25,21 @@ const MIN_CLUSTER_MASTERS = 3;
  */
 const MAX_CONNECTIONS_PER_REPLICA = 100_000;
 const SIZES = [100_000, 1_000_000, 10_000_000];
+/**
+ * Kernel memory of the server's end of one idle TCP connection, when the run did not measure it: the slab objects
+ * every socket takes (tcp_sock 2,368 B, socket inode 832, file 192, epoll entry 128, dentry 192 on Linux 6.x,
+ * /proc/slabinfo). Idle sockets hold no buffer pages; a socket with data in flight holds up to its send buffer.
+ * Charged to the container's memory cgroup like the process's own memory.
+ */
+const KERNEL_BYTES_PER_CONN = 3712;
+/** The socket's dentry, which bench:scale leaves out of its slab delta (the dentry cache moves with every file). */
+const DENTRY_BYTES = 192;
+/** Descriptors a replica needs besides its sockets (as bench/scale.js reserves). */
+const FD_RESERVE = 300;
+/** The node of the 10M plan: a common large VM, less two cores and 4 GiB for the system and the ingress. */
+const NODE = { cores: 16, memoryBytes: 64 * 2 ** 30, reservedCores: 2, reservedBytes: 4 * 2 ** 30 };
+/** Ephemeral ports one proxy address has for one replica address and port: 1024–65535 once widened. */
+const PORTS_WIDENED = 65535 - 1024 + 1;
 
 /**
  * The workloads, each stated as rates per connection. `fanout(n, replicas)` says, per published message, how
@@ -102,12 +117,25 @@ function costs(run) {
       connectUs: connect ? connect.cpuUsPerConnection : NaN,
     };
   };
+  // Per-connection costs from the scale run when there is one (every connection its own user, as many as the
+  // open-files limit allows; kernel memory measured), else from the bench's idle rows.
+  const scale = run.scale?.peers?.gateway?.length ? run.scale : undefined;
+  const sg = scale?.peers.gateway ?? [];
+  const slab = median(sg.map((x) => x.kernelSlabPerConn));
   return {
     size,
     singlePerCpuSec: median(run.fanout[`single/${size}`].gateway),
     burstPerCpuSec: median(run.fanout[`burst8/${size}`].gateway),
-    upgradesPerCpuSec: median(gw.map((x) => x.upgradesPerCpuSec)),
-    rssPerConn: median(gw.map((x) => x.rssPerConn)),
+    upgradesPerCpuSec: scale ? median(sg.map((x) => x.upgradesPerCpuSec)) : median(gw.map((x) => x.upgradesPerCpuSec)),
+    rssPerConn: scale ? median(sg.map((x) => x.rssPerConn)) : median(gw.map((x) => x.rssPerConn)),
+    // The server's end: half of the slab both ends of a loopback connection took, plus the dentry left out.
+    kernelPerConn: Number.isFinite(slab) && slab > 0 ? slab / 2 + DENTRY_BYTES : KERNEL_BYTES_PER_CONN,
+    kernelMeasured: Number.isFinite(slab) && slab > 0,
+    // Heartbeats and timers of idle connections: share of a core per connection.
+    idleCorePerConn: scale ? median(sg.map((x) => x.idleCoreShare / x.connections)) : undefined,
+    memorySource: scale
+      ? `bench:scale, ${scale.connections.toLocaleString('en')} connections, each its own user (${scale.date})`
+      : `idle, ${run.idle.sockets.toLocaleString('en')} sockets${run.users ? '' : ', one user for all (before issue 26)'}`,
     standalone: perTopology('standalone'),
     cluster: perTopology('cluster'),
   };
@@ -115,7 +143,8 @@ function costs(run) {
 
 /** One workload at one size: replicas, Redis, and which limit binds first. */
 function plan(c, workload, n) {
-  const byMemory = Math.min(MAX_CONNECTIONS_PER_REPLICA, Math.floor((MEMORY_TARGET * (REPLICA_MEMORY_BYTES - REPLICA_BASELINE_BYTES)) / c.rssPerConn));
+  // The kernel's share of a socket is charged to the container too (memory cgroup), so it counts.
+  const byMemory = Math.min(MAX_CONNECTIONS_PER_REPLICA, Math.floor((MEMORY_TARGET * (REPLICA_MEMORY_BYTES - REPLICA_BASELINE_BYTES)) / (c.rssPerConn + c.kernelPerConn)));
   const messages = workload.messagesPerSec(n);
   // Gateway CPU-seconds per second at `replicas` replicas, on the topology's bus.
   const gatewayCpu = (topo, replicas) => {
@@ -180,8 +209,10 @@ function table(run) {
   lines.push('|---|---|---|');
   lines.push(`| deliveries per gateway CPU-second, isolated 1 KB messages | ${num(c.singlePerCpuSec)} | fan-out to ${num(c.size)} subscribers, embedded |`);
   lines.push(`| the same once the bus is crossed (two replicas) | standalone ×${c.standalone.singleRatio.toFixed(2)}, Redis Cluster ×${c.cluster.singleRatio.toFixed(2)} | topologies fan-out |`);
-  lines.push(`| memory per idle connection | ${num(c.rssPerConn / 1024, 1)} KB RSS | idle, ${num(run.idle.sockets)} sockets |`);
-  lines.push(`| upgrades per gateway CPU-second (JWT verified) | ${num(c.upgradesPerCpuSec)} | idle, running server |`);
+  lines.push(`| memory per idle connection | ${num(c.rssPerConn / 1024, 2)} KB RSS | ${c.memorySource} |`);
+  lines.push(`| kernel memory per idle connection (server end) | ${num(c.kernelPerConn / 1024, 2)} KB | ${c.kernelMeasured ? 'bench:scale, /proc/slabinfo delta (half of both ends) + dentry' : 'slab object sizes (no measurement in this run)'} |`);
+  lines.push(`| upgrades per gateway CPU-second (JWT verified, a token each) | ${num(c.upgradesPerCpuSec)} | ${c.memorySource.startsWith('bench:scale') ? 'bench:scale, connect phase' : 'idle, running server'} |`);
+  if (c.idleCorePerConn !== undefined) lines.push(`| idle CPU per 10,000 connections (default heartbeats) | ${num(c.idleCorePerConn * 1e4 * 100, 2)} % of a core | bench:scale, idle phase |`);
   for (const topo of ['standalone', 'cluster']) {
     const t = c[topo];
     const label = topo === 'cluster' ? 'Redis Cluster' : 'standalone Redis';
@@ -203,14 +234,60 @@ function table(run) {
     }
   }
   lines.push('');
+  lines.push(...densityAndPlans(c));
+  lines.push('');
   lines.push('Against the published figures of the peers (their numbers as published; ours from this run):');
   lines.push('');
   lines.push('| | memory per connection | memory for 1M connections | deliveries per core-second | how measured |');
   lines.push('|---|---|---|---|---|');
   lines.push('| Centrifugo, 1M connections (2020) | ≈30 KB | 27 GB over 20 pods | ≈11.7k (28M messages/min on 40 CPU) | under load: ~100 B protobuf messages, 2 channels per connection, 200k/min reconnect churn, Redis sharded over 5 instances |');
   lines.push('| Phoenix, 2M connections on one host (2015) | ≤ 35 KB (450k filled 15 GB) | — | ≈50k (a 2M broadcast in about 1 s on 40 cores) | one chat room, idle connections, one broadcast at a time |');
-  lines.push(`| this gateway, this run | ${num(c.rssPerConn / 1024, 1)} KB RSS, idle | ${num((c.rssPerConn * 1e6) / 2 ** 30, 1)} GB + ${REPLICA_BASELINE_BYTES / 2 ** 20} MB per replica | ${num(c.singlePerCpuSec)} isolated, ${num(c.burstPerCpuSec)} in bursts of 8 (1 KB, ${num(c.size)} subscribers) | idle sockets for memory; closed-loop fan-out for deliveries, no reconnect churn |`);
+  lines.push(`| this gateway, this run | ${num(c.rssPerConn / 1024, 1)} KB RSS + ${num(c.kernelPerConn / 1024, 1)} KB kernel, idle | ${num(((c.rssPerConn + c.kernelPerConn) * 1e6) / 2 ** 30, 1)} GB + ${REPLICA_BASELINE_BYTES / 2 ** 20} MB per replica | ${num(c.singlePerCpuSec)} isolated, ${num(c.burstPerCpuSec)} in bursts of 8 (1 KB, ${num(c.size)} subscribers) | idle sockets for memory; closed-loop fan-out for deliveries, no reconnect churn |`);
   return lines.join('\n');
+}
+
+/**
+ * Connections per GiB and per core, and the three reference deployments: 100,000 per replica, a million on one
+ * node, ten million on a cluster, each with the limits it must raise (docs/deploy.md explains each).
+ */
+function densityAndPlans(c) {
+  const perConn = c.rssPerConn + c.kernelPerConn;
+  const lines = [];
+  lines.push('Density, from the measured costs (idle connections; messages add their deliveries\' CPU):');
+  lines.push('');
+  lines.push('| measure | value |');
+  lines.push('|---|---|');
+  lines.push(`| connections per GiB (process RSS + kernel, all of it) | ${num(2 ** 30 / perConn)} |`);
+  lines.push(`| connections per GiB at the plan's ${MEMORY_TARGET * 100}% memory target | ${num((MEMORY_TARGET * 2 ** 30) / perConn)} |`);
+  if (c.idleCorePerConn) lines.push(`| idle connections per core at the plan's ${CPU_TARGET * 100}% CPU target (heartbeats only) | ${num(CPU_TARGET / c.idleCorePerConn)} |`);
+  lines.push(`| connections per core receiving one 1 KB broadcast a second, at ${CPU_TARGET * 100}% CPU | ${num(CPU_TARGET * c.singlePerCpuSec)} |`);
+  lines.push(`| connections a core takes back per second after a drain, at ${CPU_TARGET * 100}% CPU (a token verified each) | ${num(CPU_TARGET * c.upgradesPerCpuSec)} |`);
+  lines.push('');
+  const replicaMemory = (n) => REPLICA_BASELINE_BYTES + n * perConn;
+  const gib = (bytes) => `${num(bytes / 2 ** 30, 1)} GiB`;
+  const perReplica = MAX_CONNECTIONS_PER_REPLICA;
+  const proxiesPerReplica = Math.ceil(perReplica / PORTS_WIDENED);
+  const replicas1M = Math.ceil(1e6 / perReplica);
+  const nodeReplicas = Math.min(NODE.cores - NODE.reservedCores, Math.floor((MEMORY_TARGET * (NODE.memoryBytes - NODE.reservedBytes)) / replicaMemory(perReplica)));
+  const replicas10M = Math.ceil(1e7 / perReplica);
+  const nodes10M = Math.ceil(replicas10M / nodeReplicas);
+  lines.push('Reference deployments (idle memory; add the CPU the workload table above asks for):');
+  lines.push('');
+  lines.push('| plan | processes | memory | limits to raise (docs/deploy.md) |');
+  lines.push('|---|---|---|---|');
+  lines.push(
+    `| ${num(perReplica)} connections per replica | 1 replica, one core | ${gib(replicaMemory(perReplica))} (${num((perReplica * c.rssPerConn) / 2 ** 20)} MB process, ${num((perReplica * c.kernelPerConn) / 2 ** 20)} MB kernel, ${REPLICA_BASELINE_BYTES / 2 ** 20} MB baseline): a ${gib(replicaMemory(perReplica) / MEMORY_TARGET)} limit at ${MEMORY_TARGET * 100}% | ` +
+      `nofile ≥ ${num(perReplica + FD_RESERVE)}; ≥ ${proxiesPerReplica} proxy addresses in front of it (one address reaches one replica port on at most ${num(PORTS_WIDENED)} ephemeral ports, with ip_local_port_range widened to 1024–65535) |`,
+  );
+  lines.push(
+    `| 1M connections on one node | ${replicas1M} replicas of ${num(perReplica)} (${replicas1M} cores + the system's) | ${gib(replicas1M * replicaMemory(perReplica))} process and kernel; ${gib((replicas1M * replicaMemory(perReplica)) / MEMORY_TARGET)} to plan | ` +
+      `nofile per replica as above; fs.file-max ≥ ${num(1e6 + replicas1M * FD_RESERVE)} plus the proxy's (about ${num(2e6)} more if the proxy runs on the node: it holds both sides); conntrack (nf_conntrack_max) ≥ the connections it tracks; ≥ ${Math.ceil(1e6 / PORTS_WIDENED)} proxy→replica address pairs; net.ipv4.tcp_mem high enough for the data in flight (1 KB queued to each of 1M sockets is at least 250,000 pages of 4 KB) |`,
+  );
+  lines.push(
+    `| 10M connections, a cluster | ${num(replicas10M)} replicas on ${nodes10M} nodes of ${NODE.cores} cores and ${NODE.memoryBytes / 2 ** 30} GiB (${nodeReplicas} replicas each; ${NODE.reservedCores} cores and ${NODE.reservedBytes / 2 ** 30} GiB left to the system) | ${gib(replicas10M * replicaMemory(perReplica))} in all | ` +
+      `per node as for 1M; the load balancers spread 10M clients over ≥ ${Math.ceil(1e7 / PORTS_WIDENED)} proxy→replica address pairs; Redis as the workload table says (a Cluster for chat and notifications) |`,
+  );
+  return lines;
 }
 
 module.exports = { costs, plan, table, WORKLOADS };

@@ -168,25 +168,41 @@ function open(i, toPort, settle) {
     head = '';
     if (rest.length) parse(rest);
   });
-  socket.on('error', () => undefined); // 'close' follows
+  let error = '';
+  socket.on('error', (e) => (error = e.code ?? 'error')); // 'close' follows
   socket.on('close', () => {
-    if (!done) return finish(false, 0);
+    if (!done) return finish(false, 0, undefined, upgraded ? 'closed before the handshake ended' : error || 'closed before an answer');
     if (opened && drain && conn.socket === socket) closed(conn);
   });
 }
 
-/** Dials `n` connections (CONCURRENCY in flight) to `toPort`; resolves with how many opened. */
+/**
+ * Dials every connection (CONCURRENCY in flight) to `toPort`; resolves with how many opened. A connection refused
+ * or reset is tried again up to RETRIES times, as a client would (counted in `retries`, with the reasons).
+ */
+const RETRIES = 3;
 function dialAll(toPort) {
   return new Promise((resolve) => {
     let next = 0;
     let ok = 0;
     let failed = 0;
+    let retries = 0;
+    const reasons = {};
+    const queue = []; // [index, attempt] of connections to try again
     const one = () => {
-      if (next >= count) return;
-      open(next++, toPort, (success) => {
+      const [i, attempt] = queue.length ? queue.shift() : next < count ? [next++, 0] : [];
+      if (i === undefined) return;
+      open(i, toPort, (success, status, _retryAfter, why) => {
         if (success) ok++;
-        else failed++;
-        if (ok + failed === count) resolve({ open: ok, failed });
+        else {
+          const reason = status ? `HTTP ${status}` : why;
+          reasons[reason] = (reasons[reason] ?? 0) + 1;
+          if (attempt < RETRIES) {
+            retries++;
+            queue.push([i, attempt + 1]);
+          } else failed++;
+        }
+        if (ok + failed === count) resolve({ open: ok, failed, retries, reasons });
         else one();
       });
     };
