@@ -211,7 +211,8 @@ function table(run) {
   lines.push(`| the same once the bus is crossed (two replicas) | standalone ×${c.standalone.singleRatio.toFixed(2)}, Redis Cluster ×${c.cluster.singleRatio.toFixed(2)} | topologies fan-out |`);
   lines.push(`| memory per idle connection | ${num(c.rssPerConn / 1024, 2)} KB RSS | ${c.memorySource} |`);
   lines.push(`| kernel memory per idle connection (server end) | ${num(c.kernelPerConn / 1024, 2)} KB | ${c.kernelMeasured ? 'bench:scale, /proc/slabinfo delta (half of both ends) + dentry' : 'slab object sizes (no measurement in this run)'} |`);
-  lines.push(`| upgrades per gateway CPU-second (JWT verified, a token each) | ${num(c.upgradesPerCpuSec)} | ${c.memorySource.startsWith('bench:scale') ? 'bench:scale, connect phase' : 'idle, running server'} |`);
+  const scaled = c.memorySource.startsWith('bench:scale');
+  lines.push(`| upgrades per gateway CPU-second (JWT verified${scaled ? ', a token each' : ''}) | ${num(c.upgradesPerCpuSec)} | ${scaled ? 'bench:scale, connect phase' : 'idle, running server'} |`);
   if (c.idleCorePerConn !== undefined) lines.push(`| idle CPU per 10,000 connections (default heartbeats) | ${num(c.idleCorePerConn * 1e4 * 100, 2)} % of a core | bench:scale, idle phase |`);
   for (const topo of ['standalone', 'cluster']) {
     const t = c[topo];
