@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // npm run bench:scale [-- --connections N] [-- --write] [-- --rounds R] [-- --idle-seconds 30] [-- --rate-seconds 30]
 //   [-- --rate 10] [-- --clients C] [-- --peers ws,gateway,socketio] [-- --out file.json]
+// node bench/scale.js --render figures.json [--write]: the tables (and docs) again from a run's saved figures.
 // As many connections to one server process as the open-files limit allows, each its own user with its own token
 // (issue 26): the gateway (G, embedded, its default log level), bare `ws` sending the same welcome frame (W) and
 // Socket.IO 4.8 (S), one after the other in each round, on the same machine state. The soft open-files limit is
@@ -244,6 +245,8 @@ async function broadcasts(server, clients, n, count, intervalMs, timeoutMs) {
     expected: count * n,
     deliveries,
     socketsComplete: got.reduce((s, g) => s + g.socketsComplete, 0),
+    // Connections the server closed so far outside a drain, by close code (G: 1013 too slow to read).
+    closedByServer: got.reduce((acc, g) => { for (const [k, v] of Object.entries(g.lost ?? {})) acc[k] = (acc[k] ?? 0) + v; return acc; }, {}),
     complete: got.every((g) => g.complete),
     p50Ms: lat.p50,
     p99Ms: lat.p99,
@@ -468,6 +471,12 @@ function table(scale) {
   });
   lines.push('');
   lines.push(`Handshakes refused or reset during the dial and tried again (every connection opened in the end): ${retried.join('; ')}.`);
+  const closedBy = order.map((p) => {
+    const codes = peers[p].at(-1).rate.closedByServer ?? {};
+    const text = Object.entries(codes).map(([k, v]) => `${k}: ${v}`).join(', ');
+    return `${names[p]} ${text || 'none'}`;
+  });
+  lines.push(`Connections the server closed before the drain (close code: count, last round): ${closedBy.join('; ')}.`);
   const out = [lines.join('\n')];
   const g = peers.gateway?.find((r) => r.drain)?.drain;
   if (g) {
@@ -531,7 +540,8 @@ async function main() {
   }
   const minutes = (Date.now() - began) / 60000;
   const scale = {
-    command: process.argv.length > 2 ? `npm run bench:scale -- ${process.argv.slice(2).join(' ')}` : 'npm run bench:scale',
+    // The measuring options as given (--out only names where the figures are copied).
+    command: `npm run bench:scale${process.argv.slice(2).join(' ').replace(/--out \S+ ?/, '').replace(/^(?=\S)/, ' -- ')}`.trimEnd(),
     date: new Date().toISOString().slice(0, 10),
     machine: `${cpus().length} × ${cpus()[0].model}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${process.version}`,
     limits: lim,
@@ -547,32 +557,55 @@ async function main() {
     peers,
   };
   scale.targets = targets(peers);
-  const text = table(scale);
-  console.log(`\n${text}\n\nmachine: ${scale.machine}; open files ${lim.nofile} (hard ${lim.nofileHard}); ${minutes.toFixed(1)} min`);
-  const out = option('out', join(__dirname, 'scale-last-run.json'));
-  writeFileSync(out, `${JSON.stringify(scale, null, 1)}\n`);
-  console.error(`bench:scale: figures in ${out}`);
-  if (WRITE) {
-    const resultsFile = join(ROOT, 'docs', 'bench-results.json');
-    const results = JSON.parse(readFileSync(resultsFile, 'utf8'));
-    results.scale = scale;
-    writeFileSync(resultsFile, `${JSON.stringify(results, null, 1)}\n`);
-    const doc = join(ROOT, 'docs', 'benchmarks.md');
-    const load = `load average ${scale.loadAverage.before.map((x) => x.toFixed(1)).join(' / ')} before, ${scale.loadAverage.after.map((x) => x.toFixed(1)).join(' / ')} after`;
-    const block =
-      `<!-- scale:start -->\nCommand: \`${scale.command}\` · ${scale.date} · ${scale.machine} · open files: soft ${lim.nofileSoftBefore} raised to ${lim.nofile} (hard ${lim.nofileHard}), ` +
-      `somaxconn ${lim.somaxconn}, ephemeral ports ${lim.ipLocalPortRange?.join('–')}, tcp_mem ${lim.tcpMemPages?.join(' ')} pages · ${clientCount} client processes over ${addresses} source addresses · ` +
-      `${ROUNDS} round(s), ${minutes.toFixed(1)} min · ${load}\n\n${text}\n<!-- scale:end -->`;
-    writeFileSync(doc, readFileSync(doc, 'utf8').replace(/<!-- scale:start -->[\s\S]*<!-- scale:end -->/, block));
-    require('./charts').writeCharts(results);
-    console.error('bench:scale: wrote docs/bench-results.json (scale), docs/benchmarks.md and the charts');
-  }
+  record(scale, option('out', join(__dirname, 'scale-last-run.json')));
   return scale;
+}
+
+/** A warning the block carries when the machine was busy with more than the run: which rows still hold. */
+function loadWarning(scale) {
+  const cores = Number(/^(\d+) ×/.exec(scale.machine)?.[1] ?? 1);
+  const worst = Math.max(...scale.loadAverage.before, ...scale.loadAverage.after);
+  if (worst <= cores) return '';
+  return (
+    `**Measured on a busy machine** (load average up to ${worst.toFixed(1)} on ${cores} cores: other processes took most of the CPU). ` +
+    'The memory, kernel and idle-CPU rows hold; the connect, broadcast, rate and drain rows (CPU time, latency, their ratios) measure a starved ' +
+    'server and clients, and must be taken again on a quiet machine.\n\n'
+  );
+}
+
+/** Prints the tables; writes the figures to `out`, and with --write the docs and the charts. */
+function record(scale, out) {
+  const lim = scale.limits;
+  const text = table(scale);
+  console.log(`\n${loadWarning(scale)}${text}\n\nmachine: ${scale.machine}; open files ${lim.nofile} (hard ${lim.nofileHard}); ${scale.minutes.toFixed(1)} min`);
+  if (out) {
+    writeFileSync(out, `${JSON.stringify(scale, null, 1)}\n`);
+    console.error(`bench:scale: figures in ${out}`);
+  }
+  if (!WRITE) return;
+  const resultsFile = join(ROOT, 'docs', 'bench-results.json');
+  const results = JSON.parse(readFileSync(resultsFile, 'utf8'));
+  results.scale = scale;
+  writeFileSync(resultsFile, `${JSON.stringify(results, null, 1)}\n`);
+  const doc = join(ROOT, 'docs', 'benchmarks.md');
+  const load = `load average ${scale.loadAverage.before.map((x) => x.toFixed(1)).join(' / ')} before, ${scale.loadAverage.after.map((x) => x.toFixed(1)).join(' / ')} after`;
+  const block =
+    `<!-- scale:start -->\nCommand: \`${scale.command}\` · ${scale.date} · ${scale.machine} · open files: soft ${lim.nofileSoftBefore} raised to ${lim.nofile} (hard ${lim.nofileHard}), ` +
+    `somaxconn ${lim.somaxconn}, ephemeral ports ${lim.ipLocalPortRange?.join('–')}, tcp_mem ${lim.tcpMemPages?.join(' ')} pages · ${scale.clients} client processes over ${scale.sourceAddresses} source addresses · ` +
+    `${scale.rounds} round(s), ${scale.minutes.toFixed(1)} min · ${load}\n\n${loadWarning(scale)}${text}\n<!-- scale:end -->`;
+  writeFileSync(doc, readFileSync(doc, 'utf8').replace(/<!-- scale:start -->[\s\S]*<!-- scale:end -->/, block));
+  require('./charts').writeCharts(results);
+  console.error('bench:scale: wrote docs/bench-results.json (scale), docs/benchmarks.md and the charts; `npm run capacity -- --write` updates docs/scaling.md');
 }
 
 module.exports = { percentiles, targets, table };
 
-if (require.main === module) {
+if (require.main === module && option('render')) {
+  // --render <figures.json> [--write]: the tables (and with --write the docs) from a run's saved figures.
+  const scale = JSON.parse(readFileSync(option('render'), 'utf8'));
+  scale.targets = targets(scale.peers);
+  record(scale);
+} else if (require.main === module) {
   main().then(
     () => process.exit(0),
     (error) => {

@@ -33,6 +33,7 @@ let histogram = new Uint32Array(BUCKETS);
 const record = (ms) => histogram[Math.max(0, Math.min(BUCKETS - 1, Math.round(ms * 10)))]++;
 
 const conns = []; // every connection of this process, by local index
+const lost = {}; // close code -> connections the server closed outside a drain
 let mark; // { startAt, intervalMs, count, pending, done } while a broadcast is measured
 let drain; // { port, t0, closes: [], reconnects: [], refused, pending, done } while a drain runs
 
@@ -172,7 +173,14 @@ function open(i, toPort, settle) {
   socket.on('error', (e) => (error = e.code ?? 'error')); // 'close' follows
   socket.on('close', () => {
     if (!done) return finish(false, 0, undefined, upgraded ? 'closed before the handshake ended' : error || 'closed before an answer');
-    if (opened && drain && conn.socket === socket) closed(conn);
+    if (!opened || conn.socket !== socket) return;
+    if (drain) return closed(conn);
+    // Closed by the server outside a drain (G: 1013 for a client too slow to read, 1006 for a missed heartbeat):
+    // counted, and no longer waited for.
+    conn.socket = undefined;
+    const code = conn.closeCode ?? 1006;
+    lost[code] = (lost[code] ?? 0) + 1;
+    if (mark && conn.seen < mark.count && --mark.pending === 0) mark.done();
   });
 }
 
@@ -254,7 +262,8 @@ process.on('message', async (msg) => {
       clearTimeout(timer);
       const m = mark;
       mark = undefined;
-      process.send({ type: 'got', complete, frames: m.frames, histogram: sparse(histogram), socketsComplete: live.length - m.pending, sockets: live.length });
+      const socketsComplete = live.filter((c) => c.seen >= m.count).length;
+      process.send({ type: 'got', complete: complete && socketsComplete === live.length, frames: m.frames, histogram: sparse(histogram), socketsComplete, sockets: live.length, lost });
     };
     mark = { startAt: msg.startAt, count: msg.count, intervalMs: msg.intervalMs, frames: 0, pending: live.length, done: () => report(true) };
     process.send({ type: 'marked' });
