@@ -487,7 +487,8 @@ function table(scale) {
         `| close codes | ${Object.entries(g.closeCodes).map(([c, k]) => `${c}: ${k}`).join(', ')} |`,
         `| closes from first to last (ms after SIGTERM) | ${g.firstCloseMs.toFixed(0)} – ${g.lastCloseMs.toFixed(0)} |`,
         `| reconnected: p50 / p99 / last (ms after SIGTERM) | ${g.reconnectedP50Ms.toFixed(0)} / ${g.reconnectedP99Ms.toFixed(0)} / ${g.lastReconnectMs.toFixed(0)} (${g.reconnected} of ${g.sockets}; ${g.onSurvivor} on the survivor) |`,
-        `| reconnect attempts refused by the survivor's door (MAX_UPGRADES_PER_SEC default) | ${Object.entries(g.refusedReconnects).map(([c, k]) => `${c}: ${k}`).join(', ') || 'none'} |`,
+        // Runs before the reasons were recorded keyed a reset by status 0.
+        `| reconnect attempts refused or reset by the survivor (its door at the default MAX_UPGRADES_PER_SEC), tried again by the SDK's policy | ${Object.entries(g.refusedReconnects).map(([c, k]) => `${c === '0' ? 'reset before an answer' : /^\d+$/.test(c) ? `HTTP ${c}` : c}: ${k}`).join(', ') || 'none'} |`,
         `| reconnects per ${g.binMs} ms | ${g.reconnectsPerBin.join(' ')} |`,
         `| closes per ${g.binMs} ms | ${g.closesPerBin.join(' ')} |`,
         `| drained process exited after (ms) | ${Number.isFinite(g.exitAfterMs) ? g.exitAfterMs.toFixed(0) : '—'} |`,

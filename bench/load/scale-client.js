@@ -227,13 +227,14 @@ function closed(conn) {
   const delayAfterClose = conn.closeCode === 1012 || conn.closeCode === 1001 ? Math.floor(Math.random() * RESTART_JITTER_MS) : backoffDelay(attempt++);
   conn.socket = undefined;
   const retry = () =>
-    open(conn.i, drain.port, (ok, status, retryAfterMs) => {
+    open(conn.i, drain.port, (ok, status, retryAfterMs, why) => {
       if (ok) {
         drain.reconnects.push(now() - drain.t0);
         if (--drain.pending === 0) drain.done();
         return;
       }
-      drain.refused[status] = (drain.refused[status] ?? 0) + 1;
+      const reason = status ? `HTTP ${status}` : why;
+      drain.refused[reason] = (drain.refused[reason] ?? 0) + 1;
       const delay = retryAfterMs !== undefined ? retryAfterMs + Math.floor(Math.random() * RESTART_JITTER_MS) : backoffDelay(attempt++);
       setTimeout(retry, delay);
     });
