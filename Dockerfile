@@ -14,6 +14,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The CLI on the PATH, so an operator mints tokens with the deployed key:
+#   kubectl exec deploy/<release> -- realtime-gateway token --role service
+RUN ln -s /app/dist/cli/realtime-gateway.js /usr/local/bin/realtime-gateway
 USER node
 # 8080: WebSocket endpoints and health (public); 9090: metrics, server API, /admin (internal, never public)
 EXPOSE 8080 9090
