@@ -1,5 +1,6 @@
 # Build with dev dependencies, run with production dependencies only, as a non-root user.
-# Not built in CI here (no Docker engine on these machines); kept conventional on purpose.
+# Not built in CI here: no Docker engine, and Buildah (which runs here) cannot pull the node base image (this sandbox
+# reaches only the npm registry and Debian's mirrors); kept conventional on purpose.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
