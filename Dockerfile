@@ -1,5 +1,6 @@
 # Build with dev dependencies, run with production dependencies only, as a non-root user.
-# Not built in CI here (no Docker engine on these machines); kept conventional on purpose.
+# Not built in CI here: no Docker engine, and Buildah (which runs here) cannot pull the node base image (this sandbox
+# reaches only the npm registry and Debian's mirrors); kept conventional on purpose.
 FROM node:20-bookworm-slim AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
@@ -14,6 +15,9 @@ WORKDIR /app
 COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
+# The CLI on the PATH, so an operator mints tokens with the deployed key:
+#   kubectl exec deploy/<release> -- realtime-gateway token --role service
+RUN ln -s /app/dist/cli/realtime-gateway.js /usr/local/bin/realtime-gateway
 USER node
 # 8080: WebSocket endpoints and health (public); 9090: metrics, server API, /admin (internal, never public)
 EXPOSE 8080 9090

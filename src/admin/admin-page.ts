@@ -1,3 +1,5 @@
+import { CONSOLE_STYLE, FAVICON_LINK } from '../http/console-page';
+
 /**
  * The admin console (`GET /admin`, internal port): one static page, no build step. It calls the server API with
  * the admin token the operator pastes (kept in this tab's sessionStorage only) and refreshes itself every 2 s:
@@ -14,55 +16,27 @@ export const ADMIN_PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>realtime-gateway admin</title>
+${FAVICON_LINK}
 <style>
-  :root { --fg: #1d232a; --muted: #5b6670; --line: #d9dee3; --bg: #f6f7f9; --ok: #1a7f37; --bad: #b42318; --warn: #9a6700; --accent: #0b5cad; }
-  * { box-sizing: border-box; }
-  body { font: 15px/1.45 system-ui, -apple-system, "Segoe UI", sans-serif; margin: 0; color: var(--fg); background: var(--bg); }
-  header { display: flex; flex-wrap: wrap; gap: .6rem 1rem; align-items: center; padding: .8rem 1rem; background: #fff; border-bottom: 1px solid var(--line); }
-  header h1 { font-size: 1.1rem; margin: 0 auto 0 0; }
-  main { display: grid; grid-template-columns: repeat(auto-fit, minmax(min(22rem, 100%), 1fr)); gap: 1rem; padding: 1rem; }
-  section { background: #fff; border: 1px solid var(--line); border-radius: 8px; padding: .8rem 1rem; min-width: 0; }
-  section h2 { font-size: 1rem; margin: 0 0 .6rem; }
-  table { width: 100%; border-collapse: collapse; font-size: .92rem; }
-  .scroll { overflow-x: auto; }
-  th, td { text-align: left; padding: .3rem .4rem; border-bottom: 1px solid var(--line); vertical-align: top; white-space: nowrap; }
-  th { color: var(--muted); font-weight: 600; }
-  td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
-  input, textarea, select, button { font: inherit; }
-  input, textarea, select { width: 100%; padding: .35rem .5rem; border: 1px solid var(--line); border-radius: 6px; }
-  label { display: block; margin: .4rem 0; color: var(--muted); font-size: .9rem; }
-  button { padding: .35rem .8rem; border-radius: 6px; border: 1px solid var(--accent); background: var(--accent); color: #fff; cursor: pointer; }
-  button.quiet { background: #fff; color: var(--accent); }
-  button.danger { background: var(--bad); border-color: var(--bad); }
+${CONSOLE_STYLE}
   #token { width: min(28rem, 100%); }
-  .stats { display: flex; flex-wrap: wrap; gap: 1.4rem; }
-  .stat b { display: block; font-size: 1.5rem; font-variant-numeric: tabular-nums; }
-  .stat span { color: var(--muted); font-size: .85rem; }
   #status { font-size: .9rem; color: var(--muted); }
   #status[data-state="error"] { color: var(--bad); font-weight: 600; }
   #status[data-state="live"] { color: var(--ok); }
-  .result { font-size: .9rem; margin-top: .4rem; word-break: break-word; }
-  .result[data-ok="false"] { color: var(--bad); }
-  a.channel { color: var(--accent); cursor: pointer; text-decoration: underline; }
+  a.channel { color: var(--accent); cursor: pointer; text-decoration: underline; overflow-wrap: anywhere; }
   body[data-stale] main table, body[data-stale] .stats { opacity: .45; }
   tr.selected td { background: #eef5fc; }
-  td.id { white-space: normal; word-break: break-all; color: var(--muted); font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
+  td.id { word-break: break-all; color: var(--muted); font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
   #whFailures tr:has(+ tr td.id) td { border-bottom: none; }
-  .row { display: flex; flex-wrap: wrap; gap: .4rem .6rem; align-items: center; }
   #watchState { font-size: .9rem; color: var(--muted); word-break: break-word; }
   #watchState[data-state="subscribed"] { color: var(--ok); }
   #watchState[data-state="connecting"], #watchState[data-state="reconnecting"] { color: var(--warn); }
   #watchState[data-state="refused"], #watchState[data-state="closed"] { color: var(--bad); font-weight: 600; }
-  .hint { color: var(--muted); font-size: .85rem; margin: .4rem 0 0; }
-  ol.frames { list-style: none; margin: .6rem 0 0; padding: 0; max-height: 18rem; overflow: auto; border: 1px solid var(--line); border-radius: 6px; font: 12px/1.4 ui-monospace, SFMono-Regular, Menlo, monospace; }
-  ol.frames:empty { display: none; }
-  ol.frames li { padding: .15rem .4rem; border-bottom: 1px solid var(--line); white-space: pre-wrap; word-break: break-all; }
   ol.frames li[data-kind="join"], ol.frames li[data-kind="leave"], ol.frames li[data-kind="subscribed"], ol.frames li[data-kind="resumed"] { color: var(--muted); }
   ol.frames li[data-kind="error"], ol.frames li[data-kind="close"] { color: var(--bad); }
   #receipts tr[data-state="acked"] td.state { color: var(--ok); }
   #receipts tr[data-state="pending"] td.state { color: var(--warn); font-weight: 600; }
   #receipts tr[data-state="missed"] td.state { color: var(--bad); font-weight: 600; }
-  @media (max-width: 40rem) { main { padding: .6rem; gap: .6rem; } header { padding: .6rem; } th, td { padding: .3rem .2rem; font-size: .85rem; } }
 </style>
 </head>
 <body>
@@ -82,15 +56,15 @@ export const ADMIN_PAGE = `<!doctype html>
       <div class="stat"><b id="connRate">–</b><span>connections opened / s</span></div>
     </div>
   </section>
-  <section>
+  <section class="wide">
     <h2>Replicas</h2>
-    <div class="scroll"><table id="nodes"><thead><tr><th>node</th><th>version</th><th class="num">up</th><th class="num">alerts</th><th class="num">chat</th><th class="num">signaling</th></tr></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="nodes" class="stack"><thead><tr><th>node</th><th>version</th><th class="num">up</th><th class="num">alerts</th><th class="num">chat</th><th class="num">signaling</th></tr></thead><tbody></tbody></table></div>
   </section>
   <section>
     <h2>Busiest channels</h2>
-    <div class="scroll"><table id="channels"><thead><tr><th>channel</th><th class="num">members</th></tr></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="channels" class="stack"><thead><tr><th>channel</th><th class="num">members</th></tr></thead><tbody></tbody></table></div>
     <h2 id="membersTitle" style="margin-top:.8rem" hidden>Members</h2>
-    <div class="scroll"><table id="members" hidden><thead><tr><th>user</th><th>node</th><th></th></tr></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="members" class="stack" hidden><thead><tr><th>user</th><th>node</th><th></th></tr></thead><tbody></tbody></table></div>
   </section>
   <section id="live">
     <h2>Live view</h2>
@@ -116,7 +90,7 @@ export const ADMIN_PAGE = `<!doctype html>
       <div class="stat"><b id="rcAcked">–</b><span>acknowledged</span></div>
       <div class="stat"><b id="rcPending">–</b><span>pending</span></div>
     </div>
-    <div class="scroll"><table id="receipts" hidden><thead><tr><th>user</th><th>got it</th><th>acknowledged</th></tr></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="receipts" class="stack" hidden><thead><tr><th>user</th><th>got it</th><th>acknowledged</th></tr></thead><tbody></tbody></table></div>
     <p class="hint">For alerts published with <code>"ack": {"within_s": N}</code>, across every replica, refreshed every 2 s. Pending: targeted users who have not acknowledged (after <code>within_s</code> they were escalated). Link to one alert: <code>/admin#alert=&lt;id&gt;</code>.</p>
   </section>
   <section id="webhooks" hidden>
@@ -125,7 +99,7 @@ export const ADMIN_PAGE = `<!doctype html>
       <div class="stat"><b id="whQueue">–</b><span>events waiting</span></div>
       <div class="stat"><b id="whInFlight">–</b><span>requests in flight (this replica)</span></div>
     </div>
-    <div class="scroll"><table id="whFailures"><thead><tr><th>time</th><th>event</th><th>answer</th><th>result</th></tr></thead><tbody></tbody></table></div>
+    <div class="scroll"><table id="whFailures" class="stack"><thead><tr><th>time</th><th>event</th><th>answer</th><th>result</th></tr></thead><tbody></tbody></table></div>
     <p class="hint">Recent failed attempts on the replica serving this page (at most 50), each with its webhook-id (the receiver's logs can be searched for it).</p>
   </section>
   <section>
@@ -167,6 +141,13 @@ export const ADMIN_PAGE = `<!doctype html>
 
   function status(state, text) { $('status').dataset.state = state; $('status').textContent = text; }
   function cell(row, text, cls) { var td = document.createElement('td'); td.textContent = text; if (cls) td.className = cls; row.appendChild(td); return td; }
+  // On a phone each row of a table.stack is a block of "label value" lines: the labels are the header's.
+  function labels(table) {
+    var names = Array.prototype.map.call(table.tHead.rows[0].cells, function (th) { return th.textContent; });
+    Array.prototype.forEach.call(table.tBodies[0].rows, function (row) {
+      if (row.cells.length === names.length) Array.prototype.forEach.call(row.cells, function (td, i) { td.dataset.label = names[i]; });
+    });
+  }
   function clear(table) { var body = table.tBodies[0]; while (body.firstChild) body.removeChild(body.firstChild); return body; }
   function uptime(s) { return s >= 86400 ? Math.floor(s / 86400) + ' d' : s >= 3600 ? Math.floor(s / 3600) + ' h' : s >= 60 ? Math.floor(s / 60) + ' min' : s + ' s'; }
 
@@ -201,6 +182,7 @@ export const ADMIN_PAGE = `<!doctype html>
       sent += n.messages_sent || 0; opened += n.connections_opened || 0;
       (n.channels || []).forEach(function (ch) { channels[ch.channel] = (channels[ch.channel] || 0) + ch.members; });
     });
+    labels($('nodes'));
     $('conns').textContent = String(total);
     var now = Date.now();
     if (previous) {
@@ -227,6 +209,7 @@ export const ADMIN_PAGE = `<!doctype html>
       cell(row, String(ch.members), 'num');
       cbody.appendChild(row);
     });
+    labels($('channels'));
   }
 
   function members() {
@@ -249,6 +232,7 @@ export const ADMIN_PAGE = `<!doctype html>
         }
         body.appendChild(row);
       });
+      labels($('members'));
     });
   }
 
@@ -289,6 +273,7 @@ export const ADMIN_PAGE = `<!doctype html>
         cell(row, e.acked !== undefined ? time(e.acked) : e.pending ? 'pending' : '—', 'state');
         body.appendChild(row);
       });
+      labels($('receipts'));
     }, function () { $('alertResult').dataset.ok = 'false'; $('alertResult').textContent = 'the gateway does not answer'; });
   }
   function showAlert(id) {
@@ -320,6 +305,7 @@ export const ADMIN_PAGE = `<!doctype html>
         cell(idRow, f.id, 'id').colSpan = 4;
         body.appendChild(idRow);
       });
+      labels($('whFailures'));
     });
   }
 

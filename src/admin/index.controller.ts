@@ -1,5 +1,6 @@
 import { Controller, Get, Header, Inject } from '@nestjs/common';
 import { APP_CONFIG, type AppConfig } from '../config/config';
+import { FAVICON_SVG } from '../http/console-page';
 
 /** `GET /` on the internal port: where things are, for a person who just opened it. */
 @Controller()
@@ -23,5 +24,16 @@ export class IndexController {
   @Header('Cache-Control', 'no-store')
   show(): Record<string, string> {
     return this.index;
+  }
+
+  /**
+   * The consoles' icon. /favicon.ico too, as an SVG: a browser that guesses that path (an old tab, a bookmark)
+   * gets the icon instead of a 404 in the console and the logs.
+   */
+  @Get(['favicon.svg', 'favicon.ico'])
+  @Header('Content-Type', 'image/svg+xml')
+  @Header('Cache-Control', 'public, max-age=86400')
+  favicon(): string {
+    return FAVICON_SVG;
   }
 }

@@ -52,7 +52,15 @@ function main(): void {
     throw error;
   }
   const secret = config.jwt.signingSecret;
-  if (!secret) fail('JWT_PUBLIC_KEY is set: sign tokens with your identity provider\'s private key instead');
+  if (!secret) {
+    // No HMAC secret: the gateway only verifies. Name the variable that says so, and where tokens come from.
+    const source = config.jwt.jwksUrl ? 'JWT_JWKS_URL' : config.jwt.oidcIssuerUrl ? 'OIDC_ISSUER_URL' : undefined;
+    fail(
+      source
+        ? `this gateway verifies tokens with your identity provider's keys (${source}): get tokens from it, with the role claim (service, admin, ...) it maps`
+        : 'this gateway verifies tokens with a public key (JWT_PUBLIC_KEY): sign them with its private key, where your tokens are issued',
+    );
+  }
   if (config.jwt.usingDevKey) process.stderr.write('token: signed with the development key (JWT_SECRET is not set)\n');
   const claims: Record<string, unknown> = { sub: (values.sub as string | undefined) ?? `dev-${role}`, role };
   if (values.email) claims.email = values.email;

@@ -1,3 +1,5 @@
+import { CONSOLE_STYLE, FAVICON_LINK } from '../http/console-page';
+
 /** Close codes as the SPEC explains them; shown beside every close in the demo's log. */
 export const CLOSE_CODES: Record<number, string> = {
   1000: 'normal close',
@@ -30,69 +32,89 @@ export const DEMO_PAGE = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>realtime-gateway demo</title>
+${FAVICON_LINK}
 <style>
-  body { font: 14px/1.4 system-ui, sans-serif; margin: 1.5rem; max-width: 70rem; color: #222; }
-  fieldset { border: 1px solid #ccc; margin-bottom: 1rem; }
-  input, select, textarea, button { font: inherit; margin: .2rem .4rem .2rem 0; }
-  input#token { width: 32rem; }
-  #state { font-weight: bold; }
-  #state[data-state="open"] { color: #0a0; } #state[data-state="closed"] { color: #a00; }
-  #state[data-state="reconnecting"], #state[data-state="connecting"] { color: #b70; }
-  #transport { color: #666; } #transport[data-transport="sse"] { color: #b70; }
-  #why { color: #a00; font-weight: bold; margin: .4rem 0 0; }
-  #log, .frames { list-style: none; padding: 0; font: 12px/1.4 ui-monospace, monospace; max-height: 24rem; overflow: auto; border: 1px solid #ddd; }
-  #log li, .frames li { padding: .1rem .4rem; border-bottom: 1px solid #f0f0f0; white-space: pre-wrap; word-break: break-all; }
-  #log li[data-kind="out"], .frames li[data-kind="out"] { color: #04a; }
-  #log li[data-kind="close"], #log li[data-kind="error"], .frames li[data-kind="error"] { color: #a00; }
-  .channel h3 { font-size: 1rem; margin: .6rem 0 .2rem; } .channel h3 span { font-weight: normal; color: #666; }
-  .frames { max-height: 12rem; margin: 0; }
-  table { border-collapse: collapse; font-size: 12px; } td { border: 1px solid #ddd; padding: .1rem .4rem; }
+${CONSOLE_STYLE}
+  #state { font-weight: 600; }
+  #state[data-state="open"] { color: var(--ok); } #state[data-state="closed"] { color: var(--bad); }
+  #state[data-state="reconnecting"], #state[data-state="connecting"] { color: var(--warn); }
+  #transport { color: var(--muted); font-size: .9rem; } #transport[data-transport="sse"] { color: var(--warn); }
+  #why { color: var(--bad); font-weight: 600; margin: .6rem 0 0; overflow-wrap: anywhere; }
+  #log { max-height: 28rem; }
+  ol.frames li[data-kind="out"] { color: var(--accent); }
+  ol.frames li[data-kind="close"], ol.frames li[data-kind="error"] { color: var(--bad); }
+  .empty ol { margin: .4rem 0 0; padding-left: 1.2rem; }
+  .channel h3 { font-size: .95rem; margin: .8rem 0 .2rem; overflow-wrap: anywhere; } .channel h3 span { font-weight: normal; color: var(--muted); }
+  .channel .frames { max-height: 12rem; margin: 0; }
+  #codes td:first-child { font-variant-numeric: tabular-nums; white-space: nowrap; }
 </style>
 </head>
 <body>
-<h1>realtime-gateway demo</h1>
-<fieldset>
-  <legend>Connect</legend>
-  <label>Endpoint <select id="endpoint">
-    <option value="alerts">/api/alerts/subscribe (authority, admin)</option>
-    <option value="chat">/ws/chat/:room (any role)</option>
-    <option value="signaling-doctor">/ws/signaling/:consultation/doctor</option>
-    <option value="signaling-patient">/ws/signaling/:consultation/patient</option>
-    <option value="ws">/ws (many channels: subscribe below)</option>
-  </select></label>
-  <label>Room / consultation <input id="room" value="lobby" size="12"></label><br>
-  <label>Gateway <input id="gateway" size="32" title="the public port: this page is served on the internal one"></label>
-  <label>Transport (endpoint /ws) <select id="transport-mode">
-    <option value="auto">auto: WebSocket, SSE when it is blocked</option>
-    <option value="websocket">WebSocket only</option>
-    <option value="sse">SSE only</option>
-  </select></label><br>
-  <label>Token <input id="token" placeholder="paste a JWT (npm run token -- --role authority)"></label><br>
-  <button id="connect">Connect</button> <button id="disconnect">Disconnect</button>
-  State: <span id="state" data-state="idle">idle</span> <span id="transport" hidden></span>
-  <p id="why" hidden></p>
-</fieldset>
-<fieldset>
-  <legend>Send</legend>
-  <textarea id="outgoing" rows="2" cols="70">{"type":"ping"}</textarea><br>
-  <button id="send">Send</button>
-</fieldset>
-<fieldset>
-  <legend>Channels (endpoint /ws)</legend>
-  <label>Channel <input id="channel" value="chat:lobby" size="24" placeholder="alerts, chat:&lt;room&gt;, user:&lt;sub&gt;, signaling:&lt;id&gt;"></label>
-  <button id="subscribe">Subscribe</button> <button id="unsubscribe">Unsubscribe</button><br>
-  <label>Data (a JSON object) <input id="data" value='{"text":"hello"}' size="40"></label>
-  <button id="publish">Publish</button>
-  <div id="channels"></div>
-</fieldset>
-<h2>Frames</h2>
-<ol id="log"></ol>
-<h2>Close codes</h2>
-<table id="codes">${rows}</table>
+<header>
+  <h1>realtime-gateway demo</h1>
+  <span>State: <span id="state" data-state="idle">idle</span></span>
+  <span id="transport" hidden></span>
+</header>
+<main>
+  <section id="connectCard">
+    <h2>Connect</h2>
+    <label>Endpoint <select id="endpoint">
+      <option value="alerts">/api/alerts/subscribe (authority, admin)</option>
+      <option value="chat">/ws/chat/:room (any role)</option>
+      <option value="signaling-doctor">/ws/signaling/:consultation/doctor</option>
+      <option value="signaling-patient">/ws/signaling/:consultation/patient</option>
+      <option value="ws">/ws (many channels: subscribe below)</option>
+    </select></label>
+    <label>Room / consultation <input id="room" value="lobby"></label>
+    <label>Gateway (the public port: this page is served on the internal one) <input id="gateway" spellcheck="false"></label>
+    <label>Transport (endpoint /ws) <select id="transport-mode">
+      <option value="auto">auto: WebSocket, SSE when it is blocked</option>
+      <option value="websocket">WebSocket only</option>
+      <option value="sse">SSE only</option>
+    </select></label>
+    <label>Token <input id="token" placeholder="a JWT for the endpoint (role authority for alerts)" autocomplete="off" spellcheck="false"></label>
+    <div class="row">
+      <button id="dev" class="quiet" hidden>Get a development token</button>
+      <button id="connect">Connect</button>
+      <button id="disconnect" class="quiet">Disconnect</button>
+    </div>
+    <p id="why" hidden></p>
+  </section>
+  <section class="wide">
+    <h2>Frames</h2>
+    <div id="empty" class="empty">
+      <b>Nothing yet.</b>
+      <ol>
+        <li>Pick an endpoint (and a room or consultation).</li>
+        <li id="emptyToken">Paste a token for it, made where the gateway runs: <code>realtime-gateway token --role authority</code> (alerts; <code>--role doctor --channel signaling:&lt;id&gt;</code> for signaling; any role for chat). In Kubernetes: <code>kubectl exec deploy/&lt;release&gt;-realtime-gateway -- realtime-gateway token --role authority</code>; in a clone: <code>npm run token -- --role authority</code>.</li>
+        <li>Connect: every frame, close and error shows here, each close with what its code means.</li>
+      </ol>
+    </div>
+    <ol id="log" class="frames"></ol>
+  </section>
+  <section>
+    <h2>Send</h2>
+    <label>A frame (JSON text) <textarea id="outgoing" rows="3">{"type":"ping"}</textarea></label>
+    <div class="row"><button id="send">Send</button></div>
+  </section>
+  <section>
+    <h2>Channels (endpoint /ws)</h2>
+    <label>Channel <input id="channel" value="chat:lobby" placeholder="alerts, chat:&lt;room&gt;, user:&lt;sub&gt;, signaling:&lt;id&gt;"></label>
+    <div class="row"><button id="subscribe">Subscribe</button> <button id="unsubscribe" class="quiet">Unsubscribe</button></div>
+    <label>Data (a JSON object) <input id="data" value='{"text":"hello"}'></label>
+    <div class="row"><button id="publish">Publish</button></div>
+    <div id="channels"></div>
+  </section>
+  <section>
+    <h2>Close codes</h2>
+    <div class="scroll"><table id="codes">${rows}</table></div>
+  </section>
+</main>
 <script src="/demo/client.js"></script>
 <script>
 (function () {
   var RealtimeClient = window.RealtimeGateway.RealtimeClient;
+  var DEV_TOKEN = __DEV_TOKEN__;
   var CODES = ${JSON.stringify(CLOSE_CODES)};
   var $ = function (id) { return document.getElementById(id); };
   var client;
@@ -106,7 +128,8 @@ export const DEMO_PAGE = `<!doctype html>
     list.appendChild(li);
     list.scrollTop = list.scrollHeight;
   }
-  function log(kind, text) { append($('log'), kind, text); }
+  // The empty state says what to do until the log has something to show.
+  function log(kind, text) { $('empty').hidden = true; append($('log'), kind, text); }
   // One section per channel of /ws: its state, and every event of its handle (kept across a re-subscribe).
   var views = {};
   function channelView(handle) {
@@ -197,6 +220,27 @@ export const DEMO_PAGE = `<!doctype html>
     client.connect();
   };
   $('disconnect').onclick = function () { if (client) client.close(); };
+  // Development tokens (the server runs on the public development key, not in production): one for the endpoint
+  // picked, with the role it takes and, for signaling, the consultation in its channels claim.
+  function devClaims() {
+    var room = $('room').value.trim() || 'lobby';
+    var endpoint = $('endpoint').value;
+    if (endpoint === 'alerts') return { role: 'authority', channels: [] };
+    if (endpoint === 'chat') return { role: 'patient', channels: [] };
+    if (endpoint === 'ws') return { role: 'authority', channels: ['signaling:*'] };
+    return { role: endpoint.split('-')[1], channels: ['signaling:' + room] };
+  }
+  if (DEV_TOKEN) {
+    $('dev').hidden = false;
+    $('emptyToken').innerHTML = 'Click <b>Get a development token</b> (this server runs on the public development key), or paste a token.';
+    $('dev').onclick = function () {
+      var claims = devClaims();
+      var query = 'role=' + encodeURIComponent(claims.role) + claims.channels.map(function (c) { return '&channel=' + encodeURIComponent(c); }).join('');
+      fetch('/demo/dev-token?' + query, { method: 'POST' })
+        .then(function (res) { if (!res.ok) throw new Error('the server answered ' + res.status); return res.json(); })
+        .then(function (json) { $('token').value = json.token; }, function (error) { log('error', 'no development token: ' + error.message); });
+    };
+  }
   $('send').onclick = function () {
     if (!client) return log('error', 'connect first');
     var text = $('outgoing').value;

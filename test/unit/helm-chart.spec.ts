@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { ROOT } from '../support/process';
 
 /**
- * The Helm chart cannot be rendered here (no helm binary for these machines), so it is checked statically:
+ * Static checks of the chart, beside the rendering by a real helm (helm-render.spec.ts, helm-guards.spec.ts):
  * values against the schema, every value a template reads exists, template actions balance, and every
  * manifest carries the standard labels.
  */

@@ -288,9 +288,14 @@ describe('the Helm chart, rendered', () => {
 
   it('says in its NOTES what an operator must fix, and only that', () => {
     const notes = (set: string[]) => helm(['install', '--dry-run=client', 'rt', CHART, '-n', 'prod', ...set.flatMap((v) => ['--set', v])]).split('NOTES:')[1];
-    expect(notes([])).toMatch(/WARNING: no JWT key configured/);
+    // No key at all fails the render (test/unit/helm-guards.spec.ts). With an HMAC key: how to mint an operator's
+    // token with it, inside a pod; with an identity provider's keys, where tokens come from instead.
+    expect(notes([`jwt.secret=${SECRET}`])).toContain('kubectl -n prod exec deploy/rt-realtime-gateway -- realtime-gateway token --role admin');
+    expect(notes(['jwt.existingSecret=keys'])).toContain('realtime-gateway token --role admin');
     const idp = notes(['jwt.jwksUrl=https://idp.example.com/jwks.json', 'jwt.audience=gw', 'jwt.issuer=https://idp.example.com', 'redis.url=redis://r:6379/0']);
     expect(idp).not.toMatch(/WARNING/);
+    expect(idp).not.toContain('realtime-gateway token');
+    expect(idp).toMatch(/tokens with role service or admin come from it/);
     expect(idp).toContain('kubectl -n prod port-forward svc/rt-realtime-gateway-internal 9090:9090');
     expect(idp).not.toMatch(/Ingress/);
     expect(notes([`jwt.secret=${SECRET}`, 'jwt.existingSecret=keys'])).toMatch(/jwt.secret is ignored/);
@@ -301,7 +306,7 @@ describe('the Helm chart, rendered', () => {
 
   it('renders the PodDisruptionBudget by default and an autoscaling/v2 HPA when asked', () => {
     expect(find(render({ 'jwt.secret': SECRET }), 'PodDisruptionBudget').apiVersion).toBe('policy/v1');
-    const hpa = find(render({ 'jwt.secret': SECRET, 'autoscaling.enabled': true }), 'HorizontalPodAutoscaler');
+    const hpa = find(render({ 'jwt.secret': SECRET, 'autoscaling.enabled': true, 'redis.url': 'redis://redis:6379/0' }), 'HorizontalPodAutoscaler');
     expect(hpa.apiVersion).toBe('autoscaling/v2');
     expect(hpa.spec.scaleTargetRef).toMatchObject({ kind: 'Deployment' });
   });

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, statSync, symlinkSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ROOT } from '../support/process';
@@ -45,6 +45,15 @@ describe('Dockerfile (not built here: no Docker engine)', () => {
       expect([source, existsSync(join(ROOT, source))]).toEqual([source, true]);
       expect([source, ignore.includes(source)]).toEqual([source, false]);
     }
+  });
+
+  it('puts the CLI on the PATH as realtime-gateway, for kubectl exec ... realtime-gateway token (the chart README)', () => {
+    const [, target, link] = /^RUN ln -s (\S+) (\S+)$/m.exec(dockerfile) ?? [];
+    expect(link).toBe('/usr/local/bin/realtime-gateway'); // on the PATH of the node images
+    // WORKDIR /app holds dist/ as the build made it: the link points at the CLI the build marks executable.
+    expect(target).toBe('/app/dist/cli/realtime-gateway.js');
+    expect(statSync(join(ROOT, 'dist', 'cli', 'realtime-gateway.js')).mode & 0o111).not.toBe(0);
+    expect(readFileSync(join(ROOT, 'dist', 'cli', 'realtime-gateway.js'), 'utf8')).toMatch(/^#!\/usr\/bin\/env node\n/);
   });
 
   it('runs what npm start runs (after its build), with the same entry point', () => {

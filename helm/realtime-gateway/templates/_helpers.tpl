@@ -64,6 +64,24 @@ the reverse), and a failed install says why at once where a crash-looping pod wo
 {{- end }}
 {{- end }}
 
+{{/*
+Values that would install a release that cannot work fail the render, saying which value to set: a failed
+install says why at once, where a pod crash-looping on "JWT_SECRET is required" (NODE_ENV=production) or replicas
+that share nothing (no Redis) would not.
+*/}}
+{{- define "realtime-gateway.validate" -}}
+{{- if not (or .Values.jwt.secret .Values.jwt.publicKey .Values.jwt.existingSecret .Values.jwt.jwksUrl .Values.jwt.oidcIssuerUrl) }}
+{{- fail "\n\nNo JWT key source: the gateway (NODE_ENV=production) refuses to start without one. Set one of:\n  jwt.secret          an HMAC secret, e.g. --set jwt.secret=\"$(openssl rand -base64 48)\" (kept in the chart's Secret)\n  jwt.existingSecret  a Secret you manage holding it (see jwt.existingSecretKey, jwt.existingSecretType)\n  jwt.publicKey       a PEM public key (RSA, EC or Ed25519)\n  jwt.jwksUrl         your identity provider's JWKS URL\n  jwt.oidcIssuerUrl   your identity provider's issuer URL (OpenID Connect discovery)\n" }}
+{{- end }}
+{{- if and (not (include "realtime-gateway.clusterMode" .)) (not .Values.allowIndependentReplicas) }}
+{{- if .Values.autoscaling.enabled }}
+{{- fail (printf "\n\nautoscaling.enabled (up to %d replicas) without Redis: each pod would be a gateway of its own (an alert published to one never reaches the clients of another; rooms, seats and limits are per pod). Set redis.url (or redis.existingSecret) for cluster mode, or autoscaling.enabled=false and replicaCount=1, or allowIndependentReplicas=true if replicas that share nothing are what you want.\n" (int .Values.autoscaling.maxReplicas)) }}
+{{- else if gt (int .Values.replicaCount) 1 }}
+{{- fail (printf "\n\nreplicaCount is %d without Redis: each pod would be a gateway of its own (an alert published to one never reaches the clients of another; rooms, seats and limits are per pod). Set redis.url (or redis.existingSecret) for cluster mode, or replicaCount=1, or allowIndependentReplicas=true if replicas that share nothing are what you want.\n" (int .Values.replicaCount)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+
 {{/* terminationGracePeriodSeconds: preStop sleep + drain window + grace + a margin. */}}
 {{- define "realtime-gateway.terminationGracePeriod" -}}
 {{- add .Values.preStopSleepSeconds (div .Values.gateway.drainWindowMs 1000) (div .Values.gateway.shutdownGraceMs 1000) 5 }}
