@@ -1,0 +1,89 @@
+#!/usr/bin/env node
+// node bench/startup.js [rounds]   (default 5)
+// Wall time of what a developer types, each from its own fresh process, in interleaved rounds (token, doctor,
+// start, token, ...): `npm run --silent token -- --role service`, `npm run --silent doctor -- --help`, and
+// `npm start` until the gateway logs that it listens (embedded mode, free ports). dist/ must already be built:
+// the figures are the repeated start, not the first build. Medians with min–max.
+'use strict';
+const { spawn } = require('node:child_process');
+const { createServer } = require('node:net');
+const { cpus, loadavg } = require('node:os');
+const { join } = require('node:path');
+
+const ROOT = join(__dirname, '..');
+const ROUNDS = Number(process.argv[2] ?? 5);
+
+function freePort() {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+/** Seconds from spawn to exit (status 0 required). */
+function timeExit(args) {
+  const t0 = process.hrtime.bigint();
+  const child = spawn('npm', args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (chunk) => (stderr += chunk));
+  return new Promise((resolve, reject) =>
+    child.on('exit', (code) => (code === 0 ? resolve(Number(process.hrtime.bigint() - t0) / 1e9) : reject(new Error(`npm ${args.join(' ')} exited ${code}: ${stderr}`)))),
+  );
+}
+
+/** Seconds from spawning `npm start` to the "listening" log line; then stops the process group. */
+async function timeListening() {
+  const env = { ...process.env, HOST: '127.0.0.1', PORT: String(await freePort()), INTERNAL_HOST: '127.0.0.1', INTERNAL_PORT: String(await freePort()) };
+  const t0 = process.hrtime.bigint();
+  // detached: npm, its shell and node form one process group, stopped together below.
+  const child = spawn('npm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  let out = '';
+  const exited = new Promise((resolve) => child.on('exit', resolve));
+  const seconds = await new Promise((resolve, reject) => {
+    child.stdout.on('data', (chunk) => {
+      out += chunk;
+      if (out.includes('"event":"listening"')) resolve(Number(process.hrtime.bigint() - t0) / 1e9);
+    });
+    child.stderr.on('data', (chunk) => (out += chunk));
+    void exited.then((code) => reject(new Error(`npm start exited ${code} before listening: ${out.slice(-2000)}`)));
+  });
+  process.kill(-child.pid, 'SIGTERM');
+  await exited;
+  return seconds;
+}
+
+const CASES = {
+  'npm run token -- --role service': () => timeExit(['run', '--silent', 'token', '--', '--role', 'service']),
+  'npm run doctor -- --help': () => timeExit(['run', '--silent', 'doctor', '--', '--help']),
+  'npm start (to listening)': timeListening,
+};
+
+function summary(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const median = sorted[Math.floor(sorted.length / 2)];
+  return `${median.toFixed(2)} s (${sorted[0].toFixed(2)}–${sorted.at(-1).toFixed(2)})`;
+}
+
+async function main() {
+  const results = Object.fromEntries(Object.keys(CASES).map((name) => [name, []]));
+  const load = [];
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const [name, run] of Object.entries(CASES)) {
+      load.push(loadavg()[0]);
+      results[name].push(await run());
+    }
+  }
+  console.log(`${ROUNDS} interleaved rounds · ${cpus().length} × ${cpus()[0].model} · Node ${process.version} · 1-min load average ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} during the run`);
+  console.log('| command | median (min–max) |');
+  console.log('|---|---|');
+  for (const [name, values] of Object.entries(results)) console.log(`| \`${name}\` | ${summary(values)} |`);
+}
+
+main().catch((error) => {
+  console.error(error.message);
+  process.exitCode = 1;
+});
