@@ -1,9 +1,10 @@
 #!/usr/bin/env node
-// node bench/startup.js [rounds]   (default 5)
+// npm run bench:startup [-- rounds] [-- --peer <checkout>]   (default 5 rounds)
 // Wall time of what a developer types, each from its own fresh process, in interleaved rounds (token, doctor,
 // start, token, ...): `npm run --silent token -- --role service`, `npm run --silent doctor -- --help`, and
 // `npm start` until the gateway logs that it listens (embedded mode, free ports). dist/ must already be built:
-// the figures are the repeated start, not the first build. Medians with min–max.
+// the figures are the repeated start, not the first build. With --peer, another checkout (an older commit, its
+// dist/ built) runs each command right after this one, so both see the same load. Medians with min–max.
 'use strict';
 const { spawn } = require('node:child_process');
 const { createServer } = require('node:net');
@@ -11,7 +12,10 @@ const { cpus, loadavg } = require('node:os');
 const { join } = require('node:path');
 
 const ROOT = join(__dirname, '..');
-const ROUNDS = Number(process.argv[2] ?? 5);
+const argv = process.argv.slice(2);
+const peerAt = argv.indexOf('--peer');
+const PEER = peerAt === -1 ? undefined : argv.splice(peerAt, 2)[1];
+const ROUNDS = Number(argv[0] ?? 5);
 
 function freePort() {
   return new Promise((resolve, reject) => {
@@ -25,9 +29,9 @@ function freePort() {
 }
 
 /** Seconds from spawn to exit (status 0 required). */
-function timeExit(args) {
+function timeExit(cwd, args) {
   const t0 = process.hrtime.bigint();
-  const child = spawn('npm', args, { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('npm', args, { cwd, stdio: ['ignore', 'ignore', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (chunk) => (stderr += chunk));
   return new Promise((resolve, reject) =>
@@ -36,11 +40,11 @@ function timeExit(args) {
 }
 
 /** Seconds from spawning `npm start` to the "listening" log line; then stops the process group. */
-async function timeListening() {
+async function timeListening(cwd) {
   const env = { ...process.env, HOST: '127.0.0.1', PORT: String(await freePort()), INTERNAL_HOST: '127.0.0.1', INTERNAL_PORT: String(await freePort()) };
   const t0 = process.hrtime.bigint();
   // detached: npm, its shell and node form one process group, stopped together below.
-  const child = spawn('npm', ['start'], { cwd: ROOT, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const child = spawn('npm', ['start'], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   let out = '';
   const exited = new Promise((resolve) => child.on('exit', resolve));
   const seconds = await new Promise((resolve, reject) => {
@@ -57,10 +61,11 @@ async function timeListening() {
 }
 
 const CASES = {
-  'npm run token -- --role service': () => timeExit(['run', '--silent', 'token', '--', '--role', 'service']),
-  'npm run doctor -- --help': () => timeExit(['run', '--silent', 'doctor', '--', '--help']),
+  'npm run token -- --role service': (cwd) => timeExit(cwd, ['run', '--silent', 'token', '--', '--role', 'service']),
+  'npm run doctor -- --help': (cwd) => timeExit(cwd, ['run', '--silent', 'doctor', '--', '--help']),
   'npm start (to listening)': timeListening,
 };
+const CHECKOUTS = PEER ? { this: ROOT, peer: PEER } : { this: ROOT };
 
 function summary(values) {
   const sorted = [...values].sort((a, b) => a - b);
@@ -69,18 +74,21 @@ function summary(values) {
 }
 
 async function main() {
-  const results = Object.fromEntries(Object.keys(CASES).map((name) => [name, []]));
+  const results = Object.fromEntries(Object.keys(CASES).map((name) => [name, Object.fromEntries(Object.keys(CHECKOUTS).map((c) => [c, []]))]));
   const load = [];
   for (let round = 0; round < ROUNDS; round++) {
     for (const [name, run] of Object.entries(CASES)) {
-      load.push(loadavg()[0]);
-      results[name].push(await run());
+      for (const [checkout, cwd] of Object.entries(CHECKOUTS)) {
+        load.push(loadavg()[0]);
+        results[name][checkout].push(await run(cwd));
+      }
     }
   }
   console.log(`${ROUNDS} interleaved rounds · ${cpus().length} × ${cpus()[0].model} · Node ${process.version} · 1-min load average ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} during the run`);
-  console.log('| command | median (min–max) |');
-  console.log('|---|---|');
-  for (const [name, values] of Object.entries(results)) console.log(`| \`${name}\` | ${summary(values)} |`);
+  const columns = Object.keys(CHECKOUTS);
+  console.log(`| command | ${columns.map((c) => (c === 'this' ? 'this checkout' : `peer (${PEER})`)).join(' | ')} |`);
+  console.log(`|---|${columns.map(() => '---').join('|')}|`);
+  for (const [name, byCheckout] of Object.entries(results)) console.log(`| \`${name}\` | ${columns.map((c) => summary(byCheckout[c])).join(' | ')} |`);
 }
 
 main().catch((error) => {
