@@ -119,7 +119,7 @@ async function main() {
   }
   console.log(`${ROUNDS} interleaved rounds · ${cpus().length} × ${cpus()[0].model} · Node ${process.version} · 1-min load average ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)} during the run`);
   const columns = Object.keys(CHECKOUTS);
-  console.log(`| command | ${columns.map((c) => (c === 'this' ? 'this checkout' : `peer (${PEER})`)).join(' | ')} (wall · CPU, median (min–max)) |`);
+  console.log(`| command (wall · CPU, median (min–max)) | ${columns.map((c) => (c === 'this' ? 'this checkout' : `peer (${PEER})`)).join(' | ')} |`);
   console.log(`|---|${columns.map(() => '---').join('|')}|`);
   for (const [name, byCheckout] of Object.entries(results)) console.log(`| \`${name}\` | ${columns.map((c) => summary(byCheckout[c])).join(' | ')} |`);
 }

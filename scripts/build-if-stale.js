@@ -8,8 +8,8 @@
 // Current means: dist/.build-stamp holds the SHA-256 of every input's path and content (src/**, tsconfig*.json,
 // package.json, the TypeScript version), written after a successful build, and every src/**/*.ts has its
 // dist/**/*.js. Content, not mtimes: a file added, removed, edited, or restored with an older mtime (git checkout,
-// tar, cp -p) changes the hash. Hashing the 155 files of src/ (1.3 MB) costs about 40 ms of CPU on top of Node's
-// own start. A build removes the stamp first and writes it only on success, so after a failure the next start
+// tar, cp -p) changes the hash. Hashing the 155 files of src/ (1.3 MB) costs about 80 ms of CPU on top of Node's
+// own start (0.20 s against 0.12 s for `node -e 0`, on a loaded 2-core machine). A build removes the stamp first and writes it only on success, so after a failure the next start
 // tries again.
 'use strict';
 const { createHash } = require('node:crypto');
