@@ -97,6 +97,11 @@ describe('the packed tarball installed into a scratch project', () => {
     expect(result.stdout).toMatch(/^[\w-]+\.[\w-]+\.[\w-]+\n$/);
     const claims = JSON.parse(Buffer.from(result.stdout.split('.')[1], 'base64url').toString()) as Record<string, unknown>;
     expect(claims).toMatchObject({ role: 'service' });
+    // Without a role: what to type, in the installed command's own words.
+    const bare = await npx(['token']);
+    expect([bare.status, bare.stdout]).toEqual([2, '']);
+    expect(bare.stderr).toContain('token: --role is required');
+    expect(bare.stderr).toContain('Usage: realtime-gateway token --role <role>');
   });
 
   it('npx realtime-gateway doctor --help and a bare npx realtime-gateway print their usage', async () => {
