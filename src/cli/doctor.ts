@@ -11,13 +11,7 @@ import { loadConfig } from '../config/config';
 import { builtInNamespaces, loadNamespaces, type NamespaceConfig } from '../config/namespaces';
 import { routeTableOf } from '../upgrade/gateway-registry';
 import { GATEWAYS } from '../gateways';
-
-const USAGE = `Usage: realtime-gateway doctor <ws-url> [--token <jwt>]   (or: npm run doctor -- <ws-url> [--token <jwt>])
-
-Connects to a realtime-gateway endpoint step by step and says what is wrong: the URL, DNS, the TCP port,
-TLS, the token (read without the key), the HTTP answer to the upgrade, and on success the ping round trip.
-When something on the way blocks the upgrade, it tries GET /sse (Server-Sent Events) with the same token.
-Exit 0 when healthy, 1 when a problem was found.`;
+import { DOCTOR_USAGE as USAGE } from './doctor-usage';
 
 const TIMEOUT_MS = 5000;
 // Piped into `head`: the reader left, which is not a failure of the checks.

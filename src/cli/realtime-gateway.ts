@@ -10,7 +10,9 @@ const USAGE = `Usage: realtime-gateway <command>
 const [command, ...rest] = process.argv.slice(2);
 // The subcommands parse process.argv themselves.
 process.argv = [process.argv[0], process.argv[1], ...rest];
-if (command === 'doctor') void (require('./doctor') as { main: () => Promise<void> }).main();
+// --help without loading the doctor itself, which loads every gateway (0.8 s of CPU).
+if (command === 'doctor' && rest.some((arg) => arg === '--help' || arg === '-h')) process.stdout.write(`${(require('./doctor-usage') as { DOCTOR_USAGE: string }).DOCTOR_USAGE}\n`);
+else if (command === 'doctor') void (require('./doctor') as { main: () => Promise<void> }).main();
 else if (command === 'token') require('./token');
 else if (command === 'vapid') (require('./vapid') as { main: () => void }).main();
 else if (command === 'start') require('../main');

@@ -3,7 +3,8 @@ import jwt from 'jsonwebtoken';
 import { subProblem } from '../auth/principal';
 import { ConfigError, loadConfig } from '../config/config';
 
-const USAGE = `Usage: npm run token -- --role <role> [--sub <id>] [--email <e>] [--ttl <seconds>] [--channel <c>]... [--jti <id>]
+const USAGE = `Usage: realtime-gateway token --role <role> [--sub <id>] [--email <e>] [--ttl <seconds>] [--channel <c>]... [--jti <id>]
+       (or, in a clone: npm run token -- --role <role> ...)
 
 Prints a JWT signed with the configured key (JWT_SECRET, or the development key when unset).
 Roles: authority | admin (subscribe to alerts), service | admin (the server API on the internal port, /admin

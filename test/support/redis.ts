@@ -1,6 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { freePort } from './process';
 
 /**
@@ -9,6 +12,8 @@ import { freePort } from './process';
  */
 export class RedisProcess {
   private child: ChildProcess | undefined;
+  /** This process's working directory, removed when it is killed. */
+  private dir: string | undefined;
 
   private constructor(
     readonly port: number,
@@ -46,7 +51,12 @@ export class RedisProcess {
     const extra = this.extra(this.port);
     // A config file (a sentinel's) must come first; options follow it.
     const [file, rest] = extra[0] && !extra[0].startsWith('--') ? [[extra[0]], extra.slice(1)] : [[], extra];
-    this.child = spawn('redis-server', [...file, '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...rest], {
+    // A directory of its own (a later --dir in `extra` wins): --save '' stops periodic snapshots, but a replica's
+    // full sync still writes the master's snapshot as dump.rdb in `dir`, which defaults to the working directory
+    // (the repository, under jest).
+    this.dir = mkdtempSync(join(tmpdir(), 'rg-redis-'));
+    this.child = spawn('redis-server', [...file, '--dir', this.dir, '--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--daemonize', 'no', ...rest], {
+      cwd: this.dir,
       stdio: 'ignore',
     });
     const child = this.child;
@@ -70,6 +80,8 @@ export class RedisProcess {
     const exited = once(child, 'exit');
     child.kill('SIGKILL');
     await exited;
+    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    this.dir = undefined;
   }
 
   stop(): Promise<void> {

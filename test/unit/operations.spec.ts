@@ -40,7 +40,7 @@ describe('Dockerfile (not built here: no Docker engine)', () => {
 
   it('copies only what exists and what .dockerignore lets into the build context', () => {
     const sources = [...dockerfile.matchAll(/^COPY (?!--from)(.+) \S+$/gm)].flatMap((m) => m[1].split(/\s+/));
-    expect(sources.sort()).toEqual(['package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'src', 'tsconfig.build.json', 'tsconfig.json']);
+    expect(sources.sort()).toEqual(['package-lock.json', 'package-lock.json', 'package.json', 'package.json', 'scripts/build-if-stale.js', 'src', 'tsconfig.build.json', 'tsconfig.json']);
     for (const source of sources) {
       expect([source, existsSync(join(ROOT, source))]).toEqual([source, true]);
       expect([source, ignore.includes(source)]).toEqual([source, false]);
@@ -60,7 +60,8 @@ describe('Dockerfile (not built here: no Docker engine)', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { scripts: Record<string, string> };
     const cmd = JSON.parse(/^CMD (\[.*\])$/m.exec(dockerfile)![1]) as string[];
     expect(cmd.join(' ')).toBe(pkg.scripts.start);
-    expect(pkg.scripts.prestart).toBe('npm run build'); // the image builds in its first stage instead
+    expect(pkg.scripts.prestart).toBe('node scripts/build-if-stale.js'); // the image builds in its first stage instead
+    expect(dockerfile).toMatch(/^RUN npm run build$/m);
     expect(existsSync(join(ROOT, 'src', 'main.ts'))).toBe(true);
   });
 });
