@@ -3,8 +3,8 @@
 //   dist/index.mjs, dist/index.cjs   one ESM and one CommonJS file each (esbuild), no import left in them
 //   dist/*.d.ts                      declarations (tsc, without Node's types: see tsconfig.json)
 //   dist/index.d.mts                 the same declarations for `import` (TypeScript reads .d.ts as CommonJS here)
-// Skips all of it when dist/ is newer than every input, so `npm run build` costs ~0.1 s when nothing changed
-// instead of ~3 s (most of it tsc).
+// Skips all of it when dist/ is newer than every input, so this step of `npm run build` costs 0.27 s when nothing
+// changed instead of 3.0 s (most of it tsc); 0.44 s against 7-10 s on 2 cores at load 15.
 import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
