@@ -8,6 +8,8 @@ RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY scripts/build-if-stale.js ./scripts/
 COPY src ./src
+# npm run build also builds the SDK package (packages/client, from src/client); the image runs only the server's dist/.
+COPY packages/client ./packages/client
 RUN npm run build
 
 FROM node:20-bookworm-slim AS runtime

@@ -76,4 +76,11 @@ describe('architecture (docs/architecture.md)', () => {
     const offending = imports.filter(({ file, target }) => (target === 'package:ioredis' || target === 'redis') && !allowed(file));
     expect(offending.map((i) => `${i.file} → ${i.target}`)).toEqual([]);
   });
+
+  it('keeps client/ self-contained: it is also the package @realtime-gateway/client, which has no dependency', () => {
+    // esbuild would bundle whatever client/ imports into the package: a server module, or ws, would ship with it.
+    const client = imports.filter(({ from }) => from === 'client');
+    expect(client.length).toBeGreaterThan(0);
+    expect(client.filter(({ target }) => target !== 'client').map((i) => `${i.file} → ${i.target}`)).toEqual([]);
+  });
 });
