@@ -575,4 +575,29 @@ describe('escalation and push-at-once when the replica doing them is killed (pro
     expect(push.for(annPush)).toEqual([]);
     expect(push.invalid).toEqual([]);
   }, 30_000);
+
+  it('answers an ack unavailable while Redis is down, and records a new one once it is back', async () => {
+    const [replica] = live();
+    const eve = await alertsEndpoint((p) => replica.ws(p), 'kl-eve');
+    clients.push(eve);
+    await eve.ofType('welcome');
+    const before = await postAlert((p) => replica.internal(p), { data: { text: 'before the outage' }, users: ['kl-eve'], ack: { within_s: 600 } });
+    const frame = await eve.ofType('alert');
+    await redis.kill();
+    await eventually(async () => (await replica.readyStatus()) === 503, 10_000, 'the replica sees Redis gone');
+    eve.send({ type: 'ack', id: frame.id });
+    const error = await eve.ofType('error');
+    expect(error.payload).toEqual({ code: 'unavailable', message: 'acks cannot be recorded right now (Redis is unreachable); send it again shortly' });
+    expect((await receipts((p) => replica.internal(p), before.body.id)).status).toBe(503);
+
+    await redis.restart();
+    await eventually(async () => (await replica.readyStatus()) === 200, 15_000, 'the replica back on Redis');
+    // This redis-server keeps nothing across a restart (no persistence): the receipts of before are gone with it.
+    const after = await postAlert((p) => replica.internal(p), { data: { text: 'after the outage' }, users: ['kl-eve'], ack: { within_s: 600 } });
+    expect(after.status).toBe(202);
+    const next = await eve.take((f) => f.type === 'alert' && f.data?.text === 'after the outage');
+    eve.send({ type: 'ack', id: next.id });
+    await eventually(async () => (await receipts((p) => replica.internal(p), after.body.id)).body.acked?.length === 1, 5000, 'the ack after the outage');
+    expect(eve.frames.filter((f: any) => f.type === 'error')).toEqual([]);
+  }, 40_000);
 });
