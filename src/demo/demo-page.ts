@@ -1,3 +1,5 @@
+import { DEMO_PUSH_SECTION } from './demo-push';
+
 /** Close codes as the SPEC explains them; shown beside every close in the demo's log. */
 export const CLOSE_CODES: Record<number, string> = {
   1000: 'normal close',
@@ -216,6 +218,9 @@ export const DEMO_PAGE = `<!doctype html>
   };
 })();
 </script>
+<!-- Web Push: its own block, script and service worker (src/demo/demo-push.ts) -->
+${DEMO_PUSH_SECTION}
+<!-- end of Web Push -->
 </body>
 </html>
 `;
