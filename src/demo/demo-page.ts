@@ -1,4 +1,5 @@
 import { CONSOLE_STYLE, FAVICON_LINK } from '../http/console-page';
+import { DEMO_PUSH_SECTION } from './demo-push';
 
 /** Close codes as the SPEC explains them; shown beside every close in the demo's log. */
 export const CLOSE_CODES: Record<number, string> = {
@@ -109,6 +110,8 @@ ${CONSOLE_STYLE}
     <h2>Close codes</h2>
     <div class="scroll"><table id="codes">${rows}</table></div>
   </section>
+  <!-- Web Push: its own block, script and service worker (src/demo/demo-push.ts) -->
+${DEMO_PUSH_SECTION}
 </main>
 <script src="/demo/client.js"></script>
 <script>

@@ -5,6 +5,7 @@ import { APP_CONFIG, type AppConfig } from '../config/config';
 import { clientBundle } from '../http/client-bundle';
 import { Listeners } from '../http/listeners';
 import { DEMO_PAGE } from './demo-page';
+import { DEMO_PUSH_SCRIPT, DEMO_SERVICE_WORKER } from './demo-push';
 
 /** How long a development token from the demo lasts: a sitting. */
 const DEV_TOKEN_TTL_S = 3600;
@@ -36,6 +37,26 @@ export class DemoController {
   @Header('Cache-Control', 'no-store')
   show(): string {
     return this.page.replace('__PUBLIC_PORT__', String(this.listeners.publicPort));
+  }
+
+  /** The Web Push section's script (src/demo/demo-push.ts). */
+  @Get('push.js')
+  @Header('Content-Type', 'text/javascript; charset=utf-8')
+  @Header('Cache-Control', 'no-store')
+  pushScript(): string {
+    return DEMO_PUSH_SCRIPT;
+  }
+
+  /**
+   * Its service worker, registered with scope /demo: the page itself is /demo, outside the /demo/ a worker's own
+   * folder allows, hence Service-Worker-Allowed.
+   */
+  @Get('sw.js')
+  @Header('Content-Type', 'text/javascript; charset=utf-8')
+  @Header('Service-Worker-Allowed', '/demo')
+  @Header('Cache-Control', 'no-store')
+  serviceWorker(): string {
+    return DEMO_SERVICE_WORKER;
   }
 
   @Get('client.js')

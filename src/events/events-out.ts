@@ -14,9 +14,11 @@ export interface EventsOut {
   /**
    * Queues one event (body `{type, timestamp, data}`); never throws, never waits. `options.id`: its `webhook-id`
    * (`msg_<hex>`), for an event a replica may have to emit again after another died mid-way (an escalation): the
-   * queue keeps one event per id, and a receiver that deduplicates by webhook-id sees it once.
+   * queue keeps one event per id, and a receiver that deduplicates by webhook-id sees it once. `options.queued`:
+   * called once the event is in the queue (cluster mode: written to Redis), so that such a producer can record
+   * that this step of its work is done; never called for an event that is not wanted.
    */
-  emit(type: EventType, data: Record<string, unknown>, options?: { id?: string }): void;
+  emit(type: EventType, data: Record<string, unknown>, options?: { id?: string; queued?: () => void }): void;
 }
 
 export const EVENTS_OUT = Symbol('EVENTS_OUT');

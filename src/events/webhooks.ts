@@ -102,6 +102,8 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
   /** Cached children: emit and each answer count without hashing labels (3 × 9 series). */
   private readonly counts = new Map<string, Counter.Internal>();
   private pending: QueuedEvent[] = [];
+  /** emit's `queued` callbacks, called once the event's batch is written (or dropped by a full queue: dealt with). */
+  private readonly onQueued = new WeakMap<QueuedEvent, () => void>();
   private flushing = false;
   private flushScheduled = false;
   private inFlight = 0;
@@ -165,7 +167,7 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
     return this.wanted.has(type);
   }
 
-  emit(type: EventType, data: Record<string, unknown>, options?: { id?: string }): void {
+  emit(type: EventType, data: Record<string, unknown>, options?: { id?: string; queued?: () => void }): void {
     if (!this.wanted.has(type) || this.stopped) return;
     const id = options?.id ?? `msg_${randomUUID().replace(/-/g, '')}`;
     if (this.pending.length >= LOCAL_BUFFER_MAX) {
@@ -184,7 +186,9 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
       this.warn('webhook_unserialisable', { type, reason: (error as Error).message }, `webhook ${type} dropped: its data is not JSON (${(error as Error).message})`);
       return;
     }
-    this.pending.push({ id, type, body, queuedAt: now });
+    const event: QueuedEvent = { id, type, body, queuedAt: now };
+    if (options?.queued) this.onQueued.set(event, options.queued);
+    this.pending.push(event);
     this.scheduleFlush();
   }
 
@@ -245,6 +249,16 @@ export class WebhookEventsOut implements EventsOut, WebhookStatusSource {
         }
       }
       this.flushing = false;
+      for (const event of batch) {
+        const queued = this.onQueued.get(event);
+        if (!queued) continue;
+        this.onQueued.delete(event);
+        try {
+          queued();
+        } catch {
+          // A producer's callback never stops the queue.
+        }
+      }
       this.pump();
     } catch (error) {
       this.flushing = false;

@@ -15,8 +15,12 @@ export interface PushPayload {
 
 export interface PushOut {
   readonly enabled: boolean;
-  /** Queues a push to every subscription of each user; returns at once. */
-  pushToUsers(users: readonly string[], payload: PushPayload): void;
+  /**
+   * Queues a push to every subscription of each user; returns at once. `settled(user)`: called once every push to
+   * that user's subscriptions has ended (sent, removed, failed or dropped; at once for a user with none), so that
+   * a caller can record the user as done (an escalation does, in Redis); not called for pushes cut by shutdown.
+   */
+  pushToUsers(users: readonly string[], payload: PushPayload, settled?: (user: string) => void): void;
 }
 
 export class NoPush implements PushOut {

@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
 import type { IncomingMessage } from 'node:http';
 import { Agent, request as httpsRequest } from 'node:https';
@@ -83,14 +84,27 @@ interface Delivery {
   subscription: StoredSubscription;
   url: URL;
   message: string;
+  topic: string;
   attempts: number;
   queuedAt: number;
+  /** Called when this push ends (sent, removed, failed, dropped): its user's part of `settled`. */
+  ended?: () => void;
 }
 
 interface Job {
   users: string[];
   payload: PushPayload;
   tries: number;
+  settled?: (user: string) => void;
+}
+
+/**
+ * The `Topic` header of an alert's pushes (RFC 8030 §5.4: at most 32 characters of base64url): the same for every
+ * push of one alert, so that a push service still holding an undelivered one replaces it with the next (an
+ * escalation's push after the at-once push, or the push an escalation sends again after its replica died mid-way).
+ */
+export function topicOf(id: string): string {
+  return createHash('sha256').update(`alert\0${id}`).digest('base64url').slice(0, 32);
 }
 
 class PrivateAddressError extends Error {
@@ -152,14 +166,15 @@ export class WebPushOut implements PushOut {
     this.agent = new Agent({ keepAlive: true, maxSockets: CONCURRENCY, maxTotalSockets: CONCURRENCY });
   }
 
-  pushToUsers(users: readonly string[], payload: PushPayload): void {
+  pushToUsers(users: readonly string[], payload: PushPayload, settled?: (user: string) => void): void {
     if (this.stopped || users.length === 0) return;
     if (this.jobs.length >= JOBS_MAX) {
       this.count('dropped', users.length);
       this.warn('push_dropped', { reason: 'queue_full' }, `push dropped for ${users.length} user(s): ${JOBS_MAX} pushes already wait for their subscriptions to be looked up`);
+      if (settled) for (const user of users) settled(user);
       return;
     }
-    this.jobs.push({ users: [...users], payload, tries: 0 });
+    this.jobs.push({ users: [...users], payload, tries: 0, settled });
     this.scheduleResolve();
   }
 
@@ -213,31 +228,56 @@ export class WebPushOut implements PushOut {
           this.jobs.shift();
           this.count('dropped', job.users.length);
           this.warn('push_dropped', { reason: 'redis_unavailable' }, `push dropped for ${job.users.length} user(s): their subscriptions could not be read for ${LOOKUP_TRIES} s`);
+          if (job.settled) for (const user of job.users) job.settled(user);
           continue;
         }
         this.jobs.shift();
         if (this.stopped) return;
         const message = pushMessage(job.payload);
+        const topic = topicOf(job.payload.id);
         const now = Date.now();
+        const ended = job.settled ? this.endings(job.users, subscriptions, job.settled) : undefined;
         for (const subscription of subscriptions) {
+          const end = ended?.get(subscription.user);
           if (subscription.expirationTime !== null && subscription.expirationTime <= now) {
             // The browser has dropped it: nothing will ever be delivered there.
             this.count('removed');
             void this.store.discard(subscription.endpoint, subscription.p256dh).catch(() => undefined);
+            end?.();
             continue;
           }
           if (this.ready.length + this.retrying.size + this.inFlight >= QUEUE_MAX) {
             this.count('dropped');
             this.warn('push_dropped', { reason: 'queue_full' }, `push dropped: ${QUEUE_MAX} pushes already wait on this replica`);
+            end?.();
             continue;
           }
-          this.ready.push({ subscription, url: new URL(subscription.endpoint), message, attempts: 0, queuedAt: now });
+          this.ready.push({ subscription, url: new URL(subscription.endpoint), message, topic, attempts: 0, queuedAt: now, ended: end });
         }
         this.pump();
       }
     } finally {
       this.resolving = false;
     }
+  }
+
+  /**
+   * Per user of a job: the function each of its pushes calls when it ends; the last one calls `settled(user)`.
+   * Users with no subscription are settled at once.
+   */
+  private endings(users: readonly string[], subscriptions: readonly StoredSubscription[], settled: (user: string) => void): Map<string, () => void> {
+    const left = new Map<string, number>();
+    for (const subscription of subscriptions) left.set(subscription.user, (left.get(subscription.user) ?? 0) + 1);
+    const ended = new Map<string, () => void>();
+    for (const [user] of left) {
+      ended.set(user, () => {
+        const rest = left.get(user)! - 1;
+        left.set(user, rest);
+        if (rest === 0) settled(user);
+      });
+    }
+    for (const user of new Set(users)) if (!left.has(user)) settled(user);
+    return ended;
   }
 
   /** Starts attempts while there is room. */
@@ -270,6 +310,7 @@ export class WebPushOut implements PushOut {
     const service = delivery.url.host;
     if (status !== undefined && status >= 200 && status < 300) {
       this.count('sent');
+      delivery.ended?.();
       return;
     }
     if (status === 404 || status === 410 || attempt.error === 'EPRIVATEADDRESS') {
@@ -277,6 +318,7 @@ export class WebPushOut implements PushOut {
       this.count('removed');
       this.log.debug({ event: 'push_subscription_removed', service, status, user: delivery.subscription.user }, 'push subscription gone: removed');
       void this.store.discard(delivery.subscription.endpoint, delivery.subscription.p256dh).catch(() => undefined);
+      delivery.ended?.();
       return;
     }
     if (status === undefined || status === 408 || status === 429 || status >= 500) {
@@ -285,6 +327,7 @@ export class WebPushOut implements PushOut {
       if (delivery.attempts >= MAX_ATTEMPTS || delay > MAX_RETRY_DELAY_MS) {
         this.count('dropped');
         this.warn('push_dropped', { service, status, reason: attempt.error, attempts: delivery.attempts }, `push to ${service} dropped after ${delivery.attempts} attempt(s) (${status ?? attempt.error}${delay > MAX_RETRY_DELAY_MS ? `; it asked to wait ${Math.round(delay / 1000)} s` : ''})`);
+        delivery.ended?.();
         return;
       }
       this.count('retried');
@@ -299,6 +342,7 @@ export class WebPushOut implements PushOut {
       return;
     }
     this.count('failed');
+    delivery.ended?.();
     this.warn('push_failed', { service, status, reason: attempt.error }, `push service ${service} refused a push with ${status === -1 ? `an unusable subscription (${attempt.error})` : status}; not retried (403: the subscription was made with another VAPID key; 413: message too large)`);
   }
 
@@ -326,6 +370,7 @@ export class WebPushOut implements PushOut {
         headers: {
           TTL: String(ttl),
           Urgency: 'high',
+          Topic: delivery.topic,
           'Content-Type': 'application/octet-stream',
           'Content-Encoding': 'aes128gcm',
           'Content-Length': encrypted.cipherText.length,

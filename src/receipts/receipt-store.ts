@@ -37,6 +37,13 @@ export interface AlertRecord {
   data?: Record<string, unknown>;
   /** Random, per record: names its `alert.unacknowledged` event (the same webhook-id if it is ever sent again). */
   nonce: string;
+  /** The id push payloads name it by (the POST answer's `id`), when not `id`. */
+  answerId?: string;
+  /**
+   * With Web Push on: when the targeted users it reached on no socket are pushed (the push-at-once, a due task of
+   * its own in the same due-set as escalations, so that any replica performs it if the publisher dies).
+   */
+  pushAt?: number;
   /** When the record expires (ms since the epoch); 0: it lasts until `keep` newer ones push it out. */
   expiresAt: number;
 }
@@ -52,15 +59,41 @@ export interface ReceiptView {
   acked: Map<string, number>;
 }
 
-/** A due escalation, claimed by this replica until the lease ends. */
+/**
+ * What is due for an alert: `escalation` (the ack window ended with users pending) or `push` (the push-at-once to
+ * the targeted users it reached on no socket).
+ */
+export type DueKind = 'escalation' | 'push';
+
+/**
+ * A due task, claimed by this replica until the lease ends. Its steps already done (by a claimer that died
+ * mid-way) are left out: `redeliver` and `push` are the users still to do, `notified` whether the event was queued.
+ */
 export interface DueEscalation {
+  kind: DueKind;
   id: string;
+  /** The id push payloads name it by (the POST answer's). */
+  answerId: string;
   withinS: number;
+  /** Escalation: the targeted users who have not acked (the event's `pending`); push: empty. */
   pending: string[];
+  /** Escalation: pending users not yet redelivered to. */
+  redeliver: string[];
+  /** Users not yet pushed to: escalation, pending ones; push, targeted ones it reached on no socket. */
+  push: string[];
+  /** Escalation: `alert.unacknowledged` was queued already. */
+  notified: boolean;
   route: AlertRoute;
   refs: Record<string, string>;
   data: Record<string, unknown>;
   nonce: string;
+}
+
+/** Steps of a due task carried out, recorded so that a replica taking it over after a death does only the rest. */
+export interface Progress {
+  redelivered?: readonly string[];
+  pushed?: readonly string[];
+  notified?: true;
 }
 
 /** Where an ack's frame id points: the alert named by this node's memory, or the frame of a channel. */
@@ -102,12 +135,22 @@ export interface ReceiptStore {
   ack(target: AckTarget, ts: number): Promise<AckResult>;
   read(alert: string): Promise<ReceiptView | undefined>;
   /**
-   * Takes up to `max` escalations due at `now` whose users are not all acked, each held by this replica until
-   * `leaseUntil` (then any replica may take it again); those with nothing pending are settled without one.
+   * Takes up to `max` tasks due at `now`: escalations whose users are not all acked, push-at-once checks with
+   * someone to push to; each held by this replica until `leaseUntil` (then any replica may take it again); those
+   * with nothing to do are settled without one.
    */
   claimDue(now: number, leaseUntil: number, max: number): Promise<DueEscalation[]>;
-  /** The escalation was carried out: never again. */
-  complete(alert: string, ts: number): Promise<void>;
+  /** Keeps tasks this replica still works on held until `leaseUntil` (a push service may take a minute). */
+  renew(tasks: readonly { id: string; kind: DueKind }[], leaseUntil: number): Promise<void>;
+  /** Records steps done, atomically: a later claim leaves them out. */
+  progress(alert: string, kind: DueKind, done: Progress): Promise<void>;
+  /** The task was carried out: never again. */
+  complete(alert: string, kind: DueKind, ts: number): Promise<void>;
+}
+
+/** The due-set's member of a task: the alert's id for its escalation, `<id>:push` for its push-at-once. */
+export function dueMember(alert: string, kind: DueKind): string {
+  return kind === 'escalation' ? alert : `${alert}:push`;
 }
 
 export const RECEIPT_STORE = Symbol('RECEIPT_STORE');
@@ -125,6 +168,8 @@ interface MemoryRecord {
   /** Until a description is written: when the provisional deliveries go. */
   provisionalUntil: number;
   escalated?: number;
+  /** Steps done: redelivered (`r`), pushed by the escalation (`p`) and at once (`o`), `n` notified. */
+  steps?: { r: Set<string>; p: Set<string>; o: Set<string>; n: boolean };
 }
 
 /** Embedded mode's store: this process's memory (lost with it, like the embedded broker's history). */
@@ -134,7 +179,7 @@ export class MemoryReceiptStore implements ReceiptStore {
   private readonly refs = new Map<string, string>();
   /** Alerts that ask for ack, oldest first (insertion order), for `keep`. */
   private readonly kept = new Set<string>();
-  /** Due escalations: alert → due time (a claim moves it to the lease's end). */
+  /** Due tasks: dueMember → due time (a claim moves it to the lease's end). */
   private readonly due = new Map<string, number>();
   /**
    * Records that expire soon after they are made (provisional deliveries, the push check's records), in the order
@@ -174,6 +219,7 @@ export class MemoryReceiptStore implements ReceiptStore {
     this.records.delete(alert);
     this.kept.delete(alert);
     this.due.delete(alert);
+    this.due.delete(dueMember(alert, 'push'));
   }
 
   create(records: readonly NewRecord[]): Promise<void> {
@@ -201,6 +247,7 @@ export class MemoryReceiptStore implements ReceiptStore {
       }
     }
     if (record.users.length > 0 && record.withinS !== undefined) this.due.set(record.id, record.ts + record.withinS * 1000);
+    if (record.users.length > 0 && record.pushAt !== undefined) this.due.set(dueMember(record.id, 'push'), record.pushAt);
   }
 
   delivered(deliveries: readonly Delivery[], ts: number): Promise<void> {
@@ -259,30 +306,63 @@ export class MemoryReceiptStore implements ReceiptStore {
 
   claimDue(now: number, leaseUntil: number, max: number): Promise<DueEscalation[]> {
     const claimed: DueEscalation[] = [];
-    for (const [alert, due] of this.due) {
+    for (const [member, due] of this.due) {
       if (claimed.length >= max) break;
       if (due > now) continue;
+      const kind: DueKind = member.endsWith(':push') ? 'push' : 'escalation';
+      const alert = kind === 'push' ? member.slice(0, -':push'.length) : member;
       const entry = this.live(alert);
       const record = entry?.record;
-      if (!entry || !record || entry.escalated !== undefined) {
-        this.due.delete(alert);
+      if (!entry || !record || (kind === 'escalation' && entry.escalated !== undefined)) {
+        this.due.delete(member);
         continue;
       }
-      const pending = record.users.filter((user) => !entry.acked.has(user));
-      if (pending.length === 0) {
-        this.due.delete(alert);
+      const steps = (entry.steps ??= { r: new Set(), p: new Set(), o: new Set(), n: false });
+      let task: DueEscalation | undefined;
+      const base = { id: alert, answerId: record.answerId ?? alert, withinS: record.withinS ?? 0, route: record.route, refs: { ...record.refs }, data: record.data ?? {}, nonce: record.nonce };
+      if (kind === 'escalation') {
+        const pending = record.users.filter((user) => !entry.acked.has(user));
+        if (pending.length > 0) {
+          task = { ...base, kind, pending, redeliver: pending.filter((u) => !steps.r.has(u)), push: pending.filter((u) => !steps.p.has(u)), notified: steps.n };
+        }
+      } else {
+        const delivered = this.deliveredOf(entry);
+        const push = record.users.filter((user) => !delivered.has(user) && !steps.o.has(user));
+        if (push.length > 0) task = { ...base, kind, pending: [], redeliver: [], push, notified: true };
+      }
+      if (!task) {
+        this.due.delete(member);
         continue;
       }
-      this.due.set(alert, leaseUntil);
-      claimed.push({ id: alert, withinS: record.withinS!, pending, route: record.route, refs: { ...record.refs }, data: record.data ?? {}, nonce: record.nonce });
+      this.due.set(member, leaseUntil);
+      claimed.push(task);
     }
     return Promise.resolve(claimed);
   }
 
-  complete(alert: string, ts: number): Promise<void> {
+  renew(tasks: readonly { id: string; kind: DueKind }[], leaseUntil: number): Promise<void> {
+    for (const { id, kind } of tasks) {
+      const member = dueMember(id, kind);
+      const due = this.due.get(member);
+      if (due !== undefined && due < leaseUntil) this.due.set(member, leaseUntil);
+    }
+    return Promise.resolve();
+  }
+
+  progress(alert: string, kind: DueKind, done: Progress): Promise<void> {
     const entry = this.records.get(alert);
-    if (entry) entry.escalated = ts;
-    this.due.delete(alert);
+    if (!entry) return Promise.resolve();
+    const steps = (entry.steps ??= { r: new Set(), p: new Set(), o: new Set(), n: false });
+    for (const user of done.redelivered ?? []) steps.r.add(user);
+    for (const user of done.pushed ?? []) (kind === 'escalation' ? steps.p : steps.o).add(user);
+    if (done.notified) steps.n = true;
+    return Promise.resolve();
+  }
+
+  complete(alert: string, kind: DueKind, ts: number): Promise<void> {
+    const entry = this.records.get(alert);
+    if (entry && kind === 'escalation') entry.escalated = ts;
+    this.due.delete(dueMember(alert, kind));
     return Promise.resolve();
   }
 }

@@ -6,22 +6,25 @@ import { FrameError } from '../connection/frames';
 import { EVENTS_OUT, type EventsOut } from '../events/events-out';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
-import { PUSH_OUT, type PushOut, type PushPayload } from '../push/push-out';
-import { RECEIPT_STORE, type AlertRecord, type AlertRoute, type DueEscalation, type NewRecord, type ReceiptStore, type ReceiptView } from './receipt-store';
+import { PUSH_OUT, type PushOut } from '../push/push-out';
+import { dueMember, RECEIPT_STORE, type AlertRecord, type AlertRoute, type DueEscalation, type NewRecord, type ReceiptStore } from './receipt-store';
 
 /** How often every replica looks for due escalations (the publishing replica also wakes at the deadline itself). */
 export const POLL_MS = 500;
 /**
- * A claimed escalation belongs to its replica this long; if that replica dies mid-way, another takes it when
- * the lease ends (and sends the event again under the same webhook-id).
+ * A claimed task (escalation or push-at-once) belongs to its replica this long, renewed every third of it while
+ * the replica works on it (a push service may take a minute: 5 attempts of up to 10 s); if that replica dies
+ * mid-way, another takes it when the lease ends and does only the steps not recorded as done.
  */
 export const LEASE_MS = 10_000;
-/** Escalations one replica takes per poll. */
+const RENEW_MS = Math.floor(LEASE_MS / 3);
+/** Tasks one replica works on at once (a task waits on push services: they run side by side, not in a row). */
 const CLAIM_MAX = 16;
 /**
- * After publishing an alert to users, the publishing replica waits this long for the deliveries to be recorded,
- * then pushes to the targeted users it reached on no socket (SPEC: "pushed at once" to users with no live alerts
- * connection: a user none of whose connections got the alert has none, cluster-wide).
+ * An alert to users is checked this long after publication for the targeted users it reached on no socket, who
+ * are then pushed (SPEC: "pushed at once" to users with no live alerts connection: a user none of whose
+ * connections got the alert has none, cluster-wide). A task in the due-set: any replica performs it, so the
+ * publisher dying within this second loses nothing.
  */
 export const PUSH_CHECK_MS = 1000;
 /** Records of alerts that ask for no ack, kept only for that check. */
@@ -60,6 +63,9 @@ export interface NewAlert {
 /** Delivers the alert again to the pending users' live connections (the alerts feature knows its frames). */
 export type Redeliver = (escalation: DueEscalation) => Promise<void>;
 
+/** Which step a log line `alert_escalation_progress` reports. */
+type Step = 'redelivered' | 'notified' | 'pushed';
+
 /** One publication's deliveries on this node in one event-loop turn (a user twice when two of its sockets got it). */
 interface Batch {
   alert: string;
@@ -85,6 +91,9 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
   private readonly frames = new Map<string, string>();
   private redeliver: Redeliver | undefined;
   private poller: NodeJS.Timeout | undefined;
+  private renewer: NodeJS.Timeout | undefined;
+  /** Tasks this replica works on, by due-set member (their leases are renewed). */
+  private readonly working = new Map<string, DueEscalation>();
   private readonly timers = new Set<NodeJS.Timeout>();
   private polling = false;
   private stopped = false;
@@ -114,11 +123,13 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
 
   onApplicationBootstrap(): void {
     this.poller = setInterval(() => void this.poll(), POLL_MS).unref();
+    this.renewer = setInterval(() => void this.renew(), RENEW_MS).unref();
   }
 
   onModuleDestroy(): void {
     this.stopped = true;
     clearInterval(this.poller);
+    clearInterval(this.renewer);
     for (const timer of this.timers) clearTimeout(timer);
     this.timers.clear();
     this.flush();
@@ -188,17 +199,17 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
       withinS: alert.ack ? alert.withinS : undefined,
       route: alert.route,
       refs: alert.refs,
-      data: alert.ack && alert.users.length > 0 ? alert.data : undefined,
+      data: alert.users.length > 0 && (alert.ack || this.push) ? alert.data : undefined,
       // randomUUID draws from a cached pool: a synchronous randomBytes per alert was a visible cost in a profile.
       nonce: randomUUID(),
       expiresAt: alert.ack ? alert.expiresAt : Date.now() + TRACK_ONLY_MS,
+      answerId: alert.answerId,
+      pushAt: this.push && alert.users.length > 0 ? Date.now() + PUSH_CHECK_MS : undefined,
     };
     await this.describe({ record, keep: alert.ack ? alert.keep : 0 });
+    // This replica wakes at its own deadlines; every replica's poll takes them too if it is gone.
     if (record.withinS !== undefined && record.users.length > 0) this.at(record.ts + record.withinS * 1000, () => void this.poll());
-    if (this.push && alert.users.length > 0) {
-      const payload: PushPayload = { type: 'alert', id: alert.answerId, data: alert.data };
-      this.at(Date.now() + PUSH_CHECK_MS, () => void this.pushMissed(alert.id, alert.users, payload));
-    }
+    if (record.pushAt !== undefined) this.at(record.pushAt, () => void this.poll());
   }
 
   /** Descriptions made in one turn (alerts published together) go to the store in one write. */
@@ -223,26 +234,6 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
     }, Math.max(0, when - Date.now()));
     timer.unref();
     this.timers.add(timer);
-  }
-
-  /** Pushes to the targeted users no socket got the alert on. */
-  private async pushMissed(alert: string, users: readonly string[], payload: PushPayload): Promise<void> {
-    let view: ReceiptView | undefined;
-    try {
-      this.flush();
-      view = await this.store.read(alert);
-    } catch (error) {
-      // Unknown who was reached: push to everyone rather than to no one.
-      this.warn('receipts_unavailable', `deliveries of an alert could not be read: ${(error as Error).message}`);
-    }
-    const missed = users.filter((user) => !view?.delivered.has(user));
-    if (missed.length > 0) this.pushTo(missed, payload, 'offline');
-  }
-
-  private pushTo(users: string[], payload: PushPayload, reason: 'offline' | 'escalation'): void {
-    if (!this.push) return;
-    this.push.pushToUsers(users, payload);
-    this.log.debug({ event: 'push_requested', alert: payload.id, users: users.length, reason }, 'alert handed to Web Push');
   }
 
   /**
@@ -281,14 +272,23 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
     return { id: alert, delivered: byTime(view.delivered), acked: byTime(view.acked), pending: view.users.filter((user) => !view.acked.has(user)) };
   }
 
-  /** Takes due escalations (at most one replica holds each) and carries them out. */
+  /** Takes due tasks (at most one replica holds each) and starts them; they run side by side. */
   private async poll(): Promise<void> {
     if (this.polling || this.stopped) return;
+    const room = CLAIM_MAX - this.working.size;
+    if (room <= 0) return;
     this.polling = true;
     try {
+      // This node's deliveries first: a push-at-once must see every socket this node wrote the alert to.
+      this.flush();
       const now = Date.now();
-      const due = await this.store.claimDue(now, now + LEASE_MS, CLAIM_MAX);
-      for (const escalation of due) await this.escalate(escalation);
+      const due = await this.store.claimDue(now, now + LEASE_MS, room);
+      for (const task of due) {
+        const member = dueMember(task.id, task.kind);
+        if (this.working.has(member)) continue;
+        this.working.set(member, task);
+        void this.carryOut(task).finally(() => this.working.delete(member));
+      }
     } catch (error) {
       this.warn('receipts_unavailable', `escalations could not be claimed: ${(error as Error).message}`);
     } finally {
@@ -296,25 +296,85 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
     }
   }
 
-  /**
-   * Redelivery to the pending users' live connections, Web Push to them, and `alert.unacknowledged`; then the
-   * alert is settled. A replica killed before settling leaves it to the next one after the lease: the event then
-   * goes out again under the same webhook-id.
-   */
-  private async escalate(escalation: DueEscalation): Promise<void> {
-    const { id, pending, withinS } = escalation;
+  /** Keeps the leases of the tasks this replica works on. */
+  private async renew(): Promise<void> {
+    if (this.working.size === 0 || this.stopped) return;
     try {
-      await this.redeliver?.(escalation);
+      await this.store.renew([...this.working.values()], Date.now() + LEASE_MS);
     } catch (error) {
-      this.warn('redelivery_failed', `an unacknowledged alert could not be delivered again: ${(error as Error).message}`);
+      this.warn('receipts_unavailable', `escalation leases could not be renewed: ${(error as Error).message}`);
     }
-    this.pushTo(pending, { type: 'alert', id, data: escalation.data }, 'escalation');
-    this.events.emit('alert.unacknowledged', { id, pending, within_s: withinS }, { id: webhookId(escalation.nonce) });
-    // The event is queued on the next turn (one write with the others): settle after it, so that a replica
-    // killed in between leaves the escalation to be taken again rather than the event unsent.
-    await new Promise((resolve) => setImmediate(resolve));
-    await this.store.complete(id, Date.now());
-    this.log.info({ event: 'alert_escalated', alert: id, pending: pending.length, within_s: withinS }, 'alert not acknowledged in time: escalated');
+  }
+
+  /**
+   * An escalation: redelivery to the pending users' live connections, `alert.unacknowledged` queued, Web Push to
+   * them; a push-at-once: Web Push to the targeted users it reached on no socket. Each step is recorded in the
+   * store as it is done (per user for pushes, as each user's pushes end), so a replica that takes the task over
+   * after this one died (when its lease ends) does only what is left. A step that fails leaves the task to be
+   * claimed again when the lease ends.
+   */
+  private async carryOut(task: DueEscalation): Promise<void> {
+    const { id, kind, withinS } = task;
+    if (kind === 'escalation') this.log.info({ event: 'alert_escalation_claimed', alert: id, pending: task.pending.length, resumed: task.redeliver.length < task.pending.length || task.notified || task.push.length < task.pending.length }, 'alert not acknowledged in time: escalating');
+    try {
+      if (task.redeliver.length > 0) {
+        await this.redeliver?.({ ...task, pending: task.redeliver });
+        await this.step(task, 'redelivered', task.redeliver);
+      }
+      if (!task.notified) {
+        await this.notify(task);
+        await this.step(task, 'notified', []);
+      }
+      if (task.push.length > 0) await this.pushAll(task);
+      await this.store.complete(id, kind, Date.now());
+    } catch (error) {
+      this.warn('escalation_failed', `${kind === 'escalation' ? 'an escalation' : 'a push of an alert'} stopped mid-way (taken again in ${LEASE_MS / 1000} s): ${(error as Error).message}`);
+      return;
+    }
+    if (kind === 'escalation') this.log.info({ event: 'alert_escalated', alert: id, pending: task.pending.length, within_s: withinS }, 'alert not acknowledged in time: escalated');
+    else this.log.debug({ event: 'push_requested', alert: task.answerId, users: task.push.length, reason: 'offline' }, 'alert pushed to users it reached on no socket');
+  }
+
+  /** Records a step done, and says so in a line (tests wait for it; an operator sees how far an escalation got). */
+  private async step(task: DueEscalation, step: Step, users: readonly string[]): Promise<void> {
+    await this.store.progress(task.id, task.kind, step === 'redelivered' ? { redelivered: users } : step === 'pushed' ? { pushed: users } : { notified: true });
+    this.log.debug({ event: 'alert_escalation_progress', alert: task.id, kind: task.kind, step, users: users.length }, 'step recorded');
+  }
+
+  /** `alert.unacknowledged`, resolved once it is in the events-out queue (at once when the event is not wanted). */
+  private notify(task: DueEscalation): Promise<void> {
+    if (!this.events.wants('alert.unacknowledged')) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      this.events.emit('alert.unacknowledged', { id: task.id, pending: task.pending, within_s: task.withinS }, { id: webhookId(task.nonce), queued: resolve });
+    });
+  }
+
+  /**
+   * Web Push to the task's users; each user is recorded as pushed once all of their pushes ended (sent, removed,
+   * failed, dropped), in one store write per event-loop turn. Resolves when every user is recorded.
+   */
+  private pushAll(task: DueEscalation): Promise<void> {
+    const push = this.push;
+    if (!push) return Promise.resolve();
+    return new Promise<void>((resolve, reject) => {
+      let left = new Set(task.push).size;
+      let ended: string[] = [];
+      const writes: Promise<void>[] = [];
+      let failed: unknown;
+      const write = () => {
+        const users = ended;
+        ended = [];
+        // Caught at once (a rejection may come long before the last user's pushes end): reported at the end.
+        writes.push(this.step(task, 'pushed', users).catch((error: unknown) => void (failed ??= error)));
+      };
+      push.pushToUsers(task.push, { type: 'alert', id: task.answerId, data: task.data }, (user) => {
+        ended.push(user);
+        if (ended.length === 1) setImmediate(write);
+        // After this turn's write is started (setImmediate runs in order): then wait for every write.
+        if (--left === 0) setImmediate(() => void Promise.all(writes).then(() => (failed === undefined ? resolve() : reject(failed as Error))));
+      });
+      this.log.debug({ event: 'push_requested', alert: task.answerId, users: task.push.length, reason: task.kind === 'escalation' ? 'escalation' : 'offline' }, 'alert handed to Web Push');
+    });
   }
 
   private warn(kind: string, message: string): void {

@@ -2,7 +2,7 @@ import type { ModuleRef } from '@nestjs/core';
 import { BrokerUnavailableError } from '../channels/broker';
 import { RedisConnections } from '../redis/redis-connections';
 import { Script } from '../redis/script';
-import { PROVISIONAL_MS, type AckResult, type AckTarget, type AlertRoute, type Delivery, type DueEscalation, type NewRecord, type ReceiptStore, type ReceiptView } from './receipt-store';
+import { dueMember, PROVISIONAL_MS, type AckResult, type AckTarget, type AlertRoute, type Delivery, type DueEscalation, type DueKind, type NewRecord, type Progress, type ReceiptStore, type ReceiptView } from './receipt-store';
 
 /** Alerts per script call, so that one call stays small whatever a turn brought. */
 const BATCH = 50;
@@ -11,7 +11,10 @@ const BATCH = 50;
  * Receipts in Redis (cluster mode), every key under the `{P}` hash tag (P = REDIS_PREFIX; one slot on Redis
  * Cluster, like presence and the webhook queue: a trim or a claim touches several alerts' keys in one script):
  *   {P}:receipt:<alert>             hash  the description (created, exp, ts, users (one per line), within_s, route, refs,
- *                                         data, nonce), `ack` ("1" once acknowledgement is asked for), `escalated`
+ *                                         data, nonce, answer), `ack` ("1" once acknowledgement is asked for), `escalated`,
+ *                                         and the steps of its due tasks done so far: `s:r` redelivered, `s:p` pushed by
+ *                                         the escalation, `s:o` pushed at once ("\n" then one user per line each),
+ *                                         `s:n` ("1": alert.unacknowledged queued)
  *   {P}:receipt:<alert>:delivered   string  deliveries as appended: per replica and turn "\x01<ms>\n" then one
  *                                         user per line; a user's first line is its first delivery
  *   {P}:receipt:<alert>:acked       string  "\n" then one "<user>\t<ms>\n" per user who acked (once each)
@@ -20,7 +23,8 @@ const BATCH = 50;
  * Written whole (SET ... KEEPTTL), not APPENDed: APPEND keeps as much again allocated for growth.
  *   {P}:receipt-ref:<user>\0<frame> string  a personal frame's id -> its alert
  *   {P}:receipts                    zset  alerts asking for ack -> publication time (the newest `keep` are kept)
- *   {P}:receipts:due                zset  alert -> escalation due time (a claim moves it to the lease's end)
+ *   {P}:receipts:due                zset  due tasks -> due time (a claim moves it to the lease's end): `<alert>` its
+ *                                         escalation, `<alert>:push` its push-at-once
  * Each alert's keys expire together at its `exp` (the channel's history TTL) when it has one. Deliveries are
  * written in one script call per event-loop turn (every alert of the turn), whatever the number of sockets, and
  * descriptions likewise.
@@ -85,12 +89,13 @@ for r = 2, #ARGV do
             for user, frame in pairs(cjson.decode(refs)) do redis.call('DEL', p .. ':receipt-ref:' .. user .. '\\0' .. frame) end
           end
           redis.call('DEL', m, m .. ':delivered', m .. ':acked')
-          redis.call('ZREM', KEYS[2], old)
+          redis.call('ZREM', KEYS[2], old, old .. ':push')
         end
         redis.call('ZREMRANGEBYRANK', KEYS[1], 0, over - 1)
       end
     end
     if rec.due ~= '0' then redis.call('ZADD', KEYS[2], rec.due, id) end
+    if rec.push ~= '0' then redis.call('ZADD', KEYS[2], rec.push, id .. ':push') end
   end
 end
 return 1
@@ -127,38 +132,82 @@ return {1, a}
 `);
 
 /**
- * KEYS: due. ARGV: prefix, now, lease until, max. Returns, per claimed alert: id, pending (JSON), within_s,
- * route, refs, data, nonce. Alerts gone, escalated already, or with nobody pending leave the zset.
+ * KEYS: due. ARGV: prefix, now, lease until, max. Returns, per claimed task: kind ("e" escalation, "p" push), id,
+ * pending, redeliver, push (JSON lists), notified ("1"/"0"), within_s, route, refs, data, nonce, answer. The
+ * steps done already (s:r, s:p, s:o, s:n: a claimer died mid-way) are left out. Tasks of alerts gone, escalated
+ * already, or with nobody to do leave the zset.
  */
 const CLAIM = new Script(`
 local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))) do
+local function has(list, user) return list and string.find(list, '\\n' .. user .. '\\n', 1, true) ~= nil end
+for _, member in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[4]))) do
+  local id, kind = member, 'e'
+  if string.sub(member, -5) == ':push' then id, kind = string.sub(member, 1, -6), 'p' end
   local m = ARGV[1] .. ':receipt:' .. id
-  local f = redis.call('HMGET', m, 'created', 'escalated', 'users', 'within_s', 'route', 'refs', 'data', 'nonce')
-  local pending = {}
-  if f[1] and not f[2] then
+  local f = redis.call('HMGET', m, 'created', 'escalated', 'users', 'within_s', 'route', 'refs', 'data', 'nonce', 'answer', 's:r', 's:p', 's:o', 's:n')
+  local pending, redeliver, push = {}, {}, {}
+  local work = false
+  if f[1] and kind == 'e' and not f[2] then
     local acked = {}
     for user in string.gmatch(redis.call('GET', m .. ':acked') or '', '([^\\n\\t]+)\\t') do acked[user] = true end
     for user in string.gmatch(f[3], '[^\\n]+') do
-      if not acked[user] then table.insert(pending, user) end
+      if not acked[user] then
+        table.insert(pending, user)
+        if not has(f[10], user) then table.insert(redeliver, user) end
+        if not has(f[11], user) then table.insert(push, user) end
+      end
     end
+    work = #pending > 0
+  elseif f[1] and kind == 'p' then
+    local delivered = redis.call('GET', m .. ':delivered') or ''
+    for user in string.gmatch(f[3], '[^\\n]+') do
+      if not has(delivered, user) and not has(f[12], user) then table.insert(push, user) end
+    end
+    work = #push > 0
   end
-  if #pending == 0 then
-    redis.call('ZREM', KEYS[1], id)
+  if not work then
+    redis.call('ZREM', KEYS[1], member)
   else
-    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], id)
-    for _, v in ipairs({id, cjson.encode(pending), f[4], f[5], f[6], f[7], f[8]}) do table.insert(out, v) end
+    redis.call('ZADD', KEYS[1], 'XX', ARGV[3], member)
+    -- cjson encodes an empty table as {}: lists are sent joined by newlines instead.
+    local row = {kind, id, table.concat(pending, '\\n'), table.concat(redeliver, '\\n'), table.concat(push, '\\n'), f[13] or '0', f[4] or '0', f[5], f[6], f[7], f[8], f[9]}
+    -- A numeric loop: ipairs would stop at the first absent field (nil), and false is Redis's nil reply.
+    for j = 1, 12 do table.insert(out, row[j] or false) end
   end
 end
 return out
 `);
 
-/** KEYS: meta, due. ARGV: id, ts. */
+/** KEYS: due. ARGV: lease until, then members: each still held (in the zset) is kept until the lease's end. */
+const RENEW = new Script(`
+for i = 2, #ARGV do
+  local score = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  if score and tonumber(score) < tonumber(ARGV[1]) then redis.call('ZADD', KEYS[1], 'XX', ARGV[1], ARGV[i]) end
+end
+return 1
+`);
+
+/**
+ * KEYS: meta. ARGV: field of users ("s:r", "s:p", "s:o"), users joined by newlines ("" none), notified ("1"/"0").
+ * Nothing for an alert whose record is gone (no key is made without its expiry).
+ */
+const PROGRESS = new Script(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], (redis.call('HGET', KEYS[1], ARGV[1]) or '\\n') .. ARGV[2] .. '\\n')
+end
+if ARGV[3] == '1' then redis.call('HSET', KEYS[1], 's:n', '1') end
+return 1
+`);
+
+/** KEYS: meta, due. ARGV: member, ts, kind ("e": the escalation, marked done; "p"). */
 const COMPLETE = new Script(`
-if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'escalated', ARGV[2]) end
+if ARGV[3] == 'e' and redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'escalated', ARGV[2]) end
 redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 `);
+
+const lines = (text: string | null | false): string[] => (text ? text.split('\n') : []);
 
 /** The `delivered` string: each user's first line, under the time of the turn it was written in. */
 function deliveries(text: string | null): Map<string, number> {
@@ -224,9 +273,11 @@ export class RedisReceiptStore implements ReceiptStore {
         const fields: Record<string, string> = { ts: String(record.ts), users: record.users.join('\n'), route: record.route, nonce: record.nonce };
         if (record.withinS !== undefined) fields.within_s = String(record.withinS);
         if (record.data !== undefined) fields.data = JSON.stringify(record.data);
+        if (record.answerId !== undefined && record.answerId !== record.id) fields.answer = record.answerId;
         const due = record.users.length > 0 && record.withinS !== undefined ? record.ts + record.withinS * 1000 : 0;
         // Times as strings: Lua would print a number of ms as 1.7e+12.
-        args.push(JSON.stringify({ id: record.id, exp: String(record.expiresAt), keep, due: String(due), ts: String(record.ts), refs: record.refs, ack: record.ack, fields }));
+        const push = record.users.length > 0 && record.pushAt !== undefined ? record.pushAt : 0;
+        args.push(JSON.stringify({ id: record.id, exp: String(record.expiresAt), keep, due: String(due), push: String(push), ts: String(record.ts), refs: record.refs, ack: record.ack, fields }));
       }
       await this.available(() => CREATE.run(this.redis.command, keys, args));
     }
@@ -268,23 +319,39 @@ export class RedisReceiptStore implements ReceiptStore {
   async claimDue(now: number, leaseUntil: number, max: number): Promise<DueEscalation[]> {
     const reply = (await this.available(() => CLAIM.run(this.redis.command, [this.due], [this.prefix, now, leaseUntil, max]))) as (string | null)[];
     const claimed: DueEscalation[] = [];
-    for (let i = 0; i + 6 < reply.length; i += 7) {
-      const [id, pending, withinS, route, refs, data, nonce] = reply.slice(i, i + 7);
+    for (let i = 0; i + 11 < reply.length; i += 12) {
+      const [kind, id, pending, redeliver, push, notified, withinS, route, refs, data, nonce, answer] = reply.slice(i, i + 12);
       claimed.push({
+        kind: kind === 'p' ? 'push' : 'escalation',
         id: id!,
-        pending: JSON.parse(pending!) as string[],
+        answerId: answer || id!,
+        pending: lines(pending),
+        redeliver: lines(redeliver),
+        push: lines(push),
+        notified: notified === '1',
         withinS: Number(withinS),
-        route: (route as AlertRoute) ?? 'alerts',
+        route: (route as AlertRoute) || 'alerts',
         refs: refs ? (JSON.parse(refs) as Record<string, string>) : {},
         data: data ? (JSON.parse(data) as Record<string, unknown>) : {},
-        nonce: nonce ?? id!,
+        nonce: nonce || id!,
       });
     }
     return claimed;
   }
 
-  async complete(alert: string, ts: number): Promise<void> {
-    await this.available(() => COMPLETE.run(this.redis.command, [this.meta(alert), this.due], [alert, ts]));
+  async renew(tasks: readonly { id: string; kind: DueKind }[], leaseUntil: number): Promise<void> {
+    if (tasks.length === 0) return;
+    await this.available(() => RENEW.run(this.redis.command, [this.due], [leaseUntil, ...tasks.map((t) => dueMember(t.id, t.kind))]));
+  }
+
+  async progress(alert: string, kind: DueKind, done: Progress): Promise<void> {
+    const users = done.redelivered ?? done.pushed ?? [];
+    const field = done.redelivered ? 's:r' : kind === 'escalation' ? 's:p' : 's:o';
+    await this.available(() => PROGRESS.run(this.redis.command, [this.meta(alert)], [field, users.join('\n'), done.notified ? '1' : '0']));
+  }
+
+  async complete(alert: string, kind: DueKind, ts: number): Promise<void> {
+    await this.available(() => COMPLETE.run(this.redis.command, [this.meta(alert), this.due], [dueMember(alert, kind), ts, kind === 'escalation' ? 'e' : 'p']));
   }
 
   /** Redis unreachable (link down, or a command that failed for it): BrokerUnavailableError, as the broker does. */

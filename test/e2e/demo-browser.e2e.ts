@@ -1,4 +1,6 @@
 import { chromium, type Browser } from 'playwright-core';
+import { vapidKeys } from '../../src/cli/vapid';
+import { PUSH_SERVICE_UNREACHABLE } from '../../src/demo/demo-push';
 import { Replica } from '../support/cluster';
 import { ForwardProxy } from '../support/forward-proxy';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
@@ -260,5 +262,56 @@ describe('demo console behind a forward proxy that blocks WebSocket (squid, CONN
     expect(await page.textContent('#transport')).toBe('over websocket');
     expect(await page.$$eval('#log li[data-kind="close"]', (items) => items.length)).toBe(0);
     await page.close();
+  });
+});
+
+describe('demo console: Web Push in Chromium (service worker, subscribe, a push shown)', () => {
+  let browser: Browser;
+  let gw: TestGateway;
+  const vapid = vapidKeys();
+  beforeAll(async () => {
+    gw = await startTestGateway({ VAPID_PUBLIC_KEY: vapid.publicKey, VAPID_PRIVATE_KEY: vapid.privateKey, VAPID_SUBJECT: 'mailto:ops@example.com' });
+    browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: ['--no-sandbox'] });
+  });
+  afterAll(async () => {
+    await browser?.close();
+    await gw?.close();
+  });
+
+  it('registers its service worker, subscribes or says the push service is unreachable, and lists a push delivered to the worker', async () => {
+    const context = await browser.newContext();
+    const origin = new URL(gw.internal('/')).origin;
+    // As a person who allowed notifications: what remains between the page and a subscription is the push service.
+    await context.grantPermissions(['notifications'], { origin });
+    const page = await context.newPage();
+    await page.goto(gw.internal('/demo'));
+    await page.waitForSelector('#push[data-worker="ready"]');
+    await page.waitForSelector('#push-log li[data-kind="worker"]:has-text("service worker registered")');
+
+    await page.fill('#token', token({ sub: 'browser-push', role: 'authority' }));
+    await page.click('#push-enable');
+    await page.waitForSelector('#push-state[data-state="subscribed"], #push-state[data-state="failed"]', { timeout: 30_000 });
+    if ((await page.getAttribute('#push-state', 'data-state')) === 'subscribed') {
+      // A browser that reached its push service: the gateway took the subscription (201 shown).
+      await page.waitForSelector('#push-log li[data-kind="subscribed"]:has-text("(201)")');
+    } else {
+      // No Internet here: Chromium cannot reach Google's push service, and the page says exactly that.
+      expect(await page.textContent('#push-why')).toContain(PUSH_SERVICE_UNREACHABLE);
+      expect(await page.getAttribute('#push', 'data-unreachable')).toBe('true');
+    }
+
+    // A push delivered to the page's service worker through the DevTools protocol, as a push service would hand
+    // it over (decrypted): the worker posts it to the page, which lists it.
+    const cdp = await context.newCDPSession(page);
+    const registrations: { registrationId: string; scopeURL: string; isDeleted: boolean }[] = [];
+    cdp.on('ServiceWorker.workerRegistrationUpdated', (event: { registrations: typeof registrations }) => registrations.push(...event.registrations));
+    await cdp.send('ServiceWorker.enable');
+    await eventually(() => registrations.some((r) => r.scopeURL === `${origin}/demo` && !r.isDeleted), 5000, 'the /demo registration');
+    const { registrationId } = registrations.find((r) => r.scopeURL === `${origin}/demo`)!;
+    const payload = { type: 'alert', id: '1795280574760-0', data: { text: 'Ward 3: oxygen supply alarm' } };
+    await cdp.send('ServiceWorker.deliverPushMessage', { origin, registrationId, data: JSON.stringify(payload) });
+    await page.waitForSelector('#push-log li[data-kind="push"]:has-text("Ward 3: oxygen supply alarm")');
+    expect(JSON.parse((await page.textContent('#push-log li[data-kind="push"]'))!.replace(/^\S+ push /, ''))).toEqual(payload);
+    await context.close();
   });
 });

@@ -109,14 +109,45 @@ function contract(name: string, make: () => Promise<{ store: ReceiptStore; done:
       await store.ack({ user: 'ann', frameId: 'e2' }, now);
       await store.ack({ user: 'bob', frameId: 'e2' }, now);
       const first = await store.claimDue(now, now + 10_000, 10);
-      expect(first).toEqual([{ id: 'e1', withinS: 60, pending: ['bob'], route: 'alerts', refs: {}, data: { text: 'e1' }, nonce: 'nonce-e1' }]);
+      expect(first).toEqual([
+        { kind: 'escalation', id: 'e1', answerId: 'e1', withinS: 60, pending: ['bob'], redeliver: ['bob'], push: ['bob'], notified: false, route: 'alerts', refs: {}, data: { text: 'e1' }, nonce: 'nonce-e1' },
+      ]);
       // Held: nobody else gets it before the lease ends; after it, the next claimer does.
       expect(await store.claimDue(now + 1, now + 10_001, 10)).toEqual([]);
       expect((await store.claimDue(now + 10_000, now + 20_000, 10)).map((e) => e.id)).toEqual(['e1']);
-      await store.complete('e1', now);
+      await store.complete('e1', 'escalation', now);
       expect(await store.claimDue(now + 30_000, now + 40_000, 10)).toEqual([]);
       // e2 had nobody pending: settled without an escalation; e3 is not due.
       expect(await store.claimDue(now + 50_000, now + 60_000, 10)).toEqual([]);
+    });
+
+    it('leaves the steps a dead claimer recorded out of the next claim, and keeps a renewed lease', async () => {
+      const now = Date.now();
+      await store.create([{ record: record('s1', { ts: now - 61_000, users: ['ann', 'bob', 'cy'] }), keep: 100 }]);
+      expect((await store.claimDue(now, now + 10_000, 10)).map((e) => [e.redeliver, e.push, e.notified])).toEqual([[['ann', 'bob', 'cy'], ['ann', 'bob', 'cy'], false]]);
+      await store.progress('s1', 'escalation', { redelivered: ['ann', 'bob', 'cy'] });
+      await store.progress('s1', 'escalation', { notified: true });
+      await store.progress('s1', 'escalation', { pushed: ['bob'] });
+      await store.progress('s1', 'escalation', { pushed: ['ann'] });
+      // Renewed by its claimer: not taken when the first lease would have ended.
+      await store.renew([{ id: 's1', kind: 'escalation' }], now + 20_000);
+      expect(await store.claimDue(now + 15_000, now + 25_000, 10)).toEqual([]);
+      const again = await store.claimDue(now + 20_000, now + 30_000, 10);
+      expect(again).toMatchObject([{ id: 's1', pending: ['ann', 'bob', 'cy'], redeliver: [], push: ['cy'], notified: true }]);
+    });
+
+    it('hands out the push-at-once of users an alert reached on no socket, once, with its answer id', async () => {
+      const now = Date.now();
+      await store.create([{ record: record('o1', { ack: false, withinS: undefined, users: ['ann', 'bob', 'cy'], answerId: '9-0', pushAt: now - 1, expiresAt: now + 60_000 }), keep: 0 }]);
+      await store.create([{ record: record('o2', { ack: false, withinS: undefined, users: ['ann'], pushAt: now - 1, expiresAt: now + 60_000 }), keep: 0 }]);
+      await store.delivered([{ alert: 'o1', users: ['bob'], ack: false }, { alert: 'o2', users: ['ann'], ack: false }], now);
+      const [task, ...rest] = await store.claimDue(now, now + 10_000, 10);
+      expect(rest).toEqual([]);
+      expect(task).toMatchObject({ kind: 'push', id: 'o1', answerId: '9-0', push: ['ann', 'cy'], data: { text: 'o1' } });
+      await store.progress('o1', 'push', { pushed: ['ann'] });
+      expect((await store.claimDue(now + 10_000, now + 20_000, 10)).map((e) => e.push)).toEqual([['cy']]);
+      await store.complete('o1', 'push', now);
+      expect(await store.claimDue(now + 30_000, now + 40_000, 10)).toEqual([]);
     });
   });
 }

@@ -430,3 +430,174 @@ describe('receipts across replicas (cluster: processes on a real redis-server)',
     expect(push.invalid).toEqual([]);
   });
 });
+
+describe('escalation and push-at-once when the replica doing them is killed (processes on a real redis-server)', () => {
+  let redis: RedisProcess;
+  let receiver: WebhookReceiver;
+  let push: PushService;
+  let replicas: Replica[] = [];
+  const clients: TestClient[] = [];
+  const vapid = vapidKeys();
+
+  beforeAll(async () => {
+    redis = await RedisProcess.start();
+    receiver = await WebhookReceiver.start();
+    push = await PushService.start(vapid.publicKey);
+    // Each replica signs its pushes with its own VAPID `sub`: the push service tells which replica sent a push.
+    replicas = await Promise.all(
+      ['kl-a', 'kl-b', 'kl-c'].map((name) =>
+        Replica.start(
+          name,
+          redis.url,
+          receiver.env({
+            WEBHOOK_EVENTS: 'alert.unacknowledged',
+            NODE_EXTRA_CA_CERTS: push.caFile,
+            VAPID_PUBLIC_KEY: vapid.publicKey,
+            VAPID_PRIVATE_KEY: vapid.privateKey,
+            VAPID_SUBJECT: `mailto:${name}@example.com`,
+          }),
+        ),
+      ),
+    );
+    for (const replica of replicas) await eventually(async () => (await replica.readyStatus()) === 200, 10_000, `${replica.name} ready`);
+  }, 30_000);
+  afterAll(async () => {
+    await Promise.all(clients.map((c) => c.close()));
+    await Promise.all(replicas.map((r) => r.kill()));
+    await receiver.stop();
+    await push.stop();
+    await redis.stop();
+  });
+
+  const live = () => replicas.filter((r) => r.process.child.exitCode === null && r.process.child.signalCode === null);
+  const sender = (p: { claims: { sub: string } }) => replicas.find((r) => p.claims.sub === `mailto:${r.name}@example.com`)!;
+
+  async function subscribePush(replica: Replica, sub: string): Promise<BrowserSubscription> {
+    const subscription = push.subscribe();
+    const res = await fetch(replica.http('/push/subscriptions'), {
+      method: 'POST',
+      headers: { authorization: `Bearer ${token({ sub, role: 'authority' })}`, 'content-type': 'application/json' },
+      body: JSON.stringify(subscription),
+    });
+    expect(res.status).toBe(201);
+    return subscription;
+  }
+
+  it('a claimer killed mid-push: the next one does only what is left (each pending user one redelivery, one accepted push; one event)', async () => {
+    const [a] = replicas;
+    const bobPush = await subscribePush(a, 'kl-bob');
+    const danPush = await subscribePush(a, 'kl-dan');
+    const carlPush = await subscribePush(a, 'kl-carl');
+    // bob's push service holds the first push open (the claimer is mid-push when killed), then accepts; dan's accepts.
+    let bobHeld = false;
+    push.answer = (p) => {
+      if (p.subscription !== PushService.idOf(bobPush) || bobHeld) return 201;
+      bobHeld = true;
+      return 'hang';
+    };
+    // bob and dan on every replica: whichever claims (and dies), the others' connections show what was redelivered.
+    const sockets: Record<string, Map<string, TestClient>> = { 'kl-bob': new Map(), 'kl-dan': new Map() };
+    for (const sub of ['kl-bob', 'kl-dan']) {
+      for (const replica of replicas) {
+        const client = await alertsEndpoint((p) => replica.ws(p), sub);
+        clients.push(client);
+        await client.ofType('welcome');
+        sockets[sub].set(replica.name, client);
+      }
+    }
+    const carl = await alertsEndpoint((p) => a.ws(p), 'kl-carl');
+    clients.push(carl);
+    await carl.ofType('welcome');
+
+    const published = await postAlert((p) => a.internal(p), { data: { text: 'mid-push' }, users: ['kl-bob', 'kl-dan', 'kl-carl'], ack: { within_s: 2 } });
+    expect(published.status).toBe(202);
+    const { id } = published.body as { id: string };
+    for (const sub of ['kl-bob', 'kl-dan']) for (const client of sockets[sub].values()) await client.ofType('alert');
+    carl.send({ type: 'ack', id: (await carl.ofType('alert')).id });
+    await eventually(async () => (await receipts((p) => a.internal(p), id)).body.acked?.length === 1, 5000, 'carl acked');
+
+    // The controlled point: bob's push held open by the push service, dan's accepted.
+    await push.until(() => push.hangingCount === 1 && push.for(danPush).length === 1, 10_000, 'bob\'s push held, dan\'s accepted');
+    const claimer = sender(push.for(bobPush)[0]);
+    expect(sender(push.for(danPush)[0])).toBe(claimer);
+    // Its record of dan's push reaches Redis a moment after the push service answered: wait for the claimer's line.
+    await eventually(() => claimer.logs({ event: 'alert_escalation_progress', alert: id, step: 'pushed' }).length > 0, 3000, 'dan\'s push recorded').catch(() => undefined);
+    await claimer.kill();
+
+    // Another replica takes the escalation over when the lease ends, and pushes to bob again.
+    await push.until(() => push.for(bobPush).some((p) => p.answered === 201), 20_000, 'bob\'s push accepted, sent by a survivor');
+    const retaken = push.for(bobPush).find((p) => p.answered === 201)!;
+    expect(sender(retaken)).not.toBe(claimer);
+    await eventually(() => live().some((r) => r.logs({ event: 'alert_escalated', alert: id }).length > 0), 5000, 'a survivor settled the escalation');
+    // More poll rounds on the survivors bring nothing more.
+    const later = Date.now() + 2000;
+    await eventually(() => Date.now() > later, 4000, 'more poll rounds');
+
+    expect(push.invalid).toEqual([]);
+    // bob: the held push and the one the survivor sent, the same message under the same Topic (a push service
+    // that still holds the first replaces it, RFC 8030 §5.4); accepted once. dan: once. carl acked: none.
+    expect(push.for(bobPush).map((p) => p.answered)).toEqual(['hang', 201]);
+    expect(push.for(bobPush)[1].payload).toEqual(push.for(bobPush)[0].payload);
+    expect(push.for(bobPush)[0].topic).toMatch(/^[A-Za-z0-9_-]{1,32}$/);
+    expect(push.for(bobPush)[1].topic).toBe(push.for(bobPush)[0].topic);
+    expect(push.for(danPush).map((p) => p.payload)).toEqual([{ type: 'alert', id, data: { text: 'mid-push' } }]);
+    expect(push.for(carlPush)).toEqual([]);
+    // One redelivery per surviving connection of each pending user.
+    for (const sub of ['kl-bob', 'kl-dan']) {
+      for (const replica of live()) {
+        const redelivered = sockets[sub].get(replica.name)!.frames.filter((f: any) => f.type === 'alert' && f.redelivered === true);
+        expect([sub, replica.name, redelivered.length]).toEqual([sub, replica.name, 1]);
+      }
+    }
+    const events = receiver.received.filter((r) => r.type === 'alert.unacknowledged' && r.data.id === id);
+    expect(events).toHaveLength(1);
+    expect(events[0].data).toEqual({ id, pending: ['kl-bob', 'kl-dan'], within_s: 2 });
+  }, 60_000);
+
+  it('pushes at once to a user it reached on no socket even when the publishing replica dies within that second', async () => {
+    push.answer = () => 201;
+    const [publisher, survivor] = live();
+    const zedPush = await subscribePush(survivor, 'kl-zed');
+    const annPush = await subscribePush(survivor, 'kl-ann');
+    const ann = await alertsEndpoint((p) => survivor.ws(p), 'kl-ann');
+    clients.push(ann);
+    await ann.ofType('welcome');
+    const published = await postAlert((p) => publisher.internal(p), { data: { text: 'publisher dies' }, users: ['kl-zed', 'kl-ann'] });
+    expect(published.status).toBe(202);
+    await publisher.kill();
+    await ann.ofType('alert');
+    await push.until(() => push.for(zedPush).length > 0, 5000, 'the push to kl-zed, from the survivor');
+    expect(push.for(zedPush)[0].payload).toEqual({ type: 'alert', id: published.body.id, data: { text: 'publisher dies' } });
+    expect(sender(push.for(zedPush)[0])).toBe(survivor);
+    const later = Date.now() + 2000;
+    await eventually(() => Date.now() > later, 4000, 'more poll rounds');
+    expect(push.for(zedPush)).toHaveLength(1);
+    expect(push.for(annPush)).toEqual([]);
+    expect(push.invalid).toEqual([]);
+  }, 30_000);
+
+  it('answers an ack unavailable while Redis is down, and records a new one once it is back', async () => {
+    const [replica] = live();
+    const eve = await alertsEndpoint((p) => replica.ws(p), 'kl-eve');
+    clients.push(eve);
+    await eve.ofType('welcome');
+    const before = await postAlert((p) => replica.internal(p), { data: { text: 'before the outage' }, users: ['kl-eve'], ack: { within_s: 600 } });
+    const frame = await eve.ofType('alert');
+    await redis.kill();
+    await eventually(async () => (await replica.readyStatus()) === 503, 10_000, 'the replica sees Redis gone');
+    eve.send({ type: 'ack', id: frame.id });
+    const error = await eve.ofType('error');
+    expect(error.payload).toEqual({ code: 'unavailable', message: 'acks cannot be recorded right now (Redis is unreachable); send it again shortly' });
+    expect((await receipts((p) => replica.internal(p), before.body.id)).status).toBe(503);
+
+    await redis.restart();
+    await eventually(async () => (await replica.readyStatus()) === 200, 15_000, 'the replica back on Redis');
+    // This redis-server keeps nothing across a restart (no persistence): the receipts of before are gone with it.
+    const after = await postAlert((p) => replica.internal(p), { data: { text: 'after the outage' }, users: ['kl-eve'], ack: { within_s: 600 } });
+    expect(after.status).toBe(202);
+    const next = await eve.take((f) => f.type === 'alert' && f.data?.text === 'after the outage');
+    eve.send({ type: 'ack', id: next.id });
+    await eventually(async () => (await receipts((p) => replica.internal(p), after.body.id)).body.acked?.length === 1, 5000, 'the ack after the outage');
+    expect(eve.frames.filter((f: any) => f.type === 'error')).toEqual([]);
+  }, 40_000);
+});

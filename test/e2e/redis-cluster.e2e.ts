@@ -101,6 +101,40 @@ describe('Redis Cluster', () => {
     await Promise.all(clients.map((c) => c.close()));
   });
 
+  it('keeps receipts and acks in one slot: delivered and acked across replicas, an escalation once', async () => {
+    const service = { authorization: `Bearer ${token({ sub: 'svc', role: 'service' })}` };
+    const receipts = async (replica: Replica, id: string) => (await (await fetch(replica.internal(`/api/alerts/${id}/receipts`), { headers: service })).json()) as Record<string, any>;
+    const ann = await connect(a.ws(`/api/alerts/subscribe?token=${token({ sub: 'rcp-ann', role: 'authority' })}`));
+    const bob = await connect(b.ws(`/api/alerts/subscribe?token=${token({ sub: 'rcp-bob', role: 'authority' })}`));
+    await Promise.all([ann.ofType('welcome'), bob.ofType('welcome')]);
+    // To users' own channels (shard channels here), with an id of its own; acked by ann on a.
+    const personal = await a.publish({ data: { text: 'on the cluster' }, users: ['rcp-ann', 'rcp-bob'], ack: { within_s: 2 } });
+    expect(personal.status).toBe(202);
+    const id = personal.body.id as string;
+    const [annFrame, bobFrame] = await Promise.all([ann.ofType('alert'), bob.ofType('alert')]);
+    expect([annFrame.ack, bobFrame.ack]).toEqual([true, true]);
+    ann.send({ type: 'ack', id: annFrame.id });
+    await eventually(async () => (await receipts(b, id)).acked?.length === 1, 5000, 'ann\'s ack, read on b');
+    const read = await receipts(b, id);
+    expect(read.delivered.map((e: { user: string }) => e.user).sort()).toEqual(['rcp-ann', 'rcp-bob']);
+    expect(read.acked.map((e: { user: string }) => e.user)).toEqual(['rcp-ann']);
+    expect(read.pending).toEqual(['rcp-bob']);
+    // bob never acks: the escalation comes once, from one of the two replicas.
+    const again = await bob.take((f) => f.type === 'alert' && f.redelivered === true, 10_000);
+    expect(again.id).toBe(bobFrame.id);
+    // A role-only alert through `alerts` (its stream in one slot), acked by bob on b, read on a.
+    const broadcast = await b.publish({ data: { text: 'all authorities' }, roles: ['authority'], ack: { within_s: 600 } });
+    const bobBroadcast = await bob.take((f) => f.type === 'alert' && f.id === broadcast.body.id);
+    bob.send({ type: 'ack', id: bobBroadcast.id });
+    await eventually(async () => (await receipts(a, broadcast.body.id as string)).acked?.length === 1, 5000, 'bob\'s ack, read on a');
+    // Two more poll rounds on both replicas: no second redelivery.
+    const later = Date.now() + 1500;
+    await eventually(() => Date.now() > later, 3000, 'more poll rounds');
+    expect(bob.frames.filter((f: any) => f.redelivered === true)).toEqual([]);
+    expect([...ann.frames, ...bob.frames].filter((f: any) => f.type === 'error')).toEqual([]);
+    await Promise.all([ann.close(), bob.close()]);
+  });
+
   it('follows a master killed during publishing: every acknowledged alert once and in order, or recovered:false', async () => {
     const subscribers = await resumingSubscribers('rc-failover', [a, b], 2);
     const publisher = new AlertPublisher([a, b]);

@@ -27,7 +27,9 @@ export interface ReceivedPush {
   plaintextBytes: number;
   ttl: number;
   urgency: string | undefined;
-  /** The VAPID JWT's claims. */
+  /** The `Topic` header (RFC 8030 §5.4): a later message with the same topic replaces one not yet delivered. */
+  topic: string | undefined;
+  /** The VAPID JWT's claims (`sub`: the sender's contact; tests give each replica its own, to tell who sent a push). */
   claims: { aud: string; exp: number; sub: string };
   /** What the service answered (the test's choice). */
   answered: number | 'hang';
@@ -233,6 +235,7 @@ export class PushService {
       plaintextBytes: plaintext.length,
       ttl,
       urgency: req.headers.urgency as string | undefined,
+      topic: req.headers.topic as string | undefined,
       claims: claims as ReceivedPush['claims'],
       answered: 201,
       at: Date.now(),
