@@ -8,9 +8,11 @@
 // - upgrades per server CPU-second: once those are closed, N more with other users' fresh tokens (a running
 //   server's cost), server CPU read from /proc/<pid>/stat, the load (bench/load/sink.js) on core 1.
 // BENCH_CPU_PROF=<dir> writes each server's V8 CPU profile there. LOG_LEVEL=debug|info|warn sets the gateways'.
+// --log-bytes: each gateway writes its log lines to a file (not /dev/null), and the bytes per 1,000 connections
+// (each opened and closed) are reported beside the CPU (docs/observability.md, connection logs).
 'use strict';
 const path = require('node:path');
-const { readFileSync, writeFileSync, mkdtempSync, rmSync } = require('node:fs');
+const { readFileSync, writeFileSync, mkdtempSync, rmSync, statSync } = require('node:fs');
 const { tmpdir } = require('node:os');
 const { spawn } = require('node:child_process');
 const jwt = require('jsonwebtoken');
@@ -23,6 +25,7 @@ const option = (name, fallback) => {
   const [value] = argv.splice(i, 2).slice(1);
   return Number(value);
 };
+const LOG_BYTES = argv.includes('--log-bytes') && (argv.splice(argv.indexOf('--log-bytes'), 1), true);
 const SOCKETS = option('sockets', 5000);
 const ROUNDS = option('rounds', 3);
 const ROOTS = (argv.length ? argv : ['.']).map((p) => path.resolve(p));
@@ -83,7 +86,9 @@ async function untilClosed(server) {
 
 async function measure(root, peer) {
   const { startServer } = require(path.join(root, 'bench', 'fanout.js'));
-  const server = await startServer(peer, '', 0, process.env.LOG_LEVEL ? { LOG_LEVEL: process.env.LOG_LEVEL } : {});
+  const logFile = LOG_BYTES && peer !== 'ws' ? path.join(work, `log-${batch++}.jsonl`) : undefined;
+  const env = { ...(process.env.LOG_LEVEL ? { LOG_LEVEL: process.env.LOG_LEVEL } : {}), ...(logFile ? { BENCH_LOG_FILE: logFile } : {}) };
+  const server = await startServer(peer, '', 0, env);
   const pid = server.proc.pid;
   try {
     server.send({ type: 'memory' });
@@ -104,7 +109,14 @@ async function measure(root, peer) {
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
     const cpu = cpuOf(pid) - cpu0;
     await warm.close();
+    let logBytesPer1000;
+    if (logFile) {
+      await untilClosed(server);
+      await new Promise((resolve) => setTimeout(resolve, 1500)); // the batched destination flushes every second
+      logBytesPer1000 = (statSync(logFile).size / (2 * SOCKETS)) * 1000; // both dials, each socket opened and closed
+    }
     return {
+      logBytesPer1000,
       upgradesPerCpuSec: SOCKETS / cpu,
       upgradesPerSec: SOCKETS / seconds,
       rssPerConn: (after.rss - before.rss) / SOCKETS,
@@ -130,7 +142,8 @@ async function main() {
     for (const [name, root, peer] of peers) {
       const res = await measure(root, peer);
       results[name].push(res);
-      console.error(`  round ${r}/${ROUNDS} ${name}: ${Math.round(res.upgradesPerCpuSec)} upgrades/CPU-s, ${Math.round(res.upgradesPerSec)}/s, ${(res.rssPerConn / 1024).toFixed(2)} KB RSS, ${(res.heapPerConn / 1024).toFixed(2)} KB heap per connection`);
+      const logs = res.logBytesPer1000 === undefined ? '' : `, ${Math.round(res.logBytesPer1000)} log bytes per 1,000 connections`;
+      console.error(`  round ${r}/${ROUNDS} ${name}: ${Math.round(res.upgradesPerCpuSec)} upgrades/CPU-s (${(1e6 / res.upgradesPerCpuSec).toFixed(0)} ms CPU per 1,000), ${Math.round(res.upgradesPerSec)}/s, ${(res.rssPerConn / 1024).toFixed(2)} KB RSS, ${(res.heapPerConn / 1024).toFixed(2)} KB heap per connection${logs}`);
     }
   }
   const col = (name, key) => results[name].map((x) => x[key]);
@@ -138,9 +151,11 @@ async function main() {
   const rows = [];
   for (const [name] of peers) {
     const ratio = (key) => (name === 'W' ? '1' : `${(median(col(name, key)) / median(col('W', key))).toFixed(2)} (per round ${perRound(name, key).map((x) => x.toFixed(2)).join(', ')})`);
-    rows.push(`| ${name} | ${spread(col(name, 'upgradesPerCpuSec'), 0)} | ${ratio('upgradesPerCpuSec')} | ${spread(col(name, 'rssPerConn').map((b) => b / 1024), 2)} | ${ratio('rssPerConn')} | ${spread(col(name, 'heapPerConn').map((b) => b / 1024), 2)} | ${ratio('heapPerConn')} |`);
+    const logs = LOG_BYTES ? ` ${name === 'W' ? '—' : spread(col(name, 'logBytesPer1000').map((b) => b / 1024), 1)} |` : '';
+    rows.push(`| ${name} | ${spread(col(name, 'upgradesPerCpuSec'), 0)} | ${ratio('upgradesPerCpuSec')} | ${spread(col(name, 'rssPerConn').map((b) => b / 1024), 2)} | ${ratio('rssPerConn')} | ${spread(col(name, 'heapPerConn').map((b) => b / 1024), 2)} | ${ratio('heapPerConn')} |${logs}`);
   }
-  console.log(['| peer | upgrades per server CPU-s | ÷ W | idle RSS KB/conn | ÷ W | heap KB/conn | ÷ W |', '|---|---|---|---|---|---|---|', ...rows].join('\n'));
+  const logHead = LOG_BYTES ? [' log KB per 1,000 connections |', '---|'] : ['', ''];
+  console.log([`| peer | upgrades per server CPU-s | ÷ W | idle RSS KB/conn | ÷ W | heap KB/conn | ÷ W |${logHead[0]}`, `|---|---|---|---|---|---|---|${logHead[1]}`, ...rows].join('\n'));
   console.log(`${SOCKETS} distinct users per dial, ${ROUNDS} rounds, medians (min–max); log level ${process.env.LOG_LEVEL ?? 'info'}`);
 }
 
