@@ -1,12 +1,11 @@
 import { Inject, Injectable, Optional, type OnModuleDestroy } from '@nestjs/common';
-import type { Counter, Gauge } from 'prom-client';
 import type { RawData } from 'ws';
 import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { EVENTS_OUT, type EventsOut } from '../events/events-out';
 import { hotLine, jsonString, LOGGER, type HotLine, type Logger } from '../logging/logger';
-import { Metrics } from '../metrics/metrics';
+import { Metrics, type Tally } from '../metrics/metrics';
 import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
 import { Connection, type ConnectionHost, type Socket } from './connection';
 import { ConnectionRegistry } from './connection-registry';
@@ -28,10 +27,10 @@ const DRAIN_TICK_MS = 10;
 const ABUSE_FACTOR = 3;
 
 interface GatewayCounters {
-  received: Counter.Internal;
-  sent: Counter.Internal;
-  active: Gauge.Internal<string>;
-  opened: Counter.Internal;
+  received: Tally;
+  sent: Tally;
+  active: Tally;
+  opened: Tally;
 }
 
 /** What the door hands over for a socket that passed every check (the upgrade context fits it). */
@@ -72,6 +71,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   private readonly outbox: Outbox;
   readonly slowConsumerBytes: number;
   private readonly perGateway = new Map<string, GatewayCounters>();
+  private readonly closeTallies = new Map<string, Tally>();
   private readonly heartbeat: NodeJS.Timeout;
   private readonly sweeper: NodeJS.Timeout;
   private readonly emptyWaiters: (() => void)[] = [];
@@ -299,7 +299,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     const emptied = this.registry.remove(conn);
     this.gatewayCounters(conn.gateway).active.dec();
     const codeLabel = closeCodeLabel(conn.closeCode);
-    this.metrics.closes.labels(conn.gateway, codeLabel).inc();
+    this.closeTally(conn.gateway, codeLabel).inc();
     this.closedSince++;
     this.closesSince.set(codeLabel, (this.closesSince.get(codeLabel) ?? 0) + 1);
     const line = this.closeLine;
@@ -381,15 +381,23 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
   }
 
-  /** prom-client hashes the label values on every labels() call; these children are looked up once. */
+  /** ws_closes_total by gateway and code label (bounded: closeCodeLabel), one tally each. */
+  private closeTally(gateway: string, code: string): Tally {
+    const key = `${gateway} ${code}`;
+    let tally = this.closeTallies.get(key);
+    if (!tally) this.closeTallies.set(key, (tally = this.metrics.tally(this.metrics.closes, gateway, code)));
+    return tally;
+  }
+
+  /** prom-client hashes the label values on every inc() of a child: tallies, added up when metrics are read. */
   private gatewayCounters(gateway: string): GatewayCounters {
     let counters = this.perGateway.get(gateway);
     if (!counters) {
       counters = {
-        received: this.metrics.messagesReceived.labels(gateway),
-        sent: this.metrics.messagesSent.labels(gateway),
-        active: this.metrics.connectionsActive.labels(gateway),
-        opened: this.metrics.connectionsTotal.labels(gateway),
+        received: this.metrics.tally(this.metrics.messagesReceived, gateway),
+        sent: this.metrics.tally(this.metrics.messagesSent, gateway),
+        active: this.metrics.tally(this.metrics.connectionsActive, gateway),
+        opened: this.metrics.tally(this.metrics.connectionsTotal, gateway),
       };
       this.perGateway.set(gateway, counters);
     }
