@@ -131,9 +131,9 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       const conn = this[CONNECTION];
       if (conn) manager.closed(conn, code, reason);
     };
-    // A line per connect and per close at debug; info gets one summary per interval (docs/observability.md: at
-    // info a line per connection was ~300 bytes and ~5 µs of CPU per connect and close, at 10,000 connects per
-    // second 3 MB/s of logs nobody reads one by one; the close-code metrics are the record).
+    // A line per connect and per close at debug; info gets one summary per interval (docs/benchmarks.md, "What a
+    // connection costs": at info the two lines were ~420 bytes per connection, 4 MB/s at 10,000 connects per
+    // second that nobody reads one by one; ws_closes_total is the record of every close).
     this.connectLine = hotLine(log, 'debug', 'connection opened');
     this.closeLine = hotLine(log, 'debug', 'connection closed');
     this.summary = setInterval(() => this.logSummary(), config.connectionLogIntervalMs).unref();
