@@ -7,7 +7,7 @@ import { EVENTS_OUT, type EventsOut } from '../events/events-out';
 import { hotLine, jsonString, LOGGER, type HotLine, type Logger } from '../logging/logger';
 import { Metrics, type Tally } from '../metrics/metrics';
 import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
-import { Connection, type ConnectionHost, type Socket } from './connection';
+import { Connection, type ConnectionHost, type FrameHandler, type Socket } from './connection';
 import { ConnectionRegistry } from './connection-registry';
 import { FrameError, PONG_TEXT } from './frames';
 import { jsonDepthExceeds } from './json-depth';
@@ -49,6 +49,12 @@ const NOTHING: Readonly<Record<string, never>> = Object.freeze({});
 function orShared<T extends Readonly<Record<string, unknown>>>(values: T): T {
   for (const _ in values) return values;
   return NOTHING as T;
+}
+
+function handlerFor(conn: Connection, type: string): FrameHandler | undefined {
+  const handlers = conn.handlers;
+  if (handlers) for (let i = 0; i < handlers.length; i++) if (handlers[i].message === type) return handlers[i].callback;
+  return undefined;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -241,9 +247,9 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       conn.send({ type: 'pong', ts: now });
       return;
     }
-    const handler = conn.handlers?.get(type);
+    const handler = handlerFor(conn, type);
     if (!handler) {
-      const known = ['ping', ...(conn.handlers?.keys() ?? [])].join(', ');
+      const known = ['ping', ...(conn.handlers?.map((h) => h.message) ?? [])].join(', ');
       conn.sendError('unknown_type', `unknown type "${type.slice(0, 64)}" (this endpoint accepts: ${known})`);
       return;
     }
