@@ -26,8 +26,12 @@ export interface SubscribeOptions {
 
 export type PublicationHandler = (publication: Publication) => void;
 
-/** Call it to unsubscribe; `ready` resolves once every publication from then on will reach the handler. */
-export type Subscription = (() => void) & { ready: Promise<void> };
+/**
+ * Call it to unsubscribe; `ready` resolves once every publication from then on will reach the handler. `settled`
+ * (embedded mode: nothing to wait for) says so at once, so a first subscriber skips a promise turn and the
+ * per-connection state of waiting for it.
+ */
+export type Subscription = (() => void) & { ready: Promise<void>; settled?: true };
 
 /** Retries of a publish with the same Idempotency-Key within this window publish nothing new (SPEC: 5 min). */
 export const IDEMPOTENCY_TTL_MS = 5 * 60_000;

@@ -2,6 +2,7 @@ import { Inject, Injectable } from '@nestjs/common';
 import { CloseCode } from '../connection/close-codes';
 import type { Connection } from '../connection/connection';
 import { ConnectionManager } from '../connection/connection-manager';
+import type { Members } from '../connection/connection-registry';
 import { LOGGER, type Logger } from '../logging/logger';
 import { Metrics } from '../metrics/metrics';
 import { BROKER, type Broker, type Subscription } from './broker';
@@ -146,8 +147,13 @@ export class ChannelHub {
   /** Whether each kind keeps history: its namespace says (a feature's policy only for kinds of no namespace). */
   private readonly keeps = new Map<string, boolean>();
   private readonly subscriptions = new Map<string, Subscription>();
-  /** Channels whose subscription is live: members joining them need no wait. */
-  private readonly live = new Set<string>();
+  private readonly handlers = new Map<ChannelPolicy, (publication: Publication) => void>();
+  /**
+   * Channels subscribed whose subscription is not live yet (cluster mode: the SUBSCRIBE round trip); every other
+   * subscribed channel is live, and members joining it need no wait. Kept as the exceptions, not a Set of every
+   * live channel: a node of distinct users has a `user:<sub>` channel per user.
+   */
+  private readonly pending = new Set<string>();
   private readonly retained = new Set<string>();
   private readonly framesOf = new Map<string, AttachFrames>();
   private readonly members = new Map<Connection, Map<string, MemberState>>();
@@ -362,40 +368,60 @@ export class ChannelHub {
 
   /** Every retained channel is subscribed and positioned: the node can serve (part of /readyz). */
   isReady(): boolean {
-    for (const channel of this.retained) if (!this.live.has(channel)) return false;
+    for (const channel of this.retained) if (!this.isLive(channel)) return false;
     return true;
+  }
+
+  private isLive(channel: string): boolean {
+    return this.subscriptions.has(channel) && !this.pending.has(channel);
   }
 
   /** Local membership and, for the channel's first local member, the broker subscription. */
   private join(conn: Connection, channel: string): Promise<void> | undefined {
     this.connections.registry.join(conn, channel);
     const subscription = this.subscription(channel);
-    return this.live.has(channel) ? undefined : subscription.ready;
+    return this.pending.has(channel) ? subscription.ready : undefined;
   }
 
   private subscription(channel: string): Subscription {
     let subscription = this.subscriptions.get(channel);
     if (!subscription) {
       const policy = this.policy(channel);
-      subscription = this.broker.subscribe(channel, (publication) => this.deliver(policy, publication), {
+      subscription = this.broker.subscribe(channel, this.handlerFor(policy), {
         history: this.keepsHistory(channel),
         externalAppends: policy.externalAppends,
       });
       this.subscriptions.set(channel, subscription);
-      const current = subscription;
-      void subscription.ready.then(() => {
-        if (this.subscriptions.get(channel) === current) this.live.add(channel);
-      });
+      if (!subscription.settled) {
+        this.pending.add(channel);
+        const current = subscription;
+        void subscription.ready.then(() => {
+          if (this.subscriptions.get(channel) === current) this.pending.delete(channel);
+        });
+      }
     }
     return subscription;
+  }
+
+  /**
+   * One broker handler per policy (the publication names its channel), not a closure per channel: a node of
+   * distinct users subscribes a `user:<sub>` channel for each.
+   */
+  private handlerFor(policy: ChannelPolicy): (publication: Publication) => void {
+    let handler = this.handlers.get(policy);
+    if (!handler) {
+      handler = (publication) => this.deliver(policy, publication);
+      this.handlers.set(policy, handler);
+    }
+    return handler;
   }
 
   private leaveIfEmpty(channel: string): void {
     // Close listeners run after the registry dropped the connection.
     const current = this.subscriptions.get(channel);
-    if (!current || this.retained.has(channel) || this.connections.registry.inRoom(channel).size > 0) return;
+    if (!current || this.retained.has(channel) || this.connections.registry.roomSize(channel) > 0) return;
     this.subscriptions.delete(channel);
-    this.live.delete(channel);
+    this.pending.delete(channel);
     current();
   }
 
@@ -414,8 +440,13 @@ export class ChannelHub {
   }
 
   /** Members of a channel on this node. */
-  localMembers(channel: string): ReadonlySet<Connection> {
+  localMembers(channel: string): Members {
     return this.connections.registry.inRoom(channel);
+  }
+
+  /** How many connections of this node are members of `channel`. */
+  localCount(channel: string): number {
+    return this.connections.registry.roomSize(channel);
   }
 
   /** The path endpoint's frame and the audience, once per publication on this node (invalid: counted once). */

@@ -16,6 +16,9 @@ import { MemoryHistory } from './memory-history';
 import { channelKind, preciseNow, type HistoryPage, type Publication, type StreamPosition } from './publication';
 import { formatStreamId, StreamIdGenerator } from './stream-id';
 
+/** Every subscription here is live at once: one resolved promise for all of them. */
+const SETTLED = { ready: Promise.resolve(), settled: true } as const;
+
 /** How often idle histories are looked at for expiry. */
 const SWEEP_MS = 60_000;
 
@@ -41,7 +44,8 @@ export function newEpoch(): string {
 @Injectable()
 export class MemoryBroker implements Broker, OnModuleDestroy {
   readonly mode = 'embedded' as const;
-  private readonly handlers = new Map<string, Set<PublicationHandler>>();
+  /** One handler (a node's hub: the common case) held directly; a Set of one per channel cost ~200 bytes each. */
+  private readonly handlers = new Map<string, PublicationHandler | Set<PublicationHandler>>();
   private readonly histories = new Map<string, MemoryHistory>();
   private readonly ids = new StreamIdGenerator();
   private readonly idempotency = new IdempotencyCache<Publication>(IDEMPOTENCY_TTL_MS);
@@ -88,26 +92,33 @@ export class MemoryBroker implements Broker, OnModuleDestroy {
       const handlers = this.handlers.get(channel);
       if (!handlers) return;
       this.metrics.busReceived.labels(kind).inc();
-      for (const handler of handlers) {
-        try {
-          handler(publication);
-        } catch (error) {
-          this.log.error({ err: error, channel: kind }, 'channel handler failed');
-        }
-      }
+      if (typeof handlers === 'function') return this.run(handlers, publication, kind);
+      for (const handler of handlers) this.run(handler, publication, kind);
     });
     return publication;
   }
 
+  private run(handler: PublicationHandler, publication: Publication, kind: string): void {
+    try {
+      handler(publication);
+    } catch (error) {
+      this.log.error({ err: error, channel: kind }, 'channel handler failed');
+    }
+  }
+
   subscribe(channel: string, handler: PublicationHandler): Subscription {
-    let handlers = this.handlers.get(channel);
-    if (!handlers) this.handlers.set(channel, (handlers = new Set()));
-    handlers.add(handler);
-    const unsubscribe = () => {
-      handlers.delete(handler);
-      if (handlers.size === 0 && this.handlers.get(channel) === handlers) this.handlers.delete(channel);
-    };
-    return Object.assign(unsubscribe, { ready: Promise.resolve() });
+    const held = this.handlers.get(channel);
+    if (held === undefined) this.handlers.set(channel, handler);
+    else if (typeof held !== 'function') held.add(handler);
+    else if (held !== handler) this.handlers.set(channel, new Set([held, handler]));
+    const unsubscribe = () => this.unsubscribe(channel, handler);
+    return Object.assign(unsubscribe, SETTLED);
+  }
+
+  private unsubscribe(channel: string, handler: PublicationHandler): void {
+    const held = this.handlers.get(channel);
+    if (held === handler) this.handlers.delete(channel);
+    else if (held !== undefined && typeof held !== 'function' && held.delete(handler) && held.size === 0) this.handlers.delete(channel);
   }
 
   async history(channel: string, since?: { id: string; epoch?: string }, limit?: number): Promise<HistoryPage> {
@@ -137,7 +148,8 @@ export class MemoryBroker implements Broker, OnModuleDestroy {
         const { id, epoch } = history.position();
         const notice: Publication = { channel, lost: true, epoch, prev: id, ts: preciseNow(), origin: this.config.nodeId, data: {} };
         queueMicrotask(() => {
-          for (const handler of handlers) handler(notice);
+          if (typeof handlers === 'function') handlers(notice);
+          else for (const handler of handlers) handler(notice);
         });
       }
     }

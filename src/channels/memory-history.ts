@@ -2,6 +2,8 @@ import type { HistoryPage, Publication } from './publication';
 import { compareStreamIds, formatStreamId, parseStreamId, type StreamId } from './stream-id';
 
 const ZERO: StreamId = { ms: 0, seq: 0 };
+/** The ring of a history nothing was appended to yet (most `user:<sub>` channels), shared: never written. */
+const NONE: readonly (Publication | undefined)[] = [];
 
 /**
  * One channel's last `capacity` publications in a ring (embedded mode's stand-in for a Redis stream). It grows
@@ -9,11 +11,11 @@ const ZERO: StreamId = { ms: 0, seq: 0 };
  * order, so a resume is a binary search plus a slice.
  */
 export class MemoryHistory {
-  private items: (Publication | undefined)[] = [];
+  private items = NONE as (Publication | undefined)[];
   private head = 0; // index of the oldest
   private count = 0;
-  /** Ids before this one are from before this history began (a resume without an epoch cannot prove them). */
-  private readonly began: StreamId;
+  /** Ids before `{ ms: this, seq: MAX }` are from before this history began (a resume without an epoch cannot prove them). */
+  private readonly beganMs: number;
   /** The newest id evicted: what came after it is all still here. */
   private evicted: StreamId | undefined;
   /** The newest id ever appended. */
@@ -27,7 +29,7 @@ export class MemoryHistory {
     private readonly capacity: number,
     startedAt: number,
   ) {
-    this.began = { ms: startedAt - 1, seq: Number.MAX_SAFE_INTEGER };
+    this.beganMs = startedAt - 1;
     this.lastAppendAt = startedAt;
     this.current = { id: '0-0', epoch };
   }
@@ -84,7 +86,7 @@ export class MemoryHistory {
     for (let i = lo; i < this.count && publications.length < limit; i++) publications.push(this.at(i));
     // Same epoch: this very history, so even `0-0` (the position a welcome names on an empty channel) is
     // continuous. Without an epoch, an id from before this history began cannot be vouched for.
-    const sameHistory = since.epoch === undefined ? compareStreamIds(key, this.began) >= 0 : since.epoch === this.epoch;
+    const sameHistory = since.epoch === undefined ? compareStreamIds(key, { ms: this.beganMs, seq: Number.MAX_SAFE_INTEGER }) >= 0 : since.epoch === this.epoch;
     const recovered =
       sameHistory && compareStreamIds(key, this.top) <= 0 && (this.evicted === undefined || compareStreamIds(key, this.evicted) >= 0);
     return { epoch: this.epoch, publications, recovered, top };

@@ -215,6 +215,11 @@ export interface AppConfig {
   /** Peers whose X-Forwarded-For names the client address. */
   trustedProxies: TrustedProxy[];
   logLevel: (typeof LOG_LEVELS)[number];
+  /**
+   * CONNECTION_LOG_INTERVAL_MS: connects and closes are told at info as one summary line per this long (when any
+   * happened); each one's own line is at debug.
+   */
+  connectionLogIntervalMs: number;
   /** Messages kept per history channel (HISTORY_SIZE, formerly ALERT_HISTORY_SIZE). */
   historySize: number;
   /** A history channel nobody wrote to for this long is dropped, and its epoch with it (0: kept forever). */
@@ -455,6 +460,7 @@ const envSchema = z.object({
     (v) => (typeof blankIsUnset(v) === 'string' ? String(v).toLowerCase() : undefined),
     z.enum(LOG_LEVELS, { message: `must be one of ${LOG_LEVELS.join(', ')}` }).default('info'),
   ),
+  CONNECTION_LOG_INTERVAL_MS: int(100, 3_600_000, 10_000),
   HISTORY_SIZE: z.preprocess(blankIsUnset, z.unknown().optional()),
   ALERT_HISTORY_SIZE: z.preprocess(blankIsUnset, z.unknown().optional()),
   HISTORY_TTL_MS: int(0, 365 * 86_400_000, 86_400_000),
@@ -818,6 +824,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     maxUpgradesPerIpPerSec: env.MAX_UPGRADES_PER_IP_PER_SEC,
     trustedProxies: parseProxies(env.TRUSTED_PROXIES),
     logLevel: env.LOG_LEVEL,
+    connectionLogIntervalMs: env.CONNECTION_LOG_INTERVAL_MS,
     historySize: history.data!,
     historyTtlMs: env.HISTORY_TTL_MS,
     maxPublishBytes: env.MAX_PUBLISH_BYTES,

@@ -1,14 +1,13 @@
 import { Inject, Injectable, Optional, type OnModuleDestroy } from '@nestjs/common';
-import type { Counter, Gauge } from 'prom-client';
 import type { RawData } from 'ws';
 import type { ZodType } from 'zod';
 import type { Principal } from '../auth/principal';
 import { APP_CONFIG, type AppConfig } from '../config/config';
 import { EVENTS_OUT, type EventsOut } from '../events/events-out';
 import { hotLine, jsonString, LOGGER, type HotLine, type Logger } from '../logging/logger';
-import { Metrics } from '../metrics/metrics';
+import { Metrics, type Tally } from '../metrics/metrics';
 import { CloseCode, closeCodeLabel, WS_ERROR_CLOSE_CODES } from './close-codes';
-import { Connection, type ConnectionHost, type Socket } from './connection';
+import { Connection, type ConnectionHost, type FrameHandler, type Socket } from './connection';
 import { ConnectionRegistry } from './connection-registry';
 import { FrameError, PONG_TEXT } from './frames';
 import { jsonDepthExceeds } from './json-depth';
@@ -28,10 +27,10 @@ const DRAIN_TICK_MS = 10;
 const ABUSE_FACTOR = 3;
 
 interface GatewayCounters {
-  received: Counter.Internal;
-  sent: Counter.Internal;
-  active: Gauge.Internal<string>;
-  opened: Counter.Internal;
+  received: Tally;
+  sent: Tally;
+  active: Tally;
+  opened: Tally;
 }
 
 /** What the door hands over for a socket that passed every check (the upgrade context fits it). */
@@ -41,6 +40,21 @@ export interface AcceptedUpgrade {
   readonly user?: Principal;
   readonly params: Readonly<Record<string, string>>;
   readonly attributes: Readonly<Record<string, unknown>>;
+}
+
+/** Held by every connection whose path has no params or whose guards attached nothing (most). */
+const NOTHING: Readonly<Record<string, never>> = Object.freeze({});
+
+/** An empty object held per connection is 56 bytes of heap each; they all share one instead. */
+function orShared<T extends Readonly<Record<string, unknown>>>(values: T): T {
+  for (const _ in values) return values;
+  return NOTHING as T;
+}
+
+function handlerFor(conn: Connection, type: string): FrameHandler | undefined {
+  const handlers = conn.handlers;
+  if (handlers) for (let i = 0; i < handlers.length; i++) if (handlers[i].message === type) return handlers[i].callback;
+  return undefined;
 }
 
 function isPlainObject(value: unknown): value is Record<string, unknown> {
@@ -63,6 +77,7 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   private readonly outbox: Outbox;
   readonly slowConsumerBytes: number;
   private readonly perGateway = new Map<string, GatewayCounters>();
+  private readonly closeTallies = new Map<string, Tally>();
   private readonly heartbeat: NodeJS.Timeout;
   private readonly sweeper: NodeJS.Timeout;
   private readonly emptyWaiters: (() => void)[] = [];
@@ -75,9 +90,14 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
   private readonly onPong: (this: TaggedSocket) => void;
   private readonly onError: (this: TaggedSocket, error: Error & { code?: string }) => void;
   private readonly onClose: (this: TaggedSocket, code: number, reason: Buffer) => void;
-  /** The connect and close lines, written without pino's generic path (undefined: through pino). */
+  /** The connect and close lines (debug), written without pino's generic path (undefined: through pino). */
   private readonly connectLine: HotLine | undefined;
   private readonly closeLine: HotLine | undefined;
+  /** Since the last summary line (CONNECTION_LOG_INTERVAL_MS): opens, closes, and closes by code label. */
+  private openedSince = 0;
+  private closedSince = 0;
+  private readonly closesSince = new Map<string, number>();
+  private readonly summary: NodeJS.Timeout;
   /** Events out for `connection.opened` / `.closed`, or undefined when not wanted: one test per socket then. */
   private readonly openedOut: EventsOut | undefined;
   private readonly closedOut: EventsOut | undefined;
@@ -117,8 +137,12 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       const conn = this[CONNECTION];
       if (conn) manager.closed(conn, code, reason);
     };
-    this.connectLine = hotLine(log, 'info', 'connection opened');
-    this.closeLine = hotLine(log, 'info', 'connection closed');
+    // A line per connect and per close at debug; info gets one summary per interval (docs/benchmarks.md, "What a
+    // connection costs": at info the two lines were ~420 bytes per connection, 4 MB/s at 10,000 connects per
+    // second that nobody reads one by one; ws_closes_total is the record of every close).
+    this.connectLine = hotLine(log, 'debug', 'connection opened');
+    this.closeLine = hotLine(log, 'debug', 'connection closed');
+    this.summary = setInterval(() => this.logSummary(), config.connectionLogIntervalMs).unref();
     this.heartbeat = setInterval(() => this.pingAll(), config.heartbeatIntervalMs).unref();
     const sweepEvery = config.idleTimeoutMs ? Math.min(1000, Math.max(25, config.idleTimeoutMs / 4)) : 1000;
     this.sweeper = setInterval(() => this.sweep(), sweepEvery).unref();
@@ -143,8 +167,8 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       id: accepted.connectionId,
       gateway: accepted.gateway,
       user: accepted.user!,
-      params: accepted.params,
-      attributes: accepted.attributes,
+      params: orShared(accepted.params),
+      attributes: orShared(accepted.attributes),
       frames,
       now,
     });
@@ -157,9 +181,10 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     const counters = this.gatewayCounters(conn.gateway);
     counters.active.inc();
     counters.opened.inc();
+    this.openedSince++;
     const line = this.connectLine;
     if (!line) {
-      this.log.info(
+      this.log.debug(
         { event: 'connect', conn: conn.id, gateway: conn.gateway, sub: conn.user.sub, role: conn.user.role },
         'connection opened',
       );
@@ -222,9 +247,9 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
       conn.send({ type: 'pong', ts: now });
       return;
     }
-    const handler = conn.handlers?.get(type);
+    const handler = handlerFor(conn, type);
     if (!handler) {
-      const known = ['ping', ...(conn.handlers?.keys() ?? [])].join(', ');
+      const known = ['ping', ...(conn.handlers?.map((h) => h.message) ?? [])].join(', ');
       conn.sendError('unknown_type', `unknown type "${type.slice(0, 64)}" (this endpoint accepts: ${known})`);
       return;
     }
@@ -279,10 +304,13 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     conn.handlers = undefined;
     const emptied = this.registry.remove(conn);
     this.gatewayCounters(conn.gateway).active.dec();
-    this.metrics.closes.labels(conn.gateway, closeCodeLabel(conn.closeCode)).inc();
+    const codeLabel = closeCodeLabel(conn.closeCode);
+    this.closeTally(conn.gateway, codeLabel).inc();
+    this.closedSince++;
+    this.closesSince.set(codeLabel, (this.closesSince.get(codeLabel) ?? 0) + 1);
     const line = this.closeLine;
     if (!line) {
-      this.log.info(
+      this.log.debug(
         {
           event: 'close',
           conn: conn.id,
@@ -359,15 +387,23 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     conn.close(CloseCode.INTERNAL_ERROR, 'internal error');
   }
 
-  /** prom-client hashes the label values on every labels() call; these children are looked up once. */
+  /** ws_closes_total by gateway and code label (bounded: closeCodeLabel), one tally each. */
+  private closeTally(gateway: string, code: string): Tally {
+    const key = `${gateway} ${code}`;
+    let tally = this.closeTallies.get(key);
+    if (!tally) this.closeTallies.set(key, (tally = this.metrics.tally(this.metrics.closes, gateway, code)));
+    return tally;
+  }
+
+  /** prom-client hashes the label values on every inc() of a child: tallies, added up when metrics are read. */
   private gatewayCounters(gateway: string): GatewayCounters {
     let counters = this.perGateway.get(gateway);
     if (!counters) {
       counters = {
-        received: this.metrics.messagesReceived.labels(gateway),
-        sent: this.metrics.messagesSent.labels(gateway),
-        active: this.metrics.connectionsActive.labels(gateway),
-        opened: this.metrics.connectionsTotal.labels(gateway),
+        received: this.metrics.tally(this.metrics.messagesReceived, gateway),
+        sent: this.metrics.tally(this.metrics.messagesSent, gateway),
+        active: this.metrics.tally(this.metrics.connectionsActive, gateway),
+        opened: this.metrics.tally(this.metrics.connectionsTotal, gateway),
       };
       this.perGateway.set(gateway, counters);
     }
@@ -436,8 +472,29 @@ export class ConnectionManager implements ConnectionHost, OnModuleDestroy {
     }
   }
 
+  /**
+   * The info line of CONNECTION_LOG_INTERVAL_MS: how many connections opened and closed (by close code label,
+   * as ws_closes_total counts them) since the last one, and how many are open. None for a quiet interval.
+   */
+  private logSummary(): void {
+    const opened = this.openedSince;
+    const closed = this.closedSince;
+    if (opened === 0 && closed === 0) return;
+    const closes = Object.fromEntries(this.closesSince);
+    this.openedSince = 0;
+    this.closedSince = 0;
+    this.closesSince.clear();
+    const intervalMs = this.config.connectionLogIntervalMs;
+    this.log.info(
+      { event: 'connections', opened, closed, closes, open: this.registry.size, intervalMs },
+      `connections: +${opened} opened, -${closed} closed in the last ${intervalMs / 1000} s`,
+    );
+  }
+
   onModuleDestroy(): void {
     clearInterval(this.heartbeat);
     clearInterval(this.sweeper);
+    clearInterval(this.summary);
+    this.logSummary(); // what the last interval (the drain's closes) saw
   }
 }

@@ -1,21 +1,64 @@
 import type { Connection } from './connection';
 
-const EMPTY: ReadonlySet<Connection> = new Set();
+const EMPTY: Members = new Set<Connection>();
 
-function addTo<K>(index: Map<K, Set<Connection>>, key: K, conn: Connection): number {
-  let set = index.get(key);
-  if (!set) index.set(key, (set = new Set()));
-  set.add(conn);
-  return set.size;
+/** Who is under one key of an index: a Set, or the one connection there (see `Index`). */
+export interface Members extends Iterable<Connection> {
+  readonly size: number;
+  has(conn: Connection): boolean;
+}
+
+/** One connection as `Members`, made on demand by a lookup (short-lived; the index holds the connection). */
+class One implements Members {
+  readonly size = 1;
+  constructor(private readonly conn: Connection) {}
+  has(conn: Connection): boolean {
+    return conn === this.conn;
+  }
+  *[Symbol.iterator](): Iterator<Connection> {
+    yield this.conn;
+  }
+}
+
+/**
+ * An index whose key holds one connection (most users, and each `user:<sub>` channel) holds it directly: a Set of
+ * one costs about 200 bytes of heap (the Set and its hash table) per user on a node of distinct users.
+ */
+type Index<K> = Map<K, Connection | Set<Connection>>;
+
+function addTo<K>(index: Index<K>, key: K, conn: Connection): number {
+  const held = index.get(key);
+  if (held === undefined) {
+    index.set(key, conn);
+    return 1;
+  }
+  if (held instanceof Set) return held.add(conn).size;
+  if (held === conn) return 1;
+  index.set(key, new Set([held, conn]));
+  return 2;
 }
 
 /** Returns how many are left under `key` (0: the key is gone). */
-function removeFrom<K>(index: Map<K, Set<Connection>>, key: K, conn: Connection): number {
-  const set = index.get(key);
-  if (!set) return 0;
-  set.delete(conn);
-  if (set.size === 0) index.delete(key);
-  return set.size;
+function removeFrom<K>(index: Index<K>, key: K, conn: Connection): number {
+  const held = index.get(key);
+  if (held === undefined) return 0;
+  if (held instanceof Set) {
+    held.delete(conn);
+    if (held.size === 0) index.delete(key);
+    return held.size;
+  }
+  if (held !== conn) return 1;
+  index.delete(key);
+  return 0;
+}
+
+function membersOf<K>(index: Index<K>, key: K): Members {
+  const held = index.get(key);
+  return held === undefined ? EMPTY : held instanceof Set ? held : new One(held);
+}
+
+function sizeOf(held: Connection | Set<Connection>): number {
+  return held instanceof Set ? held.size : 1;
 }
 
 /**
@@ -24,9 +67,9 @@ function removeFrom<K>(index: Map<K, Set<Connection>>, key: K, conn: Connection)
  */
 export class ConnectionRegistry {
   private readonly byId = new Map<string, Connection>();
-  private readonly byGateway = new Map<string, Set<Connection>>();
-  private readonly byUser = new Map<string, Set<Connection>>();
-  private readonly byRoom = new Map<string, Set<Connection>>();
+  private readonly byGateway: Index<string> = new Map();
+  private readonly byUser: Index<string> = new Map();
+  private readonly byRoom: Index<string> = new Map();
 
   get size(): number {
     return this.byId.size;
@@ -55,16 +98,22 @@ export class ConnectionRegistry {
     return this.byId.get(id);
   }
 
-  inGateway(gateway: string): ReadonlySet<Connection> {
-    return this.byGateway.get(gateway) ?? EMPTY;
+  inGateway(gateway: string): Members {
+    return membersOf(this.byGateway, gateway);
   }
 
-  ofUser(sub: string): ReadonlySet<Connection> {
-    return this.byUser.get(sub) ?? EMPTY;
+  ofUser(sub: string): Members {
+    return membersOf(this.byUser, sub);
   }
 
-  inRoom(room: string): ReadonlySet<Connection> {
-    return this.byRoom.get(room) ?? EMPTY;
+  inRoom(room: string): Members {
+    return membersOf(this.byRoom, room);
+  }
+
+  /** How many of this node's connections are members of `room` (no allocation). */
+  roomSize(room: string): number {
+    const held = this.byRoom.get(room);
+    return held === undefined ? 0 : sizeOf(held);
   }
 
   /** Returns true when this is the room's first member on this node (time to subscribe its channel). */
@@ -92,9 +141,10 @@ export class ConnectionRegistry {
   /** The `limit` channels (rooms) with the most members on this node, busiest first. */
   busiestRooms(limit: number): { channel: string; members: number }[] {
     const top: { channel: string; members: number }[] = [];
-    for (const [channel, set] of this.byRoom) {
-      if (top.length < limit || set.size > top[top.length - 1].members) {
-        top.push({ channel, members: set.size });
+    for (const [channel, held] of this.byRoom) {
+      const members = sizeOf(held);
+      if (top.length < limit || members > top[top.length - 1].members) {
+        top.push({ channel, members });
         top.sort((a, b) => b.members - a.members || a.channel.localeCompare(b.channel));
         if (top.length > limit) top.pop();
       }

@@ -8,6 +8,12 @@ import type { TokenBucket } from './token-bucket';
 /** A frame handler bound by Nest (@SubscribeMessage), called with the validated frame. */
 export type FrameHandler = (frame: Record<string, unknown>, type: string) => unknown;
 
+/** One frame type a gateway handles, and its handler for this connection. */
+export interface FrameHandlerEntry {
+  readonly message: string;
+  readonly callback: FrameHandler;
+}
+
 /** What a connection needs from the node-wide machinery; implemented by ConnectionManager. */
 export interface ConnectionHost {
   /** Unsent bytes (the kernel's buffer not counted) above which a socket is a slow consumer (1013). */
@@ -110,7 +116,11 @@ export class Connection {
    * re-subscribes every channel it held, up to MAX_SUBSCRIPTIONS_PER_CONNECTION, in one go).
    */
   frameCredit = 0;
-  handlers: Map<string, FrameHandler> | undefined;
+  /**
+   * The gateway's frame types and this connection's handlers, as Nest made them (a list of a few, searched in
+   * order: a Map per connection cost ~200 bytes of heap more).
+   */
+  handlers: readonly FrameHandlerEntry[] | undefined;
   /** Set for SSE streams: every frame is wrapped as an event (WebSocket connections: undefined, one check). */
   wrapper: FrameWrapper | undefined;
   /** This turn's write queue, private like ws's sender queue: frames queued since the last flush. */

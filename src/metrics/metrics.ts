@@ -6,23 +6,54 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
  */
 
 /**
+ * One labelled series counted on a hot path (a connect, a close, a welcome written): plain additions, handed to
+ * prom-client when the metric is read. prom-client hashes the label values and validates them on every inc() of a
+ * child, three times per upgrade (about 1.5 µs each under load; the gauge's setDelta was 1.5% of the server's CPU
+ * in an upgrade profile).
+ */
+export class Tally {
+  private pending = 0;
+  constructor(private readonly child: { inc(value: number): void }) {}
+  inc(value = 1): void {
+    this.pending += value;
+  }
+  /** Gauges only: counters cannot go down. */
+  dec(value = 1): void {
+    this.pending -= value;
+  }
+  flush(): void {
+    if (this.pending === 0) return;
+    const value = this.pending;
+    this.pending = 0;
+    this.child.inc(value);
+  }
+}
+
+/**
  * Every SPEC metric, on a registry of its own (not prom-client's global one) so that several app instances
  * can live in one test process.
  */
 export class Metrics {
   readonly registry = new Registry();
+  private readonly tallies: Tally[] = [];
+  /** prom-client calls a metric's collect() before reading it: every tally is handed over then. */
+  private readonly flushTallies = (): void => {
+    for (const tally of this.tallies) tally.flush();
+  };
 
   readonly connectionsActive = new Gauge({
     name: 'ws_connections_active',
     help: 'Open WebSocket connections on this node',
     labelNames: ['gateway'] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly connectionsTotal = new Counter({
     name: 'ws_connections_total',
     help: 'WebSocket connections accepted since start',
     labelNames: ['gateway'] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly upgradesRejected = new Counter({
     name: 'ws_upgrades_rejected_total',
@@ -35,18 +66,21 @@ export class Metrics {
     help: 'Closed connections by close code, whoever closed (1006: peer vanished or missed heartbeat)',
     labelNames: ['gateway', 'code'] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly messagesReceived = new Counter({
     name: 'ws_messages_received_total',
     help: 'Frames received from clients',
     labelNames: ['gateway'] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly messagesSent = new Counter({
     name: 'ws_messages_sent_total',
     help: 'Frames sent to clients (one per socket per message)',
     labelNames: ['gateway'] as const,
     registers: [this.registry],
+    collect: this.flushTallies,
   });
   readonly frameErrors = new Counter({
     name: 'ws_frame_errors_total',
@@ -114,6 +148,13 @@ export class Metrics {
   }
 
   /** Series that must be visible at zero before the first event, so dashboards and alerts have a baseline. */
+  /** A hot-path tally of one series of one of the metrics above that flush tallies when read. */
+  tally(metric: Counter<string> | Gauge<string>, ...labels: string[]): Tally {
+    const tally = new Tally(metric.labels(...labels));
+    this.tallies.push(tally);
+    return tally;
+  }
+
   initGateway(gateway: string): void {
     this.connectionsActive.labels(gateway).set(0);
     this.connectionsTotal.labels(gateway).inc(0);

@@ -94,7 +94,7 @@ export class Rooms implements OnApplicationBootstrap, OnModuleDestroy {
       this.leaveDueIn(Math.max(this.graceMs, 1));
       const byRoom = new Map<string, string[]>();
       for (const { group, member } of claims) {
-        if (!this.tracked(group) || this.hub.localMembers(group).size === 0) continue;
+        if (!this.tracked(group) || this.hub.localCount(group) === 0) continue;
         // A user's leave is told by the sweep, once the grace is over; a seat's peer-left at once (below).
         if (!this.policies.get(channelKind(group))?.seats) continue;
         byRoom.set(group, [...(byRoom.get(group) ?? []), member]);

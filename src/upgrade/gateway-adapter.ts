@@ -6,7 +6,7 @@ import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 import { BEARER_PROTOCOL, extractToken, parseProtocols } from '../auth/token-extractor';
 import type { AppConfig } from '../config/config';
-import type { Connection, FrameHandler } from '../connection/connection';
+import type { Connection, FrameHandler, FrameHandlerEntry } from '../connection/connection';
 import type { ConnectionManager } from '../connection/connection-manager';
 import { TokenBucket } from '../connection/token-bucket';
 import { GATEWAY_CLASS_OPTION, getGatewayMetadata, type GatewayMetadata } from './gateway-metadata';
@@ -161,11 +161,11 @@ export class GatewayAdapter extends WsAdapter {
 
   override bindMessageHandlers(conn: Connection, handlers: MessageMappingProperties[]): void {
     if (!handlers.length) return;
-    const map = new Map<string, FrameHandler>();
-    for (const { message, callback } of handlers) {
-      if (typeof message === 'string') map.set(message, callback as FrameHandler);
-    }
-    conn.handlers = map;
+    // Nest's own list for this socket, kept as it is when every frame type is a string (always, with
+    // @SubscribeMessage('<type>')).
+    conn.handlers = handlers.every((h) => typeof h.message === 'string')
+      ? (handlers as unknown as FrameHandlerEntry[])
+      : handlers.filter((h) => typeof h.message === 'string').map((h) => ({ message: h.message as string, callback: h.callback as FrameHandler }));
   }
 
   override bindClientDisconnect(conn: Connection, callback: () => void): void {

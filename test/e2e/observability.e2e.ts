@@ -110,7 +110,7 @@ describe('health, readiness, metrics and logs', () => {
     expect([status, output.trim()]).toEqual([0, '']);
   });
 
-  it('logs one JSON line per connect and per close, and never a token', async () => {
+  it('logs one JSON line per connect and per close (at debug), and never a token', async () => {
     const expired = token({ sub: 'late' }, { ttl: -10 });
     const none = unsignedToken();
     secrets.push(expired, none);
@@ -128,5 +128,33 @@ describe('health, readiness, metrics and logs', () => {
       expect(all).not.toContain(secret);
       expect(all).not.toContain(secret.split('.')[2] || secret.split('.')[1]);
     }
+  });
+});
+
+describe('connection logs at the default level', () => {
+  let gw: TestGateway;
+  beforeAll(async () => {
+    gw = await startTestGateway({ LOG_LEVEL: 'info', CONNECTION_LOG_INTERVAL_MS: '300' });
+  });
+  afterAll(() => gw.close());
+
+  it('writes one summary line per interval with the opens and the closes by code, and no line per connection', async () => {
+    const clients = await Promise.all(['log-a', 'log-b', 'log-c'].map((sub) => connect(gw.ws(`/api/alerts/subscribe?token=${token({ sub, role: 'authority' })}`))));
+    await clients[0].close(1000);
+    await clients[1].close(4000);
+    await eventually(async () => (await gw.metric('ws_connections_active', { gateway: 'alerts' })) === 1);
+    const summaries = () => gw.logs.filter((l) => l.event === 'connections');
+    await eventually(() => summaries().reduce((n, l) => n + (l.closed as number), 0) === 2, 5000, 'the summary lines of 3 opens and 2 closes');
+    const lines = summaries();
+    expect(lines.every((l) => l.level === 30)).toBe(true); // info
+    expect(lines.reduce((n, l) => n + (l.opened as number), 0)).toBe(3);
+    const byCode: Record<string, number> = {};
+    for (const line of lines) for (const [code, n] of Object.entries(line.closes as Record<string, number>)) byCode[code] = (byCode[code] ?? 0) + n;
+    expect(byCode).toEqual({ '1000': 1, '4000': 1 });
+    expect(lines.at(-1)).toMatchObject({ open: 1, intervalMs: 300, msg: expect.stringMatching(/^connections: \+\d+ opened, -\d+ closed in the last 0\.3 s$/) });
+    // The per-connection lines are at debug: none at info, and the metrics still count every close.
+    expect(gw.logs.filter((l) => l.event === 'connect' || l.event === 'close')).toEqual([]);
+    expect(await gw.metric('ws_closes_total', { gateway: 'alerts', code: '4000' })).toBe(1);
+    await clients[2].close();
   });
 });
