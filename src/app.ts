@@ -135,7 +135,9 @@ export async function startGateway(
   // Malformed requests on the internal port get the same JSON answers, but are no refused WebSocket upgrades.
   internal.on('clientError', answerClientError);
   internal.on('upgrade', (_req: IncomingMessage, socket: Duplex) => {
-    const body = JSON.stringify({ error: 'unknown_path', message: 'WebSocket endpoints are on the public port (PORT), not the internal one' });
+    // Names the port to use (the doctor reads it from here to suggest the right URL); 0 while it is not open yet.
+    const publicPort = app.get(Listeners).publicPort;
+    const body = JSON.stringify({ error: 'unknown_path', message: `WebSocket endpoints are on the public port (PORT${publicPort ? `, here ${publicPort}` : ''}), not the internal one` });
     socket.on('error', () => undefined);
     socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
