@@ -29,7 +29,7 @@ export type PublicationHandler = (publication: Publication) => void;
 /** Call it to unsubscribe; `ready` resolves once every publication from then on will reach the handler. */
 export type Subscription = (() => void) & { ready: Promise<void> };
 
-/** Retries of a publish with the same Idempotency-Key within this window publish nothing new (SPEC: 5 min). */
+/** Retries of a publish with the same Idempotency-Key within this window publish nothing new (docs/server-api.md: 5 min). */
 export const IDEMPOTENCY_TTL_MS = 5 * 60_000;
 
 /**

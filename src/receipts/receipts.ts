@@ -20,7 +20,7 @@ export const LEASE_MS = 10_000;
 const CLAIM_MAX = 16;
 /**
  * After publishing an alert to users, the publishing replica waits this long for the deliveries to be recorded,
- * then pushes to the targeted users it reached on no socket (SPEC: "pushed at once" to users with no live alerts
+ * then pushes to the targeted users it reached on no socket (docs/server-api.md: "pushed at once" to users with no live alerts
  * connection: a user none of whose connections got the alert has none, cluster-wide).
  */
 export const PUSH_CHECK_MS = 1000;
@@ -72,7 +72,7 @@ const byTime = (times: Map<string, number>) =>
   [...times].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1)).map(([user, ts]) => ({ user, ts }));
 
 /**
- * Receipts of alerts (SPEC v3 "Receipts and offline delivery"): deliveries recorded as the hub writes frames,
+ * Receipts of alerts (docs/server-api.md, receipts): deliveries recorded as the hub writes frames,
  * batched into one store write per alert per event-loop turn (never a Redis round trip per socket); acks from
  * every transport; the escalation of alerts not acked in time, claimed by one replica at a time; and the push
  * to targeted users an alert reached on no socket.
@@ -246,7 +246,7 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   /**
-   * A client's `ack` of a frame id (SPEC v3): on `/ws` and SSE with the frame's channel, on the alerts endpoint
+   * A client's `ack` of a frame id (docs/protocol.md "Acknowledgements"): on `/ws` and SSE with the frame's channel, on the alerts endpoint
    * with or without it. Throws FrameError `unknown_alert` unless that user was delivered an alert asking for ack
    * under that id; a repeat is accepted and recorded once.
    */
