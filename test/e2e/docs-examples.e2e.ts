@@ -247,7 +247,7 @@ class Session {
   }
 }
 
-const DOCS = ['README.md', 'docs/server-api.md'];
+const DOCS = ['README.md', 'docs/server-api.md', 'docs/protocol.md', 'docs/push.md', 'docs/events.md'];
 
 describe('runnable examples in the docs', () => {
   for (const doc of DOCS) {
