@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { chromium, type Browser } from 'playwright-core';
 import { startTestGateway, type TestGateway } from '../support/gateway';
-import { ROOT } from '../support/process';
+import { freePort, ROOT } from '../support/process';
 import { TEST_SECRET } from '../support/tokens';
 
 /**
@@ -21,6 +21,9 @@ import { TEST_SECRET } from '../support/tokens';
 const PACKAGES: Record<string, string> = {
   '@realtime-gateway/client': join(ROOT, 'dist', 'client'),
   ws: join(ROOT, 'node_modules', 'ws'),
+  // docs/deploy.md's webhook receiver
+  express: join(ROOT, 'node_modules', 'express'),
+  standardwebhooks: join(ROOT, 'node_modules', 'standardwebhooks'),
 };
 
 /** Debian's chromium (scripts/test-tools.js installs it when missing), for `js runnable browser` blocks. */
@@ -247,15 +250,31 @@ class Session {
   }
 }
 
-const DOCS = ['README.md', 'docs/server-api.md', 'docs/protocol.md', 'docs/push.md', 'docs/events.md'];
+/**
+ * The documents, and what a document's setting needs beyond a plain gateway: deploy.md's webhook receiver gets a
+ * free port as PORT and the secret as WEBHOOK_SECRET, and the gateway posts its events there.
+ */
+const DOCS: Record<string, (receiverPort: number) => { gateway?: Record<string, string>; session?: Record<string, string> }> = {
+  'README.md': () => ({}),
+  'docs/server-api.md': () => ({}),
+  'docs/protocol.md': () => ({}),
+  'docs/push.md': () => ({}),
+  'docs/events.md': () => ({}),
+  'docs/deploy.md': (port) => {
+    const secret = `whsec_${Buffer.alloc(32, 7).toString('base64')}`;
+    return { gateway: { WEBHOOK_URL: `http://127.0.0.1:${port}/realtime/events`, WEBHOOK_SECRET: secret }, session: { PORT: String(port), WEBHOOK_SECRET: secret } };
+  },
+};
 
 describe('runnable examples in the docs', () => {
-  for (const doc of DOCS) {
+  for (const [doc, setting] of Object.entries(DOCS)) {
     it(`${doc}: every runnable block runs against a real gateway and prints what the doc shows`, async () => {
       const blocks = runnableBlocks(doc, readFileSync(join(ROOT, doc), 'utf8'));
       expect(blocks.length).toBeGreaterThan(0);
-      const gw = await startTestGateway({ LOG_LEVEL: 'warn', PRESENCE_GRACE_MS: '0' });
+      const { gateway = {}, session: extra = {} } = setting(await freePort());
+      const gw = await startTestGateway({ LOG_LEVEL: 'warn', PRESENCE_GRACE_MS: '0', ...gateway });
       const session = new Session(gw);
+      Object.assign(session.env, extra);
       try {
         for (const block of blocks) await session.run(block);
         await session.finish();
