@@ -6,7 +6,7 @@
 'use strict';
 const { spawn, spawnSync } = require('node:child_process');
 const { randomBytes } = require('node:crypto');
-const { mkdtempSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
+const { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } = require('node:fs');
 const net = require('node:net');
 const { tmpdir } = require('node:os');
 const { join } = require('node:path');
@@ -30,6 +30,8 @@ const REPLICAS = replicasArg();
 const children = [];
 const replicaProcesses = [];
 let workDir;
+/** HAProxy's stdout and stderr, in workDir (removed with it on Ctrl-C). */
+let haproxyLog;
 
 function freePort() {
   return new Promise((resolve) => {
@@ -133,7 +135,20 @@ async function main() {
     workDir = mkdtempSync(join(tmpdir(), 'rg-cluster-'));
     const file = join(workDir, 'haproxy.cfg');
     writeFileSync(file, config);
-    children.push(spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', 'ignore', 'inherit'], detached: true }));
+    // HAProxy's lines (a replica DOWN while it drains, and so on: [WARNING]s about what this script does on
+    // purpose) go to a log file, not into the terminal with the commands to paste; the banner names it.
+    haproxyLog = join(workDir, 'haproxy.log');
+    const log = openSync(haproxyLog, 'a');
+    const haproxy = spawn('haproxy', ['-db', '-f', file], { stdio: ['ignore', log, log], detached: true });
+    closeSync(log);
+    children.push(haproxy);
+    haproxy.on('exit', (code) => {
+      if (stopping) return;
+      // Not stopped by us: what it said is the reason, so it is shown here, once.
+      console.error(`cluster: HAProxy exited (${code}); its log:\n${readFileSync(haproxyLog, 'utf8').trim()}\ncluster: stopping`);
+      stopping = true;
+      stop(1);
+    });
     await until(() => answers(front), 'HAProxy');
   }
 
@@ -147,16 +162,16 @@ async function main() {
     `realtime-gateway cluster: ${REPLICAS} replicas on ${redisUrl.replace(/\/\/[^@/]*@/, '//***@')}${front ? `, HAProxy on :${front}` : ' (HAProxy not installed: connect to a replica directly)'}`,
     '',
     ...replicas.map((r) => `  ${r.name}: public http://127.0.0.1:${r.port}   internal http://127.0.0.1:${r.internalPort} (/admin, /metrics, /api/...)`),
-    ...(front ? [`  load balancer: ws://127.0.0.1:${front} (the public ports only)`] : []),
+    ...(front ? [`  load balancer: ws://127.0.0.1:${front} (the public ports only); HAProxy's log: ${haproxyLog}`] : []),
     '',
     'Subscribe (another terminal):',
-    `  npx wscat -c "${wsBase}/api/alerts/subscribe?token=${subscriber}"`,
+    `  npx --yes wscat -c "${wsBase}/api/alerts/subscribe?token=${subscriber}"`,
     'Publish through any replica:',
     `  curl -sS -X POST http://127.0.0.1:${replicas[REPLICAS - 1].internalPort}/api/alerts -H "Authorization: Bearer ${service}" -H 'Content-Type: application/json' -d '{"data":{"text":"hello"}}'`,
     'Watch it:',
     `  http://127.0.0.1:${replicas[0].internalPort}/admin   (admin token: ${admin})`,
     '',
-    'The tokens are valid for an hour. Ctrl-C stops everything (the replicas drain first).',
+    'The tokens are valid for an hour. Ctrl-C stops everything (the replicas drain first) and removes the temp files.',
   ];
   console.log(lines.join('\n'));
 }

@@ -62,11 +62,20 @@ function namespaceSummaries(registry: NamespaceRegistry): NamespaceSummary[] {
   }));
 }
 
-function listen(server: HttpServer, port: number, host: string): Promise<number> {
+/** A listener that could not open, said as what to change: main.ts prints the message as the one line about it. */
+export class ListenError extends Error {}
+
+function listen(server: HttpServer, port: number, host: string, variable: 'PORT' | 'INTERNAL_PORT'): Promise<number> {
   return new Promise((resolve, reject) => {
-    server.once('error', reject);
+    const failed = (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EADDRINUSE') reject(new ListenError(`port ${port} (${variable}) is already in use on ${host}: stop what listens there, or set ${variable} to a free port`));
+      else if (error.code === 'EACCES') reject(new ListenError(`port ${port} (${variable}) needs privileges this process does not have: set ${variable} to 1024 or above`));
+      else if (error.code === 'EADDRNOTAVAIL') reject(new ListenError(`${host} (${variable === 'PORT' ? 'HOST' : 'INTERNAL_HOST'}) is not an address of this machine: set it to one, or 0.0.0.0 for all`));
+      else reject(error);
+    };
+    server.once('error', failed);
     server.listen(port, host, () => {
-      server.off('error', reject);
+      server.off('error', failed);
       resolve((server.address() as AddressInfo).port);
     });
   });
@@ -135,16 +144,20 @@ export async function startGateway(
   // Malformed requests on the internal port get the same JSON answers, but are no refused WebSocket upgrades.
   internal.on('clientError', answerClientError);
   internal.on('upgrade', (_req: IncomingMessage, socket: Duplex) => {
-    const body = JSON.stringify({ error: 'unknown_path', message: 'WebSocket endpoints are on the public port (PORT), not the internal one' });
+    // Names the port to use (the doctor reads it from here to suggest the right URL); 0 while it is not open yet.
+    const publicPort = app.get(Listeners).publicPort;
+    const body = JSON.stringify({ error: 'unknown_path', message: `WebSocket endpoints are on the public port (PORT${publicPort ? `, here ${publicPort}` : ''}), not the internal one` });
     socket.on('error', () => undefined);
     socket.end(`HTTP/1.1 404 Not Found\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: ${Buffer.byteLength(body)}\r\nConnection: close\r\n\r\n${body}`);
   });
 
-  await app.listen(config.internalPort, config.internalHost);
-  const internalPort = (internal.address() as AddressInfo).port;
+  // Not app.listen(): Nest logs a failed listen itself, and main.ts says it again on stderr (EADDRINUSE twice).
+  await app.init();
+  let internalPort: number;
   let port: number;
   try {
-    port = await listen(publicServer, config.port, config.host);
+    internalPort = await listen(internal, config.internalPort, config.internalHost, 'INTERNAL_PORT');
+    port = await listen(publicServer, config.port, config.host, 'PORT');
   } catch (error) {
     await app.close();
     throw error;

@@ -1,4 +1,4 @@
-import { startGateway } from './app';
+import { ListenError, startGateway } from './app';
 import { BROKER, type Broker } from './channels/broker';
 import { ConfigError, loadConfig } from './config/config';
 import { createLogger, stdoutDestination } from './logging/logger';
@@ -56,6 +56,8 @@ async function main(): Promise<void> {
 }
 
 main().catch((error) => {
-  process.stderr.write(`realtime-gateway: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
+  // A taken port says which variable to change, and nothing else is needed: no "failed to start" wrapper.
+  if (error instanceof ListenError) process.stderr.write(`realtime-gateway: ${error.message}\n`);
+  else process.stderr.write(`realtime-gateway: failed to start: ${error instanceof Error ? error.message : String(error)}\n`);
   process.exit(1);
 });

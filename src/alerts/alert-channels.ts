@@ -42,7 +42,7 @@ function channelFrame(publication: Publication, data: Record<string, unknown>, m
 
 /**
  * `alerts`: every alerts connection, filtered by `roles` / `users`. Kept forever (its built-in namespace sets no TTL), and other
- * services XADD to its stream directly (the SPEC's Redis contract).
+ * services XADD to its stream directly (the Redis contract of docs/cluster.md).
  */
 export class AlertsChannelPolicy implements ChannelPolicy {
   readonly kind = 'alerts';

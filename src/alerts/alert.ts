@@ -9,10 +9,10 @@ const data = z.record(z.string(), z.unknown(), { message: '"data" must be a JSON
 const roles = z.array(name).min(1).max(64);
 const users = z.array(name).min(1).max(10_000);
 
-/** The longest acknowledgement window (SPEC v3: 1–86400 s). */
+/** The longest acknowledgement window (docs/server-api.md: 1–86400 s). */
 export const MAX_WITHIN_S = 86_400;
 
-/** `"ack":{"within_s":N}` on POST /api/alerts (SPEC v3 "Receipts and offline delivery"). */
+/** `"ack":{"within_s":N}` on POST /api/alerts (docs/server-api.md, receipts). */
 export const AckRequestSchema = z
   .object({
     within_s: z

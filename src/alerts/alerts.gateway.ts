@@ -31,7 +31,7 @@ export class AlertsGateway implements OnGatewayConnection {
     return this.alerts.attach(conn, conn.attributes.resume as ResumeRequest | undefined);
   }
 
-  /** `{"type":"ack","id"}` of an alert frame received with `"ack":true` (SPEC v3): recorded once per user. */
+  /** `{"type":"ack","id"}` of an alert frame received with `"ack":true` (docs/protocol.md "Acknowledgements"): recorded once per user. */
   @SubscribeMessage('ack')
   ack(@ConnectedSocket() conn: Connection, @MessageBody() frame: AckFrame): Promise<void> {
     return this.receipts.ack(conn, frame.id, frame.channel);

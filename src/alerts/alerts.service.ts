@@ -52,7 +52,7 @@ export class AlertsService implements OnModuleInit, OnApplicationBootstrap {
    * subscriber that matches twice gets it once. Answers the id in the first listed user's channel, and `ids`
    * per user when there are several.
    *
-   * With `ack` (SPEC v3 receipts) its frames carry `"ack":true` and its receipts are kept under the alert's id:
+   * With `ack` (docs/protocol.md "Acknowledgements") its frames carry `"ack":true` and its receipts are kept under the alert's id:
    * the `alerts` stream id, or, for an alert to users' channels, an id of its own (`ids` then names every user's
    * frame id, which an ack of that frame is mapped from). With Web Push on, deliveries of every alert to users
    * are recorded too, so that the users it reached on no socket are pushed.
@@ -108,7 +108,7 @@ export class AlertsService implements OnModuleInit, OnApplicationBootstrap {
   }
 
   /**
-   * Receipts last as long as the alert's history (SPEC): until the channel's history TTL when its namespace
+   * Receipts last as long as the alert's history (docs/server-api.md): until the channel's history TTL when its namespace
    * has one, and at most as many as `alerts` keeps messages.
    */
   private retention(channel: string, ts: number): { expiresAt: number; keep: number } {

@@ -30,7 +30,7 @@ export class KeysUnavailableError extends Error {
 /** What a key set from an identity provider may sign with: asymmetric only, so no key is ever an HMAC secret. */
 const PROVIDER_ALGORITHMS: readonly Algorithm[] = [...RSA_ALGORITHMS, 'ES256', 'ES384', 'ES512', 'EdDSA'];
 
-/** The SPEC's header for every 401. */
+/** The header of every 401 (docs/server-api.md, README's refusals table). */
 export const WWW_AUTHENTICATE = 'Bearer error="invalid_token"';
 
 const MESSAGES: Record<Exclude<JwsFailure, 'expired'>, string> = {
@@ -62,7 +62,7 @@ function isClaim(value: unknown): value is string {
 /** More entries than this is a token built wrong (a claim per channel belongs in a prefix such as `chat:ward-7-*`). */
 const MAX_CHANNEL_CLAIMS = 1000;
 
-/** The `channels` claim: an array of non-empty strings, or the token is invalid (SPEC v3). */
+/** The `channels` claim: an array of non-empty strings, or the token is invalid (docs/namespaces.md). */
 function channelsClaim(value: unknown): readonly string[] {
   if (!Array.isArray(value) || value.length > MAX_CHANNEL_CLAIMS || !value.every(isClaim)) {
     throw new AuthError('token_invalid', `token's "channels" claim must be an array of at most ${MAX_CHANNEL_CLAIMS} channel names or prefixes ending in * (strings of 1-256 characters)`);

@@ -10,7 +10,7 @@ export interface Principal {
   /** The token's id, when it has one: what POST /api/revoke with `jti` names. */
   jti?: string;
   /**
-   * The `channels` claim (SPEC v3): channel names, or prefixes ending in `*`, this token may subscribe to where
+   * The `channels` claim (docs/namespaces.md, `claim`): channel names, or prefixes ending in `*`, this token may subscribe to where
    * the namespace's mode is `claim`.
    */
   channels?: readonly string[];
@@ -22,7 +22,7 @@ const CONTROL = /[\x00-\x1f\x7f]/;
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /**
- * The one rule for a user's `sub`, at the door and in the server API alike (SPEC v3): whatever connects can be
+ * The one rule for a user's `sub`, at the door and in the server API alike (docs/server-api.md, disconnect): whatever connects can be
  * named to disconnect, ban or revoke it. Undefined when valid; otherwise what is wrong (never echoing it).
  */
 export function subProblem(sub: string): string | undefined {

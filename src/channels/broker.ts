@@ -33,7 +33,7 @@ export type PublicationHandler = (publication: Publication) => void;
  */
 export type Subscription = (() => void) & { ready: Promise<void>; settled?: true };
 
-/** Retries of a publish with the same Idempotency-Key within this window publish nothing new (SPEC: 5 min). */
+/** Retries of a publish with the same Idempotency-Key within this window publish nothing new (docs/server-api.md: 5 min). */
 export const IDEMPOTENCY_TTL_MS = 5 * 60_000;
 
 /**

@@ -26,7 +26,7 @@ export interface ChannelPolicy {
    */
   encode(publication: Publication): Buffer | string;
   /**
-   * The frame of `/ws` subscribers (SPEC v3: `publication`, `join`, `leave`, …, each naming the channel); null:
+   * The frame of `/ws` subscribers (docs/protocol.md: `publication`, `join`, `leave`, …, each naming the channel); null:
    * not for them (a seat-to-seat relay); a string: invalid. Absent: the generic `publication` frame.
    */
   encodeForChannel?(publication: Publication): object | null | string;

@@ -5,7 +5,7 @@ import { subProblem } from '../auth/principal';
 
 export type { NamespaceConfig, SubscribeMode } from '../config/namespaces';
 
-/** Room, consultation and other channel names (SPEC: `[A-Za-z0-9_.-]{1,64}`, not `.` or `..`). */
+/** Room, consultation and other channel names (docs/protocol.md: `[A-Za-z0-9_.-]{1,64}`, not `.` or `..`). */
 export const CHANNEL_NAME = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,64}$/;
 
 /** How a namespace's channels are written, for people: `alerts`, `user:<sub>`, `chat:<name>`. */
@@ -17,7 +17,7 @@ export function channelForm(ns: NamespaceConfig): string {
 export type ParsedChannel = { namespace: NamespaceConfig; name: string } | { problem: string };
 
 /**
- * The one place that knows which channel families exist (SPEC v3 "Namespaces and permissions"): the built-in
+ * The one place that knows which channel families exist (docs/namespaces.md): the built-in
  * namespaces and those of CHANNELS_FILE. Everything that needs a channel's history size and TTL, its presence
  * and join/leave, who may subscribe and who may publish asks here, in both modes; no other code lists them.
  */

@@ -69,7 +69,7 @@ export class ProxyQuestion {
 export type ChannelCheck = ChannelRefusal | undefined | Promise<ChannelRefusal | undefined>;
 
 /**
- * Who may subscribe to which channel, decided by its namespace (SPEC v3): the roles, then the mode (`any`,
+ * Who may subscribe to which channel, decided by its namespace (docs/namespaces.md): the roles, then the mode (`any`,
  * `claim`: the token's `channels` claim names it, `proxy`: the backend decides), and `user:<sub>` for `<sub>`
  * only whatever the file says. Permission comes before occupancy: callers check it before taking a seat.
  * Synchronous except for `proxy` namespaces, and those are asked only after every local check passed: an

@@ -72,7 +72,7 @@ function discard(response: Response): void {
 }
 
 /**
- * The backend that admits subscriptions to `proxy` namespaces (SPEC v3 "Namespaces and permissions", Proxy):
+ * The backend that admits subscriptions to `proxy` namespaces (docs/namespaces.md, proxy):
  * `POST SUBSCRIBE_PROXY_URL` with `Authorization: Bearer <PROXY_SECRET>` and `{"user","role","channel","claims"}`.
  * `200 {"allow":true}` admits; `200 {"allow":false,"reason"}` refuses; anything else, or no whole answer within
  * PROXY_TIMEOUT_MS, is a failure, and a failure never admits. Each question is counted in

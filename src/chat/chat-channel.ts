@@ -9,7 +9,7 @@ export const chatChannel = (room: string) => `chat:${room}`;
  * What travels on a `chat:<room>` channel, and the frame each becomes:
  * - `{type:"message", user, message}` (kept in history) → `{"type":"message","id","user","message","ts"}`
  * - `{type:"private", from, to, message}` (live, `to`'s sockets only) → `{"type":"private","from","to","message","ts"}`,
- *   with no `id`: it is not kept, so no client may resume from it (SPEC v3)
+ *   with no `id`: it is not kept, so no client may resume from it (docs/protocol.md)
  * - `{type:"system", event, user, users}` (live) → as is
  * - `{data:{...}}` from the server API or another service (or a `/ws` member's `{data, user}`) →
  *   `{"type":"publication","channel","id"?,"data","ts","user"?}`

@@ -30,6 +30,13 @@ const bad = (text: string, fix?: string) => {
   console.log(`${paint(31, '✗')} ${text}`);
   if (fix) console.log(`  ${paint(36, '→')} ${fix}`);
 };
+/** More about the problem just reported (what GET /sse shows after a failed upgrade): the same cause, not another problem. */
+const more = (text: string, fix?: string) => {
+  info(text);
+  if (fix) console.log(`  ${paint(36, '→')} ${fix}`);
+};
+/** Where the WebSocket endpoints are, for a URL whose port answers as something else. */
+const CHECK_PORT = 'check the port: the WebSocket endpoints are on the public port (PORT, default 8080)';
 
 /** Roles an endpoint admits, from the registered gateways (src/gateways.ts); undefined: any role. */
 export function allowedRoles(pathname: string, modules = GATEWAYS): { roles?: string[]; endpoint: string } {
@@ -168,12 +175,20 @@ function upgrade(url: string, token: string | undefined): Promise<Upgrade> {
   });
 }
 
-function explainRefusal({ status, headers, body }: Upgrade): void {
+function explainRefusal({ status, headers, body }: Upgrade, url: URL, port: number): void {
   const code = body?.error ? ` ${body.error}` : '';
+  const message = body?.message ?? '';
+  // The internal port's answer to any upgrade, naming the public port (src/app.ts): the path is fine, the port is not.
+  const publicPort = /on the public port \(PORT, here (\d+)\)/.exec(message)?.[1];
+  if (status === 404 && publicPort) {
+    const right = new URL(url);
+    right.port = publicPort;
+    right.search = '';
+    return bad(`the server refused the upgrade: HTTP ${status}${code}`, `${port} is the gateway's internal port (INTERNAL_PORT): use its public port, ${right.toString()}`);
+  }
   bad(`the server refused the upgrade: HTTP ${status}${code}`);
   if (body?.message) info(body.message);
   const retry = `retry after ${headers?.['retry-after'] ?? '?'} s`;
-  const message = body?.message ?? '';
   if (status === 404) {
     const known = /known WebSocket paths: ([^)]*)/.exec(message)?.[1];
     if (message.includes('repeats the prefix')) info('a doubled prefix: the base URL already ends in that prefix; drop one copy');
@@ -295,9 +310,9 @@ function tryStream(url: URL, token: string | undefined, channel: string | undefi
  * The upgrade cannot complete because of something between the client and the gateway: say whether Server-Sent
  * Events get through instead, which is what the SDK's `/ws` client falls back to by itself.
  */
-async function checkStream(url: URL, token: string | undefined): Promise<void> {
+async function checkStream(url: URL, token: string | undefined, stream?: StreamCheck): Promise<void> {
   const channel = endpointChannel(url.pathname);
-  const stream = await tryStream(url, token, channel);
+  stream ??= await tryStream(url, token, channel);
   if (stream.welcomeMs !== undefined) {
     const refused = stream.refused?.[0];
     if (channel && !stream.channels?.includes(channel)) {
@@ -312,15 +327,16 @@ async function checkStream(url: URL, token: string | undefined): Promise<void> {
     info('to get WebSocket itself back, the proxy or firewall on the way must pass Upgrade and Connection (docs/deploy.md, "Load balancers, proxies and Ingress")');
     return;
   }
-  if (stream.error !== undefined) return bad(`GET /sse failed too (${stream.error}): plain HTTP to the gateway does not get through either`, 'check the network path to the gateway: a proxy or firewall that lets nothing through to it');
-  if (stream.notAStream) return bad('GET /sse answered 200, but not with an event stream: this is not a realtime-gateway (or something on the way rewrote the answer)');
-  if (stream.status === 200) return bad(`GET /sse opened, but no event arrived within ${TIMEOUT_MS / 1000} s: something on the way buffers the stream`, 'turn response buffering off for /sse on the proxy (docs/deploy.md, "Load balancers, proxies and Ingress")');
+  // What follows explains the upgrade's failure just reported: the same cause, so no second problem is counted.
+  if (stream.error !== undefined) return more(`GET /sse failed too (${stream.error}): plain HTTP to the gateway does not get through either`, 'check the network path to the gateway: a proxy or firewall that lets nothing through to it');
+  if (stream.notAStream) return more('GET /sse answered 200, but not with an event stream: this is not a realtime-gateway (or something on the way rewrote the answer)');
+  if (stream.status === 200) return more(`GET /sse opened, but no event arrived within ${TIMEOUT_MS / 1000} s: something on the way buffers the stream`, 'turn response buffering off for /sse on the proxy (docs/deploy.md, "Load balancers, proxies and Ingress")');
   if (stream.json && stream.body?.error) {
-    bad(`GET /sse was refused too: HTTP ${stream.status} ${stream.body.error}`);
+    more(`GET /sse was refused too: HTTP ${stream.status} ${stream.body.error}`);
     if (stream.body.message) info(stream.body.message);
     return;
   }
-  bad(`GET /sse was answered HTTP ${stream.status} by something that is not the gateway: plain HTTP to /sse is blocked too`, 'ask whoever runs the proxy to let /sse and /sse/send through, or to pass WebSocket upgrades');
+  more(`GET /sse was answered HTTP ${stream.status} by something that is not the gateway: plain HTTP to /sse is blocked too`, 'ask whoever runs the proxy to let /sse and /sse/send through, or to pass WebSocket upgrades');
 }
 
 async function pingRoundTrip(ws: WebSocket): Promise<number[]> {
@@ -377,7 +393,7 @@ export async function doctor(raw: string, token: string | undefined): Promise<nu
 
   const tcp = await reachable(url.hostname, port, secure);
   if (tcp === 'refused') {
-    bad(`nothing is listening on ${url.hostname}:${port} (connection refused)`, `is the gateway running? (npm start; it listens on PORT, default 8080)`);
+    bad(`nothing is listening on ${url.hostname}:${port} (connection refused)`, `is the gateway running, and is ${port} its public port? (npm start listens on PORT, default 8080)`);
     return 1;
   }
   if (tcp === 'timeout') {
@@ -396,13 +412,19 @@ export async function doctor(raw: string, token: string | undefined): Promise<nu
 
   const upgraded = await upgrade(url.toString(), token);
   if (upgraded.status !== undefined && upgraded.json === false) {
-    // Every answer of the gateway is JSON: this one came from something on the way (a proxy's page).
+    // Every answer of the gateway is JSON: this one came from something else. When GET /sse is not the gateway's
+    // either, nothing on this port is: a wrong port (one cause), not a proxy that blocks WebSocket.
+    const stream = await tryStream(url, token, endpointChannel(url.pathname));
+    if (stream.notAStream || (stream.status !== undefined && stream.status !== 200 && !stream.json)) {
+      bad(`${url.hostname}:${port} is not the gateway: the upgrade got HTTP ${upgraded.status} and GET /sse HTTP ${stream.status}, neither the gateway's JSON`, `${CHECK_PORT}; behind a proxy, it passes neither WebSocket nor /sse to the gateway`);
+      return 1;
+    }
     bad(`the upgrade was answered HTTP ${upgraded.status} by something that is not the gateway (its answers are JSON): a proxy or firewall on the way refuses WebSocket`);
-    await checkStream(url, token);
+    await checkStream(url, token, stream);
     return 1;
   }
   if (upgraded.status !== undefined) {
-    explainRefusal(upgraded);
+    explainRefusal(upgraded, url, port);
     // 426: something on the way dropped Upgrade; a stream is a plain request and may well get through.
     if (upgraded.status === 426) await checkStream(url, token);
     return 1;
@@ -410,6 +432,11 @@ export async function doctor(raw: string, token: string | undefined): Promise<nu
   if (!upgraded.ws && NO_ANSWER.test(upgraded.error ?? '')) {
     bad(`the WebSocket upgrade got no HTTP answer (${upgraded.error}): something between you and the gateway (a proxy, a firewall) may block WebSocket`);
     await checkStream(url, token);
+    return 1;
+  }
+  if (!upgraded.ws && /Parse Error/i.test(upgraded.error ?? '')) {
+    // Node's HTTP parser could not read the answer: what listens there speaks another protocol (Redis, SSH, ...).
+    bad(`${url.hostname}:${port} does not answer HTTP (${upgraded.error}): it is not the gateway`, CHECK_PORT);
     return 1;
   }
   if (!upgraded.ws) {

@@ -23,7 +23,7 @@ export interface PublishFrame {
   channel: string;
   data: Record<string, unknown>;
 }
-/** The acknowledgement of an alert received with `"ack": true` (SPEC v3). */
+/** The acknowledgement of an alert received with `"ack": true` (docs/protocol.md "Acknowledgements"). */
 export interface AckFrame {
   type: 'ack';
   id: string;

@@ -17,7 +17,7 @@ export class GatewayError extends Error {
   }
 }
 
-/** Close codes after which reconnecting unchanged is pointless (SPEC "Close codes"). */
+/** Close codes after which reconnecting unchanged is pointless (docs/protocol.md, close codes). */
 export const FATAL_CLOSE_CODES = new Set([1003, 1008, 1009, 4003]);
 
 /** Closed by the server API (`POST /api/disconnect`): an operator ended the session; the client stays closed. */
@@ -43,7 +43,7 @@ export class ChannelError extends Error {
   }
 }
 
-/** Subscribe refusals that retrying unchanged cannot fix: the handle ends (SPEC v3 `/ws` error codes). */
+/** Subscribe refusals that retrying unchanged cannot fix: the handle ends (docs/protocol.md, `/ws` error codes). */
 export const FATAL_CHANNEL_CODES = new Set(['forbidden_channel', 'unknown_channel', 'too_many_subscriptions', 'invalid_message']);
 /** Subscribe refusals of a moment (Redis or the subscribe proxy unreachable): retried with backoff. */
 export const RETRIED_CHANNEL_CODES = new Set(['unavailable', 'proxy_unavailable']);

@@ -250,7 +250,7 @@ export class RealtimeClient extends Emitter<Events> {
   }
 
   /**
-   * Acknowledges an alert received with `"ack": true` (SPEC v3 receipts): its `id`, and its `channel` when the
+   * Acknowledges an alert received with `"ack": true` (docs/protocol.md "Acknowledgements"): its `id`, and its `channel` when the
    * frame named one (personal alerts; every `/ws` publication; `sub.ack(id)` on a channel handle does this).
    * Recorded once per user by the server; sent at once when connected, otherwise on the next connection (paced at
    * 10 per second, so that many acks never trip the rate limit). An id the server does not know as an alert

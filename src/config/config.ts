@@ -196,7 +196,7 @@ export interface AppConfig {
   redisPrefix: string;
   allowedOrigins: string[];
   heartbeatIntervalMs: number;
-  /** SSE_HEARTBEAT_MS: a comment line on every SSE stream this often (at most 15 s, SPEC v3), so proxies keep it. */
+  /** SSE_HEARTBEAT_MS: a comment line on every SSE stream this often (at most 15 s: docs/protocol.md "Heartbeats"), so proxies keep it. */
   sseHeartbeatMs: number;
   idleTimeoutMs: number;
   maxMessageBytes: number;
@@ -503,7 +503,7 @@ const envSchema = z.object({
   WEBHOOK_URL: z.preprocess(blankIsUnset, httpUrl('a backend endpoint such as https://backend.internal/realtime/events').optional()),
   WEBHOOK_SECRET: optionalString,
   WEBHOOK_EVENTS: optionalString,
-  // At least 1 s (the SPEC); at most a week: an event older than that describes a world long gone.
+  // At least 1 s (docs/events.md); at most a week: an event older than that describes a world long gone.
   WEBHOOK_RETRY_S: int(1, 604_800, 3600),
   // 100,000 events of ~300 bytes is ~30 MB of Redis (or of this process's memory in embedded mode).
   WEBHOOK_QUEUE_MAX: int(1, 10_000_000, 100_000),

@@ -1,5 +1,5 @@
 /**
- * The SPEC's event types (v3 "Events out"). Declared here, beside the configuration that names them in
+ * The event types of docs/events.md. Declared here, beside the configuration that names them in
  * WEBHOOK_EVENTS, so config/ never imports events/ (events/ imports config/); `events/events-out.ts` re-exports
  * them for the producers.
  */

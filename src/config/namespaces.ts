@@ -2,14 +2,14 @@ import { readFileSync } from 'node:fs';
 import { load as loadYaml } from 'js-yaml';
 import type { ConfigProblem } from './config';
 
-/** Who may subscribe to a namespace's channels, beyond its roles (SPEC v3 "Namespaces and permissions"). */
+/** Who may subscribe to a namespace's channels, beyond its roles (docs/namespaces.md). */
 export type SubscribeMode = 'any' | 'claim' | 'proxy';
 
 /** One channel namespace, as configured (CHANNELS_FILE) or built in. Every field is resolved: no defaults left. */
 export interface NamespaceConfig {
   /** `chat`, `ward`, …: channels are `<name>:<channel name>`; a `single` namespace is one channel, its name. */
   readonly name: string;
-  /** `alerts` only: the namespace is one channel named like it (the SPEC's fixed Redis names). */
+  /** `alerts` only: the namespace is one channel named like it (the fixed Redis names of docs/cluster.md). */
   readonly single: boolean;
   /** Messages kept per channel; 0: live only (no ids, no resume). */
   readonly historySize: number;

@@ -1,4 +1,4 @@
-/** Close codes of the SPEC ("Close codes after the handshake"). */
+/** Close codes of the docs/protocol.md ("Every endpoint", close codes). */
 export const CloseCode = {
   NORMAL: 1000,
   GOING_AWAY: 1001,

@@ -1,4 +1,4 @@
-/** Error codes of error frames (SPEC "Frames"). */
+/** Error codes of error frames (docs/protocol.md). */
 export type ErrorCode =
   | 'invalid_json'
   | 'invalid_message'
@@ -7,11 +7,11 @@ export type ErrorCode =
   | 'rate_limited'
   | 'user_not_found'
   | 'peer_not_connected'
-  /** An `ack` of an id that names no alert asking for ack delivered to this user (SPEC v3). */
+  /** An `ack` of an id that names no alert asking for ack delivered to this user (docs/protocol.md). */
   | 'unknown_alert'
   /** The frame could not be delivered because Redis is unreachable. */
   | 'unavailable'
-  // `/ws` (SPEC v3), each naming the channel it is about.
+  // `/ws` (docs/protocol.md), each naming the channel it is about.
   | 'forbidden_channel'
   | 'unknown_channel'
   | 'too_many_subscriptions'

@@ -46,7 +46,7 @@ const SHARED_STATES = 64;
 let lastPlain: { data: Buffer; chunked: boolean; bytes: Buffer } | undefined;
 
 /**
- * An SSE stream (`GET /sse`, SPEC v3 "Reach without WebSocket") as the connection core sees a WebSocket: the same
+ * An SSE stream (`GET /sse`, docs/protocol.md "Without WebSocket: Server-Sent Events") as the connection core sees a WebSocket: the same
  * events (`message` for a frame POSTed to `/sse/send`, `close` once), `send` of already wrapped events, `close`
  * with a code. It wraps each frame as an unnamed event (`data: <frame>`), with an `id:` line holding the cursor
  * whenever a frame moved a channel's position, so a reconnecting `EventSource` resumes every channel.

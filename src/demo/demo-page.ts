@@ -1,7 +1,7 @@
 import { CONSOLE_STYLE, FAVICON_LINK } from '../http/console-page';
 import { DEMO_PUSH_SECTION } from './demo-push';
 
-/** Close codes as the SPEC explains them; shown beside every close in the demo's log. */
+/** Close codes as docs/protocol.md explains them; shown beside every close in the demo's log. */
 export const CLOSE_CODES: Record<number, string> = {
   1000: 'normal close',
   1001: 'idle timeout or server going away: reconnect',

@@ -1,5 +1,5 @@
 /**
- * Events out (SPEC v3 "Events out"): what the gateway tells the backend. Producers (rooms, connections, the
+ * Events out (docs/events.md): what the gateway tells the backend. Producers (rooms, connections, the
  * server API) call `emit`; the implementation queues the event (Redis in cluster mode, memory embedded) before
  * its first try and delivers it as a signed Standard Webhooks POST to WEBHOOK_URL. `emit` is synchronous and
  * never waits on the receiver: a slow or dead receiver must not slow a socket.

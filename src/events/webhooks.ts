@@ -9,11 +9,11 @@ import type { Metrics } from '../metrics/metrics';
 import type { EventsOut, EventType } from './events-out';
 import type { ClaimedEvent, QueuedEvent, WebhookQueue } from './webhook-queue';
 
-/** The SPEC: no answer within 10 s is a failed attempt. */
+/** docs/events.md: no answer within 10 s is a failed attempt. */
 export const REQUEST_TIMEOUT_MS = 10_000;
 /** A claim holds an event this long: past the request timeout with room for a stalled loop, so no replica takes an event another is still trying. */
 export const LEASE_MS = 30_000;
-/** Backoff: the first retry 500 ms after the failure (the SPEC: within 1 s), doubling, at most 30 s apart. */
+/** Backoff: the first retry 500 ms after the failure (docs/events.md: 0.5 s, 1 s, 2 s, …), doubling, at most 30 s apart. */
 export const FIRST_RETRY_MS = 500;
 export const MAX_RETRY_MS = 30_000;
 /** Requests in flight per replica: a dead receiver ties up at most this many sockets, never the event loop. */
@@ -76,7 +76,7 @@ export function retryDelay(attempts: number): number {
   return Math.min(MAX_RETRY_MS, FIRST_RETRY_MS * 2 ** Math.min(attempts - 1, 16));
 }
 
-/** Whether an answer (or its absence) is worth another attempt: 5xx, 408, 429 and no answer (the SPEC). */
+/** Whether an answer (or its absence) is worth another attempt: 5xx, 408, 429 and no answer (docs/events.md). */
 function retryable(status: number | undefined): boolean {
   return status === undefined || status >= 500 || status === 408 || status === 429;
 }
@@ -87,7 +87,7 @@ interface Attempt {
 }
 
 /**
- * Events out, delivered as Standard Webhooks POSTs to WEBHOOK_URL (SPEC v3 "Events out"). `emit` only appends
+ * Events out, delivered as Standard Webhooks POSTs to WEBHOOK_URL (docs/events.md). `emit` only appends
  * to a local array; the next tick writes the batch to the queue (memory, or Redis in one script call), and a
  * bounded set of requests (CONCURRENCY) takes due events from it. The receiver is never awaited on a path a
  * socket waits on: a slow or dead one fills the queue, not the event loop.

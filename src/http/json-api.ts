@@ -96,7 +96,7 @@ export interface ApiRoute<B extends z.ZodType = z.ZodType, Q extends z.ZodType =
   response: z.ZodType;
   /** Honours `Idempotency-Key`. */
   idempotent?: boolean;
-  /** Roles that may call it (the SPEC: `service` and `admin`). */
+  /** Roles that may call it (docs/server-api.md: `service` and `admin`). */
   roles: readonly string[];
   /** Error answers it may give besides the ones every route gives (400, 401, 403, 503 keys_unavailable). */
   errors?: readonly number[];

@@ -30,7 +30,7 @@ export class Tally {
 }
 
 /**
- * Every SPEC metric, on a registry of its own (not prom-client's global one) so that several app instances
+ * Every metric of the README's Observability section, on a registry of its own (not prom-client's global one) so that several app instances
  * can live in one test process.
  */
 export class Metrics {

@@ -27,7 +27,7 @@ interface Answer {
 }
 
 /**
- * Web Push on the public port (SPEC v3 "Receipts and offline delivery"): the VAPID public key a browser
+ * Web Push on the public port (docs/push.md): the VAPID public key a browser
  * subscribes with, and a user's push subscriptions. The door is the SSE send's: Origin (ALLOWED_ORIGINS), the
  * user token (revocations, bans), CORS headers, JSON refusals `{error, message}`.
  */

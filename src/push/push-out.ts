@@ -1,5 +1,5 @@
 /**
- * Web Push to users' push subscriptions (SPEC v3 "Receipts and offline delivery"), as the rest of the service sees
+ * Web Push to users' push subscriptions (docs/push.md), as the rest of the service sees
  * it: one injection token, one synchronous call that never waits on a push service and never throws. Without
  * `VAPID_*` it is `NoPush` (enabled false). Producers: alerts for users with no live alerts connection, and the
  * escalation of unacknowledged alerts.

@@ -52,7 +52,7 @@ const WARN_EVERY_MS = 10_000;
 export type PushResult = 'sent' | 'retried' | 'removed' | 'failed' | 'dropped';
 export const PUSH_RESULTS: readonly PushResult[] = ['sent', 'retried', 'removed', 'failed', 'dropped'];
 
-/** The push message's plaintext: the alert, or `{type, id}` alone when the alert would not fit (SPEC v3). */
+/** The push message's plaintext: the alert, or `{type, id}` alone when the alert would not fit (docs/push.md). */
 export function pushMessage(payload: PushPayload): string {
   const full = JSON.stringify({ type: payload.type, id: payload.id, ...(payload.data !== undefined ? { data: payload.data } : {}) });
   if (Buffer.byteLength(full) <= MAX_PAYLOAD_BYTES) return full;

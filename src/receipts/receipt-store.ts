@@ -1,5 +1,5 @@
 /**
- * Where receipts live (SPEC v3 "Receipts and offline delivery"): memory in embedded mode, Redis in cluster mode
+ * Where receipts live (docs/server-api.md, receipts): memory in embedded mode, Redis in cluster mode
  * (redis-receipt-store.ts). Every method of the Redis store may reject while Redis is unreachable.
  *
  * An alert's record has three parts, written by different replicas in any order:

@@ -22,7 +22,7 @@ const RENEW_MS = Math.floor(LEASE_MS / 3);
 const CLAIM_MAX = 16;
 /**
  * An alert to users is checked this long after publication for the targeted users it reached on no socket, who
- * are then pushed (SPEC: "pushed at once" to users with no live alerts connection: a user none of whose
+ * are then pushed (docs/server-api.md: "pushed at once" to users with no live alerts connection: a user none of whose
  * connections got the alert has none, cluster-wide). A task in the due-set: any replica performs it, so the
  * publisher dying within this second loses nothing.
  */
@@ -78,7 +78,7 @@ const byTime = (times: Map<string, number>) =>
   [...times].sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1)).map(([user, ts]) => ({ user, ts }));
 
 /**
- * Receipts of alerts (SPEC v3 "Receipts and offline delivery"): deliveries recorded as the hub writes frames,
+ * Receipts of alerts (docs/server-api.md, receipts): deliveries recorded as the hub writes frames,
  * batched into one store write per alert per event-loop turn (never a Redis round trip per socket); acks from
  * every transport; the escalation of alerts not acked in time, claimed by one replica at a time; and the push
  * to targeted users an alert reached on no socket.
@@ -237,7 +237,7 @@ export class Receipts implements OnApplicationBootstrap, OnModuleDestroy {
   }
 
   /**
-   * A client's `ack` of a frame id (SPEC v3): on `/ws` and SSE with the frame's channel, on the alerts endpoint
+   * A client's `ack` of a frame id (docs/protocol.md "Acknowledgements"): on `/ws` and SSE with the frame's channel, on the alerts endpoint
    * with or without it. Throws FrameError `unknown_alert` unless that user was delivered an alert asking for ack
    * under that id; a repeat is accepted and recorded once.
    */

@@ -62,7 +62,7 @@ export class RedisConnections implements OnApplicationShutdown {
   readonly command: RedisLink;
   readonly subscriber: RedisLink;
   readonly blocking: RedisLink;
-  /** Redis Cluster: shard channels (SSUBSCRIBE/SPUBLISH) for everything but the SPEC's classic `alerts` channel. */
+  /** Redis Cluster: shard channels (SSUBSCRIBE/SPUBLISH) for everything but the classic `alerts` channel of docs/cluster.md. */
   readonly cluster: boolean;
   /**
    * REDIS_MIN_REPLICAS_ACK > 0 only: history publishes and their WAIT. WAIT counts the replicas that have this

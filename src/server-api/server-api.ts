@@ -62,7 +62,7 @@ interface RevokeCommand {
 }
 
 /**
- * The server API (SPEC "Server API"): publish on any channel, disconnect (and ban) a user, revoke tokens, a
+ * The server API (docs/server-api.md): publish on any channel, disconnect (and ban) a user, revoke tokens, a
  * channel's presence and history, the live nodes. Every operation is cluster-wide: publications and commands
  * travel on the bus, presence, bans and revocations are in presence storage. Routes sit on the shared JsonApi (auth, body, errors).
  */
@@ -290,7 +290,7 @@ export class ServerApi implements OnModuleInit, OnApplicationBootstrap, OnModule
     if (closed) this.log.info({ event: 'closed_revoked', closed }, 'closed connections opened with a revoked token');
   }
 
-  /** The channel's namespace, or 400 unknown_channel naming the namespaces there are (SPEC v3). */
+  /** The channel's namespace, or 400 unknown_channel naming the namespaces there are (docs/server-api.md). */
   private namespaceOf(channel: string): NamespaceConfig {
     const parsed = this.hub.namespaces.parse(channel);
     if ('problem' in parsed) throw new HttpError(400, 'unknown_channel', `channel: ${parsed.problem}`);

@@ -22,7 +22,7 @@ import { refusalForClientError, UpgradeRefusal, writeRefusal, writeRefusalRespon
 import { RECONNECT, SseSocket } from '../connection/sse-socket';
 import { newSession, readStreamRequest, STREAM_ATTRIBUTE } from './stream-request';
 
-/** SSE streams (SPEC v3 "Reach without WebSocket"): the `/ws` gateway's channels and checks over GET /sse. */
+/** SSE streams (docs/protocol.md "Without WebSocket: Server-Sent Events"): the `/ws` gateway's channels and checks over GET /sse. */
 export const STREAM_PATH = '/sse';
 /** The gateway whose guards and frames a stream has: `/ws`, one connection for many channels. */
 const STREAM_GATEWAY_PATH = '/ws';

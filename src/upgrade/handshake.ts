@@ -8,7 +8,7 @@ function badRequest(message: string): UpgradeRefusal {
 }
 
 /**
- * The checks ws makes in handleUpgrade, made first so that a broken request gets the SPEC's JSON 400
+ * The checks ws makes in handleUpgrade, made first so that a broken request gets the documented JSON 400
  * instead of ws's plain-text one.
  */
 export function validateHandshake(req: IncomingMessage): void {

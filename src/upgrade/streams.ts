@@ -50,7 +50,7 @@ function unknownSession(): UpgradeRefusal {
 }
 
 /**
- * `POST /sse/send` (SPEC v3): a frame for an SSE stream, handled exactly as a WebSocket text frame of that stream's
+ * `POST /sse/send` (docs/protocol.md): a frame for an SSE stream, handled exactly as a WebSocket text frame of that stream's
  * connection (the same pipeline: rate limit, size, JSON, schema, handler), whichever replica the POST reaches.
  * The session names its node; a send for another node travels on the bus to it and waits for its answer, so
  * no sticky sessions are needed. Also writes every stream's comment heartbeat.

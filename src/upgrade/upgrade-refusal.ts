@@ -48,7 +48,7 @@ export function writeRefusalResponse(res: ServerResponse, refusal: UpgradeRefusa
   res.end(headOnly ? undefined : body);
 }
 
-/** Node's HTTP parser errors (`clientError`), answered as the SPEC's refusals; undefined: just close. */
+/** Node's HTTP parser errors (`clientError`), answered as the documented refusals (README); undefined: just close. */
 export function refusalForClientError(code: string | undefined): UpgradeRefusal | undefined {
   switch (code) {
     case 'HPE_HEADER_OVERFLOW':

@@ -12,12 +12,12 @@ const since = z.string().min(3).max(64);
 /** Checked by the handler, so that a malformed one is answered for its channel. */
 const epoch = z.string().max(4096);
 
-/** Client → server frames of `/ws` (SPEC v3 "One connection, many channels"). */
+/** Client → server frames of `/ws` (docs/protocol.md "One connection, many channels"). */
 export const WS_FRAMES = {
   subscribe: z.object({ type: z.literal('subscribe'), channel, since: since.optional(), epoch: epoch.optional() }).strict(),
   unsubscribe: z.object({ type: z.literal('unsubscribe'), channel }).strict(),
   publish: z.object({ type: z.literal('publish'), channel, data: z.record(z.string(), z.unknown(), { message: '"data" must be a JSON object' }) }).strict(),
-  /** SPEC v3: the ack of an alert received with `"ack":true`, naming its channel (`alerts` or `user:<sub>`). */
+  /** docs/protocol.md "Acknowledgements": the ack of an alert received with `"ack":true`, naming its channel (`alerts` or `user:<sub>`). */
   ack: AckFrameSchema,
 };
 

@@ -57,14 +57,14 @@ type Pending = Promise<FrameError | undefined>;
 
 /**
  * A refused channel as its error frame. `forbidden_role` is a path endpoint's code; on /ws every refusal of a
- * channel for who the user is has one code, `forbidden_channel` (SPEC v3 list).
+ * channel for who the user is has one code, `forbidden_channel` (docs/protocol.md, `/ws` error codes).
  */
 function refusalFrame(refusal: ChannelRefusal, channel: string): FrameError {
   return new FrameError(refusal.code === 'forbidden_role' ? 'forbidden_channel' : refusal.code, refusal.message, channel);
 }
 
 /**
- * `/ws`: one connection, many channels (SPEC v3). Any valid token connects; each channel is admitted by its
+ * `/ws`: one connection, many channels (docs/protocol.md). Any valid token connects; each channel is admitted by its
  * namespace as the path endpoints are (roles, `claim`, `user:<sub>`, the subscribe proxy), and a refusal is an
  * error frame for that channel: the connection stays. Deliveries are the channel vocabulary (`publication`, `join`, `leave`, …), each
  * naming its channel, with the same promise per channel as the path endpoints: resume with `since` and `epoch`
@@ -103,7 +103,7 @@ export class WsGateway implements OnGatewayConnection {
   }
 
   /**
-   * An SSE stream's channels (SPEC v3 "Reach without WebSocket"), admitted as `/ws` subscribes are (each
+   * An SSE stream's channels (docs/protocol.md "Without WebSocket: Server-Sent Events"), admitted as `/ws` subscribes are (each
    * refusal an error frame for its channel, after the welcome) but attached together, so the stream's first
    * event is one welcome with every position. A `proxy` namespace's channels wait for the backend first.
    */
@@ -182,7 +182,7 @@ export class WsGateway implements OnGatewayConnection {
       since = { id: frame.since, epoch: frame.epoch };
     }
     if (current !== undefined) {
-      // Already held: say so again, deliver nothing twice (SPEC v3). Still being admitted: wait, and when that
+      // Already held: say so again, deliver nothing twice (docs/protocol.md). Still being admitted: wait, and when that
       // failed, answer with the same error.
       if (current !== true) {
         const ended = await current;
@@ -309,7 +309,7 @@ export class WsGateway implements OnGatewayConnection {
   }
 
   /**
-   * `{"type":"ack","id","channel"}` of an alert received with `"ack":true` (SPEC v3), on `/ws` and, through
+   * `{"type":"ack","id","channel"}` of an alert received with `"ack":true` (docs/protocol.md "Acknowledgements"), on `/ws` and, through
    * POST /sse/send, on SSE streams: recorded once per user; `unknown_alert` (naming the channel) otherwise.
    */
   @SubscribeMessage('ack')

@@ -1,5 +1,6 @@
 import { execFile } from 'node:child_process';
-import { connect as tcpConnect, createServer, type Socket } from 'node:net';
+import { createServer as createHttpServer } from 'node:http';
+import { connect as tcpConnect, createServer, type AddressInfo, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { eventually, startTestGateway, type TestGateway } from '../support/gateway';
 import { freePort, ROOT, spawnGateway } from '../support/process';
@@ -104,11 +105,53 @@ describe('realtime-gateway doctor', () => {
     expect(stdout).toContain('healthy');
   });
 
-  it('says when nothing listens on the port', async () => {
-    const { code, out } = await doctor(`ws://127.0.0.1:${await freePort()}/api/alerts/subscribe`);
-    expect(out).toMatch(/nothing is listening on 127\.0\.0\.1:\d+ \(connection refused\)/);
-    expect(out).toContain('is the gateway running?');
+  it('says when nothing listens on the port, and names the port to check', async () => {
+    const port = await freePort();
+    const { code, out } = await doctor(`ws://127.0.0.1:${port}/api/alerts/subscribe`);
+    expect(out).toContain(`nothing is listening on 127.0.0.1:${port} (connection refused)`);
+    expect(out).toContain(`→ is the gateway running, and is ${port} its public port? (npm start listens on PORT, default 8080)`);
+    expect(out).toContain('1 problem found');
     expect(code).toBe(1);
+  });
+
+  it('the internal port: names the public port to use, not "fix the path"', async () => {
+    const { code, out } = await doctor(gw.internal('/api/alerts/subscribe').replace('http:', 'ws:'), '--token', token());
+    expect(out).toContain('✗ the server refused the upgrade: HTTP 404 unknown_path');
+    expect(out).toContain(`→ ${gw.internalPort} is the gateway's internal port (INTERNAL_PORT): use its public port, ws://127.0.0.1:${gw.port}/api/alerts/subscribe`);
+    expect(out).not.toContain('fix the path');
+    expect(out).toContain('1 problem found');
+    expect(code).toBe(1);
+  });
+
+  it('another HTTP service on the port: one problem, the port, not a proxy and not the path', async () => {
+    const other = createHttpServer((_req, res) => res.writeHead(404, { 'content-type': 'text/html' }).end('<h1>Not Found</h1>'));
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const port = (other.address() as AddressInfo).port;
+    try {
+      const { code, out } = await doctor(`ws://127.0.0.1:${port}/api/alerts/subscribe`, '--token', token());
+      expect(out).toContain(`✗ 127.0.0.1:${port} is not the gateway: the upgrade got HTTP 404 and GET /sse HTTP 404, neither the gateway's JSON`);
+      expect(out).toContain('→ check the port: the WebSocket endpoints are on the public port (PORT, default 8080); behind a proxy, it passes neither WebSocket nor /sse to the gateway');
+      expect(out).not.toContain('fix the path');
+      expect(out).toContain('1 problem found');
+      expect(code).toBe(1);
+    } finally {
+      await new Promise((resolve) => other.close(resolve));
+    }
+  });
+
+  it('a service on the port that does not speak HTTP (a Redis, say): one problem that names the port', async () => {
+    const other = createServer((socket) => socket.on('error', () => undefined).on('data', () => socket.end('-ERR unknown command\r\n')));
+    await new Promise<void>((resolve) => other.listen(0, '127.0.0.1', resolve));
+    const port = (other.address() as AddressInfo).port;
+    try {
+      const { code, out } = await doctor(`ws://127.0.0.1:${port}/api/alerts/subscribe`, '--token', token());
+      expect(out).toContain(`✗ 127.0.0.1:${port} does not answer HTTP (`);
+      expect(out).toContain('→ check the port: the WebSocket endpoints are on the public port (PORT, default 8080)');
+      expect(out).toContain('1 problem found');
+      expect(code).toBe(1);
+    } finally {
+      await new Promise((resolve) => other.close(resolve));
+    }
   });
 
   it('decodes a 404 with the known paths, and names a doubled prefix', async () => {
@@ -251,20 +294,22 @@ describe('realtime-gateway doctor', () => {
       expect(code).toBe(1);
     });
 
-    it('says so when plain HTTP does not get through either, and promises no fallback', async () => {
+    it('says so when plain HTTP does not get through either, and promises no fallback: one cause, one problem', async () => {
       const { code, out, requests } = await through('reset everything', '/ws', token({ sub: 'cut-off', role: 'user' }));
       expect(out).toContain('✗ the WebSocket upgrade got no HTTP answer');
-      expect(out).toContain('✗ GET /sse failed too');
+      expect(out).toContain('\n  GET /sse failed too');
       expect(out).not.toMatch(fallsBack);
+      expect(out).toContain('1 problem found');
       expect(requests).toEqual(['upgrade /ws', 'plain /sse']);
       expect(code).toBe(1);
     });
 
-    it('says when the stream opens but its events are held on the way (a buffering proxy)', async () => {
+    it('says when the stream opens but its events are held on the way (a buffering proxy): one problem', async () => {
       const { code, out } = await through('reset, and buffer answers', '/ws', token({ sub: 'buffered', role: 'user' }));
-      expect(out).toContain('✗ GET /sse opened, but no event arrived within 5 s: something on the way buffers the stream');
+      expect(out).toContain('\n  GET /sse opened, but no event arrived within 5 s: something on the way buffers the stream');
       expect(out).toContain('turn response buffering off for /sse');
       expect(out).not.toMatch(fallsBack);
+      expect(out).toContain('1 problem found');
       expect(code).toBe(1);
     });
 

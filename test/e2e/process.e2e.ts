@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import jwt from 'jsonwebtoken';
 import { DEV_JWT_SECRET } from '../../src/config/config';
@@ -42,6 +43,21 @@ describe('the service as a process (node dist/main.js)', () => {
     const lines = gw.stderr().trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(message);
+  });
+
+  it.each([['PORT'], ['INTERNAL_PORT']])('a taken %s: one line on stderr naming the port and the variable to change, nothing more on stdout', async (variable) => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, [variable]: String(port) }, { waitForListening: false });
+      expect(await gw.exited).toBe(1);
+      expect(gw.stderr().trim().split('\n')).toEqual([`realtime-gateway: port ${port} (${variable}) is already in use on 127.0.0.1: stop what listens there, or set ${variable} to a free port`]);
+      // A terminal shows stdout's log lines too: the failure is not told a second time there.
+      expect(gw.stdout.join('\n')).not.toMatch(/EADDRINUSE|already in use/);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 
   it('reports every bad variable at once, one line each, and warns about near-miss names', async () => {

@@ -16,7 +16,7 @@ import { Script } from '../../redis/script';
 /**
  * Reads or renews the epoch. A meta hash that remembers a stream which is gone means the history was lost. A
  * new epoch record of a channel with a TTL gets it at once: a subscriber that never publishes must not leave a
- * meta key that lives forever (SPEC v3: no key of a namespace with a TTL does).
+ * meta key that lives forever (docs/namespaces.md: no key of a namespace with a TTL does).
  */
 const EPOCH = `
 local function epoch_of(stream, meta, candidate, ttl)

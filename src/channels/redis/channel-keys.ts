@@ -5,7 +5,7 @@ import { createHash } from 'node:crypto';
  * the same layout works on a standalone Redis, behind Sentinel and on Redis Cluster (docs/cluster.md):
  *
  *   C = a `single` namespace's channel       any other C (`user:<sub>`, `chat:<room>`, `signaling:<id>`)
- *   (alerts, the SPEC's fixed names)
+ *   (alerts, the fixed names of docs/cluster.md)
  *   stream  P:alerts:stream                   P:{C}:stream
  *   meta    {P:alerts:stream}:meta            P:{C}:meta      hash: epoch, last
  *   idem    {P:alerts:stream}:idem:<sha1>     P:{C}:idem:<sha1>
@@ -22,7 +22,7 @@ export interface ChannelKeys {
   meta: string;
   /** The pub/sub channel: live publications, and history publications' notices. */
   live: string;
-  /** Whether `live` is a shard channel on Redis Cluster (a single namespace keeps classic pub/sub, the SPEC's contract). */
+  /** Whether `live` is a shard channel on Redis Cluster (a single namespace keeps classic pub/sub, the contract of docs/cluster.md). */
   sharded: boolean;
   /** The key of an Idempotency-Key's first answer, in the channel's slot. */
   idempotency(key: string): string;

@@ -50,7 +50,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
   /** Each channel's history size and TTL (its namespace's, so both modes keep the same retention). */
   private readonly namespaces: NamespaceRegistry;
   /**
-   * The channels of the `single` namespaces (alerts): they keep the SPEC's fixed Redis names (channel-keys.ts).
+   * The channels of the `single` namespaces (alerts): they keep the fixed Redis names of docs/cluster.md (channel-keys.ts).
    * A single namespace is one channel, named like it.
    */
   private readonly singles: ReadonlySet<string>;
@@ -236,7 +236,7 @@ export class RedisBroker implements Broker, OnApplicationBootstrap, OnModuleDest
     }
   }
 
-  /** 0: kept until trimmed. Otherwise every key of the channel carries this TTL (SPEC v3 `history.ttl_s`). */
+  /** 0: kept until trimmed. Otherwise every key of the channel carries this TTL (docs/namespaces.md `history.ttl_s`). */
   private historyTtlMs(channel: string): number {
     return this.namespaces.of(channel)?.historyTtlMs ?? 0;
   }
