@@ -16,7 +16,9 @@ export class IndexController {
       openapi: '/api/openapi.json',
       health: '/healthz',
       ready: '/readyz',
-      websockets: `on the public port (${config.port === 0 ? 'PORT' : config.port}): /api/alerts/subscribe, /ws/chat/:room, /ws/signaling/:consultationId/:userType`,
+      websockets: `on the public port (${config.port === 0 ? 'PORT' : config.port}): /ws (channels), /api/alerts/subscribe, /ws/chat/:room, /ws/signaling/:consultationId/:userType`,
+      sse: 'on the public port: GET /sse, POST /sse/send (the same frames as /ws, for clients whose proxies block WebSocket)',
+      push: 'on the public port: GET /push/vapid-public-key, POST|DELETE /push/subscriptions',
     };
   }
 

@@ -63,6 +63,11 @@ function main(): void {
     );
   }
   if (config.jwt.usingDevKey) process.stderr.write('token: signed with the development key (JWT_SECRET is not set)\n');
+  if (values.sub !== undefined) {
+    // The door's rule for a sub: a token it would refuse (an unset $USER gives --sub '') is never printed.
+    const problem = subProblem(values.sub as string);
+    if (problem) fail(`--sub ${problem}`);
+  }
   const claims: Record<string, unknown> = { sub: (values.sub as string | undefined) ?? `dev-${role}`, role };
   if (values.email) claims.email = values.email;
   if (values.jti !== undefined) {

@@ -141,6 +141,15 @@ describe('the service as a process (node dist/main.js)', () => {
     });
   });
 
+  // Found by a new-user tour: `--sub "$USER"` with USER unset printed a token the door then refused (401 token_invalid).
+  it('refuses an empty --sub (a token the gateway would refuse) instead of printing it', async () => {
+    await expect(run('node', [`${ROOT}/dist/cli/token.js`, '--role', 'service', '--sub', ''], { env: { PATH: process.env.PATH, JWT_SECRET: TEST_SECRET } })).rejects.toMatchObject({
+      code: 2,
+      stdout: '',
+      stderr: expect.stringContaining('--sub must not be empty'),
+    });
+  });
+
   it('explains how to call the token command when --role is missing', async () => {
     await expect(run('node', [`${ROOT}/dist/cli/token.js`], { env: { PATH: process.env.PATH } })).rejects.toMatchObject({
       code: 2,

@@ -95,10 +95,10 @@ describe('@realtime-gateway/client as an npm package (packages/client)', () => {
     if (work) rmSync(work, { recursive: true, force: true });
   });
 
-  it('packs only its build, README, CHANGELOG and package.json, and depends on nothing at run time', () => {
+  it('packs only its build, README, CHANGELOG, LICENSE and package.json, and depends on nothing at run time', () => {
     const paths = packed.files.map((file) => file.path).sort();
     for (const path of paths) expect([path, /^(dist\/[\w.-]+\.(c|m)?js|dist\/[\w.-]+\.d\.m?ts|README\.md|CHANGELOG\.md|LICENSE|package\.json)$/.test(path)]).toEqual([path, true]);
-    expect(paths).toEqual(expect.arrayContaining(['README.md', 'CHANGELOG.md', 'package.json', 'dist/index.cjs', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']));
+    expect(paths).toEqual(expect.arrayContaining(['README.md', 'CHANGELOG.md', 'LICENSE', 'package.json', 'dist/index.cjs', 'dist/index.mjs', 'dist/index.d.ts', 'dist/index.d.mts']));
     // 13 files and 117 kB unpacked when written (two bundles of ~40 kB, the declarations, README, CHANGELOG): room to grow, not for a stray folder.
     expect(paths.length).toBeLessThanOrEqual(20);
     expect(packed.unpackedSize).toBeLessThan(250_000);
