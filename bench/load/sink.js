@@ -94,7 +94,10 @@ function dialOne(done) {
   let handshakeFrames = 0;
   let welcomed = mode !== 'welcome' && mode !== 'sse';
   let subscribed = 0;
+  let settled = false;
   const settle = (ok) => {
+    if (settled) return;
+    settled = true;
     if (ok) { ready++; sockets.push(socket); } else { failed++; socket.destroy(); }
     if (ready + failed === total) done();
     else dialOne(done);
@@ -113,6 +116,10 @@ function dialOne(done) {
     }
     if (!welcomed) {
       welcomed = true;
+      // Open at the welcome, not the 101: in cluster mode a new user's subscriptions go live (Redis SUBSCRIBE)
+      // before the welcome, which may follow the 101 in a write of its own; a broadcast sent between the two is
+      // not owed to that socket (a receipts harness run in CI lost one that way).
+      if (mode === 'welcome') settle(true);
       return;
     }
     frames++;
@@ -133,11 +140,13 @@ function dialOne(done) {
     if (!head.startsWith(mode === 'sse' ? 'HTTP/1.1 200' : 'HTTP/1.1 101')) return settle(false);
     upgraded = true;
     if (mode === 'subscribe') socket.write(subscribeFrames(i));
-    else if (mode !== 'socketio' && mode !== 'sse') settle(true);
+    else if (mode !== 'socketio' && mode !== 'sse' && mode !== 'welcome') settle(true);
     const rest = chunk.subarray(chunk.length - (head.length - end - 4));
     if (rest.length) count(rest);
   });
   socket.on('error', () => { if (!upgraded) settle(false); });
+  // Closed before it counted as open (after the 101, before the welcome): a failed dial, not a hang.
+  socket.on('close', () => settle(false));
 }
 
 process.on('message', async (msg) => {
