@@ -1,9 +1,11 @@
 #!/usr/bin/env node
-// npm run bench:cluster [-- --peer gateway|socketio --rate 1000 --seconds 10 --subscribers 10 --transport path|ws-channel|sse]
+// npm run bench:cluster [-- --peer gateway|socketio --rate 1000 --seconds 10 --subscribers 10 --transport path|ws-channel|sse --hops]
 // Cross-replica publish -> deliver latency: two replicas of a peer (G: this gateway in cluster mode; S:
 // Socket.IO with the Redis adapter and a JWT-checked POST /api/alerts) on one throwaway redis-server, both
 // pinned to core 0; subscribers on replica B; alerts POSTed to replica A at a fixed open-loop rate. Latency
 // runs from each alert's scheduled send time (no coordinated omission) to its arrival at each subscriber.
+// --hops: the servers stamp each alert on its way (bench/peers/server.js BENCH_HOPS) and the result splits the
+// latency into hops: the POST reaching replica A, A publishing to Redis, Redis reaching replica B, B to the socket.
 'use strict';
 const { once } = require('node:events');
 const http = require('node:http');
@@ -121,19 +123,55 @@ function percentile(sorted, p) {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))];
 }
 
-async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, subscribers = 10, redisUrl, transport = 'path' }) {
+/**
+ * Per-hop latency from the servers' stamps (each keyed by the alert's `at`): for each hop, the p50/p99 of the time
+ * from the previous stamp to this one, over the measured alerts (per subscriber for the last hop).
+ */
+function hopBreakdown(fromA, fromB, arrivals, measureFrom) {
+  const byAt = (records) => {
+    const map = new Map();
+    for (const [t, at] of records) if (at >= measureFrom && !map.has(at)) map.set(at, t);
+    return map;
+  };
+  const request = byAt(fromA.request);
+  const published = byAt(fromA.published);
+  const woke = byAt(fromB.woke);
+  const bus = byAt(fromB.bus);
+  const stat = (values) => {
+    const sorted = values.filter((v) => Number.isFinite(v)).sort((x, y) => x - y);
+    return sorted.length ? { p50: percentile(sorted, 50), p99: percentile(sorted, 99), n: sorted.length } : undefined;
+  };
+  const diff = (to, from) => [...to].map(([at, t]) => (from === undefined ? t - at : from.has(at) ? t - from.get(at) : NaN));
+  const hops = {
+    'POST to replica A (client, HTTP, A\'s event loop)': stat(diff(request)),
+    'A: request to published (auth, validation, Redis write)': stat(diff(published, request)),
+  };
+  if (woke.size) {
+    hops['Redis to B (the blocking read returns)'] = stat(diff(woke, published));
+    hops['B: read to channel (the second, non-blocking read)'] = stat(diff(bus, woke));
+  } else hops['Redis to B (pub/sub message)'] = stat(diff(bus, published));
+  hops['B to the socket (fan-out, client)'] = stat(arrivals.map(([at, t]) => (bus.has(at) ? t - bus.get(at) : NaN)));
+  return hops;
+}
+
+async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, subscribers = 10, redisUrl, transport = 'path', hops = false }) {
   const kind = peer === 'gateway' ? 'gateway-cluster' : peer;
-  const [a, b] = [await startServer(kind, redisUrl), await startServer(kind, redisUrl)];
+  const env = hops ? { BENCH_HOPS: '1' } : {};
+  const [a, b] = [await startServer(kind, redisUrl, 0, env), await startServer(kind, redisUrl, 0, env)];
   const sockets = [];
   const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   try {
     const samples = [];
+    const arrivals = []; // [at, arrival time] per delivery, with --hops
     let measureFrom = Infinity;
     for (let i = 0; i < subscribers; i++) {
       sockets.push(
         await subscribe(peer, b.port, (data) => {
           const arrived = now();
-          if (data.at >= measureFrom) samples.push(arrived - data.at);
+          if (data.at >= measureFrom) {
+            samples.push(arrived - data.at);
+            if (hops) arrivals.push([data.at, arrived]);
+          }
         }, transport, i),
       );
     }
@@ -143,7 +181,7 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
       new Promise((resolve) => {
         const body = JSON.stringify({ data: { at } });
         const req = http.request(
-          { host: '127.0.0.1', port: a.internalPort, path: '/api/alerts', method: 'POST', agent, headers: { authorization: `Bearer ${pubToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } },
+          { host: '127.0.0.1', port: a.internalPort, path: '/api/alerts', method: 'POST', agent, headers: { authorization: `Bearer ${pubToken}`, 'content-type': 'application/json', 'content-length': Buffer.byteLength(body), ...(hops ? { 'x-bench-at': String(at) } : {}) } },
           (res) => {
             if (res.statusCode !== 202) failed++;
             res.resume();
@@ -157,6 +195,19 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
     // Open loop: every tick, send whatever the schedule says is due, stamped with its scheduled time.
     const { times, measureFrom: firstMeasured } = schedule(rate, seconds);
     const total = times.length;
+    const cpuOf = async (server) => {
+      server.send({ type: 'cpu' });
+      const { cpu } = await server.next('cpu');
+      return (cpu.user + cpu.system) / 1000;
+    };
+    const stallsOf = async (server) => {
+      server.send({ type: 'stalls' });
+      const { loop, gc } = await server.next('stalls');
+      return { loop, gc };
+    };
+    const cpuBefore = [await cpuOf(a), await cpuOf(b)];
+    await stallsOf(a);
+    await stallsOf(b);
     const start = now() + 10;
     let sent = 0;
     const inflight = new Set();
@@ -177,11 +228,26 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
       tick();
     });
     await Promise.all(inflight);
+    const sentFor = (now() - start) / 1000;
+    const cpuAfter = [await cpuOf(a), await cpuOf(b)];
+    const stalls = { a: await stallsOf(a), b: await stallsOf(b) };
+    // Share of a core each replica used over the run (both are pinned to core 0: their sum is its load).
+    const cpu = { a: (cpuAfter[0] - cpuBefore[0]) / 1000 / sentFor, b: (cpuAfter[1] - cpuBefore[1]) / 1000 / sentFor };
     const expected = rate * seconds * subscribers;
     const deadline = Date.now() + 10_000;
     while (samples.length < expected && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
     const sorted = samples.sort((x, y) => x - y);
+    let breakdown;
+    if (hops) {
+      a.send({ type: 'hops' });
+      const fromA = await a.next('hops');
+      b.send({ type: 'hops' });
+      breakdown = hopBreakdown(fromA, await b.next('hops'), arrivals, measureFrom);
+    }
     return {
+      ...(breakdown ? { hops: breakdown } : {}),
+      cpu,
+      stalls,
       deliveries: samples.length,
       expected,
       failedPosts: failed,
@@ -210,11 +276,15 @@ if (require.main === module) {
   (async () => {
     const redis = await startRedis();
     process.on('exit', () => redis.proc.kill('SIGKILL'));
-    const options = { peer: opt('peer', 'gateway'), rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)), transport: opt('transport', 'path') };
+    const options = { peer: opt('peer', 'gateway'), rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)), transport: opt('transport', 'path'), hops: argv.includes('--hops') };
     process.stderr.write(`cluster latency: ${options.peer}${options.peer === 'socketio' ? '' : ` (${options.transport})`}, ${options.rate} alerts/s for ${options.seconds} s (+${WARMUP_SECONDS} s warm-up), ${options.subscribers} subscribers on replica B\n`);
     const result = await measureLatency({ ...options, redisUrl: redis.url });
     const ms = (v) => (v === undefined ? 'n/a (nothing delivered)' : `${v.toFixed(2)} ms`);
-    console.log(JSON.stringify({ ...options, ...result, p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max) }, null, 2));
+    const hops = result.hops && Object.fromEntries(Object.entries(result.hops).map(([hop, s]) => [hop, s ? `p50 ${s.p50.toFixed(3)} ms, p99 ${s.p99.toFixed(3)} ms (${s.n})` : 'n/a']));
+    const stallLine = ({ loop, gc }) =>
+      `event-loop delay p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms; GC ` +
+      (Object.entries(gc).map(([kind, g]) => `${kind} ${g.count}× total ${g.totalMs.toFixed(0)} ms max ${g.maxMs.toFixed(1)} ms`).join(', ') || 'none');
+    console.log(JSON.stringify({ ...options, ...result, stalls: { a: stallLine(result.stalls.a), b: stallLine(result.stalls.b) }, p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max), cpu: `replica A ${(result.cpu.a * 100).toFixed(1)} %, replica B ${(result.cpu.b * 100).toFixed(1)} % of core 0`, ...(hops ? { hops } : {}) }, null, 2));
     process.exit(0);
   })().catch((error) => {
     console.error(error);

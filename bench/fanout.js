@@ -50,7 +50,7 @@ async function startRedis() {
 
 function child(core, argv, env = {}) {
   const [cmd, rest] = pinned(core, argv);
-  const proc = spawn(cmd, rest, { stdio: ['ignore', 'ignore', 'inherit', 'ipc'], env: { ...process.env, ...env } });
+  const proc = spawn(cmd, rest, { stdio: ['ignore', process.env.BENCH_CHILD_STDOUT ? 'inherit' : 'ignore', 'inherit', 'ipc'], env: { ...process.env, ...env } });
   const next = (type) =>
     new Promise((resolve, reject) => {
       const on = (msg) => {
@@ -79,7 +79,9 @@ const PATHS = {
 async function startServer(peer, redisUrl, core = 0, env = {}) {
   // BENCH_CPU_PROF=<dir>: each server writes a V8 CPU profile there when it is stopped.
   const profile = process.env.BENCH_CPU_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.BENCH_CPU_PROF}`] : [];
-  const server = child(core, [process.execPath, '--expose-gc', ...profile, join(__dirname, 'peers', 'server.js'), peer], {
+  // BENCH_NODE_FLAGS="--trace-gc …": extra Node flags for each server (with BENCH_CHILD_STDOUT=1 to see what they print).
+  const flags = (process.env.BENCH_NODE_FLAGS ?? '').split(/\s+/).filter(Boolean);
+  const server = child(core, [process.execPath, '--expose-gc', ...profile, ...flags, join(__dirname, 'peers', 'server.js'), peer], {
     // LOG_LEVEL blank: the gateway's default level, as production runs it (issue 26).
     JWT_SECRET: SECRET, LOG_LEVEL: '', MAX_UPGRADES_PER_SEC: '0', REDIS_URL: peer === 'gateway' ? '' : redisUrl,
     NODE_ID: `bench-${peer}-${process.hrtime.bigint()}`, ...env,

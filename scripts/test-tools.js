@@ -19,6 +19,7 @@ const TOOLS = [
   { bin: 'turnutils_uclient', pkg: 'coturn', needs: 'allocating TURN relays with those credentials' },
   { bin: '/usr/sbin/squid', pkg: 'squid', needs: 'the forward proxy that blocks WebSocket, through which the SDK and the demo fall back to SSE' },
   { bin: 'openssl', pkg: 'openssl', needs: 'the throwaway CA and certificate of the test push service (test/support/push-service.ts)' },
+  { bin: 'ss', pkg: 'iproute2', needs: 'reading the gateway\'s listen backlog as the kernel sees it (test/e2e/process.e2e.ts)' },
   { bin: 'python3', pkg: 'python3', needs: 'running the Python webhook receiver of docs/deploy.md against the gateway' },
 ];
 

@@ -65,7 +65,7 @@ function namespaceSummaries(registry: NamespaceRegistry): NamespaceSummary[] {
 /** A listener that could not open, said as what to change: main.ts prints the message as the one line about it. */
 export class ListenError extends Error {}
 
-function listen(server: HttpServer, port: number, host: string, variable: 'PORT' | 'INTERNAL_PORT'): Promise<number> {
+function listen(server: HttpServer, port: number, host: string, variable: 'PORT' | 'INTERNAL_PORT', backlog?: number): Promise<number> {
   return new Promise((resolve, reject) => {
     const failed = (error: NodeJS.ErrnoException) => {
       if (error.code === 'EADDRINUSE') reject(new ListenError(`port ${port} (${variable}) is already in use on ${host}: stop what listens there, or set ${variable} to a free port`));
@@ -74,7 +74,7 @@ function listen(server: HttpServer, port: number, host: string, variable: 'PORT'
       else reject(error);
     };
     server.once('error', failed);
-    server.listen(port, host, () => {
+    server.listen({ port, host, backlog }, () => {
       server.off('error', failed);
       resolve((server.address() as AddressInfo).port);
     });
@@ -157,7 +157,9 @@ export async function startGateway(
   let port: number;
   try {
     internalPort = await listen(internal, config.internalPort, config.internalHost, 'INTERNAL_PORT');
-    port = await listen(publicServer, config.port, config.host, 'PORT');
+    // LISTEN_BACKLOG: the accept queue a reconnect storm fills between two turns of the event loop (the kernel
+    // takes the smaller of it and net.core.somaxconn; Node's own default is 511).
+    port = await listen(publicServer, config.port, config.host, 'PORT', config.listenBacklog);
   } catch (error) {
     await app.close();
     throw error;

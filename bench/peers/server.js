@@ -3,7 +3,7 @@
 //   ws:       a bare `ws` server, no auth, serialise once and one write per message per socket (W)
 //   ws8:      the same, but the messages of a burst go out in one write per socket (W8, the Node limit)
 //   socketio: Socket.IO 4.8 with @socket.io/redis-adapter, websocket transport only, no compression (S)
-// IPC: memory -> memory; schedule {startAt, count, intervalMs} -> scheduled (one broadcast each at startAt + k × intervalMs, wall-clock ms; bench/scale.js); SIGTERM (G): the product's drain (src/main.ts), then exit; subscribe {channel} -> subscribed; publish-channel {channel, count, burst, rate?}; received {channel, total} -> received {count} (once that many arrived); cpu -> cpu; open -> open {count}; accepting {sub?} -> accepting {count} (open, not closing; G: of that user); broadcast {count, burst, rate?} -> broadcasted (after the last burst is queued).
+// IPC: memory -> memory; schedule {startAt, count, intervalMs} -> scheduled (one broadcast each at startAt + k × intervalMs, wall-clock ms; bench/scale.js); SIGTERM (G): the product's drain (src/main.ts), then exit; subscribe {channel} -> subscribed; publish-channel {channel, count, burst, rate?}; received {channel, total} -> received {count} (once that many arrived); cpu -> cpu; open -> open {count}; accepting {sub?} -> accepting {count} (open, not closing; G: of that user); broadcast {count, burst, rate?} -> broadcasted (after the last burst is queued); hops -> hops {request, published, woke, bus} (BENCH_HOPS=1: per-hop timestamps keyed by the bench's `at`, bench/cluster-latency.js).
 'use strict';
 const kind = process.argv[2];
 const TEXT = 'x'.repeat(950); // with the envelope, about 1 KB per message
@@ -13,6 +13,24 @@ let broadcastAt; // (at: number, text: string) => void, one message stamped with
 let openSockets; // () => number, sockets the server still holds
 let acceptingSockets; // (sub?) => number, of those the ones still open for messages (not closing); G can filter by user
 let internalPort; // G: the internal listener (POST /api/alerts); the other peers serve everything on one port
+/**
+ * BENCH_HOPS=1 (bench/cluster-latency.js --hops): wall-clock times per alert, keyed by the publisher's `at` (its
+ * x-bench-at header, or data.at): `request` when the POST's request event fires (prepended, before the server's
+ * own listener), `published` when the publish reached Redis (G: the broker's publish settled; S: io.emit returned,
+ * which queues the PUBLISH), `woke` when a blocking read returned it (G only: the first XREAD reply), `bus` when
+ * this replica handed it to its channel (G: the ordered channel; S: the adapter's pub/sub message). Raw records
+ * are decoded only when asked, so the taps cost a push each.
+ */
+const HOPS = process.env.BENCH_HOPS === '1';
+const hopNow = () => performance.timeOrigin + performance.now();
+const hopRaw = { request: [], published: [], woke: [], bus: [] };
+let decodeHops = () => ({ request: [], published: [], woke: [], bus: [] });
+function tapRequests(server) {
+  server.prependListener('request', (req) => {
+    const at = req.headers['x-bench-at'];
+    if (at !== undefined) hopRaw.request.push([hopNow(), Number(at)]);
+  });
+}
 let channel; // G: { subscribe(name), publish(name, burst), receivedAtLeast(name, total) } straight on the broker
 
 async function start() {
@@ -70,6 +88,7 @@ async function start() {
       return n;
     };
     internalPort = gw.internalPort;
+    if (HOPS) tapGateway(gw);
     return gw.port;
   }
   if (kind === 'ws' || kind === 'ws8') {
@@ -124,6 +143,30 @@ async function start() {
       });
     });
     const io = new Server(http, { transports: ['websocket'], perMessageDeflate: false, adapter: createAdapter(pub, sub) });
+    if (HOPS) {
+      tapRequests(http);
+      const emit = io.emit.bind(io);
+      io.emit = (event, alert) => {
+        const result = emit(event, alert);
+        if (alert?.data?.at !== undefined) hopRaw.published.push([hopNow(), alert.data.at]);
+        return result;
+      };
+      sub.prependListener('pmessageBuffer', (_pattern, _channel, payload) => hopRaw.bus.push([hopNow(), payload]));
+      const notepack = require('notepack.io');
+      decodeHops = () => ({
+        request: hopRaw.request,
+        published: hopRaw.published,
+        woke: [],
+        bus: hopRaw.bus.flatMap(([t, payload]) => {
+          try {
+            const at = notepack.decode(payload)[1]?.data?.[1]?.data?.at;
+            return at === undefined ? [] : [[t, at]];
+          } catch {
+            return [];
+          }
+        }),
+      });
+    }
     await new Promise((resolve) => http.listen(0, '127.0.0.1', resolve));
     broadcast = (burst) => {
       for (let i = 0; i < burst; i++) io.emit('alert', { id: `${Date.now()}-${n}`, data: { n: n++, text: TEXT }, ts: Date.now() });
@@ -134,6 +177,53 @@ async function start() {
     return http.address().port;
   }
   throw new Error(`unknown peer ${kind}`);
+}
+
+/** G's taps (BENCH_HOPS=1): the internal listener, the broker's publish, the blocking link's reads, the ordered channels. */
+function tapGateway(gw) {
+  tapRequests(gw.app.getHttpServer());
+  const { RedisBroker } = require('../../dist/channels/redis/redis-broker');
+  const { OrderedChannel } = require('../../dist/channels/redis/ordered-channel');
+  const { RedisConnections } = require('../../dist/redis/redis-connections');
+  const publish = RedisBroker.prototype.publish;
+  RedisBroker.prototype.publish = function (name, data, options) {
+    return publish.call(this, name, data, options).then((publication) => {
+      const at = data?.data?.at; // an alert's payload: { data, … }
+      if (at !== undefined) hopRaw.published.push([hopNow(), at]);
+      return publication;
+    });
+  };
+  const blocking = gw.app.get(RedisConnections).blocking;
+  const xread = blocking.xread.bind(blocking);
+  blocking.xread = (...args) => {
+    const reply = xread(...args);
+    if (args.includes('BLOCK')) reply.then((r) => r && hopRaw.woke.push([hopNow(), r]), () => undefined);
+    return reply;
+  };
+  const tailed = OrderedChannel.prototype.tailed;
+  OrderedChannel.prototype.tailed = function (entries) {
+    hopRaw.bus.push([hopNow(), entries]);
+    return tailed.call(this, entries);
+  };
+  const arrived = OrderedChannel.prototype.arrived;
+  OrderedChannel.prototype.arrived = function (publication, prev) {
+    hopRaw.bus.push([hopNow(), [publication]]);
+    return arrived.call(this, publication, prev);
+  };
+  // An entry's `at`: from a stream entry's `p` field, or a decoded publication's data.
+  const atOf = (entry) => {
+    if (!Array.isArray(entry)) return entry?.data?.data?.at;
+    const fields = entry[1];
+    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'p') return JSON.parse(fields[i + 1]).data?.at;
+    return undefined;
+  };
+  const expand = (records) => records.flatMap(([t, entries]) => entries.map(atOf).filter((at) => at !== undefined).map((at) => [t, at]));
+  decodeHops = () => ({
+    request: hopRaw.request,
+    published: hopRaw.published,
+    woke: expand(hopRaw.woke.map(([t, reply]) => [t, reply.flatMap(([, entries]) => entries)])),
+    bus: expand(hopRaw.bus),
+  });
 }
 
 function memory() {
@@ -175,11 +265,39 @@ function bursts(msg, send, done = () => {}) {
 
 process.on('SIGINT', () => process.exit(0)); // lets --cpu-prof write its profile
 
+/**
+ * `stalls` -> stalls {loop, gc}: this process's event-loop delay (p50/p99/max, ms) and its GC pauses (count, total
+ * and longest, ms, by kind) since the last `stalls` (bench/cluster-latency.js: what a replica's tail is made of).
+ */
+const { monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks');
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+const GC_KINDS = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' };
+let gcPauses = {};
+new PerformanceObserver((list) => {
+  for (const entry of list.getEntries()) {
+    const kind = GC_KINDS[entry.detail?.kind] ?? 'other';
+    const g = (gcPauses[kind] ??= { count: 0, totalMs: 0, maxMs: 0 });
+    g.count++;
+    g.totalMs += entry.duration;
+    g.maxMs = Math.max(g.maxMs, entry.duration);
+  }
+}).observe({ entryTypes: ['gc'] });
+function stalls() {
+  const loop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+  const gc = gcPauses;
+  loopDelay.reset();
+  gcPauses = {};
+  return { loop, gc };
+}
+
 start().then((port) => {
   process.send({ type: 'ready', port, internalPort: internalPort ?? port });
   process.on('message', (msg) => {
     if (msg.type === 'memory') process.send({ type: 'memory', ...memory() });
     if (msg.type === 'cpu') process.send({ type: 'cpu', cpu: process.cpuUsage() });
+    if (msg.type === 'hops') process.send({ type: 'hops', ...decodeHops() });
+    if (msg.type === 'stalls') process.send({ type: 'stalls', ...stalls() });
     if (msg.type === 'open') process.send({ type: 'open', count: openSockets() });
     if (msg.type === 'accepting') process.send({ type: 'accepting', count: acceptingSockets(msg.sub) });
     if (msg.type === 'publish-for') {

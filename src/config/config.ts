@@ -208,6 +208,8 @@ export interface AppConfig {
   shutdownGraceMs: number;
   /** Closes on SIGTERM are spread over this long, so clients do not all reconnect in the same instant. */
   drainWindowMs: number;
+  /** LISTEN_BACKLOG: the public listener's accept queue (the kernel caps it at net.core.somaxconn). */
+  listenBacklog: number;
   /** New upgrades accepted per second on this node (0: no limit); beyond it 503 at_capacity. */
   maxUpgradesPerSec: number;
   /** Upgrades per client address per second (0: off); beyond it 429 too_many_upgrades, before any token work. */
@@ -453,6 +455,7 @@ const envSchema = z.object({
   SLOW_CONSUMER_BYTES: int(1024, 1024 * 1024 * 1024, 1_048_576),
   SHUTDOWN_GRACE_MS: int(0, 3_600_000, 10_000),
   DRAIN_WINDOW_MS: int(0, 3_600_000, 5_000),
+  LISTEN_BACKLOG: int(1, 65_535, 511),
   MAX_UPGRADES_PER_SEC: int(0, 1_000_000, 1_000),
   MAX_UPGRADES_PER_IP_PER_SEC: int(0, 1_000_000, 0),
   TRUSTED_PROXIES: z.preprocess(blankIsUnset, z.string().optional()),
@@ -820,6 +823,7 @@ export function loadConfig(source: NodeJS.ProcessEnv = process.env): { config: A
     slowConsumerBytes: env.SLOW_CONSUMER_BYTES,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     drainWindowMs: env.DRAIN_WINDOW_MS,
+    listenBacklog: env.LISTEN_BACKLOG,
     maxUpgradesPerSec: env.MAX_UPGRADES_PER_SEC,
     maxUpgradesPerIpPerSec: env.MAX_UPGRADES_PER_IP_PER_SEC,
     trustedProxies: parseProxies(env.TRUSTED_PROXIES),

@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
 import { createServer, type AddressInfo } from 'node:net';
 import { promisify } from 'node:util';
 import jwt from 'jsonwebtoken';
@@ -28,6 +29,7 @@ describe('the service as a process (node dist/main.js)', () => {
     [{ PORT: 'eighty' }, /^realtime-gateway: invalid configuration: PORT: must be a whole number/],
     [{ HEARTBEAT_INTERVAL_MS: '-5' }, /HEARTBEAT_INTERVAL_MS/],
     [{ LOG_LEVEL: 'loud' }, /LOG_LEVEL: must be one of/],
+    [{ LISTEN_BACKLOG: '0' }, /LISTEN_BACKLOG: must be at least 1/],
     [{ REDIS_URL: 'localhost:6379' }, /REDIS_URL: must be redis:\/\/host:6379\/0/],
     [{ ALLOWED_ORIGINS: 'not a url' }, /ALLOWED_ORIGINS/],
     [{ NODE_ENV: 'production' }, /JWT_SECRET: is required when NODE_ENV=production/],
@@ -43,6 +45,22 @@ describe('the service as a process (node dist/main.js)', () => {
     const lines = gw.stderr().trim().split('\n');
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(message);
+  });
+
+  it.each([
+    ['Node\'s 511 by default', {}, 511],
+    ['LISTEN_BACKLOG when set', { LISTEN_BACKLOG: '2000' }, 2000],
+  ])('the public listener\'s accept queue is %s (as the kernel reports it, capped by net.core.somaxconn)', async (_name, env, backlog) => {
+    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, ...env });
+    try {
+      const somaxconn = Number((await readFile('/proc/sys/net/core/somaxconn', 'utf8')).trim());
+      // ss lists a listening socket's accept-queue limit in its Send-Q column.
+      const { stdout } = await run('ss', ['-ltnH', `sport = :${gw.port}`]);
+      const [, , sendQ] = stdout.trim().split(/\s+/);
+      expect(Number(sendQ)).toBe(Math.min(backlog, somaxconn));
+    } finally {
+      gw.child.kill('SIGKILL');
+    }
   });
 
   it.each([['PORT'], ['INTERNAL_PORT']])('a taken %s: one line on stderr naming the port and the variable to change, nothing more on stdout', async (variable) => {

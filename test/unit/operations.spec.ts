@@ -72,8 +72,8 @@ describe('npm test on a machine without the tools (scripts/test-tools.js)', () =
     symlinkSync(process.execPath, join(bin, 'node'));
     const result = spawnSync(join(bin, 'node'), [join(ROOT, 'scripts', 'test-tools.js')], { env: { PATH: bin, TEST_TOOLS_NO_INSTALL: '1' }, encoding: 'utf8' });
     expect(result.status).toBe(1);
-    expect(result.stderr).toMatch(/missing redis-server .*redis-cli .*promtool .*haproxy .*curl .*turnserver .*turnutils_uclient .*openssl .*python3/);
-    expect(result.stderr).toContain('sudo apt-get update && sudo apt-get install -y --no-install-recommends redis-server redis-tools prometheus haproxy curl coturn openssl python3');
+    expect(result.stderr).toMatch(/missing redis-server .*redis-cli .*promtool .*haproxy .*curl .*turnserver .*turnutils_uclient .*openssl .*ss .*python3/);
+    expect(result.stderr).toContain('sudo apt-get update && sudo apt-get install -y --no-install-recommends redis-server redis-tools prometheus haproxy curl coturn openssl iproute2 python3');
   });
 
   it('passes quietly where everything is installed (this machine)', () => {
