@@ -1,11 +1,13 @@
 #!/usr/bin/env node
-// npm run bench:cluster [-- --peer gateway|socketio --rate 1000 --seconds 10 --subscribers 10 --transport path|ws-channel|sse --hops]
+// npm run bench:cluster [-- --peer gateway|socketio|both --rounds 1 --rate 1000 --seconds 10 --subscribers 10 --transport path|ws-channel|sse --hops]
 // Cross-replica publish -> deliver latency: two replicas of a peer (G: this gateway in cluster mode; S:
 // Socket.IO with the Redis adapter and a JWT-checked POST /api/alerts) on one throwaway redis-server, both
 // pinned to core 0; subscribers on replica B; alerts POSTed to replica A at a fixed open-loop rate. Latency
 // runs from each alert's scheduled send time (no coordinated omission) to its arrival at each subscriber.
 // --hops: the servers stamp each alert on its way (bench/peers/server.js BENCH_HOPS) and the result splits the
 // latency into hops: the POST reaching replica A, A publishing to Redis, Redis reaching replica B, B to the socket.
+// --peer both --rounds N: G and S alternating (the one that goes first alternates too), then a markdown table of
+// medians with each round's value.
 'use strict';
 const { once } = require('node:events');
 const http = require('node:http');
@@ -143,16 +145,25 @@ function hopBreakdown(fromA, fromB, arrivals, measureFrom) {
   };
   const diff = (to, from) => [...to].map(([at, t]) => (from === undefined ? t - at : from.has(at) ? t - from.get(at) : NaN));
   const hops = {
-    'POST to replica A (client, HTTP, A\'s event loop)': stat(diff(request)),
-    'A: request to published (auth, validation, Redis write)': stat(diff(published, request)),
+    post: stat(diff(request)),
+    publish: stat(diff(published, request)),
+    toB: stat(diff(bus, published)),
+    socket: stat(arrivals.map(([at, t]) => (bus.has(at) ? t - bus.get(at) : NaN))),
   };
-  if (woke.size) {
-    hops['Redis to B (the blocking read returns)'] = stat(diff(woke, published));
-    hops['B: read to channel (the second, non-blocking read)'] = stat(diff(bus, woke));
-  } else hops['Redis to B (pub/sub message)'] = stat(diff(bus, published));
-  hops['B to the socket (fan-out, client)'] = stat(arrivals.map(([at, t]) => (bus.has(at) ? t - bus.get(at) : NaN)));
+  // G's way to B in two: Redis answers the blocking read, then B hands the entries to the channel.
+  if (woke.size) Object.assign(hops, { woke: stat(diff(woke, published)), channel: stat(diff(bus, woke)) });
   return hops;
 }
+
+/** What each hop of hopBreakdown() covers. */
+const HOPS = {
+  post: 'scheduled send → replica A\'s request event (the publisher, HTTP, A\'s event loop)',
+  publish: 'A: request → publication written to Redis (body, token, validation)',
+  toB: 'written to Redis → replica B hands it to its channel (Redis, B\'s read)',
+  woke: '  of which: → B\'s blocking read returns (G)',
+  channel: '  of which: read → channel (G)',
+  socket: 'B\'s channel → the subscriber\'s socket (fan-out, kernel, client)',
+};
 
 async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, subscribers = 10, redisUrl, transport = 'path', hops = false }) {
   const kind = peer === 'gateway' ? 'gateway-cluster' : peer;
@@ -264,6 +275,40 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
   }
 }
 
+/** Medians over rounds (each round's value listed) of the latency, the CPU and, with --hops, each hop: a markdown table. */
+function summaryTable(results, options) {
+  const peers = Object.keys(results);
+  const med = (xs) => {
+    const s = xs.filter((x) => x !== undefined).sort((a, b) => a - b);
+    return s.length ? s[(s.length - 1) >> 1] : undefined;
+  };
+  const cell = (xs, digits = 2, unit = ' ms') => {
+    const m = med(xs);
+    return m === undefined ? 'n/a' : `${m.toFixed(digits)}${unit} (${xs.map((x) => (x === undefined ? 'n/a' : x.toFixed(digits))).join(', ')})`;
+  };
+  const head = `| ${options.rate}/s, ${options.subscribers} subscribers on replica B, medians (rounds) | ${peers.map((p) => (p === 'socketio' ? 'Socket.IO (S)' : 'gateway (G)')).join(' | ')} |${peers.length > 1 ? ' G ÷ S |' : ''}`;
+  const lines = [head, `|---|${peers.map(() => '---|').join('')}${peers.length > 1 ? '---|' : ''}`];
+  const row = (label, pick, digits, unit) => {
+    const values = peers.map((p) => results[p].map(pick));
+    const ratio = peers.length > 1 && med(values[1]) ? ` ${(med(values[0]) / med(values[1])).toFixed(2)} |` : peers.length > 1 ? ' |' : '';
+    lines.push(`| ${label} | ${values.map((v) => cell(v, digits, unit)).join(' | ')} |${ratio}`);
+  };
+  row('publish → delivery p50', (r) => r.p50);
+  row('publish → delivery p99', (r) => r.p99);
+  row('replica A CPU, % of a core', (r) => r.cpu.a * 100, 1, ' %');
+  row('replica B CPU, % of a core', (r) => r.cpu.b * 100, 1, ' %');
+  row('A\'s event-loop delay p99', (r) => r.stalls.a.loop.p99, 1);
+  row('B\'s event-loop delay p99', (r) => r.stalls.b.loop.p99, 1);
+  if (options.hops) {
+    for (const hop of Object.keys(HOPS)) {
+      if (!peers.some((p) => results[p].some((r) => r.hops?.[hop]))) continue;
+      row(`${HOPS[hop]}: p50`, (r) => r.hops?.[hop]?.p50, 3);
+      row(`${HOPS[hop]}: p99`, (r) => r.hops?.[hop]?.p99, 3);
+    }
+  }
+  return lines.join('\n');
+}
+
 module.exports = { measureLatency, subscribe };
 
 if (require.main === module) {
@@ -276,15 +321,30 @@ if (require.main === module) {
   (async () => {
     const redis = await startRedis();
     process.on('exit', () => redis.proc.kill('SIGKILL'));
-    const options = { peer: opt('peer', 'gateway'), rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)), transport: opt('transport', 'path'), hops: argv.includes('--hops') };
-    process.stderr.write(`cluster latency: ${options.peer}${options.peer === 'socketio' ? '' : ` (${options.transport})`}, ${options.rate} alerts/s for ${options.seconds} s (+${WARMUP_SECONDS} s warm-up), ${options.subscribers} subscribers on replica B\n`);
-    const result = await measureLatency({ ...options, redisUrl: redis.url });
+    const peer = opt('peer', 'gateway');
+    const options = { rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)), transport: opt('transport', 'path'), hops: argv.includes('--hops') };
+    const peers = peer === 'both' ? ['gateway', 'socketio'] : [peer];
+    const rounds = Number(opt('rounds', 1));
+    process.stderr.write(`cluster latency: ${peers.join(' and ')}${peer === 'socketio' ? '' : ` (${options.transport})`}, ${options.rate} alerts/s for ${options.seconds} s (+${WARMUP_SECONDS} s warm-up), ${options.subscribers} subscribers on replica B, ${rounds} round(s)\n`);
     const ms = (v) => (v === undefined ? 'n/a (nothing delivered)' : `${v.toFixed(2)} ms`);
-    const hops = result.hops && Object.fromEntries(Object.entries(result.hops).map(([hop, s]) => [hop, s ? `p50 ${s.p50.toFixed(3)} ms, p99 ${s.p99.toFixed(3)} ms (${s.n})` : 'n/a']));
     const stallLine = ({ loop, gc }) =>
       `event-loop delay p99 ${loop.p99.toFixed(1)} ms, max ${loop.max.toFixed(1)} ms; GC ` +
       (Object.entries(gc).map(([kind, g]) => `${kind} ${g.count}× total ${g.totalMs.toFixed(0)} ms max ${g.maxMs.toFixed(1)} ms`).join(', ') || 'none');
-    console.log(JSON.stringify({ ...options, ...result, stalls: { a: stallLine(result.stalls.a), b: stallLine(result.stalls.b) }, p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max), cpu: `replica A ${(result.cpu.a * 100).toFixed(1)} %, replica B ${(result.cpu.b * 100).toFixed(1)} % of core 0`, ...(hops ? { hops } : {}) }, null, 2));
+    const results = Object.fromEntries(peers.map((p) => [p, []]));
+    for (let r = 0; r < rounds; r++) {
+      // The peer that goes first alternates between rounds.
+      for (const p of r % 2 ? [...peers].reverse() : peers) {
+        const result = await measureLatency({ ...options, peer: p, redisUrl: redis.url });
+        results[p].push(result);
+        if (rounds > 1 || peers.length > 1) {
+          process.stderr.write(`  round ${r + 1} ${p}: p50 ${ms(result.p50)}, p99 ${ms(result.p99)}, CPU A ${(result.cpu.a * 100).toFixed(1)} % B ${(result.cpu.b * 100).toFixed(1)} %\n`);
+          continue;
+        }
+        const hops = result.hops && Object.fromEntries(Object.entries(result.hops).map(([hop, s]) => [HOPS[hop].trim(), s ? `p50 ${s.p50.toFixed(3)} ms, p99 ${s.p99.toFixed(3)} ms (${s.n})` : 'n/a']));
+        console.log(JSON.stringify({ peer: p, ...options, ...result, stalls: { a: stallLine(result.stalls.a), b: stallLine(result.stalls.b) }, p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max), cpu: `replica A ${(result.cpu.a * 100).toFixed(1)} %, replica B ${(result.cpu.b * 100).toFixed(1)} % of core 0`, ...(hops ? { hops } : {}) }, null, 2));
+      }
+    }
+    if (rounds > 1 || peers.length > 1) console.log(summaryTable(results, options));
     process.exit(0);
   })().catch((error) => {
     console.error(error);

@@ -16,8 +16,8 @@ let internalPort; // G: the internal listener (POST /api/alerts); the other peer
 /**
  * BENCH_HOPS=1 (bench/cluster-latency.js --hops): wall-clock times per alert, keyed by the publisher's `at` (its
  * x-bench-at header, or data.at): `request` when the POST's request event fires (prepended, before the server's
- * own listener), `published` when the publish reached Redis (G: the broker's publish settled; S: io.emit returned,
- * which queues the PUBLISH), `woke` when a blocking read returned it (G only: the first XREAD reply), `bus` when
+ * own listener), `published` when the publish was written to Redis (G: the broker's publish wrote its script; S: io.emit
+ * returned, having written its PUBLISH), `woke` when a blocking read returned it (G only: the first XREAD reply), `bus` when
  * this replica handed it to its channel (G: the ordered channel; S: the adapter's pub/sub message). Raw records
  * are decoded only when asked, so the taps cost a push each.
  */
@@ -187,11 +187,12 @@ function tapGateway(gw) {
   const { RedisConnections } = require('../../dist/redis/redis-connections');
   const publish = RedisBroker.prototype.publish;
   RedisBroker.prototype.publish = function (name, data, options) {
-    return publish.call(this, name, data, options).then((publication) => {
-      const at = data?.data?.at; // an alert's payload: { data, … }
-      if (at !== undefined) hopRaw.published.push([hopNow(), at]);
-      return publication;
-    });
+    // Stamped once the script is written to the Redis link (ioredis writes it before publish returns its
+    // promise), as S is stamped once io.emit wrote its PUBLISH: the hops after it then compare.
+    const promise = publish.call(this, name, data, options);
+    const at = data?.data?.at; // an alert's payload: { data, … }
+    if (at !== undefined) hopRaw.published.push([hopNow(), at]);
+    return promise;
   };
   const blocking = gw.app.get(RedisConnections).blocking;
   const xread = blocking.xread.bind(blocking);
