@@ -6,6 +6,7 @@
 // runs from each alert's scheduled send time (no coordinated omission) to its arrival at each subscriber.
 // --hops: the servers stamp each alert on its way (bench/peers/server.js BENCH_HOPS) and the result splits the
 // latency into hops: the POST reaching replica A, A publishing to Redis, Redis reaching replica B, B to the socket.
+// --no-watch: no event-loop and GC watch in the replicas (as npm run bench measures).
 // --peer both --rounds N: G and S alternating (the one that goes first alternates too), then a markdown table of
 // medians with each round's value.
 'use strict';
@@ -150,7 +151,7 @@ function hopBreakdown(fromA, fromB, arrivals, measureFrom) {
     toB: stat(diff(bus, published)),
     socket: stat(arrivals.map(([at, t]) => (bus.has(at) ? t - bus.get(at) : NaN))),
   };
-  // G's way to B in two: Redis answers the blocking read, then B hands the entries to the channel.
+  // G's way to B in two: Redis answers B's read of the stream, then B hands the entries to the channel.
   if (woke.size) Object.assign(hops, { woke: stat(diff(woke, published)), channel: stat(diff(bus, woke)) });
   return hops;
 }
@@ -160,12 +161,16 @@ const HOPS = {
   post: 'scheduled send → replica A\'s request event (the publisher, HTTP, A\'s event loop)',
   publish: 'A: request → publication written to Redis (body, token, validation)',
   toB: 'written to Redis → replica B hands it to its channel (Redis, B\'s read)',
-  woke: '  of which: → B\'s blocking read returns (G)',
+  woke: '  of which: → B\'s read of the stream returns (G)',
   channel: '  of which: read → channel (G)',
   socket: 'B\'s channel → the subscriber\'s socket (fan-out, kernel, client)',
 };
 
-async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, subscribers = 10, redisUrl, transport = 'path', hops = false }) {
+/**
+ * `hops`: stamp each alert at every hop (hopBreakdown). `watch`: report each replica's event-loop delay and GC
+ * pauses (a 10 ms timer in each replica; npm run bench leaves it off).
+ */
+async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, subscribers = 10, redisUrl, transport = 'path', hops = false, watch = false }) {
   const kind = peer === 'gateway' ? 'gateway-cluster' : peer;
   const env = hops ? { BENCH_HOPS: '1' } : {};
   const [a, b] = [await startServer(kind, redisUrl, 0, env), await startServer(kind, redisUrl, 0, env)];
@@ -217,8 +222,10 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
       return { loop, gc };
     };
     const cpuBefore = [await cpuOf(a), await cpuOf(b)];
-    await stallsOf(a);
-    await stallsOf(b);
+    if (watch) {
+      await stallsOf(a);
+      await stallsOf(b);
+    }
     const start = now() + 10;
     let sent = 0;
     const inflight = new Set();
@@ -241,7 +248,7 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
     await Promise.all(inflight);
     const sentFor = (now() - start) / 1000;
     const cpuAfter = [await cpuOf(a), await cpuOf(b)];
-    const stalls = { a: await stallsOf(a), b: await stallsOf(b) };
+    const stalls = watch ? { a: await stallsOf(a), b: await stallsOf(b) } : undefined;
     // Share of a core each replica used over the run (both are pinned to core 0: their sum is its load).
     const cpu = { a: (cpuAfter[0] - cpuBefore[0]) / 1000 / sentFor, b: (cpuAfter[1] - cpuBefore[1]) / 1000 / sentFor };
     const expected = rate * seconds * subscribers;
@@ -258,7 +265,7 @@ async function measureLatency({ peer = 'gateway', rate = 1000, seconds = 10, sub
     return {
       ...(breakdown ? { hops: breakdown } : {}),
       cpu,
-      stalls,
+      ...(stalls ? { stalls } : {}),
       deliveries: samples.length,
       expected,
       failedPosts: failed,
@@ -297,8 +304,10 @@ function summaryTable(results, options) {
   row('publish → delivery p99', (r) => r.p99);
   row('replica A CPU, % of a core', (r) => r.cpu.a * 100, 1, ' %');
   row('replica B CPU, % of a core', (r) => r.cpu.b * 100, 1, ' %');
-  row('A\'s event-loop delay p99', (r) => r.stalls.a.loop.p99, 1);
-  row('B\'s event-loop delay p99', (r) => r.stalls.b.loop.p99, 1);
+  if (options.watch) {
+    row('A\'s event-loop delay p99', (r) => r.stalls.a.loop.p99, 1);
+    row('B\'s event-loop delay p99', (r) => r.stalls.b.loop.p99, 1);
+  }
   if (options.hops) {
     for (const hop of Object.keys(HOPS)) {
       if (!peers.some((p) => results[p].some((r) => r.hops?.[hop]))) continue;
@@ -322,7 +331,7 @@ if (require.main === module) {
     const redis = await startRedis();
     process.on('exit', () => redis.proc.kill('SIGKILL'));
     const peer = opt('peer', 'gateway');
-    const options = { rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)), transport: opt('transport', 'path'), hops: argv.includes('--hops') };
+    const options = { rate: Number(opt('rate', 1000)), seconds: Number(opt('seconds', 10)), subscribers: Number(opt('subscribers', 10)), transport: opt('transport', 'path'), hops: argv.includes('--hops'), watch: !argv.includes('--no-watch') };
     const peers = peer === 'both' ? ['gateway', 'socketio'] : [peer];
     const rounds = Number(opt('rounds', 1));
     process.stderr.write(`cluster latency: ${peers.join(' and ')}${peer === 'socketio' ? '' : ` (${options.transport})`}, ${options.rate} alerts/s for ${options.seconds} s (+${WARMUP_SECONDS} s warm-up), ${options.subscribers} subscribers on replica B, ${rounds} round(s)\n`);
@@ -341,7 +350,7 @@ if (require.main === module) {
           continue;
         }
         const hops = result.hops && Object.fromEntries(Object.entries(result.hops).map(([hop, s]) => [HOPS[hop].trim(), s ? `p50 ${s.p50.toFixed(3)} ms, p99 ${s.p99.toFixed(3)} ms (${s.n})` : 'n/a']));
-        console.log(JSON.stringify({ peer: p, ...options, ...result, stalls: { a: stallLine(result.stalls.a), b: stallLine(result.stalls.b) }, p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max), cpu: `replica A ${(result.cpu.a * 100).toFixed(1)} %, replica B ${(result.cpu.b * 100).toFixed(1)} % of core 0`, ...(hops ? { hops } : {}) }, null, 2));
+        console.log(JSON.stringify({ peer: p, ...options, ...result, ...(result.stalls ? { stalls: { a: stallLine(result.stalls.a), b: stallLine(result.stalls.b) } } : {}), p50: ms(result.p50), p99: ms(result.p99), p999: ms(result.p999), max: ms(result.max), cpu: `replica A ${(result.cpu.a * 100).toFixed(1)} %, replica B ${(result.cpu.b * 100).toFixed(1)} % of core 0`, ...(hops ? { hops } : {}) }, null, 2));
       }
     }
     if (rounds > 1 || peers.length > 1) console.log(summaryTable(results, options));

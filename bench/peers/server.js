@@ -17,7 +17,7 @@ let internalPort; // G: the internal listener (POST /api/alerts); the other peer
  * BENCH_HOPS=1 (bench/cluster-latency.js --hops): wall-clock times per alert, keyed by the publisher's `at` (its
  * x-bench-at header, or data.at): `request` when the POST's request event fires (prepended, before the server's
  * own listener), `published` when the publish was written to Redis (G: the broker's publish wrote its script; S: io.emit
- * returned, having written its PUBLISH), `woke` when a blocking read returned it (G only: the first XREAD reply), `bus` when
+ * returned, having written its PUBLISH), `woke` when a read of the alerts tail returned it (G only), `bus` when
  * this replica handed it to its channel (G: the ordered channel; S: the adapter's pub/sub message). Raw records
  * are decoded only when asked, so the taps cost a push each.
  */
@@ -198,7 +198,8 @@ function tapGateway(gw) {
   const xread = blocking.xread.bind(blocking);
   blocking.xread = (...args) => {
     const reply = xread(...args);
-    if (args.includes('BLOCK')) reply.then((r) => r && hopRaw.woke.push([hopNow(), r]), () => undefined);
+    // Every read of the tail (the blocking one, and the one after a wake that picks up the rest of a burst).
+    reply.then((r) => r && hopRaw.woke.push([hopNow(), r]), () => undefined);
     return reply;
   };
   const tailed = OrderedChannel.prototype.tailed;
@@ -269,22 +270,29 @@ process.on('SIGINT', () => process.exit(0)); // lets --cpu-prof write its profil
 /**
  * `stalls` -> stalls {loop, gc}: this process's event-loop delay (p50/p99/max, ms) and its GC pauses (count, total
  * and longest, ms, by kind) since the last `stalls` (bench/cluster-latency.js: what a replica's tail is made of).
+ * The first `stalls` starts watching and answers zeros.
  */
 const { monitorEventLoopDelay, PerformanceObserver } = require('node:perf_hooks');
-const loopDelay = monitorEventLoopDelay({ resolution: 1 });
-loopDelay.enable();
+// Started by the first `stalls` (which then only resets): its timer (every 10 ms; each tick records how late it
+// ran) wakes the server's core, which no other measure should pay.
+let loopDelay;
 const GC_KINDS = { 1: 'minor', 2: 'major', 4: 'incremental', 8: 'weakcb' };
 let gcPauses = {};
-new PerformanceObserver((list) => {
-  for (const entry of list.getEntries()) {
-    const kind = GC_KINDS[entry.detail?.kind] ?? 'other';
-    const g = (gcPauses[kind] ??= { count: 0, totalMs: 0, maxMs: 0 });
-    g.count++;
-    g.totalMs += entry.duration;
-    g.maxMs = Math.max(g.maxMs, entry.duration);
-  }
-}).observe({ entryTypes: ['gc'] });
+function watchStalls() {
+  loopDelay = monitorEventLoopDelay({ resolution: 10 });
+  loopDelay.enable();
+  new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const kind = GC_KINDS[entry.detail?.kind] ?? 'other';
+      const g = (gcPauses[kind] ??= { count: 0, totalMs: 0, maxMs: 0 });
+      g.count++;
+      g.totalMs += entry.duration;
+      g.maxMs = Math.max(g.maxMs, entry.duration);
+    }
+  }).observe({ entryTypes: ['gc'] });
+}
 function stalls() {
+  if (!loopDelay) watchStalls();
   const loop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
   const gc = gcPauses;
   loopDelay.reset();

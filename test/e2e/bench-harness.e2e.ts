@@ -34,6 +34,14 @@ const { measureSse, sseTable } = require('../../bench/sse') as {
 };
 const { sseCounter } = require('../../bench/load/sse-events') as { sseCounter(onEvent: () => void): (chunk: Buffer) => void };
 
+interface HopStat { p50: number; p99: number; n: number }
+const { measureLatency } = require('../../bench/cluster-latency') as {
+  measureLatency(opts: Record<string, unknown>): Promise<{
+    deliveries: number; expected: number; p50: number; hops: Record<string, HopStat | undefined>;
+    cpu: { a: number; b: number }; stalls: Record<'a' | 'b', { loop: { p99: number }; gc: Record<string, { count: number }> }>;
+  }>;
+};
+
 const SINK = join(__dirname, '..', '..', 'bench', 'load', 'sink.js');
 
 function next(child: ChildProcess, type: string): Promise<Record<string, unknown>> {
@@ -170,4 +178,25 @@ describe('benchmark harness', () => {
     expect(table).toMatch(/idle RSS per connection at 50, after GC .* ≤ 1\.5: /);
     expect(table).toMatch(/publish → delivery p50 \/ p99, 200\/s .* ≤ 1\.5: /);
   }, 90_000);
+
+  it.each([
+    ['gateway', ['post', 'publish', 'toB', 'woke', 'channel', 'socket']],
+    ['socketio', ['post', 'publish', 'toB', 'socket']],
+  ])('times each hop of a cross-replica alert (%s, --hops): every measured alert stamped at every hop', async (peer, hops) => {
+    const result = await measureLatency({ peer, rate: 200, seconds: 1, subscribers: 2, redisUrl: redis.url, hops: true, watch: true });
+    expect(result.deliveries).toBe(result.expected);
+    expect(Object.keys(result.hops).sort()).toEqual([...hops].sort());
+    for (const hop of hops) {
+      const stat = result.hops[hop]!;
+      // Every measured alert (200 of them; the last hop once per subscriber) found its stamps on both replicas.
+      expect(stat.n).toBe(hop === 'socket' ? result.expected : result.expected / 2);
+      expect(stat.p99).toBeGreaterThanOrEqual(stat.p50);
+      // No hop's median is longer than the whole way's: the stamps are on one clock and in order.
+      expect(stat.p50).toBeLessThanOrEqual(result.p50);
+    }
+    expect(result.cpu.a).toBeGreaterThan(0);
+    expect(result.cpu.b).toBeGreaterThan(0);
+    expect(result.stalls.a.loop.p99).toBeGreaterThan(0);
+  }, 60_000);
 });
+
