@@ -125,7 +125,9 @@ function costs(run) {
   // A scale run on a busy machine (load average above its cores) keeps its memory figures, not its CPU ones:
   // contention inflated CPU time per upgrade 3–4× for every peer in the run of 2026-12-07 (load average 19 on 2 cores).
   const cores = Number(/^(\d+) ×/.exec(scale?.machine ?? '')?.[1] ?? 1);
-  const quiet = scale && Math.max(...scale.loadAverage.before, ...scale.loadAverage.after) <= cores;
+  // Judged as the run began (its 1-minute load): the run's own processes load the figure taken after it, and the
+  // 5- and 15-minute ones still carry whatever ran before.
+  const quiet = scale && scale.loadAverage.before[0] <= cores;
   return {
     size,
     singlePerCpuSec: median(run.fanout[`single/${size}`].gateway),

@@ -293,7 +293,9 @@ function watchStalls() {
 }
 function stalls() {
   if (!loopDelay) watchStalls();
-  const loop = { p50: loopDelay.percentile(50) / 1e6, p99: loopDelay.percentile(99) / 1e6, max: loopDelay.max / 1e6 };
+  // The histogram holds each tick's interval: the lateness is what exceeds the 10 ms it was due after.
+  const late = (ns) => Math.max(0, ns / 1e6 - 10);
+  const loop = { p50: late(loopDelay.percentile(50)), p99: late(loopDelay.percentile(99)), max: late(loopDelay.max) };
   const gc = gcPauses;
   loopDelay.reset();
   gcPauses = {};
