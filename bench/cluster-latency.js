@@ -142,7 +142,7 @@ function hopBreakdown(fromA, fromB, arrivals, measureFrom) {
   const bus = byAt(fromB.bus);
   const stat = (values) => {
     const sorted = values.filter((v) => Number.isFinite(v)).sort((x, y) => x - y);
-    return sorted.length ? { p50: percentile(sorted, 50), p99: percentile(sorted, 99), n: sorted.length } : undefined;
+    return sorted.length ? { min: sorted[0], p50: percentile(sorted, 50), p99: percentile(sorted, 99), n: sorted.length } : undefined;
   };
   const diff = (to, from) => [...to].map(([at, t]) => (from === undefined ? t - at : from.has(at) ? t - from.get(at) : NaN));
   const hops = {

@@ -81,6 +81,21 @@ function listen(server: HttpServer, port: number, host: string, variable: 'PORT'
   });
 }
 
+/** The kernel caps a listener's accept queue at net.core.somaxconn without a word: say so (Linux only). */
+function warnIfBacklogCapped(backlog: number, log: Logger): void {
+  let somaxconn: number;
+  try {
+    somaxconn = Number(readFileSync('/proc/sys/net/core/somaxconn', 'utf8').trim());
+  } catch {
+    return;
+  }
+  if (!(backlog > somaxconn)) return;
+  log.warn(
+    { event: 'listen_backlog_capped', listen_backlog: backlog, somaxconn },
+    `LISTEN_BACKLOG ${backlog} is capped at ${somaxconn} by the kernel: raise net.core.somaxconn to at least ${backlog} (docs/deploy.md, "Limits to raise")`,
+  );
+}
+
 /**
  * Builds and starts the service: the public listener (config.host:config.port) and the internal one
  * (config.internalHost:config.internalPort). Used by main.ts and by the tests alike.
@@ -160,6 +175,7 @@ export async function startGateway(
     // LISTEN_BACKLOG: the accept queue a reconnect storm fills between two turns of the event loop (the kernel
     // takes the smaller of it and net.core.somaxconn; Node's own default is 511).
     port = await listen(publicServer, config.port, config.host, 'PORT', config.listenBacklog);
+    warnIfBacklogCapped(config.listenBacklog, log);
   } catch (error) {
     await app.close();
     throw error;

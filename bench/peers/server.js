@@ -18,8 +18,8 @@ let internalPort; // G: the internal listener (POST /api/alerts); the other peer
  * x-bench-at header, or data.at): `request` when the POST's request event fires (prepended, before the server's
  * own listener), `published` when the publish was written to Redis (G: the broker's publish wrote its script; S: io.emit
  * returned, having written its PUBLISH), `woke` when a read of the alerts tail returned it (G only), `bus` when
- * this replica handed it to its channel (G: the ordered channel; S: the adapter's pub/sub message). Raw records
- * are decoded only when asked, so the taps cost a push each.
+ * this replica handed it to its channel's handlers (G: the ordered channel's dispatch; S: the adapter's pub/sub
+ * message, decoded only when asked: its Buffers are off the heap).
  */
 const HOPS = process.env.BENCH_HOPS === '1';
 const hopNow = () => performance.timeOrigin + performance.now();
@@ -194,38 +194,41 @@ function tapGateway(gw) {
     if (at !== undefined) hopRaw.published.push([hopNow(), at]);
     return promise;
   };
+  // Only numbers are kept (the `at` of each entry, read from its `p` field without parsing it): keeping the
+  // replies themselves would hold their strings on the heap for the whole run and slow G's collections.
+  const atOfFields = (fields) => {
+    for (let i = 0; i + 1 < fields.length; i += 2) {
+      if (fields[i] !== 'p') continue;
+      const from = fields[i + 1].indexOf('"at":');
+      return from === -1 ? undefined : Number.parseFloat(fields[i + 1].slice(from + 5, from + 40));
+    }
+    return undefined;
+  };
   const blocking = gw.app.get(RedisConnections).blocking;
   const xread = blocking.xread.bind(blocking);
   blocking.xread = (...args) => {
     const reply = xread(...args);
-    // Every read of the tail (the blocking one, and the one after a wake that picks up the rest of a burst).
-    reply.then((r) => r && hopRaw.woke.push([hopNow(), r]), () => undefined);
+    // Every read of the tail (the blocking one, and the one after a wake that picks up the rest of a burst), stamped
+    // as it returns, before the tail merges the two.
+    reply.then((r) => {
+      if (!r) return;
+      const t = hopNow();
+      for (const [, entries] of r) for (const [, fields] of entries) hopRaw.woke.push(t, atOfFields(fields));
+    }, () => undefined);
     return reply;
   };
-  const tailed = OrderedChannel.prototype.tailed;
-  OrderedChannel.prototype.tailed = function (entries) {
-    hopRaw.bus.push([hopNow(), entries]);
-    return tailed.call(this, entries);
+  // The hand-off to the channel's handlers, whichever way the publication came (a read, a notice, a gap filled).
+  const dispatch = OrderedChannel.prototype.dispatch;
+  OrderedChannel.prototype.dispatch = function (publication) {
+    hopRaw.bus.push(hopNow(), publication.data?.data?.at);
+    return dispatch.call(this, publication);
   };
-  const arrived = OrderedChannel.prototype.arrived;
-  OrderedChannel.prototype.arrived = function (publication, prev) {
-    hopRaw.bus.push([hopNow(), [publication]]);
-    return arrived.call(this, publication, prev);
+  const pairs = (flat) => {
+    const out = [];
+    for (let i = 0; i + 1 < flat.length; i += 2) if (flat[i + 1] !== undefined && !Number.isNaN(flat[i + 1])) out.push([flat[i], flat[i + 1]]);
+    return out;
   };
-  // An entry's `at`: from a stream entry's `p` field, or a decoded publication's data.
-  const atOf = (entry) => {
-    if (!Array.isArray(entry)) return entry?.data?.data?.at;
-    const fields = entry[1];
-    for (let i = 0; i + 1 < fields.length; i += 2) if (fields[i] === 'p') return JSON.parse(fields[i + 1]).data?.at;
-    return undefined;
-  };
-  const expand = (records) => records.flatMap(([t, entries]) => entries.map(atOf).filter((at) => at !== undefined).map((at) => [t, at]));
-  decodeHops = () => ({
-    request: hopRaw.request,
-    published: hopRaw.published,
-    woke: expand(hopRaw.woke.map(([t, reply]) => [t, reply.flatMap(([, entries]) => entries)])),
-    bus: expand(hopRaw.bus),
-  });
+  decodeHops = () => ({ request: hopRaw.request, published: hopRaw.published, woke: pairs(hopRaw.woke), bus: pairs(hopRaw.bus) });
 }
 
 function memory() {

@@ -49,7 +49,8 @@ describe('the service as a process (node dist/main.js)', () => {
 
   it.each([
     ['Node\'s 511 by default', {}, 511],
-    ['LISTEN_BACKLOG when set', { LISTEN_BACKLOG: '2000' }, 2000],
+    // Below 128, the smallest somaxconn of any Linux: the kernel cannot be what made the queue this size.
+    ['LISTEN_BACKLOG when set', { LISTEN_BACKLOG: '100' }, 100],
   ])('the public listener\'s accept queue is %s (as the kernel reports it, capped by net.core.somaxconn)', async (_name, env, backlog) => {
     const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, ...env });
     try {
@@ -58,6 +59,21 @@ describe('the service as a process (node dist/main.js)', () => {
       const { stdout } = await run('ss', ['-ltnH', `sport = :${gw.port}`]);
       const [, , sendQ] = stdout.trim().split(/\s+/);
       expect(Number(sendQ)).toBe(Math.min(backlog, somaxconn));
+    } finally {
+      gw.child.kill('SIGKILL');
+    }
+  });
+
+  it('says when the kernel caps LISTEN_BACKLOG (net.core.somaxconn), and listens with what it got', async () => {
+    const somaxconn = Number((await readFile('/proc/sys/net/core/somaxconn', 'utf8')).trim());
+    expect(somaxconn).toBeLessThan(65_535); // LISTEN_BACKLOG's own maximum: a host allowing more cannot cap it
+    const gw = await spawnGateway({ JWT_SECRET: TEST_SECRET, LISTEN_BACKLOG: String(somaxconn + 1) });
+    try {
+      const warning = gw.stdout.map((line) => JSON.parse(line) as Record<string, unknown>).find((line) => line.event === 'listen_backlog_capped');
+      expect(warning).toMatchObject({ level: 'warn', listen_backlog: somaxconn + 1, somaxconn });
+      expect(warning?.msg).toMatch(/raise net\.core\.somaxconn to at least/);
+      const { stdout } = await run('ss', ['-ltnH', `sport = :${gw.port}`]);
+      expect(Number(stdout.trim().split(/\s+/)[2])).toBe(somaxconn);
     } finally {
       gw.child.kill('SIGKILL');
     }

@@ -32,7 +32,21 @@ export interface GatewayProcess {
  * Runs `node dist/main.js` (the built service) with `env`, resolving once it logs that it listens. `entry`: another
  * script that starts the same service (test/support/push-harness.js), with an IPC channel when `ipc` is set.
  */
-export async function spawnGateway(env: Record<string, string>, { waitForListening = true, entry = MAIN, ipc = false } = {}): Promise<GatewayProcess> {
+export async function spawnGateway(env: Record<string, string>, options: { waitForListening?: boolean; entry?: string; ipc?: boolean } = {}): Promise<GatewayProcess> {
+  // A port freePort() found free can be taken before the gateway binds it (by another worker's listener, or as the
+  // local port of an outgoing connection: both come from the ephemeral range): with ports of our own choosing, a
+  // start that fails on a taken port is retried on new ones (seen once in CI: INTERNAL_PORT already in use).
+  const ours = !env.PORT && !env.INTERNAL_PORT && options.waitForListening !== false;
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await spawnOnce(env, options);
+    } catch (error) {
+      if (!ours || attempt >= 3 || !/is already in use on/.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+async function spawnOnce(env: Record<string, string>, { waitForListening = true, entry = MAIN, ipc = false } = {}): Promise<GatewayProcess> {
   const port = env.PORT ? Number(env.PORT) : await freePort();
   const internalPort = env.INTERNAL_PORT ? Number(env.INTERNAL_PORT) : await freePort();
   const child = spawn(process.execPath, [entry], {

@@ -263,6 +263,10 @@ describe('the Helm chart, rendered', () => {
     const faster = render({ 'jwt.secret': SECRET, 'gateway.sseHeartbeatMs': 5000 });
     expect(envNamed(faster, 'SSE_HEARTBEAT_MS')?.value).toBe('5000');
     expect(() => render({ 'jwt.secret': SECRET, 'gateway.sseHeartbeatMs': 20000 })).toThrow(/sseHeartbeatMs/);
+    // The listen backlog: Node's 511 unless raised (with net.core.somaxconn, docs/deploy.md).
+    expect(envNamed(faster, 'LISTEN_BACKLOG')?.value).toBe('511');
+    expect(envNamed(render({ 'jwt.secret': SECRET, 'gateway.listenBacklog': 4096 }), 'LISTEN_BACKLOG')?.value).toBe('4096');
+    expect(() => render({ 'jwt.secret': SECRET, 'gateway.listenBacklog': 0 })).toThrow(/listenBacklog/);
   });
 
   it('gives the drain time to finish: grace ≥ preStop sleep + drain window + shutdown budget, probes on health', () => {

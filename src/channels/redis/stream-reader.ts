@@ -136,29 +136,35 @@ export class StreamReader {
           | [string, StreamEntry[]][]
           | null;
         if (!reply) continue;
-        let entriesRead = 0;
-        for (const [, entries] of reply) entriesRead += entries.length;
+        let failed: unknown;
         if (this.bursts) {
           // A blocking read wakes on the first entry of a burst, and the rest lands a moment later: read what is
           // already there, without blocking, and deliver both together, so the burst reaches each socket in one
           // write (bursts of 8 from one publisher, cluster mode: 0.63x -> 0.92x embedded, docs/benchmarks.md).
           const after = ids.slice();
           for (const [key, entries] of reply) if (entries.length) after[keys.indexOf(key)] = entries[entries.length - 1][0];
-          const more = (await this.redis.blocking.xread('COUNT', PAGE, 'STREAMS', ...keys, ...after)) as [string, StreamEntry[]][] | null;
-          // That read costs a round trip before every delivery and a command on every replica: only while it
-          // finds something. Single publications (1,000/s: it found nothing every time) are delivered at once
-          // (issue 26: 0.25 ms of the p50 and about a fifth of the tail's CPU per alert).
-          if (!more?.some(([, entries]) => entries.length > 0)) this.bursts = false;
-          for (const [key, entries] of more ?? []) {
-            const got = reply.find(([k]) => k === key);
-            if (got) got[1].push(...entries);
-            else reply.push([key, entries]);
+          try {
+            const more = (await this.redis.blocking.xread('COUNT', PAGE, 'STREAMS', ...keys, ...after)) as [string, StreamEntry[]][] | null;
+            // That read costs a round trip before every delivery and a command on every replica: only while it
+            // finds something. Single publications (1,000/s: it found nothing every time) are delivered at once
+            // (issue 26: 0.13-0.22 ms of the p50 at 1,000/s, docs/benchmarks.md).
+            if (!more?.some(([, entries]) => entries.length > 0)) this.bursts = false;
+            for (const [key, entries] of more ?? []) {
+              const got = reply.find(([k]) => k === key);
+              if (got) got[1].push(...entries);
+              else reply.push([key, entries]);
+            }
+          } catch (error) {
+            // What the blocking read returned is delivered all the same; the link's trouble is handled below.
+            failed = error;
           }
-        } else if (entriesRead > 1) {
-          // Entries piled up between two reads: publications come in bursts again; read on after the next wake.
+        } else if (reply.some(([, entries]) => entries.length > 1)) {
+          // Entries piled up on a stream between two reads: publications come in bursts again; read on after the
+          // next wake.
           this.bursts = true;
         }
         for (const [key, entries] of reply) tailed[keys.indexOf(key)]?.tailed(entries);
+        if (failed !== undefined) throw failed;
       } catch (error) {
         if (stopped()) return;
         this.redis.silentBlocking(error as Error);
